@@ -1,0 +1,236 @@
+//! What each command does, wiring the components together. `main` parses
+//! flags and calls [`run`]; everything here is testable without a terminal.
+
+use std::{io::Write, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::{self, BrokerOptions},
+    cli::{BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, ProduceArgs, QueryArgs, UpArgs},
+    config::Config,
+    ingest::{Ingest, IngestArgs},
+    lake::Lake,
+    produce::{ProduceOptions, produce},
+    query::{OutputFormat, QueryEngine, write_batches},
+    shutdown, telemetry,
+    topics::{TopicSpec, ensure_topics},
+};
+
+const GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let config = load_config(&cli.common)?;
+    match cli.command {
+        Command::Up(args) => up(config, args).await,
+        Command::Ingest(args) => ingest(config, args).await,
+        Command::Query(args) => query(config, args).await,
+        Command::Produce(args) => produce_cmd(config, args).await,
+        Command::Broker(args) => broker_cmd(args).await,
+    }
+}
+
+/// The config file, then flags and `KLAXON_*` variables on top.
+fn load_config(common: &CommonArgs) -> Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(brokers) = &common.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(lake) = &common.lake {
+        config.lake.url = lake.clone();
+    }
+    Ok(config)
+}
+
+/// The topics ingest reads and writes, as config describes them.
+fn ingest_topics(config: &Config) -> Vec<TopicSpec> {
+    let spec = |name: &str| TopicSpec {
+        name: name.to_owned(),
+        partitions: config.topics.partitions,
+        replication_factor: config.topics.replication_factor,
+        configs: Vec::new(),
+    };
+    let mut topics: Vec<TopicSpec> = config.sources().iter().map(|s| spec(&s.topic)).collect();
+    topics.push(spec(&config.topics.dead_letter));
+    topics
+}
+
+async fn prepare_topics(config: &Config) -> Result<()> {
+    if config.topics.create {
+        ensure_topics(&config.kafka, &config.kafka.brokers, &ingest_topics(config)).await?;
+    }
+    Ok(())
+}
+
+async fn up(mut config: Config, args: UpArgs) -> Result<()> {
+    let shutdown = shutdown::on_signals(GRACE);
+    let embedded = config.kafka.brokers.is_empty();
+    let mut broker_note = String::from("external");
+    if embedded {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        let storage = match args.broker_storage {
+            Some(s) => s,
+            None => format!(
+                "sqlite://{}",
+                std::path::absolute(args.data_dir.join("broker.db"))?.display()
+            ),
+        };
+        let options = BrokerOptions {
+            listen: args.broker_listen,
+            storage: storage.clone(),
+        };
+        config.kafka.brokers = options.bootstrap();
+        tokio::spawn(async move {
+            if let Err(e) = broker::run(options).await {
+                tracing::error!(error = %e, "embedded broker stopped");
+                std::process::exit(1);
+            }
+        });
+        broker::wait_ready(&config.kafka.brokers, Duration::from_secs(30))
+            .await
+            .context("the embedded broker did not start")?;
+        broker_note = format!("embedded tansu, storage {storage}");
+        if config.lake.url == Config::default().lake.url {
+            config.lake.url = args.data_dir.join("lake").display().to_string();
+        }
+    }
+    prepare_topics(&config).await?;
+    let lake = Lake::open(&config.lake)?;
+    let listen = args.http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let metrics = telemetry::init_metrics();
+    let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
+
+    let mut banner = String::new();
+    banner.push_str("klaxon is up\n");
+    banner.push_str(&format!("  kafka bootstrap  {}  ({broker_note})\n", config.kafka.brokers));
+    for s in config.sources() {
+        banner.push_str(&format!("  points topic     {} ({:?})\n", s.topic, s.format).to_lowercase());
+    }
+    banner.push_str(&format!("  dead letters     {}\n", config.topics.dead_letter));
+    banner.push_str(&format!("  lake             {}\n", lake.describe()));
+    banner.push_str(&format!("  metrics          http://{addr}/metrics\n"));
+    banner.push_str(&format!(
+        "  try              klaxon produce --brokers {} --count 10000\n",
+        config.kafka.brokers
+    ));
+    banner.push_str(&format!(
+        "                   klaxon query --lake {} \"SELECT name, count(*) FROM metrics GROUP BY name\"\n",
+        lake.describe()
+    ));
+    print!("{banner}");
+    std::io::stdout().flush()?;
+
+    let ingest = Ingest::new(IngestArgs {
+        brokers: config.kafka.brokers.clone(),
+        config,
+        lake,
+    })?;
+    ingest.run(shutdown).await?;
+    Ok(())
+}
+
+async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
+    if config.kafka.brokers.is_empty() {
+        bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
+    }
+    let shutdown = shutdown::on_signals(GRACE);
+    prepare_topics(&config).await?;
+    let lake = Lake::open(&config.lake)?;
+    let listen = args.http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let metrics = telemetry::init_metrics();
+    let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
+    tracing::info!(%addr, "serving /metrics");
+    let ingest = Ingest::new(IngestArgs {
+        brokers: config.kafka.brokers.clone(),
+        config,
+        lake,
+    })?;
+    ingest.run(shutdown).await?;
+    Ok(())
+}
+
+async fn query(config: Config, args: QueryArgs) -> Result<()> {
+    let lake = Lake::open(&config.lake)?;
+    let engine = QueryEngine::open(&lake).await?;
+    let batches = engine.sql(&args.sql).await?;
+    match (&args.output, args.format) {
+        (Some(path), format) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            write_batches(&batches, format, &mut file)?;
+            file.sync_all()?;
+        }
+        (None, OutputFormat::Parquet) => bail!("--format parquet needs --output FILE"),
+        (None, format) => {
+            let mut stdout = std::io::stdout();
+            write_batches(&batches, format, &mut stdout)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(())
+}
+
+async fn produce_cmd(config: Config, args: ProduceArgs) -> Result<()> {
+    if config.kafka.brokers.is_empty() {
+        bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
+    }
+    if args.count.is_none() && args.duration.is_none() {
+        bail!("say how much to produce: --count N or --duration 30s");
+    }
+    if config.topics.create {
+        let spec = TopicSpec {
+            name: args.topic.clone(),
+            partitions: config.topics.partitions,
+            replication_factor: config.topics.replication_factor,
+            configs: Vec::new(),
+        };
+        ensure_topics(&config.kafka, &config.kafka.brokers, &[spec]).await?;
+    }
+    let report = produce(
+        &config.kafka,
+        ProduceOptions {
+            brokers: config.kafka.brokers.clone(),
+            topic: args.topic,
+            format: args.format,
+            rate: args.rate,
+            series: args.series,
+            count: args.count,
+            duration: args.duration,
+            points_per_record: args.points_per_record,
+            progress: true,
+        },
+    )
+    .await?;
+    println!(
+        "produced {} points in {} records in {:.2}s ({:.0} points/s), {} records failed",
+        report.points,
+        report.records,
+        report.elapsed.as_secs_f64(),
+        report.points as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.failed_records
+    );
+    if report.failed_records > 0 {
+        bail!("{} records were not delivered", report.failed_records);
+    }
+    Ok(())
+}
+
+async fn broker_cmd(args: BrokerArgs) -> Result<()> {
+    let options = BrokerOptions {
+        listen: args.listen,
+        storage: args.storage,
+    };
+    println!("kafka bootstrap {} (storage {})", options.bootstrap(), options.storage);
+    std::io::stdout().flush()?;
+    let shutdown: CancellationToken = shutdown::on_signals(Duration::from_secs(5));
+    tokio::select! {
+        result = broker::run(options) => result?,
+        () = shutdown.cancelled() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Command-line interface. Every runtime knob is a flag with a `KLAXON_*`
+//! environment variable; flags and variables override the config file.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{decode::Format, query::OutputFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "klaxon", version, about = "Metrics into a Parquet lake, SQL alerts, on-call paging")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Config file (TOML); see docker/klaxon.toml for every key.
+    #[arg(long, global = true, env = "KLAXON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port]. Overrides kafka.brokers.
+    #[arg(long, global = true, env = "KLAXON_BROKERS")]
+    pub brokers: Option<String>,
+    /// Lake location: a directory, file://, s3://bucket/prefix or memory://.
+    #[arg(long, global = true, env = "KLAXON_LAKE")]
+    pub lake: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run klaxon: the embedded broker (unless --brokers is given) and ingest.
+    Up(UpArgs),
+    /// Run one member of the ingest consumer group.
+    Ingest(IngestCmdArgs),
+    /// Run SQL over the lake's `metrics` table.
+    Query(QueryArgs),
+    /// Produce synthetic points (a load generator).
+    Produce(ProduceArgs),
+    /// Run the embedded Kafka-compatible broker (tansu) on its own.
+    Broker(BrokerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the embedded broker listens (when --brokers is not given).
+    #[arg(long, env = "KLAXON_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    pub broker_listen: SocketAddr,
+    /// The embedded broker's storage: sqlite://FILE keeps topics and offsets
+    /// across restarts, memory://tansu/ does not.
+    #[arg(long, env = "KLAXON_BROKER_STORAGE")]
+    pub broker_storage: Option<String>,
+    /// Where data lives when no lake or broker storage is given.
+    #[arg(long, env = "KLAXON_DATA_DIR", default_value = "klaxon-data")]
+    pub data_dir: PathBuf,
+    /// Where /metrics is served. Overrides http.listen.
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestCmdArgs {
+    /// Where /metrics is served. Overrides http.listen.
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement.
+    pub sql: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Write the result to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[arg(long, default_value = "metrics")]
+    pub topic: String,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Points per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Distinct series to cycle through.
+    #[arg(long, default_value_t = 1000)]
+    pub series: u64,
+    /// Stop after this many points.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long, e.g. 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Newline-delimited points packed into each Kafka record.
+    #[arg(long, default_value_t = 100)]
+    pub points_per_record: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    #[arg(long, env = "KLAXON_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// memory://tansu/ (lost on exit) or sqlite://FILE (survives restarts).
+    #[arg(long, env = "KLAXON_BROKER_STORAGE", default_value = "memory://tansu/")]
+    pub storage: String,
+}

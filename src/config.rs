@@ -1,0 +1,315 @@
+//! Typed configuration, read from a TOML file and overridden by flags and
+//! `KLAXON_*` environment variables (see `cli`).
+//!
+//! Every struct refuses unknown keys, so a typo is an error with the file, line
+//! and key rather than a silently ignored setting. Durations are written as
+//! `"30s"`, sizes as `"64MiB"`.
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::decode::Format;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// `toml`'s message already carries the line, column, key and reason.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config{}: {}", .path.as_deref().map(|p| format!(" file {p}")).unwrap_or_default(), .problems.join("; "))]
+    Invalid {
+        path: Option<String>,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    /// Which topics carry metric points, and in which format.
+    pub sources: Vec<SourceConfig>,
+    pub ingest: IngestConfig,
+    pub lake: LakeConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`. Empty means "start the embedded
+    /// broker" for `klaxon up`, and is an error for the other commands.
+    pub brokers: String,
+    pub client_id: String,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, ...),
+    /// passed through unchanged to every client klaxon creates.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            client_id: "klaxon".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Create missing topics at start-up. Brokers such as tansu do not
+    /// auto-create topics, so this defaults to on.
+    pub create: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Where rejected records go, with the reason in their headers.
+    pub dead_letter: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            create: true,
+            partitions: 4,
+            replication_factor: 1,
+            dead_letter: "metrics.dlq".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub topic: String,
+    #[serde(default)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub group_id: String,
+    /// Flush a partition's buffer once it holds this many points...
+    pub flush_rows: usize,
+    /// ...or this many bytes of input...
+    pub flush_bytes: ByteSize,
+    /// ...or once its oldest point has waited this long, so a quiet topic
+    /// still reaches the lake.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Upper bound on memory for buffered points and prefetched records. When
+    /// it is reached ingest flushes and stops fetching rather than growing.
+    pub memory_budget: ByteSize,
+    /// A line longer than this is rejected to the dead-letter topic.
+    pub max_line_bytes: ByteSize,
+    /// Points older than now minus this are rejected as out of range.
+    #[serde(with = "humantime_serde")]
+    pub max_past: Duration,
+    /// Points later than now plus this are rejected as out of range.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    /// Rows per Parquet row group; smaller groups prune better, larger compress better.
+    pub row_group_rows: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "klaxon-ingest".into(),
+            flush_rows: 1_000_000,
+            flush_bytes: ByteSize::mib(64),
+            flush_interval: Duration::from_secs(10),
+            memory_budget: ByteSize::mib(512),
+            max_line_bytes: ByteSize::kib(64),
+            max_past: Duration::from_secs(365 * 24 * 3600),
+            max_future: Duration::from_secs(3600),
+            row_group_rows: 128 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A local directory, `file:///abs/path`, `s3://bucket/prefix` or `memory://`.
+    pub url: String,
+    pub s3: S3Config,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            url: "./lake".into(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// Settings for `s3://` lakes. Credentials come from the usual `AWS_*`
+/// environment variables so they never sit in a config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// For MinIO and other S3-compatible stores, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints (MinIO in development).
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where `/metrics` (Prometheus text format) and `/healthz` are served.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text, Some(&display))
+    }
+
+    /// Parses config text; `path` only labels error messages.
+    pub fn parse(text: &str, path: Option<&str>) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.unwrap_or("<inline>").to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, collecting every problem before failing.
+    pub fn validate(&self, path: Option<&str>) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let i = &self.ingest;
+        if i.flush_rows == 0 {
+            problems.push("ingest.flush_rows must be at least 1".to_owned());
+        }
+        if i.flush_interval.is_zero() {
+            problems.push("ingest.flush_interval must be longer than 0s".to_owned());
+        }
+        if i.row_group_rows == 0 {
+            problems.push("ingest.row_group_rows must be at least 1".to_owned());
+        }
+        if i.memory_budget.as_u64() < 4 * 1024 * 1024 {
+            problems.push("ingest.memory_budget must be at least 4MiB".to_owned());
+        }
+        if self.topics.partitions < 1 {
+            problems.push("topics.partitions must be at least 1".to_owned());
+        }
+        if self.topics.replication_factor < 1 {
+            problems.push("topics.replication_factor must be at least 1".to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.sources {
+            if s.topic.is_empty() {
+                problems.push("sources: topic must not be empty".to_owned());
+            }
+            if !seen.insert(&s.topic) {
+                problems.push(format!("sources: topic {:?} is listed twice", s.topic));
+            }
+            if s.topic == self.topics.dead_letter {
+                problems.push(format!(
+                    "sources: topic {:?} is also the dead-letter topic",
+                    s.topic
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.map(str::to_owned),
+                problems,
+            })
+        }
+    }
+
+    /// The topics to read points from; `metrics` in JSON when none are configured.
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        if self.sources.is_empty() {
+            vec![SourceConfig {
+                topic: "metrics".into(),
+                format: Format::Json,
+            }]
+        } else {
+            self.sources.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let c = Config::parse("", None).unwrap();
+        assert_eq!(c.ingest.group_id, "klaxon-ingest");
+        assert_eq!(c.sources()[0].topic, "metrics");
+        assert_eq!(c.ingest.flush_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "[ingest]\nflush_rows = 10\nflush_rowz = 11\n";
+        let err = Config::parse(text, Some("klaxon.toml")).unwrap_err().to_string();
+        assert!(err.contains("klaxon.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("flush_rowz"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sizes_are_human_readable() {
+        let c = Config::parse(
+            "[ingest]\nflush_interval = \"250ms\"\nflush_bytes = \"8MiB\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.ingest.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.ingest.flush_bytes.as_u64(), 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_format_is_refused_with_its_line() {
+        let err = Config::parse("[[sources]]\ntopic = \"m\"\nformat = \"xml\"\n", Some("f"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let err = Config::parse("[ingest]\nflush_rows = 0\n[topics]\npartitions = 0\n", Some("f"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flush_rows"), "{err}");
+        assert!(err.contains("partitions"), "{err}");
+    }
+}

@@ -1,0 +1,263 @@
+//! The JSON point of DESIGN.md:
+//! `{"name": "...", "time": "RFC 3339" | epoch_ms, "value": 1.0, "tags": {"k": "v"}}`.
+//!
+//! Unknown keys are ignored so producers can add fields. Tag values may be
+//! strings, numbers or booleans (stored as their text); a null tag is absent.
+
+use std::{borrow::Cow, fmt};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{IgnoredAny, MapAccess, Visitor},
+};
+
+use super::{LineError, LineSink, RejectReason, Tags};
+
+#[derive(Deserialize)]
+struct JsonPoint<'a> {
+    #[serde(borrow)]
+    name: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    time: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    value: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    tags: Option<TagMap<'a>>,
+}
+
+/// Any JSON value, keeping only what a point can use.
+enum Scalar<'a> {
+    Number(f64),
+    Text(Cow<'a, str>),
+    Bool(bool),
+    Null,
+    /// An object or array.
+    Nested,
+}
+
+impl Scalar<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Number(_) => "a number",
+            Scalar::Text(_) => "a string",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Null => "null",
+            Scalar::Nested => "an object or array",
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `tags` as pairs in document order, without a map per point.
+struct TagMap<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TagMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TagMap<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of tags")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut tags = Vec::with_capacity(m.size_hint().unwrap_or(4));
+                while let Some((k, v)) = m.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
+                    tags.push((k, v));
+                }
+                Ok(TagMap(tags))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
+    let point: JsonPoint<'a> = serde_json::from_str(line)
+        .map_err(|e| LineError::new(RejectReason::InvalidJson, e.to_string()))?;
+    let name = match point.name {
+        Some(Scalar::Text(name)) => name,
+        None | Some(Scalar::Null) => {
+            return Err(LineError::new(RejectReason::MissingField, "missing \"name\""));
+        }
+        Some(other) => {
+            return Err(LineError::new(
+                RejectReason::InvalidSyntax,
+                format!("\"name\" must be a string, not {}", other.kind()),
+            ));
+        }
+    };
+    let value = match point.value {
+        Some(Scalar::Number(v)) => v,
+        None | Some(Scalar::Null) => {
+            return Err(LineError::new(RejectReason::MissingField, "missing \"value\""));
+        }
+        Some(other) => {
+            return Err(LineError::new(
+                RejectReason::NonNumericValue,
+                format!("\"value\" must be a number, not {}", other.kind()),
+            ));
+        }
+    };
+    let time_ms = match point.time {
+        None | Some(Scalar::Null) => sink.record_time_ms,
+        Some(Scalar::Number(ms)) if ms.is_finite() && ms.abs() < 9.0e15 => ms as i64,
+        Some(Scalar::Text(text)) => parse_rfc3339_ms(&text)?,
+        Some(other) => {
+            return Err(LineError::new(
+                RejectReason::BadTimestamp,
+                format!("\"time\" must be RFC 3339 text or epoch milliseconds, not {}", other.kind()),
+            ));
+        }
+    };
+    if let Some(TagMap(tags)) = point.tags {
+        collect_tags(tags, &mut sink.tags)?;
+    }
+    sink.point(name, time_ms, value)
+}
+
+fn collect_tags<'a>(
+    tags: Vec<(Cow<'a, str>, Scalar<'a>)>,
+    out: &mut Tags<'a>,
+) -> Result<(), LineError> {
+    for (key, value) in tags {
+        let value = match value {
+            Scalar::Text(s) => s,
+            Scalar::Number(n) => Cow::Owned(n.to_string()),
+            Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            Scalar::Null => continue,
+            Scalar::Nested => {
+                return Err(LineError::new(
+                    RejectReason::InvalidSyntax,
+                    format!("tag {key:?} must be a string, number or boolean"),
+                ));
+            }
+        };
+        out.push((key, value));
+    }
+    Ok(())
+}
+
+pub(super) fn parse_rfc3339_ms(text: &str) -> Result<i64, LineError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            LineError::new(
+                RejectReason::BadTimestamp,
+                format!("time {text:?} is not RFC 3339: {e}"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Format, testing::*};
+
+    #[test]
+    fn decodes_the_design_example() {
+        let (table, rejects) = decode_to_table(
+            Format::Json,
+            r#"{"name": "http.server.errors", "time": "2026-11-24T10:00:00Z", "value": 3.0, "tags": {"service": "checkout", "host": "web-3"}}"#,
+        );
+        assert!(rejects.is_empty(), "{rejects:?}");
+        let expected = "\
++----------------------+--------------------+-------+-------+----------+
+| time                 | name               | value | host  | service  |
++----------------------+--------------------+-------+-------+----------+
+| 2026-11-24T10:00:00Z | http.server.errors | 3.0   | web-3 | checkout |
++----------------------+--------------------+-------+-------+----------+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn epoch_ms_numbers_escapes_and_missing_time() {
+        let (table, rejects) = decode_to_table(
+            Format::Json,
+            "{\"name\":\"a\\\"b\",\"time\":1700000000123,\"value\":1,\"tags\":{\"n\":7,\"ok\":true,\"gone\":null}}\n{\"name\":\"c\",\"value\":-2.5}",
+        );
+        assert!(rejects.is_empty(), "{rejects:?}");
+        assert!(table.contains("2023-11-14T22:13:20.123Z | a\"b"), "{table}");
+        assert!(table.contains("| 7 "), "{table}");
+        assert!(table.contains("| true "), "{table}");
+        assert!(!table.contains("gone"), "{table}");
+        // No time: the record's Kafka timestamp.
+        assert!(table.contains("2023-11-14T22:13:20Z     | c"), "{table}");
+    }
+
+    #[test]
+    fn each_bad_point_gets_its_reason() {
+        let (_, rejects) = decode_to_table(
+            Format::Json,
+            concat!(
+                "{\"time\":1,\"value\":1}\n",
+                "{\"name\":\"a\",\"time\":1}\n",
+                "{\"name\":\"a\",\"time\":1,\"value\":\"3\"}\n",
+                "{\"name\":\"a\",\"time\":\"yesterday\",\"value\":1}\n",
+                "{\"name\":\"a\",\"time\":1,\"value\":1,\"tags\":{\"k\":[1]}}\n",
+                "[1,2]\n",
+                "{\"name\":\"a\",\"time\":1,\"value\":1e999}\n",
+            ),
+        );
+        assert_eq!(
+            reasons(&rejects),
+            [
+                "missing_field",
+                "missing_field",
+                "non_numeric_value",
+                "bad_timestamp",
+                "invalid_syntax",
+                "invalid_json",
+                "invalid_json",
+            ]
+        );
+    }
+}

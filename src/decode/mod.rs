@@ -1,0 +1,323 @@
+//! Decoders from Kafka record bytes to Arrow rows.
+//!
+//! A record holds one point or many newline-delimited points. Each line is
+//! decoded on its own: a bad line is rejected with a [`RejectReason`] (and goes
+//! to the dead-letter topic) while the good lines of the same record are kept.
+//! Decoders append into [`PointBatchBuilder`] directly.
+
+mod graphite;
+mod influx;
+mod json;
+
+use std::{borrow::Cow, ops::Range};
+
+use serde::Deserialize;
+
+use crate::points::{PointBatchBuilder, tag_column_name};
+
+/// The wire format of a topic, set per topic in config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `{"name": ..., "time": ..., "value": ..., "tags": {...}}`, one per line.
+    #[default]
+    Json,
+    /// Graphite plaintext: `path value epoch_seconds`, tagged `path;k=v value epoch`.
+    Graphite,
+    /// Influx line protocol, nanosecond timestamps; one point per numeric field.
+    Influx,
+}
+
+/// Why a line was rejected. The label is what `/metrics` and the dead-letter
+/// headers carry, so it is part of the user contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    InvalidUtf8,
+    LineTooLong,
+    InvalidJson,
+    InvalidSyntax,
+    MissingField,
+    NonNumericValue,
+    NonFiniteValue,
+    BadTimestamp,
+    TimestampOutOfRange,
+    DuplicateTag,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::LineTooLong => "line_too_long",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::InvalidSyntax => "invalid_syntax",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::NonNumericValue => "non_numeric_value",
+            RejectReason::NonFiniteValue => "non_finite_value",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::TimestampOutOfRange => "timestamp_out_of_range",
+            RejectReason::DuplicateTag => "duplicate_tag",
+        }
+    }
+}
+
+/// A line that could not be decoded: why, and where in the record it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub reason: RejectReason,
+    pub detail: String,
+    /// 1-based line number within the record.
+    pub line: usize,
+    /// Byte range of the line within the record.
+    pub bytes: Range<usize>,
+}
+
+/// What a line parser found wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LineError {
+    pub(crate) reason: RejectReason,
+    pub(crate) detail: String,
+}
+
+impl LineError {
+    pub(crate) fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Bounds every decoded point must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_line_bytes: usize,
+    pub min_time_ms: i64,
+    pub max_time_ms: i64,
+}
+
+impl Limits {
+    /// No bounds: for tests and tools that replay old data.
+    pub fn unbounded() -> Self {
+        Self {
+            max_line_bytes: usize::MAX,
+            min_time_ms: i64::MIN,
+            max_time_ms: i64::MAX,
+        }
+    }
+}
+
+/// Tag pairs of one line, borrowed from the record where no unescaping was needed.
+pub(crate) type Tags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// Where line parsers put what they found, checked before it reaches the batch.
+pub(crate) struct LineSink<'b, 'a> {
+    builder: &'b mut PointBatchBuilder,
+    limits: Limits,
+    /// The record's Kafka timestamp: the time of a point that carries none, so a
+    /// replay decodes the same rows (wall-clock time would not).
+    pub(crate) record_time_ms: i64,
+    /// Scratch for the current line's tags, reused across lines of the record.
+    pub(crate) tags: Tags<'a>,
+    /// Points of the current line, committed to the batch only if the line is good.
+    pending: Vec<(Cow<'a, str>, i64, f64)>,
+}
+
+impl<'a> LineSink<'_, 'a> {
+    /// Queues one point of the current line.
+    pub(crate) fn point(
+        &mut self,
+        name: Cow<'a, str>,
+        time_ms: i64,
+        value: f64,
+    ) -> Result<(), LineError> {
+        if name.is_empty() {
+            return Err(LineError::new(RejectReason::MissingField, "empty metric name"));
+        }
+        if !value.is_finite() {
+            return Err(LineError::new(
+                RejectReason::NonFiniteValue,
+                format!("value {value} is not finite"),
+            ));
+        }
+        if time_ms < self.limits.min_time_ms || time_ms > self.limits.max_time_ms {
+            return Err(LineError::new(
+                RejectReason::TimestampOutOfRange,
+                format!("time {time_ms}ms is outside the accepted range"),
+            ));
+        }
+        self.pending.push((name, time_ms, value));
+        Ok(())
+    }
+
+    /// Renames reserved tag keys and refuses duplicates, then appends the line.
+    fn commit_line(&mut self) -> Result<usize, LineError> {
+        for (key, _) in self.tags.iter_mut() {
+            if let Cow::Owned(renamed) = tag_column_name(key) {
+                *key = Cow::Owned(renamed);
+            }
+        }
+        for (i, (key, _)) in self.tags.iter().enumerate() {
+            if key.is_empty() {
+                return Err(LineError::new(RejectReason::InvalidSyntax, "empty tag key"));
+            }
+            if self.tags[..i].iter().any(|(k, _)| k == key) {
+                return Err(LineError::new(
+                    RejectReason::DuplicateTag,
+                    format!("tag {key:?} appears twice"),
+                ));
+            }
+        }
+        let n = self.pending.len();
+        for (name, time, value) in self.pending.drain(..) {
+            self.builder.push(&name, time, value, &self.tags);
+        }
+        Ok(n)
+    }
+}
+
+/// Decodes one record's bytes, appending good points to `builder` and the
+/// rejected lines to `rejects`. Returns how many points were appended.
+pub fn decode_record(
+    format: Format,
+    payload: &[u8],
+    record_time_ms: i64,
+    limits: Limits,
+    builder: &mut PointBatchBuilder,
+    rejects: &mut Vec<Rejected>,
+) -> usize {
+    let mut sink = LineSink {
+        builder,
+        limits,
+        record_time_ms,
+        tags: Vec::new(),
+        pending: Vec::new(),
+    };
+    let mut accepted = 0;
+    let mut start = 0;
+    for (index, raw) in payload.split(|b| *b == b'\n').enumerate() {
+        let range = start..start + raw.len();
+        start = range.end + 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        sink.tags.clear();
+        sink.pending.clear();
+        match decode_line(format, line, limits, &mut sink).and_then(|()| sink.commit_line()) {
+            Ok(n) => accepted += n,
+            Err(e) => rejects.push(Rejected {
+                reason: e.reason,
+                detail: e.detail,
+                line: index + 1,
+                bytes: range,
+            }),
+        }
+    }
+    accepted
+}
+
+fn decode_line<'a>(
+    format: Format,
+    line: &'a [u8],
+    limits: Limits,
+    sink: &mut LineSink<'_, 'a>,
+) -> Result<(), LineError> {
+    if line.len() > limits.max_line_bytes {
+        return Err(LineError::new(
+            RejectReason::LineTooLong,
+            format!("line of {} bytes exceeds {}", line.len(), limits.max_line_bytes),
+        ));
+    }
+    let line = std::str::from_utf8(line)
+        .map_err(|e| LineError::new(RejectReason::InvalidUtf8, e.to_string()))?;
+    match format {
+        Format::Json => json::parse_line(line, sink),
+        Format::Graphite => {
+            if line.trim_start().starts_with('#') {
+                return Ok(());
+            }
+            graphite::parse_line(line, sink)
+        }
+        Format::Influx => {
+            if line.trim_start().starts_with('#') {
+                return Ok(());
+            }
+            influx::parse_line(line, sink)
+        }
+    }
+}
+
+/// Helpers shared by the decoders' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use arrow::util::pretty::pretty_format_batches;
+
+    use super::*;
+
+    pub(crate) const RECORD_TIME: i64 = 1_700_000_000_000;
+
+    /// Decodes `text` and renders the batch as a table, plus the rejections.
+    pub(crate) fn decode_to_table(format: Format, text: &str) -> (String, Vec<Rejected>) {
+        let mut builder = PointBatchBuilder::default();
+        let mut rejects = Vec::new();
+        decode_record(
+            format,
+            text.as_bytes(),
+            RECORD_TIME,
+            Limits::unbounded(),
+            &mut builder,
+            &mut rejects,
+        );
+        let batch = builder.finish().unwrap();
+        (pretty_format_batches(&[batch]).unwrap().to_string(), rejects)
+    }
+
+    pub(crate) fn reasons(rejects: &[Rejected]) -> Vec<&'static str> {
+        rejects.iter().map(|r| r.reason.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{testing::*, *};
+
+    #[test]
+    fn good_lines_survive_a_bad_neighbour() {
+        let text = "{\"name\":\"a\",\"time\":1,\"value\":1}\nnot json\n\n{\"name\":\"b\",\"time\":2,\"value\":2}\r\n";
+        let (table, rejects) = decode_to_table(Format::Json, text);
+        assert!(table.contains("| a "), "{table}");
+        assert!(table.contains("| b "), "{table}");
+        assert_eq!(reasons(&rejects), ["invalid_json"]);
+        assert_eq!(rejects[0].line, 2);
+        assert_eq!(&text.as_bytes()[rejects[0].bytes.clone()], b"not json");
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut builder = PointBatchBuilder::default();
+        let mut rejects = Vec::new();
+        let limits = Limits {
+            max_line_bytes: 60,
+            min_time_ms: 0,
+            max_time_ms: 10_000,
+        };
+        let text = b"{\"name\":\"a\",\"time\":20000,\"value\":1}\n{\"name\":\"a\",\"time\":1,\"value\":1,\"tags\":{\"k\":\"a long tag value here\"}}\n\xff\xfe\n";
+        let n = decode_record(Format::Json, text, 0, limits, &mut builder, &mut rejects);
+        assert_eq!(n, 0);
+        assert_eq!(
+            reasons(&rejects),
+            ["timestamp_out_of_range", "line_too_long", "invalid_utf8"]
+        );
+    }
+
+    #[test]
+    fn reserved_and_duplicate_tags() {
+        let (table, rejects) = decode_to_table(
+            Format::Graphite,
+            "a;time=x;host=h 1 10\nb;host=1;host=2 1 10\n",
+        );
+        assert!(table.contains("tag_time"), "{table}");
+        assert_eq!(reasons(&rejects), ["duplicate_tag"]);
+    }
+}

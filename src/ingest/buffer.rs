@@ -1,0 +1,55 @@
+//! One partition's points waiting for the next flush.
+
+use std::time::Instant;
+
+use crate::points::PointBatchBuilder;
+
+/// Points of one topic partition, and the offsets they came from.
+#[derive(Debug)]
+pub(super) struct PartitionBuffer {
+    pub(super) builder: PointBatchBuilder,
+    /// Offset of the first record since the last flush; `None` when empty.
+    pub(super) first_offset: Option<i64>,
+    pub(super) last_offset: i64,
+    /// Input bytes buffered: the measure of `flush_bytes` and the memory budget.
+    pub(super) bytes: usize,
+    /// When the first record since the last flush arrived; ages the buffer.
+    pub(super) since: Option<Instant>,
+}
+
+impl Default for PartitionBuffer {
+    fn default() -> Self {
+        Self {
+            builder: PointBatchBuilder::default(),
+            first_offset: None,
+            last_offset: -1,
+            bytes: 0,
+            since: None,
+        }
+    }
+}
+
+impl PartitionBuffer {
+    /// Notes that the record at `offset` (of `bytes` bytes) has been decoded.
+    pub(super) fn record(&mut self, offset: i64, bytes: usize) {
+        if self.first_offset.is_none() {
+            self.first_offset = Some(offset);
+            self.since = Some(Instant::now());
+        }
+        self.last_offset = offset;
+        self.bytes += bytes;
+    }
+
+    /// True when records wait to be flushed (even if every line was rejected:
+    /// their offsets still need committing).
+    pub(super) fn has_records(&self) -> bool {
+        self.first_offset.is_some()
+    }
+
+    /// Resets after a flush.
+    pub(super) fn clear(&mut self) {
+        self.first_offset = None;
+        self.bytes = 0;
+        self.since = None;
+    }
+}

@@ -1,0 +1,386 @@
+//! The ingest loop: receive, decode, buffer, flush on size or age, commit.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::KafkaError,
+    producer::FutureProducer,
+    types::RDKafkaErrorCode,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    IngestError,
+    buffer::PartitionBuffer,
+    context::IngestContext,
+    dead_letter::{DeadLetters, Origin},
+};
+use crate::{
+    config::Config,
+    decode::{Format, Limits, Rejected, decode_record},
+    kafka::client_config,
+    lake::{
+        Lake,
+        writer::{FlushRange, discard_uncommitted, write_flush},
+    },
+};
+
+/// What an ingest process needs.
+#[derive(Debug, Clone)]
+pub struct IngestArgs {
+    pub config: Config,
+    pub brokers: String,
+    pub lake: Lake,
+}
+
+/// State of one assigned partition.
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Whether the lake has been checked for an interrupted flush since the
+    /// partition was (re)assigned; see `discard_uncommitted`.
+    checked: bool,
+    buffer: PartitionBuffer,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    format: Format,
+    partitions: HashMap<i32, PartitionState>,
+}
+
+/// One member of the ingest consumer group.
+pub struct Ingest {
+    args: IngestArgs,
+    /// Shared so the receive future does not borrow `self` while a record is handled.
+    consumer: Arc<StreamConsumer<IngestContext>>,
+    dead_letters: DeadLetters,
+    topics: HashMap<String, TopicState>,
+    /// Input bytes held in all buffers; flushing the largest keeps it under
+    /// `buffer_budget`.
+    buffered_bytes: usize,
+    buffer_budget: usize,
+    /// Reused for every record to avoid an allocation per record.
+    rejects: Vec<Rejected>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("brokers", &self.args.brokers)
+            .field("buffered_bytes", &self.buffered_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that mean this member no longer owns the partition it tried to
+/// commit: its new owner replays from the last commit, so the work is dropped.
+fn lost_ownership(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::State
+        )
+    )
+}
+
+impl Ingest {
+    pub fn new(args: IngestArgs) -> Result<Self, IngestError> {
+        if args.brokers.is_empty() {
+            return Err(IngestError::NoBrokers);
+        }
+        let ingest = &args.config.ingest;
+        let budget = ingest.memory_budget.as_u64() as usize;
+        // A quarter of the budget for records librdkafka prefetches, the rest
+        // for decoded buffers. When both are full, fetching stops.
+        let prefetch_kib = (budget / 4 / 1024).max(1024);
+        let mut consumer_config = client_config(&args.config.kafka, &args.brokers);
+        consumer_config
+            .set("group.id", &ingest.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .set("queued.max.messages.kbytes", prefetch_kib.to_string())
+            .set("fetch.max.bytes", (prefetch_kib * 1024 / 2).min(52_428_800).to_string());
+        // The user's properties win over the defaults above.
+        for (k, v) in &args.config.kafka.properties {
+            consumer_config.set(k, v);
+        }
+        let consumer: StreamConsumer<IngestContext> =
+            consumer_config.create_with_context(IngestContext::default())?;
+        let producer: FutureProducer = client_config(&args.config.kafka, &args.brokers)
+            .set("enable.idempotence", "true")
+            .create()?;
+        let sources = args.config.sources();
+        let names: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
+        consumer.subscribe(&names)?;
+        let topics = sources
+            .iter()
+            .map(|s| {
+                (
+                    s.topic.clone(),
+                    TopicState {
+                        format: s.format,
+                        partitions: HashMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            dead_letters: DeadLetters::new(producer, args.config.topics.dead_letter.clone()),
+            consumer: Arc::new(consumer),
+            topics,
+            buffered_bytes: 0,
+            buffer_budget: budget - budget / 4,
+            rejects: Vec::new(),
+            args,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled, then flushes and commits what it holds.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), IngestError> {
+        let interval = self.args.config.ingest.flush_interval;
+        let tick = (interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(
+            group = %self.args.config.ingest.group_id,
+            topics = ?self.topics.keys().collect::<Vec<_>>(),
+            lake = %self.args.lake.describe(),
+            "ingest started"
+        );
+        let consumer = Arc::clone(&self.consumer);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                received = consumer.recv() => match received {
+                    Ok(message) => self.handle(&message).await?,
+                    Err(e) => {
+                        // librdkafka reconnects by itself; a broker outage only
+                        // pauses consumption.
+                        tracing::warn!(error = %e, "consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = ticker.tick() => self.flush_aged().await?,
+            }
+        }
+        tracing::info!("ingest stopping: flushing buffers");
+        self.flush_all().await
+    }
+
+    async fn handle(
+        &mut self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), IngestError> {
+        self.apply_revocations();
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let payload = message.payload().unwrap_or_default();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let record_time = message.timestamp().to_millis().unwrap_or(now_ms);
+        let ingest = &self.args.config.ingest;
+        let limits = Limits {
+            max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
+            min_time_ms: now_ms.saturating_sub(ingest.max_past.as_millis() as i64),
+            max_time_ms: now_ms.saturating_add(ingest.max_future.as_millis() as i64),
+        };
+        let (flush_rows, flush_bytes) = (ingest.flush_rows, ingest.flush_bytes.as_u64() as usize);
+
+        let Some(topic_state) = self.topics.get_mut(topic) else {
+            tracing::warn!(topic, "record from a topic not subscribed to");
+            return Ok(());
+        };
+        let format = topic_state.format;
+        let state = topic_state.partitions.entry(partition).or_default();
+        if !state.checked {
+            let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
+            if !gone.is_empty() {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    files = gone.len(),
+                    "removed files of an interrupted flush; the replay rewrites them"
+                );
+            }
+            state.checked = true;
+        }
+
+        self.rejects.clear();
+        let points = decode_record(
+            format,
+            payload,
+            record_time,
+            limits,
+            &mut state.buffer.builder,
+            &mut self.rejects,
+        );
+        state.buffer.record(offset, payload.len());
+        let full = state.buffer.builder.len() >= flush_rows || state.buffer.bytes >= flush_bytes;
+        self.buffered_bytes += payload.len();
+        metrics::counter!("klaxon_ingest_records_total", "topic" => topic.to_owned()).increment(1);
+        metrics::counter!("klaxon_ingest_points_total", "topic" => topic.to_owned())
+            .increment(points as u64);
+        metrics::counter!("klaxon_ingest_bytes_total", "topic" => topic.to_owned())
+            .increment(payload.len() as u64);
+
+        if !self.rejects.is_empty() {
+            let origin = Origin {
+                topic,
+                partition,
+                offset,
+                key: message.key(),
+                payload,
+            };
+            self.dead_letters.publish(origin, &self.rejects).await?;
+        }
+        if full {
+            self.flush(topic, partition).await?;
+        }
+        if self.buffered_bytes > self.buffer_budget {
+            self.flush_largest().await?;
+        }
+        metrics::gauge!("klaxon_ingest_buffered_bytes").set(self.buffered_bytes as f64);
+        Ok(())
+    }
+
+    /// Drops the buffers of revoked partitions: their new owner replays them
+    /// from the last commit, so flushing them here would duplicate rows.
+    fn apply_revocations(&mut self) {
+        for (topic, partition) in self.consumer.context().take_revoked() {
+            if let Some(state) = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.partitions.remove(&partition))
+            {
+                self.buffered_bytes -= state.buffer.bytes;
+            }
+        }
+    }
+
+    async fn flush_aged(&mut self) -> Result<(), IngestError> {
+        self.apply_revocations();
+        let max_age = self.args.config.ingest.flush_interval;
+        let now = Instant::now();
+        let due = self.partitions_where(|b| b.since.is_some_and(|s| now.duration_since(s) >= max_age));
+        for (topic, partition) in due {
+            self.flush(&topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), IngestError> {
+        self.apply_revocations();
+        for (topic, partition) in self.partitions_where(PartitionBuffer::has_records) {
+            self.flush(&topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the biggest buffer: backpressure once the memory budget is used.
+    async fn flush_largest(&mut self) -> Result<(), IngestError> {
+        let largest = self
+            .topics
+            .iter()
+            .flat_map(|(t, s)| s.partitions.iter().map(move |(p, st)| (st.buffer.bytes, t, *p)))
+            .max()
+            .map(|(_, t, p)| (t.clone(), p));
+        if let Some((topic, partition)) = largest {
+            tracing::debug!(topic, partition, "memory budget reached; flushing largest buffer");
+            self.flush(&topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    fn partitions_where(&self, pred: impl Fn(&PartitionBuffer) -> bool) -> Vec<(String, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(t, s)| {
+                s.partitions
+                    .iter()
+                    .filter(|(_, st)| pred(&st.buffer))
+                    .map(move |(p, _)| (t.clone(), *p))
+            })
+            .collect()
+    }
+
+    /// Writes the partition's buffer to the lake, then commits its offsets.
+    async fn flush(&mut self, topic: &str, partition: i32) -> Result<(), IngestError> {
+        let Some(state) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(&partition))
+        else {
+            return Ok(());
+        };
+        let buffer = &mut state.buffer;
+        let Some(first_offset) = buffer.first_offset else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let range = FlushRange {
+            topic: topic.to_owned(),
+            partition,
+            first_offset,
+            last_offset: buffer.last_offset,
+        };
+        if !buffer.builder.is_empty() {
+            let batch = buffer.builder.finish()?;
+            let outcome = write_flush(
+                &self.args.lake,
+                &range,
+                batch,
+                self.args.config.ingest.row_group_rows,
+            )
+            .await?;
+            metrics::counter!("klaxon_lake_files_written_total").increment(outcome.files.len() as u64);
+            metrics::counter!("klaxon_lake_rows_written_total").increment(outcome.rows as u64);
+            metrics::counter!("klaxon_lake_bytes_written_total").increment(outcome.bytes as u64);
+        }
+        self.buffered_bytes -= buffer.bytes;
+        buffer.clear();
+
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(topic, partition, Offset::Offset(range.last_offset + 1))?;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result =
+                tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
+            match result {
+                Ok(()) => break,
+                Err(e) if lost_ownership(&e) => {
+                    tracing::warn!(topic, partition, error = %e, "commit refused: partition moved to another member");
+                    if let Some(t) = self.topics.get_mut(topic) {
+                        t.partitions.remove(&partition);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    // The files are durable; until the commit lands, a crash
+                    // replays them and the in-flight marker discards them.
+                    tracing::warn!(topic, partition, error = %e, "commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics::histogram!("klaxon_ingest_flush_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(topic, partition, first = range.first_offset, last = range.last_offset, "flushed");
+        Ok(())
+    }
+}

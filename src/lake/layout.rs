@@ -1,0 +1,60 @@
+//! Where each file of the lake lives, and the marker of an unfinished flush.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::points::MS_PER_HOUR;
+
+/// Directory of the table `metrics` under the lake root.
+pub const TABLE_DIR: &str = "metrics";
+
+/// The hive partition directory of a UTC hour (hours since the epoch).
+pub fn partition_dir(hour: i64) -> String {
+    let start = DateTime::<Utc>::from_timestamp_millis(hour * MS_PER_HOUR)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    start.format("date=%Y-%m-%d/hour=%H").to_string()
+}
+
+/// The path of a data file, relative to the lake root.
+pub fn data_file(topic: &str, partition: i32, first: i64, last: i64, hour: i64) -> String {
+    format!(
+        "{TABLE_DIR}/{}/{topic}-{partition:05}-{first:020}-{last:020}.parquet",
+        partition_dir(hour)
+    )
+}
+
+/// Written before a flush's data files and overwritten by the next flush.
+///
+/// Offsets are committed only after every listed file is durable. A consumer
+/// that (re)starts a partition and receives an offset `<= last_offset` knows
+/// that commit never happened: the listed files are orphans that the replay
+/// will write again, perhaps split at other offsets, so it deletes them first.
+/// A first offset past `last_offset` means the flush completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InflightMarker {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub files: Vec<String>,
+}
+
+impl InflightMarker {
+    pub fn path(topic: &str, partition: i32) -> String {
+        format!("_klaxon/inflight/{topic}/{partition}.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_sortable() {
+        let hour = 1_764_000_000_000 / MS_PER_HOUR;
+        assert_eq!(
+            data_file("metrics", 3, 100, 199, hour),
+            "metrics/date=2025-11-24/hour=16/metrics-00003-00000000000000000100-00000000000000000199.parquet"
+        );
+    }
+}

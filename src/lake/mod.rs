@@ -1,0 +1,20 @@
+//! The Parquet lake: where points rest, readable by DataFusion, DuckDB, Spark
+//! and Trino as they are.
+//!
+//! Layout under the lake's root:
+//!
+//! ```text
+//! metrics/date=2026-11-24/hour=10/{topic}-{partition:05}-{first:020}-{last:020}.parquet
+//! _klaxon/inflight/{topic}/{partition}.json
+//! ```
+//!
+//! File names come from the Kafka offsets they hold, so a replay of the same
+//! records rewrites the same file. The in-flight marker lists the files of the
+//! flush under way; see [`layout::InflightMarker`] for how it keeps the lake
+//! exactly-once when a replay flushes at different boundaries.
+
+pub mod layout;
+mod store;
+pub mod writer;
+
+pub use store::{Lake, LakeError};

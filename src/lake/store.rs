@@ -1,0 +1,282 @@
+//! Durable puts, reads and deletes on the lake's storage.
+
+use std::{
+    io::Write,
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use object_store::{
+    ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem, memory::InMemory,
+    path::Path as ObjectPath,
+};
+use thiserror::Error;
+use url::Url;
+
+use crate::{config::LakeConfig, error::ErrorKind};
+
+#[derive(Debug, Error)]
+pub enum LakeError {
+    #[error("lake url {url:?} is not supported: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("lake I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("lake path: {0}")]
+    Path(#[from] object_store::path::Error),
+    #[error("lake object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("encoding Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("preparing a batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("in-flight marker {path} is corrupt: {source}")]
+    Marker {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+impl LakeError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LakeError::BadUrl { .. } => ErrorKind::User,
+            LakeError::Arrow(_) | LakeError::Parquet(_) => ErrorKind::Internal,
+            _ => ErrorKind::External,
+        }
+    }
+}
+
+/// A lake's location and the store that reaches it.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    /// The store at the root of the URL's authority (the bucket, or `/`), as
+    /// DataFusion registers it.
+    store: Arc<dyn ObjectStore>,
+    /// Base URL of the store, for DataFusion's object-store registry.
+    store_url: Url,
+    /// Path of the lake root inside `store`.
+    prefix: ObjectPath,
+    /// Local lakes bypass `object_store` for writes: it neither fsyncs the file
+    /// nor its directory, and durability before commit is the whole contract.
+    local_root: Option<PathBuf>,
+}
+
+impl Lake {
+    pub fn open(config: &LakeConfig) -> Result<Self, LakeError> {
+        let raw = config.url.trim();
+        let bad = |reason: &str| LakeError::BadUrl {
+            url: raw.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if raw.is_empty() {
+            return Err(bad("empty"));
+        }
+        if !raw.contains("://") {
+            return Self::local(FsPath::new(raw));
+        }
+        let url = Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| bad("not an absolute file path"))?;
+                Self::local(&path)
+            }
+            "s3" => {
+                let bucket = url.host_str().ok_or_else(|| bad("no bucket"))?;
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_allow_http(config.s3.allow_http);
+                if let Some(endpoint) = &config.s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &config.s3.region {
+                    builder = builder.with_region(region);
+                }
+                Ok(Lake {
+                    store: Arc::new(builder.build()?),
+                    store_url: Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(&e.to_string()))?,
+                    prefix: ObjectPath::from(url.path()),
+                    local_root: None,
+                })
+            }
+            "memory" => Ok(Lake {
+                store: Arc::new(InMemory::new()),
+                store_url: Url::parse("memory://").expect("static url"),
+                prefix: ObjectPath::from(url.path()),
+                local_root: None,
+            }),
+            other => Err(bad(&format!(
+                "scheme {other:?}; use a directory, file://, s3:// or memory://"
+            ))),
+        }
+    }
+
+    fn local(path: &FsPath) -> Result<Self, LakeError> {
+        std::fs::create_dir_all(path).map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let root = path.canonicalize().map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Lake {
+            store: Arc::new(LocalFileSystem::new()),
+            store_url: Url::parse("file:///").expect("static url"),
+            prefix: ObjectPath::from_filesystem_path(&root)?,
+            local_root: Some(root),
+        })
+    }
+
+    /// Where the lake is, for people: a directory or a URL.
+    pub fn describe(&self) -> String {
+        match &self.local_root {
+            Some(root) => root.display().to_string(),
+            None => format!("{}{}", self.store_url, self.prefix),
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub fn store_url(&self) -> &Url {
+        &self.store_url
+    }
+
+    /// URL of a directory of the lake, as DataFusion's listing tables take it.
+    pub fn dir_url(&self, relative: &str) -> String {
+        let mut base = self.store_url.to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let prefix = self.prefix.as_ref();
+        if !prefix.is_empty() {
+            base.push_str(prefix);
+            base.push('/');
+        }
+        format!("{base}{relative}/")
+    }
+
+    fn object_path(&self, relative: &str) -> ObjectPath {
+        self.prefix.parts().chain(ObjectPath::from(relative).parts()).collect()
+    }
+
+    /// Stores `bytes` at `relative` so that, when this returns, the object
+    /// survives a crash of this process and of the machine. Readers see the old
+    /// object or the new one, never a part.
+    pub async fn put_durable(&self, relative: &str, bytes: Bytes) -> Result<(), LakeError> {
+        match &self.local_root {
+            Some(root) => {
+                let path = root.join(relative);
+                tokio::task::spawn_blocking(move || write_fsync_rename(&path, &bytes))
+                    .await
+                    .expect("durable write task panicked")
+            }
+            None => {
+                self.store.put(&self.object_path(relative), bytes.into()).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads an object, `None` if absent.
+    pub async fn get(&self, relative: &str) -> Result<Option<Bytes>, LakeError> {
+        match self.store.get(&self.object_path(relative)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object; an absent one is fine.
+    pub async fn delete(&self, relative: &str) -> Result<(), LakeError> {
+        match self.store.delete(&self.object_path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Write to a temporary name, fsync it, rename over the target, fsync the
+/// directory: the POSIX recipe for an atomic, durable replace. The temporary
+/// name does not end in `.parquet`, so readers listing the table never see it.
+fn write_fsync_rename(path: &FsPath, bytes: &[u8]) -> Result<(), LakeError> {
+    let io = |source| LakeError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path.parent().expect("lake paths have a parent");
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file_name = path.file_name().expect("lake paths name a file");
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(dir).map_err(io)?;
+    if created {
+        // A new hour directory must itself be durable in its parents.
+        let mut parent = dir.parent();
+        for _ in 0..2 {
+            if let Some(p) = parent {
+                sync_dir(p).map_err(io)?;
+                parent = p.parent();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_put_get_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeConfig {
+            url: dir.path().join("lake").display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        lake.put_durable("a/b/c.json", Bytes::from_static(b"one")).await.unwrap();
+        lake.put_durable("a/b/c.json", Bytes::from_static(b"two")).await.unwrap();
+        assert_eq!(lake.get("a/b/c.json").await.unwrap().unwrap(), "two");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("lake/a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["c.json"], "no temporary file stays behind");
+        lake.delete("a/b/c.json").await.unwrap();
+        lake.delete("a/b/c.json").await.unwrap();
+        assert!(lake.get("a/b/c.json").await.unwrap().is_none());
+        assert!(lake.dir_url("metrics").starts_with("file:///"));
+        assert!(lake.dir_url("metrics").ends_with("/lake/metrics/"));
+    }
+
+    #[test]
+    fn refuses_unknown_schemes() {
+        let err = Lake::open(&LakeConfig {
+            url: "ftp://x/y".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+    }
+}

@@ -1,0 +1,271 @@
+//! Metric points as Arrow: the SQL surface of DESIGN.md.
+//!
+//! A batch has `time` (timestamp ms, UTC), `name`, `value` (float64) and one
+//! nullable string column per tag key, in key order. Decoders append straight
+//! into [`PointBatchBuilder`]; no point is materialised as a Rust struct.
+
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
+
+use arrow::{
+    array::{
+        ArrayRef, Float64Builder, RecordBatch, StringDictionaryBuilder, TimestampMillisecondArray,
+        TimestampMillisecondBuilder,
+    },
+    compute::{SortColumn, filter_record_batch, lexsort_to_indices, take_record_batch},
+    datatypes::{DataType, Field, Int32Type, Schema, TimeUnit},
+    error::ArrowError,
+};
+
+pub const TIME: &str = "time";
+pub const NAME: &str = "name";
+pub const VALUE: &str = "value";
+
+/// Column names a tag may not take. The lake's hive partition columns are
+/// reserved too, or a tag would shadow them in queries.
+pub const RESERVED: [&str; 5] = [TIME, NAME, VALUE, "date", "hour"];
+
+/// A tag whose key is reserved is stored under this prefix: `tags.time` becomes
+/// the column `tag_time`, so no point is lost and no column is ambiguous.
+pub const RESERVED_TAG_PREFIX: &str = "tag_";
+
+/// The column a tag key is stored in.
+pub fn tag_column_name(key: &str) -> Cow<'_, str> {
+    if RESERVED.contains(&key) {
+        Cow::Owned(format!("{RESERVED_TAG_PREFIX}{key}"))
+    } else {
+        Cow::Borrowed(key)
+    }
+}
+
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// Names and tag values repeat endlessly, so they are dictionary-encoded.
+pub fn string_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// The fixed columns every batch starts with.
+pub fn base_fields() -> Vec<Field> {
+    vec![
+        Field::new(TIME, time_type(), false),
+        Field::new(NAME, string_type(), false),
+        Field::new(VALUE, DataType::Float64, false),
+    ]
+}
+
+/// One tag column; `len` lags the batch's row count until the column is padded,
+/// so a point pays only for the tags it has.
+struct TagColumn {
+    builder: StringDictionaryBuilder<Int32Type>,
+    len: usize,
+}
+
+/// Builds one Arrow batch of points.
+pub struct PointBatchBuilder {
+    time: TimestampMillisecondBuilder,
+    name: StringDictionaryBuilder<Int32Type>,
+    value: Float64Builder,
+    tags: HashMap<String, TagColumn>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for PointBatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut tags: Vec<&String> = self.tags.keys().collect();
+        tags.sort();
+        f.debug_struct("PointBatchBuilder")
+            .field("rows", &self.rows)
+            .field("tags", &tags)
+            .finish()
+    }
+}
+
+impl Default for PointBatchBuilder {
+    fn default() -> Self {
+        Self {
+            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            name: StringDictionaryBuilder::new(),
+            value: Float64Builder::new(),
+            tags: HashMap::new(),
+            rows: 0,
+        }
+    }
+}
+
+impl PointBatchBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one point. Tag keys must be distinct; `tags` holds column names
+    /// already (see [`tag_column_name`]).
+    pub fn push<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        time_ms: i64,
+        value: f64,
+        tags: &[(K, V)],
+    ) {
+        let row = self.rows;
+        for (key, val) in tags {
+            let key = key.as_ref();
+            let column = match self.tags.get_mut(key) {
+                Some(c) => c,
+                None => self.tags.entry(key.to_owned()).or_insert_with(|| TagColumn {
+                    builder: StringDictionaryBuilder::new(),
+                    len: 0,
+                }),
+            };
+            pad(column, row);
+            column.builder.append_value(val.as_ref());
+            column.len += 1;
+        }
+        self.time.append_value(time_ms);
+        self.name.append_value(name);
+        self.value.append_value(value);
+        self.rows += 1;
+    }
+
+    /// Finishes the batch and resets the builder for reuse.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = self.rows;
+        let mut fields = base_fields();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.value.finish()),
+        ];
+        let mut tags: Vec<(String, TagColumn)> = self.tags.drain().collect();
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, mut column) in tags {
+            pad(&mut column, rows);
+            fields.push(Field::new(key, string_type(), true));
+            columns.push(Arc::new(column.builder.finish()));
+        }
+        self.rows = 0;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+fn pad(column: &mut TagColumn, upto: usize) {
+    if column.len < upto {
+        column.builder.append_nulls(upto - column.len);
+        column.len = upto;
+    }
+}
+
+/// Sorts a batch by series then time: `name`, then each tag column in key
+/// order, then `time`. Rows of one series end up adjacent, which is what makes
+/// Parquet's dictionary and run-length encodings and row-group pruning work.
+pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let mut keys = Vec::with_capacity(batch.num_columns());
+    keys.push(sort_key(batch, NAME));
+    for field in schema.fields().iter().skip(3) {
+        keys.push(sort_key(batch, field.name()));
+    }
+    keys.push(sort_key(batch, TIME));
+    let indices = lexsort_to_indices(&keys, None)?;
+    take_record_batch(batch, &indices)
+}
+
+fn sort_key(batch: &RecordBatch, column: &str) -> SortColumn {
+    SortColumn {
+        values: batch
+            .column_by_name(column)
+            .expect("column exists: names come from the batch's own schema")
+            .clone(),
+        options: None,
+    }
+}
+
+pub const MS_PER_HOUR: i64 = 3_600_000;
+
+/// Splits a batch into one batch per UTC hour (the lake's partitions), in hour
+/// order, each keeping the input's row order.
+pub fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, ArrowError> {
+    let time = batch
+        .column_by_name(TIME)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("batch has no millisecond `time`".into()))?;
+    let hours: Vec<i64> = time
+        .values()
+        .iter()
+        .map(|t| t.div_euclid(MS_PER_HOUR))
+        .collect();
+    let mut distinct = hours.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() == 1 {
+        return Ok(vec![(distinct[0], batch.clone())]);
+    }
+    distinct
+        .into_iter()
+        .map(|hour| {
+            let mask = hours.iter().map(|h| Some(*h == hour)).collect();
+            Ok((hour, filter_record_batch(batch, &mask)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::{array::AsArray, util::pretty::pretty_format_batches};
+
+    use super::*;
+
+    #[test]
+    fn missing_tags_are_null_and_columns_sorted() {
+        let mut b = PointBatchBuilder::default();
+        b.push("cpu", 1_000, 1.0, &[("host", "a")]);
+        b.push("cpu", 2_000, 2.0, &[("zone", "z1"), ("host", "b")]);
+        b.push("mem", 3_000, 3.0, &[] as &[(&str, &str)]);
+        let batch = b.finish().unwrap();
+        let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["time", "name", "value", "host", "zone"]);
+        let zone = batch.column_by_name("zone").unwrap();
+        assert_eq!(zone.null_count(), 2);
+        assert!(b.is_empty(), "finish resets the builder");
+    }
+
+    #[test]
+    fn sorts_by_name_then_series_then_time() {
+        let mut b = PointBatchBuilder::default();
+        b.push("b", 5, 1.0, &[("h", "2")]);
+        b.push("a", 9, 2.0, &[("h", "1")]);
+        b.push("b", 1, 3.0, &[("h", "2")]);
+        b.push("b", 7, 4.0, &[("h", "1")]);
+        let sorted = sort_by_series(&b.finish().unwrap()).unwrap();
+        let values: Vec<f64> = sorted
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(values, [2.0, 4.0, 3.0, 1.0], "{}", pretty_format_batches(&[sorted]).unwrap());
+    }
+
+    #[test]
+    fn splits_by_utc_hour_including_before_1970() {
+        let mut b = PointBatchBuilder::default();
+        for t in [-1, 0, MS_PER_HOUR - 1, MS_PER_HOUR, 5 * MS_PER_HOUR] {
+            b.push("x", t, 0.0, &[] as &[(&str, &str)]);
+        }
+        let parts = split_by_hour(&b.finish().unwrap()).unwrap();
+        let shape: Vec<(i64, usize)> = parts.iter().map(|(h, b)| (*h, b.num_rows())).collect();
+        assert_eq!(shape, [(-1, 1), (0, 2), (1, 1), (5, 1)]);
+    }
+
+    #[test]
+    fn reserved_tag_keys_are_prefixed() {
+        assert_eq!(tag_column_name("time"), "tag_time");
+        assert_eq!(tag_column_name("hour"), "tag_hour");
+        assert_eq!(tag_column_name("service"), "service");
+    }
+}
