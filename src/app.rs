@@ -101,17 +101,26 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
     }
     prepare_topics(&config).await?;
     let lake = Lake::open(&config.lake)?;
-    let listen = args.http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let listen = args
+        .http_listen
+        .unwrap_or_else(|| config.http.listen.clone());
     let metrics = telemetry::init_metrics();
     let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
 
     let mut banner = String::new();
     banner.push_str("klaxon is up\n");
-    banner.push_str(&format!("  kafka bootstrap  {}  ({broker_note})\n", config.kafka.brokers));
+    banner.push_str(&format!(
+        "  kafka bootstrap  {}  ({broker_note})\n",
+        config.kafka.brokers
+    ));
     for s in config.sources() {
-        banner.push_str(&format!("  points topic     {} ({:?})\n", s.topic, s.format).to_lowercase());
+        banner
+            .push_str(&format!("  points topic     {} ({:?})\n", s.topic, s.format).to_lowercase());
     }
-    banner.push_str(&format!("  dead letters     {}\n", config.topics.dead_letter));
+    banner.push_str(&format!(
+        "  dead letters     {}\n",
+        config.topics.dead_letter
+    ));
     banner.push_str(&format!("  lake             {}\n", lake.describe()));
     banner.push_str(&format!("  metrics          http://{addr}/metrics\n"));
     banner.push_str(&format!(
@@ -141,7 +150,9 @@ async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
     let shutdown = shutdown::on_signals(GRACE);
     prepare_topics(&config).await?;
     let lake = Lake::open(&config.lake)?;
-    let listen = args.http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let listen = args
+        .http_listen
+        .unwrap_or_else(|| config.http.listen.clone());
     let metrics = telemetry::init_metrics();
     let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
@@ -225,7 +236,11 @@ async fn broker_cmd(args: BrokerArgs) -> Result<()> {
         listen: args.listen,
         storage: args.storage,
     };
-    println!("kafka bootstrap {} (storage {})", options.bootstrap(), options.storage);
+    println!(
+        "kafka bootstrap {} (storage {})",
+        options.bootstrap(),
+        options.storage
+    );
     std::io::stdout().flush()?;
     let shutdown: CancellationToken = shutdown::on_signals(Duration::from_secs(5));
     tokio::select! {

@@ -13,10 +13,16 @@ use url::Url;
 
 #[derive(Debug, Error)]
 pub enum BrokerError {
-    #[error("this klaxon was built without the embedded broker (feature `embedded-broker`); pass --brokers")]
+    #[error(
+        "this klaxon was built without the embedded broker (feature `embedded-broker`); pass --brokers"
+    )]
     NotBuiltIn,
     #[error("embedded broker storage {0:?} is not a URL (try memory://tansu/ or sqlite://path.db)")]
     BadStorage(String),
+    #[error(
+        "broker storage {0:?}: tansu resolves sqlite:// paths against the working directory; use a path under it, e.g. sqlite://klaxon-data/broker.db"
+    )]
+    SqliteOutsideWorkingDir(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -47,8 +53,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
     use tansu_storage::StorageContainer;
 
-    let storage =
-        Url::parse(&options.storage).map_err(|_| BrokerError::BadStorage(options.storage.clone()))?;
+    let storage = tansu_storage_url(&options.storage)?;
     // Fail early and clearly if the port is taken; tansu would only log it.
     drop(
         std::net::TcpListener::bind(options.listen).map_err(|source| BrokerError::Listen {
@@ -76,9 +81,26 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
 }
 
 #[cfg(not(feature = "embedded-broker"))]
-pub async fn run(_options: BrokerOptions) -> Result<(), BrokerError> {
-    let _ = Url::parse("memory://");
+pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
+    tansu_storage_url(&options.storage)?;
     Err(BrokerError::NotBuiltIn)
+}
+
+/// tansu resolves `sqlite://HOST/PATH` as `HOST/PATH` under the working
+/// directory, so the usual `sqlite:///abs/file.db` would land in the wrong
+/// place. An absolute path under the working directory is rewritten relative
+/// to it; one elsewhere is refused with that explanation.
+fn tansu_storage_url(storage: &str) -> Result<Url, BrokerError> {
+    let bad = || BrokerError::BadStorage(storage.to_owned());
+    let url = Url::parse(storage).map_err(|_| bad())?;
+    if url.scheme() != "sqlite" || url.host_str().is_some_and(|h| !h.is_empty()) {
+        return Ok(url);
+    }
+    let cwd = std::env::current_dir().map_err(|_| bad())?;
+    let relative = std::path::Path::new(url.path())
+        .strip_prefix(&cwd)
+        .map_err(|_| BrokerError::SqliteOutsideWorkingDir(storage.to_owned()))?;
+    Url::parse(&format!("sqlite://{}", relative.display())).map_err(|_| bad())
 }
 
 /// Waits until a broker answers a metadata request, or the timeout passes.
@@ -105,5 +127,32 @@ pub async fn wait_ready(
             Err(e) if std::time::Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_resolved_the_way_tansu_reads_them() {
+        let cwd = std::env::current_dir().unwrap();
+        let inside = format!("sqlite://{}/data/broker.db", cwd.display());
+        let url = tansu_storage_url(&inside).unwrap();
+        assert_eq!(url.as_str(), "sqlite://data/broker.db");
+        assert!(matches!(
+            tansu_storage_url("sqlite:///elsewhere/broker.db"),
+            Err(BrokerError::SqliteOutsideWorkingDir(_))
+        ));
+        assert_eq!(
+            tansu_storage_url("sqlite://data/broker.db")
+                .unwrap()
+                .as_str(),
+            "sqlite://data/broker.db"
+        );
+        assert_eq!(
+            tansu_storage_url("memory://tansu/").unwrap().as_str(),
+            "memory://tansu/"
+        );
     }
 }

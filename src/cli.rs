@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::{decode::Format, query::OutputFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "klaxon", version, about = "Metrics into a Parquet lake, SQL alerts, on-call paging")]
+#[command(
+    name = "klaxon",
+    version,
+    about = "Metrics into a Parquet lake, SQL alerts, on-call paging"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -106,7 +110,13 @@ pub struct ProduceArgs {
 pub struct BrokerArgs {
     #[arg(long, env = "KLAXON_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
-    /// memory://tansu/ (lost on exit) or sqlite://FILE (survives restarts).
-    #[arg(long, env = "KLAXON_BROKER_STORAGE", default_value = "memory://tansu/")]
+    /// sqlite://FILE (survives restarts; resolved under the working directory)
+    /// or memory://tansu/ (lost on exit, and tansu 0.6.0's memory engine skips
+    /// records when a consumer resumes inside a batch: tests only).
+    #[arg(
+        long,
+        env = "KLAXON_BROKER_STORAGE",
+        default_value = "sqlite://klaxon-broker.db"
+    )]
     pub storage: String,
 }

@@ -278,7 +278,9 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = "[ingest]\nflush_rows = 10\nflush_rowz = 11\n";
-        let err = Config::parse(text, Some("klaxon.toml")).unwrap_err().to_string();
+        let err = Config::parse(text, Some("klaxon.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("klaxon.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("flush_rowz"), "{err}");
@@ -306,9 +308,12 @@ mod tests {
 
     #[test]
     fn every_semantic_problem_is_reported_at_once() {
-        let err = Config::parse("[ingest]\nflush_rows = 0\n[topics]\npartitions = 0\n", Some("f"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[ingest]\nflush_rows = 0\n[topics]\npartitions = 0\n",
+            Some("f"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("flush_rows"), "{err}");
         assert!(err.contains("partitions"), "{err}");
     }

@@ -117,10 +117,13 @@ impl PointBatchBuilder {
             let key = key.as_ref();
             let column = match self.tags.get_mut(key) {
                 Some(c) => c,
-                None => self.tags.entry(key.to_owned()).or_insert_with(|| TagColumn {
-                    builder: StringDictionaryBuilder::new(),
-                    len: 0,
-                }),
+                None => self
+                    .tags
+                    .entry(key.to_owned())
+                    .or_insert_with(|| TagColumn {
+                        builder: StringDictionaryBuilder::new(),
+                        len: 0,
+                    }),
             };
             pad(column, row);
             column.builder.append_value(val.as_ref());
@@ -227,7 +230,12 @@ mod tests {
         b.push("cpu", 2_000, 2.0, &[("zone", "z1"), ("host", "b")]);
         b.push("mem", 3_000, 3.0, &[] as &[(&str, &str)]);
         let batch = b.finish().unwrap();
-        let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, ["time", "name", "value", "host", "zone"]);
         let zone = batch.column_by_name("zone").unwrap();
         assert_eq!(zone.null_count(), 2);
@@ -248,7 +256,12 @@ mod tests {
             .as_primitive::<arrow::datatypes::Float64Type>()
             .values()
             .to_vec();
-        assert_eq!(values, [2.0, 4.0, 3.0, 1.0], "{}", pretty_format_batches(&[sorted]).unwrap());
+        assert_eq!(
+            values,
+            [2.0, 4.0, 3.0, 1.0],
+            "{}",
+            pretty_format_batches(&[sorted]).unwrap()
+        );
     }
 
     #[test]

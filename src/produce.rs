@@ -154,9 +154,16 @@ pub async fn produce(
                 if k > 0 {
                     record.push('\n');
                 }
-                synthetic_point(&mut record, options.format, report.points + k, options.series, now_ms);
+                synthetic_point(
+                    &mut record,
+                    options.format,
+                    report.points + k,
+                    options.series,
+                    now_ms,
+                );
             }
-            let key = (report.points % options.series.max(1)).to_string();
+            // Spread records over partitions; a record holds many series anyway.
+            let key = report.records.to_string();
             let mut message = BaseRecord::to(&options.topic).payload(&record).key(&key);
             loop {
                 match producer.send(message) {
@@ -219,8 +226,19 @@ mod tests {
             }
             let mut b = PointBatchBuilder::default();
             let mut rejects = Vec::new();
-            let n = decode_record(format, text.as_bytes(), 0, Limits::unbounded(), &mut b, &mut rejects);
-            assert_eq!((n, rejects.len()), (10, 0), "{format:?}: {rejects:?}\n{text}");
+            let n = decode_record(
+                format,
+                text.as_bytes(),
+                0,
+                Limits::unbounded(),
+                &mut b,
+                &mut rejects,
+            );
+            assert_eq!(
+                (n, rejects.len()),
+                (10, 0),
+                "{format:?}: {rejects:?}\n{text}"
+            );
         }
     }
 }

@@ -16,7 +16,9 @@ use crate::{config::KafkaConfig, error::ErrorKind, kafka::client_config};
 
 #[derive(Debug, Error)]
 pub enum TopicError {
-    #[error("not allowed to create topic {topic:?} ({code}); create it yourself or grant CreateTopics to klaxon's principal")]
+    #[error(
+        "not allowed to create topic {topic:?} ({code}); create it yourself or grant CreateTopics to klaxon's principal"
+    )]
     NotAllowed {
         topic: String,
         code: RDKafkaErrorCode,

@@ -82,7 +82,10 @@ mod tests {
         );
         assert!(rejects.is_empty(), "{rejects:?}");
         // Column widths adapt to content, so compare rows, not the frame.
-        for row in ["servers.web1.cpu | 12.5", "disk.used        | 0.75  | ams | web1"] {
+        for row in [
+            "servers.web1.cpu | 12.5",
+            "disk.used        | 0.75  | ams | web1",
+        ] {
             assert!(table.contains(row), "{table}\nwanted {row}");
         }
     }

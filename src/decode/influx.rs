@@ -159,7 +159,11 @@ mod tests {
             "cpu,host=web\\ 1,region=eu usage=0.5,count=3i,up=t,state=\"ok, fine\" 1700000000000000000\n",
         );
         assert!(rejects.is_empty(), "{rejects:?}");
-        for row in ["cpu.usage | 0.5   | web 1 | eu", "cpu.count | 3.0", "cpu.up    | 1.0"] {
+        for row in [
+            "cpu.usage | 0.5   | web 1 | eu",
+            "cpu.count | 3.0",
+            "cpu.up    | 1.0",
+        ] {
             assert!(table.contains(row), "{table}\nwanted {row}");
         }
         assert!(!table.contains("state"), "{table}");
@@ -168,7 +172,10 @@ mod tests {
     #[test]
     fn value_field_keeps_the_measurement_name_and_time_is_optional() {
         let (table, _) = decode_to_table(Format::Influx, "temp value=21.5\n");
-        assert!(table.contains("2023-11-14T22:13:20Z | temp | 21.5"), "{table}");
+        assert!(
+            table.contains("2023-11-14T22:13:20Z | temp | 21.5"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -192,7 +199,13 @@ mod tests {
     #[test]
     fn escapes() {
         assert_eq!(unescape(r"a\,b\=c\ d"), "a,b=c d");
-        assert_eq!(split_unescaped(r"a\ b c", b' ', false), (r"a\ b", Some("c")));
-        assert_eq!(split_unescaped(r#"s="x y",n=1 5"#, b' ', true), (r#"s="x y",n=1"#, Some("5")));
+        assert_eq!(
+            split_unescaped(r"a\ b c", b' ', false),
+            (r"a\ b", Some("c"))
+        );
+        assert_eq!(
+            split_unescaped(r#"s="x y",n=1 5"#, b' ', true),
+            (r#"s="x y",n=1"#, Some("5"))
+        );
     }
 }

@@ -127,7 +127,10 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
     let name = match point.name {
         Some(Scalar::Text(name)) => name,
         None | Some(Scalar::Null) => {
-            return Err(LineError::new(RejectReason::MissingField, "missing \"name\""));
+            return Err(LineError::new(
+                RejectReason::MissingField,
+                "missing \"name\"",
+            ));
         }
         Some(other) => {
             return Err(LineError::new(
@@ -139,7 +142,10 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
     let value = match point.value {
         Some(Scalar::Number(v)) => v,
         None | Some(Scalar::Null) => {
-            return Err(LineError::new(RejectReason::MissingField, "missing \"value\""));
+            return Err(LineError::new(
+                RejectReason::MissingField,
+                "missing \"value\"",
+            ));
         }
         Some(other) => {
             return Err(LineError::new(
@@ -155,7 +161,10 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
         Some(other) => {
             return Err(LineError::new(
                 RejectReason::BadTimestamp,
-                format!("\"time\" must be RFC 3339 text or epoch milliseconds, not {}", other.kind()),
+                format!(
+                    "\"time\" must be RFC 3339 text or epoch milliseconds, not {}",
+                    other.kind()
+                ),
             ));
         }
     };

@@ -132,7 +132,10 @@ impl<'a> LineSink<'_, 'a> {
         value: f64,
     ) -> Result<(), LineError> {
         if name.is_empty() {
-            return Err(LineError::new(RejectReason::MissingField, "empty metric name"));
+            return Err(LineError::new(
+                RejectReason::MissingField,
+                "empty metric name",
+            ));
         }
         if !value.is_finite() {
             return Err(LineError::new(
@@ -226,7 +229,11 @@ fn decode_line<'a>(
     if line.len() > limits.max_line_bytes {
         return Err(LineError::new(
             RejectReason::LineTooLong,
-            format!("line of {} bytes exceeds {}", line.len(), limits.max_line_bytes),
+            format!(
+                "line of {} bytes exceeds {}",
+                line.len(),
+                limits.max_line_bytes
+            ),
         ));
     }
     let line = std::str::from_utf8(line)
@@ -270,7 +277,10 @@ pub(crate) mod testing {
             &mut rejects,
         );
         let batch = builder.finish().unwrap();
-        (pretty_format_batches(&[batch]).unwrap().to_string(), rejects)
+        (
+            pretty_format_batches(&[batch]).unwrap().to_string(),
+            rejects,
+        )
     }
 
     pub(crate) fn reasons(rejects: &[Rejected]) -> Vec<&'static str> {

@@ -1,14 +1,17 @@
 //! The consumer's callbacks: rebalances and librdkafka statistics.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Duration};
 
 use rdkafka::{
-    ClientContext, Statistics,
-    consumer::{BaseConsumer, ConsumerContext, Rebalance},
+    ClientContext, Offset, Statistics, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol},
+    error::KafkaResult,
+    types::RDKafkaRespErr,
 };
 
-/// Hands revoked partitions to the ingest loop, and turns librdkafka's
-/// statistics into the consumer-lag gauge.
+/// Hands revoked partitions to the ingest loop, starts assigned partitions at
+/// their committed offsets, and turns librdkafka's statistics into the
+/// consumer-lag gauge.
 #[derive(Debug, Default)]
 pub(super) struct IngestContext {
     /// Partitions revoked since the loop last looked. Callbacks run inside the
@@ -42,21 +45,81 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let mut revoked = self.revoked.lock().expect("revoked lock");
-            for e in list.elements() {
-                tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
-                revoked.push((e.topic().to_owned(), e.partition()));
+    /// Replaces rdkafka's default so every assigned partition starts exactly at
+    /// its committed offset. Left to itself, a member that gets back a
+    /// partition it just lost (eager rebalance) can resume where its fetcher
+    /// was, past records it had buffered and dropped unflushed; that would
+    /// lose them.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = start_at_committed(consumer, partitions) {
+                    // Without the committed offsets, librdkafka's own lookup is
+                    // the best there is; the in-flight marker still prevents
+                    // duplicates.
+                    tracing::warn!(error = %e, "could not read committed offsets");
+                }
+                for e in partitions.elements() {
+                    tracing::info!(
+                        topic = e.topic(),
+                        partition = e.partition(),
+                        offset = ?e.offset(),
+                        "partition assigned"
+                    );
+                }
+                if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                }
             }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut revoked = self.revoked.lock().expect("revoked lock");
+                for e in partitions.elements() {
+                    tracing::info!(
+                        topic = e.topic(),
+                        partition = e.partition(),
+                        "partition revoked"
+                    );
+                    revoked.push((e.topic().to_owned(), e.partition()));
+                }
+                drop(revoked);
+                if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the rebalance failed");
         }
     }
+}
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            for e in list.elements() {
-                tracing::info!(topic = e.topic(), partition = e.partition(), "partition assigned");
-            }
+/// Sets each partition's start offset to its committed offset, where one exists.
+fn start_at_committed(
+    consumer: &BaseConsumer<IngestContext>,
+    partitions: &mut TopicPartitionList,
+) -> KafkaResult<()> {
+    let committed = consumer.committed_offsets(partitions.clone(), Duration::from_secs(10))?;
+    for e in committed.elements() {
+        if let Offset::Offset(offset) = e.offset() {
+            partitions.set_partition_offset(e.topic(), e.partition(), Offset::Offset(offset))?;
         }
     }
+    Ok(())
 }

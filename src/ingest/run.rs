@@ -44,7 +44,7 @@ pub struct IngestArgs {
 struct PartitionState {
     /// Whether the lake has been checked for an interrupted flush since the
     /// partition was (re)assigned; see `discard_uncommitted`.
-    checked: bool,
+    started: bool,
     buffer: PartitionBuffer,
 }
 
@@ -111,7 +111,10 @@ impl Ingest {
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "5000")
             .set("queued.max.messages.kbytes", prefetch_kib.to_string())
-            .set("fetch.max.bytes", (prefetch_kib * 1024 / 2).min(52_428_800).to_string());
+            .set(
+                "fetch.max.bytes",
+                (prefetch_kib * 1024 / 2).min(52_428_800).to_string(),
+            );
         // The user's properties win over the defaults above.
         for (k, v) in &args.config.kafka.properties {
             consumer_config.set(k, v);
@@ -207,7 +210,7 @@ impl Ingest {
         };
         let format = topic_state.format;
         let state = topic_state.partitions.entry(partition).or_default();
-        if !state.checked {
+        if !state.started {
             let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
             if !gone.is_empty() {
                 tracing::warn!(
@@ -217,7 +220,7 @@ impl Ingest {
                     "removed files of an interrupted flush; the replay rewrites them"
                 );
             }
-            state.checked = true;
+            state.started = true;
         }
 
         self.rejects.clear();
@@ -276,7 +279,8 @@ impl Ingest {
         self.apply_revocations();
         let max_age = self.args.config.ingest.flush_interval;
         let now = Instant::now();
-        let due = self.partitions_where(|b| b.since.is_some_and(|s| now.duration_since(s) >= max_age));
+        let due =
+            self.partitions_where(|b| b.since.is_some_and(|s| now.duration_since(s) >= max_age));
         for (topic, partition) in due {
             self.flush(&topic, partition).await?;
         }
@@ -296,11 +300,19 @@ impl Ingest {
         let largest = self
             .topics
             .iter()
-            .flat_map(|(t, s)| s.partitions.iter().map(move |(p, st)| (st.buffer.bytes, t, *p)))
+            .flat_map(|(t, s)| {
+                s.partitions
+                    .iter()
+                    .map(move |(p, st)| (st.buffer.bytes, t, *p))
+            })
             .max()
             .map(|(_, t, p)| (t.clone(), p));
         if let Some((topic, partition)) = largest {
-            tracing::debug!(topic, partition, "memory budget reached; flushing largest buffer");
+            tracing::debug!(
+                topic,
+                partition,
+                "memory budget reached; flushing largest buffer"
+            );
             self.flush(&topic, partition).await?;
         }
         Ok(())
@@ -347,7 +359,8 @@ impl Ingest {
                 self.args.config.ingest.row_group_rows,
             )
             .await?;
-            metrics::counter!("klaxon_lake_files_written_total").increment(outcome.files.len() as u64);
+            metrics::counter!("klaxon_lake_files_written_total")
+                .increment(outcome.files.len() as u64);
             metrics::counter!("klaxon_lake_rows_written_total").increment(outcome.rows as u64);
             metrics::counter!("klaxon_lake_bytes_written_total").increment(outcome.bytes as u64);
         }
@@ -380,7 +393,14 @@ impl Ingest {
         }
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        tracing::debug!(topic, partition, first = range.first_offset, last = range.last_offset, "flushed");
+        metrics::gauge!("klaxon_ingest_buffered_bytes").set(self.buffered_bytes as f64);
+        tracing::debug!(
+            topic,
+            partition,
+            first = range.first_offset,
+            last = range.last_offset,
+            "flushed"
+        );
         Ok(())
     }
 }

@@ -99,7 +99,8 @@ impl Lake {
                 }
                 Ok(Lake {
                     store: Arc::new(builder.build()?),
-                    store_url: Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(&e.to_string()))?,
+                    store_url: Url::parse(&format!("s3://{bucket}"))
+                        .map_err(|e| bad(&e.to_string()))?,
                     prefix: ObjectPath::from(url.path()),
                     local_root: None,
                 })
@@ -164,7 +165,10 @@ impl Lake {
     }
 
     fn object_path(&self, relative: &str) -> ObjectPath {
-        self.prefix.parts().chain(ObjectPath::from(relative).parts()).collect()
+        self.prefix
+            .parts()
+            .chain(ObjectPath::from(relative).parts())
+            .collect()
     }
 
     /// Stores `bytes` at `relative` so that, when this returns, the object
@@ -179,7 +183,9 @@ impl Lake {
                     .expect("durable write task panicked")
             }
             None => {
-                self.store.put(&self.object_path(relative), bytes.into()).await?;
+                self.store
+                    .put(&self.object_path(relative), bytes.into())
+                    .await?;
                 Ok(())
             }
         }
@@ -255,8 +261,12 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        lake.put_durable("a/b/c.json", Bytes::from_static(b"one")).await.unwrap();
-        lake.put_durable("a/b/c.json", Bytes::from_static(b"two")).await.unwrap();
+        lake.put_durable("a/b/c.json", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        lake.put_durable("a/b/c.json", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
         assert_eq!(lake.get("a/b/c.json").await.unwrap().unwrap(), "two");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("lake/a/b"))
             .unwrap()

@@ -179,17 +179,27 @@ mod tests {
             first_offset: 5,
             last_offset: 6,
         };
-        let out = write_flush(&lake, &range, b.finish().unwrap(), 1024).await.unwrap();
+        let out = write_flush(&lake, &range, b.finish().unwrap(), 1024)
+            .await
+            .unwrap();
         assert_eq!(out.rows, 2);
         assert_eq!(out.files.len(), 2);
         for f in &out.files {
             let file = std::fs::File::open(dir.path().join(f)).unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
             let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
             assert_eq!(rows, 1, "{f}");
         }
         // The partition resumed after the flush: nothing to discard.
-        assert!(discard_uncommitted(&lake, "metrics", 0, 7).await.unwrap().is_empty());
+        assert!(
+            discard_uncommitted(&lake, "metrics", 0, 7)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(dir.path().join(&out.files[0]).exists());
         // Replayed from inside the flush: its files go.
         let gone = discard_uncommitted(&lake, "metrics", 0, 5).await.unwrap();

@@ -42,7 +42,9 @@ impl QueryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             QueryError::DataFusion(
-                DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..),
+                DataFusionError::SQL(..)
+                | DataFusionError::Plan(_)
+                | DataFusionError::SchemaError(..),
             ) => ErrorKind::User,
             QueryError::DataFusion(_) => ErrorKind::External,
             QueryError::Output(_) => ErrorKind::External,

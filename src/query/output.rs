@@ -39,11 +39,17 @@ pub fn write_batches(
         .map_err(|e| err(&e))?;
     match format {
         OutputFormat::Table => {
-            writeln!(out, "{}", pretty_format_batches(&batches).map_err(|e| err(&e))?)
-                .map_err(|e| err(&e))?;
+            writeln!(
+                out,
+                "{}",
+                pretty_format_batches(&batches).map_err(|e| err(&e))?
+            )
+            .map_err(|e| err(&e))?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in &batches {
                 w.write(b).map_err(|e| err(&e))?;
             }
@@ -83,7 +89,11 @@ fn plain_strings(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::Arrow
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         if let DataType::Dictionary(_, value) = field.data_type() {
-            fields.push(Field::new(field.name(), value.as_ref().clone(), field.is_nullable()));
+            fields.push(Field::new(
+                field.name(),
+                value.as_ref().clone(),
+                field.is_nullable(),
+            ));
             columns.push(cast(column, value)?);
         } else {
             fields.push(field.as_ref().clone());

@@ -15,7 +15,9 @@ use datafusion::{
     common::ScalarValue,
     datasource::TableType,
     error::Result,
-    logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, utils::split_conjunction},
+    logical_expr::{
+        BinaryExpr, Expr, Operator, TableProviderFilterPushDown, utils::split_conjunction,
+    },
     physical_plan::ExecutionPlan,
     prelude::{col, lit},
 };
@@ -122,7 +124,8 @@ fn timestamp_ms(value: &ScalarValue) -> Option<i64> {
 pub(crate) fn partition_filters(bounds: &TimeBounds) -> Vec<Expr> {
     let split = |ms: i64| {
         let hour_start = ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
-        let t = DateTime::<Utc>::from_timestamp_millis(hour_start).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let t =
+            DateTime::<Utc>::from_timestamp_millis(hour_start).unwrap_or(DateTime::<Utc>::MIN_UTC);
         (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string())
     };
     let mut out = Vec::new();
@@ -150,7 +153,10 @@ mod tests {
     use super::*;
 
     fn ts(ms: i64) -> Expr {
-        lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())))
+        lit(ScalarValue::TimestampMillisecond(
+            Some(ms),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]

@@ -1,0 +1,300 @@
+//! Test harness: a real broker and real klaxon processes, killed on drop.
+//!
+//! The broker is `klaxon broker` (tansu, in its own process) on a free port,
+//! so tests can kill and restart it. Waits poll a condition with a generous
+//! deadline; they never assert on how fast something happened.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use klaxon::{config::LakeConfig, lake::Lake, query::QueryEngine};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+
+pub const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
+
+/// A scratch directory, kept (and printed) when KLAXON_TEST_KEEP is set so a
+/// failure's logs and lake can be read afterwards.
+pub fn test_dir() -> tempfile::TempDir {
+    let keep = std::env::var_os("KLAXON_TEST_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("klaxon-test-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    if keep {
+        eprintln!("test dir: {}", dir.path().display());
+    }
+    dir
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped, its stderr kept in a file.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], log: PathBuf) -> Self {
+        Self::spawn_in(&std::env::current_dir().unwrap(), args, log)
+    }
+
+    pub fn spawn_in(cwd: &Path, args: &[&str], log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(KLAXON)
+            .current_dir(cwd)
+            .args(args)
+            .env("RUST_LOG", "info,klaxon=debug,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tansu broker in its own process.
+#[derive(Debug)]
+pub struct Broker {
+    pub proc: Proc,
+    pub port: u16,
+    pub storage: String,
+}
+
+impl Broker {
+    /// tansu's sqlite engine. Its memory engine (0.6.0) serves a fetch from
+    /// the first batch at or after the offset asked for, skipping the records
+    /// before it in the batch that holds it (tests/broker_contract.rs), which
+    /// breaks any consumer that resumes from a committed offset.
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, free_port(), "sqlite://broker.db".into()).await
+    }
+
+    pub async fn start_with(dir: &Path, port: u16, storage: String) -> Self {
+        let log = dir.join(format!(
+            "broker-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let listen = format!("127.0.0.1:{port}");
+        // tansu resolves sqlite:// paths under the working directory.
+        let proc = Proc::spawn_in(
+            dir,
+            &["broker", "--listen", &listen, "--storage", &storage],
+            log,
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        klaxon::broker::wait_ready(&listen, Duration::from_secs(60))
+            .await
+            .expect("broker did not come up");
+        Self {
+            proc,
+            port,
+            storage,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Writes an ingest config tuned for tests: small flushes, fast rebalances.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("klaxon.toml");
+    let text = format!(
+        r#"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[topics]
+partitions = 4
+
+[ingest]
+flush_rows = 700
+flush_interval = "300ms"
+
+{extra}
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `klaxon ingest`.
+pub fn start_ingest(dir: &Path, config: &Path, brokers: &str, lake: &Path, name: &str) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    Proc::spawn(
+        &[
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--brokers",
+            brokers,
+            "--lake",
+            lake.to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        log,
+    )
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "2")
+        // Fail a test in seconds, not librdkafka's default five minutes.
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap()
+}
+
+/// Produces `records` (key, payload) and waits for every delivery.
+pub async fn produce_all(producer: &FutureProducer, topic: &str, records: &[(String, String)]) {
+    let sends = records.iter().map(|(key, payload)| {
+        producer.send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Duration::from_secs(30),
+        )
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).expect("delivery");
+    }
+}
+
+/// `count` JSON points whose value is their sequence number, packed
+/// `per_record` to a record.
+pub fn json_points(first: u64, count: u64, per_record: u64) -> Vec<(String, String)> {
+    let now = chrono::Utc::now().timestamp_millis();
+    (first..first + count)
+        .collect::<Vec<_>>()
+        .chunks(per_record as usize)
+        .map(|chunk| {
+            let lines: Vec<String> = chunk
+                .iter()
+                .map(|i| {
+                    format!(
+                        r#"{{"name":"test.seq","time":{},"value":{i},"tags":{{"series":"s{}"}}}}"#,
+                        now + *i as i64,
+                        i % 7
+                    )
+                })
+                .collect();
+            (chunk[0].to_string(), lines.join("\n"))
+        })
+        .collect()
+}
+
+/// Runs SQL over the lake with a fresh engine (files change between calls).
+pub async fn query(lake: &Path, sql: &str) -> Vec<arrow::array::RecordBatch> {
+    let lake = Lake::open(&LakeConfig {
+        url: lake.display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    QueryEngine::open(&lake)
+        .await
+        .unwrap()
+        .sql(sql)
+        .await
+        .unwrap()
+}
+
+/// (rows, distinct values) of `test.seq` in the lake.
+pub async fn seq_counts(lake: &Path) -> (i64, i64) {
+    use arrow::array::AsArray;
+    let batches = query(
+        lake,
+        "SELECT count(*) AS n, count(DISTINCT value) AS d FROM metrics WHERE name = 'test.seq'",
+    )
+    .await;
+    let b = &batches[0];
+    let n = b
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    let d = b
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    (n, d)
+}
+
+/// Polls until `done` holds, panicking with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the lake holds `expected` rows of `test.seq`, then checks
+/// each value is there exactly once.
+pub async fn assert_exactly_once(lake: &Path, expected: i64) {
+    let mut last = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if lake.join("metrics").exists() {
+            last = seq_counts(lake).await;
+        }
+        if last.0 >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Give a duplicate time to show up if one is coming.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rows, distinct) = seq_counts(lake).await;
+    assert_eq!(
+        (rows, distinct),
+        (expected, expected),
+        "(rows, distinct values) in the lake; expected every point exactly once"
+    );
+}

@@ -1,0 +1,86 @@
+//! The shipped example config parses, the schemas accept what klaxon accepts,
+//! and a bad config stops the binary with file, line and reason.
+
+use std::process::Command;
+
+use klaxon::config::Config;
+
+const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
+
+fn root(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root(&format!("schemas/{name}"))).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+#[test]
+fn example_config_parses_and_matches_its_schema() {
+    let config = Config::load(&root("docker/klaxon.toml")).unwrap();
+    assert_eq!(config.sources().len(), 3);
+    let as_json = serde_json::to_value(
+        toml::from_str::<toml::Value>(
+            &std::fs::read_to_string(root("docker/klaxon.toml")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = schema("config.schema.json");
+    let errors: Vec<String> = validator
+        .iter_errors(&as_json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // The schema refuses what the parser refuses.
+    let typo = serde_json::json!({"ingest": {"flush_rowz": 1}});
+    assert!(!validator.is_valid(&typo));
+}
+
+#[test]
+fn point_schema_matches_the_decoder() {
+    let validator = schema("metric-point.schema.json");
+    let good = [
+        r#"{"name": "http.server.errors", "time": "2026-11-24T10:00:00Z", "value": 3.0, "tags": {"service": "checkout", "host": "web-3"}}"#,
+        r#"{"name": "a", "time": 1795514400000, "value": 1, "tags": {"n": 7, "ok": true, "gone": null}}"#,
+        r#"{"name": "a", "value": 1}"#,
+    ];
+    let bad = [
+        r#"{"time": 1, "value": 1}"#,
+        r#"{"name": "a", "time": 1, "value": "3"}"#,
+        r#"{"name": "a", "value": 1, "tags": {"k": [1]}}"#,
+    ];
+    for text in good {
+        assert!(
+            validator.is_valid(&serde_json::from_str(text).unwrap()),
+            "{text}"
+        );
+    }
+    for text in bad {
+        assert!(
+            !validator.is_valid(&serde_json::from_str(text).unwrap()),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn bad_config_is_refused_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[ingest]\nflush_interval = \"10s\"\nflush_intervall = \"5s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(KLAXON)
+        .args(["--config", path.to_str().unwrap(), "query", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("unknown field `flush_intervall`"), "{err}");
+}

@@ -1,0 +1,308 @@
+//! Ingest through a real broker: exactly once, across kill -9, rebalances and
+//! broker restarts; bad records to the dead-letter topic.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_point_lands_exactly_once_in_each_format() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        r#"
+[[sources]]
+topic = "metrics"
+format = "json"
+[[sources]]
+topic = "graphite"
+format = "graphite"
+[[sources]]
+topic = "influx"
+format = "influx"
+"#,
+    );
+    let lake = dir.path().join("lake");
+    let _ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    let producer = producer(&broker.bootstrap());
+    // Topics are created by ingest; wait for them before producing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    produce_all(&producer, "metrics", &json_points(0, 3000, 50)).await;
+    let now = chrono::Utc::now().timestamp();
+    let graphite: Vec<(String, String)> = (0..1000)
+        .map(|i| (i.to_string(), format!("g.metric;host=h{} {i} {now}", i % 3)))
+        .collect();
+    produce_all(&producer, "graphite", &graphite).await;
+    let influx: Vec<(String, String)> = (0..500)
+        .map(|i| {
+            let ns = now as i128 * 1_000_000_000;
+            (
+                i.to_string(),
+                format!("disk,host=h{} used={i},free={i}i {ns}", i % 5),
+            )
+        })
+        .collect();
+    produce_all(&producer, "influx", &influx).await;
+
+    assert_exactly_once(&lake, 3000).await;
+    let lake_path = lake.clone();
+    wait_until(
+        Duration::from_secs(60),
+        "graphite and influx points",
+        || {
+            let lake = lake_path.clone();
+            async move {
+                let b = query(
+                &lake,
+                "SELECT count(*) FROM metrics WHERE name IN ('g.metric', 'disk.used', 'disk.free')",
+            )
+            .await;
+                arrow::util::pretty::pretty_format_batches(&b)
+                    .unwrap()
+                    .to_string()
+                    .contains("| 2000 ")
+            }
+        },
+    )
+    .await;
+    let b = query(
+        &lake,
+        "SELECT name, count(DISTINCT value) AS d, count(DISTINCT host) AS h FROM metrics \
+         WHERE name <> 'test.seq' GROUP BY name ORDER BY name",
+    )
+    .await;
+    let table = arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    let expected = "\
++-----------+------+---+
+| name      | d    | h |
++-----------+------+---+
+| disk.free | 500  | 5 |
+| disk.used | 500  | 5 |
+| g.metric  | 1000 | 3 |
++-----------+------+---+";
+    assert_eq!(table, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_any_moment_loses_and_duplicates_nothing() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let producer = producer(&broker.bootstrap());
+    let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest-0");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Waves of points with a kill -9 at a different moment in each: while
+    // records arrive, while buffers wait, right after a flush.
+    let waves = 6u64;
+    let per_wave = 3000u64;
+    for wave in 0..waves {
+        produce_all(
+            &producer,
+            "metrics",
+            &json_points(wave * per_wave, per_wave, 20),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(150 + 350 * (wave % 4))).await;
+        ingest.kill();
+        ingest = start_ingest(
+            dir.path(),
+            &config,
+            &broker.bootstrap(),
+            &lake,
+            &format!("ingest-{}", wave + 1),
+        );
+    }
+    assert_exactly_once(&lake, (waves * per_wave) as i64).await;
+}
+
+/// Rebalances while records are buffered: a second member joins mid-stream
+/// (the first loses half its partitions with unflushed points), then the
+/// first member leaves and the second takes every partition.
+///
+/// The member leaves with SIGTERM. A member killed with -9 is covered by the
+/// test above; here the group must notice its death by session timeout, which
+/// tansu 0.6.0 detects but then leaves the dead member's partitions unassigned
+/// (Kafka and Redpanda reassign them).
+#[tokio::test(flavor = "multi_thread")]
+async fn members_joining_and_leaving_duplicate_nothing() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    // Long flush interval: buffers are still full when partitions move.
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let producer = producer(&broker.bootstrap());
+    let mut a = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "a");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_all(&producer, "metrics", &json_points(0, 5000, 20)).await;
+
+    let b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
+    produce_all(&producer, "metrics", &json_points(5000, 5000, 20)).await;
+    wait_until(Duration::from_secs(60), "b to get partitions", || {
+        let log = b.log_text();
+        async move { log.contains("partition assigned") }
+    })
+    .await;
+    produce_all(&producer, "metrics", &json_points(10_000, 5000, 20)).await;
+
+    assert!(
+        a.terminate().success(),
+        "a exits cleanly:\n{}",
+        a.log_text()
+    );
+    produce_all(&producer, "metrics", &json_points(15_000, 5000, 20)).await;
+    assert_exactly_once(&lake, 20_000).await;
+
+    let a_log = a.log_text();
+    assert!(
+        a_log.contains("partition revoked"),
+        "a never gave up partitions:\n{a_log}"
+    );
+    let b_log = b.log_text();
+    for p in 0..4 {
+        assert!(
+            b_log.contains(&format!(
+                "partition assigned topic=\"metrics\" partition={p}"
+            )),
+            "b never got partition {p}:\n{b_log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
+    let dir = test_dir();
+    let port = free_port();
+    let storage = "sqlite://broker.db".to_owned();
+    let mut broker = Broker::start_with(dir.path(), port, storage.clone()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let _ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &json_points(0, 2000, 20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The broker goes away for a while; ingest keeps running and waits.
+    broker.proc.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker = Broker::start_with(dir.path(), port, storage).await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &json_points(2000, 2000, 20),
+    )
+    .await;
+    assert_exactly_once(&lake, 4000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let _ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut good = json_points(0, 100, 10);
+    // One record mixing a good line and a bad one, and wholly bad records.
+    good[0].1.push_str("\n{\"name\":\"x\",\"time\":1}");
+    let bad = vec![
+        ("k1".to_owned(), "this is not json".to_owned()),
+        (
+            "k2".to_owned(),
+            r#"{"name":"x","time":1,"value":"high"}"#.to_owned(),
+        ),
+        (
+            "k3".to_owned(),
+            r#"{"name":"x","time":"tuesday","value":1}"#.to_owned(),
+        ),
+        (
+            "k4".to_owned(),
+            r#"{"name":"x","time":99999999999999,"value":1}"#.to_owned(),
+        ),
+    ];
+    let producer = producer(&broker.bootstrap());
+    produce_all(&producer, "metrics", &good).await;
+    produce_all(&producer, "metrics", &bad).await;
+    // Non-UTF-8 bytes.
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<str, [u8]>::to("metrics")
+                .key("k5")
+                .payload(&b"\xff\xfe{}"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+
+    assert_exactly_once(&lake, 100).await;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["metrics.dlq"]).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        let headers = m.headers().unwrap();
+        let header = |k: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == k)
+                .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
+                .unwrap_or_default()
+        };
+        seen.push((
+            header("klaxon.reason"),
+            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            header("klaxon.topic"),
+            header("klaxon.line"),
+        ));
+    }
+    seen.sort();
+    let reasons: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "bad_timestamp",
+            "invalid_json",
+            "invalid_utf8",
+            "missing_field",
+            "non_numeric_value",
+            "timestamp_out_of_range"
+        ],
+        "{seen:?}"
+    );
+    let missing = seen.iter().find(|s| s.0 == "missing_field").unwrap();
+    assert_eq!(
+        missing.1, r#"{"name":"x","time":1}"#,
+        "the original line, alone"
+    );
+    assert_eq!(missing.2, "metrics");
+    assert_eq!(missing.3, "11", "line number within its record");
+}
