@@ -8,6 +8,8 @@
 mod graphite;
 mod influx;
 mod json;
+#[cfg(test)]
+mod proptests;
 
 use std::{borrow::Cow, ops::Range};
 

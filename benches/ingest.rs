@@ -1,0 +1,88 @@
+//! Hot-path micro-benchmarks: decoding each format into Arrow, and turning a
+//! batch into a sorted, zstd-compressed Parquet file.
+//!
+//! `cargo bench --bench ingest`; throughput is reported in points per second
+//! on one core (criterion runs single-threaded).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use klaxon::{
+    decode::{Format, Limits, decode_record},
+    lake::writer::encode_parquet,
+    points::{PointBatchBuilder, sort_by_series},
+    produce::synthetic_point,
+};
+
+const POINTS: u64 = 10_000;
+const SERIES: u64 = 1_000;
+const PER_RECORD: u64 = 100;
+
+/// Records of `PER_RECORD` newline-delimited points, as producers send them.
+fn records(format: Format) -> Vec<String> {
+    (0..POINTS / PER_RECORD)
+        .map(|r| {
+            let mut text = String::new();
+            for i in r * PER_RECORD..(r + 1) * PER_RECORD {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                synthetic_point(&mut text, format, i, SERIES, 1_795_514_400_000 + i as i64);
+            }
+            text
+        })
+        .collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(POINTS));
+    for format in [Format::Json, Format::Graphite, Format::Influx] {
+        let input = records(format);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{format:?}")),
+            &input,
+            |b, input| {
+                let mut builder = PointBatchBuilder::default();
+                let mut rejects = Vec::new();
+                b.iter(|| {
+                    for record in input {
+                        decode_record(
+                            format,
+                            record.as_bytes(),
+                            0,
+                            Limits::unbounded(),
+                            &mut builder,
+                            &mut rejects,
+                        );
+                    }
+                    builder.finish().unwrap()
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn parquet(c: &mut Criterion) {
+    let mut builder = PointBatchBuilder::default();
+    let mut rejects = Vec::new();
+    for record in records(Format::Json) {
+        decode_record(
+            Format::Json,
+            record.as_bytes(),
+            0,
+            Limits::unbounded(),
+            &mut builder,
+            &mut rejects,
+        );
+    }
+    let batch = builder.finish().unwrap();
+    let mut group = c.benchmark_group("lake");
+    group.throughput(Throughput::Elements(POINTS));
+    group.bench_function("sort_and_encode_parquet", |b| {
+        b.iter(|| encode_parquet(&sort_by_series(&batch).unwrap(), 128 * 1024).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, parquet);
+criterion_main!(benches);
