@@ -99,13 +99,8 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
             config.lake.url = args.data_dir.join("lake").display().to_string();
         }
     }
-    prepare_topics(&config).await?;
-    let lake = Lake::open(&config.lake)?;
-    let listen = args
-        .http_listen
-        .unwrap_or_else(|| config.http.listen.clone());
-    let metrics = telemetry::init_metrics();
-    let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
+    let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
+    let lake = ingest.lake_location();
 
     let mut banner = String::new();
     banner.push_str("klaxon is up\n");
@@ -121,24 +116,17 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         "  dead letters     {}\n",
         config.topics.dead_letter
     ));
-    banner.push_str(&format!("  lake             {}\n", lake.describe()));
+    banner.push_str(&format!("  lake             {lake}\n"));
     banner.push_str(&format!("  metrics          http://{addr}/metrics\n"));
     banner.push_str(&format!(
         "  try              klaxon produce --brokers {} --count 10000\n",
         config.kafka.brokers
     ));
     banner.push_str(&format!(
-        "                   klaxon query --lake {} \"SELECT name, count(*) FROM metrics GROUP BY name\"\n",
-        lake.describe()
+        "                   klaxon query --lake {lake} \"SELECT name, count(*) FROM metrics GROUP BY name\"\n"
     ));
     print!("{banner}");
     std::io::stdout().flush()?;
-
-    let ingest = Ingest::new(IngestArgs {
-        brokers: config.kafka.brokers.clone(),
-        config,
-        lake,
-    })?;
     ingest.run(shutdown).await?;
     Ok(())
 }
@@ -148,21 +136,30 @@ async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
     }
     let shutdown = shutdown::on_signals(GRACE);
-    prepare_topics(&config).await?;
-    let lake = Lake::open(&config.lake)?;
-    let listen = args
-        .http_listen
-        .unwrap_or_else(|| config.http.listen.clone());
-    let metrics = telemetry::init_metrics();
-    let (addr, _http) = crate::http::serve(&listen, metrics, shutdown.clone()).await?;
+    let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
     tracing::info!(%addr, "serving /metrics");
-    let ingest = Ingest::new(IngestArgs {
-        brokers: config.kafka.brokers.clone(),
-        config,
-        lake,
-    })?;
     ingest.run(shutdown).await?;
     Ok(())
+}
+
+/// What `up` and `ingest` share: the topics, the lake, `/metrics` (on
+/// `http_listen` or `http.listen`), and an ingest member ready to run.
+async fn start_ingest(
+    config: &Config,
+    http_listen: Option<String>,
+    shutdown: &CancellationToken,
+) -> Result<(std::net::SocketAddr, Ingest)> {
+    prepare_topics(config).await?;
+    let lake = Lake::open(&config.lake)?;
+    let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let (addr, _server) =
+        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+    let ingest = Ingest::new(IngestArgs {
+        brokers: config.kafka.brokers.clone(),
+        config: config.clone(),
+        lake,
+    })?;
+    Ok((addr, ingest))
 }
 
 async fn query(config: Config, args: QueryArgs) -> Result<()> {

@@ -31,7 +31,7 @@ format = "influx"
 "#,
     );
     let lake = dir.path().join("lake");
-    let _ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     let producer = producer(&broker.bootstrap());
     // Topics are created by ingest; wait for them before producing.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -92,6 +92,36 @@ format = "influx"
 | g.metric  | 1000 | 3 |
 +-----------+------+---+";
     assert_eq!(table, expected);
+
+    // klaxon's own metrics say the same.
+    let metrics = http_get(&ingest, "/metrics");
+    for (series, value) in [
+        (r#"klaxon_ingest_points_total{topic="metrics"}"#, 3000.0),
+        (r#"klaxon_ingest_points_total{topic="graphite"}"#, 1000.0),
+        (r#"klaxon_ingest_points_total{topic="influx"}"#, 1000.0),
+        (r#"klaxon_ingest_records_total{topic="metrics"}"#, 60.0),
+        ("klaxon_lake_rows_written_total", 5000.0),
+    ] {
+        assert_eq!(
+            metric_value(&metrics, series),
+            Some(value),
+            "{series} in\n{metrics}"
+        );
+    }
+    for name in [
+        "klaxon_ingest_bytes_total",
+        "klaxon_lake_files_written_total",
+        "klaxon_ingest_flush_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(http_get(&ingest, "/healthz").ends_with("ok\n"));
+    // Lag comes from librdkafka's statistics, every five seconds.
+    wait_until(Duration::from_secs(30), "the consumer lag gauge", || {
+        let text = http_get(&ingest, "/metrics");
+        async move { text.contains(r#"klaxon_ingest_consumer_lag{topic="metrics",partition="#) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,7 +248,7 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
     let broker = Broker::start(dir.path()).await;
     let config = write_config(dir.path(), "");
     let lake = dir.path().join("lake");
-    let _ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut good = json_points(0, 100, 10);
@@ -305,4 +335,15 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
     );
     assert_eq!(missing.2, "metrics");
     assert_eq!(missing.3, "11", "line number within its record");
+
+    let metrics = http_get(&ingest, "/metrics");
+    for reason in reasons {
+        let series =
+            format!(r#"klaxon_ingest_rejected_total{{topic="metrics",reason="{reason}"}}"#);
+        assert_eq!(
+            metric_value(&metrics, &series),
+            Some(1.0),
+            "{series} in\n{metrics}"
+        );
+    }
 }

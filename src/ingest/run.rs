@@ -150,6 +150,11 @@ impl Ingest {
         })
     }
 
+    /// Where this member writes, for people.
+    pub fn lake_location(&self) -> String {
+        self.args.lake.describe()
+    }
+
     /// Runs until `shutdown` is cancelled, then flushes and commits what it holds.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), IngestError> {
         let interval = self.args.config.ingest.flush_interval;

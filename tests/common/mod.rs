@@ -139,6 +139,34 @@ impl Broker {
     }
 }
 
+/// GETs `path` from the `/metrics` server whose address `proc` logged.
+pub fn http_get(proc: &Proc, path: &str) -> String {
+    use std::io::{Read, Write};
+    let log = proc.log_text();
+    let addr = log
+        .lines()
+        .find_map(|l| l.split("serving /metrics addr=").nth(1))
+        .expect("the process logs its /metrics address")
+        .trim()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of one Prometheus series in a `/metrics` text, if present.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Writes an ingest config tuned for tests: small flushes, fast rebalances.
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("klaxon.toml");
