@@ -161,29 +161,6 @@ async fn bad_sql_is_a_clear_error() {
     assert!(err.contains("nope"), "{err}");
 }
 
-/// The python with duckdb: KLAXON_TEST_PYTHON, else the venv scripts/test makes.
-fn python_with_duckdb() -> String {
-    let candidates = [
-        std::env::var("KLAXON_TEST_PYTHON").unwrap_or_default(),
-        format!(
-            "{}/.cache/klaxon/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        ),
-    ];
-    candidates
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import duckdb"])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect(
-            "no python with duckdb: run scripts/test, which installs it, or set KLAXON_TEST_PYTHON",
-        )
-}
-
 #[tokio::test]
 async fn duckdb_reads_the_lake_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +173,7 @@ async fn duckdb_reads_the_lake_as_it_is() {
          for r in rows: print('|'.join(str(c) for c in r))\n",
         dir.path().display()
     );
-    let out = Command::new(python_with_duckdb())
+    let out = Command::new(common::test_python())
         .args(["-c", &script])
         .output()
         .unwrap();

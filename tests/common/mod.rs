@@ -57,9 +57,20 @@ impl Proc {
     }
 
     pub fn spawn_in(cwd: &Path, args: &[&str], log: PathBuf) -> Self {
+        Self::spawn_program(KLAXON, cwd, args, &[], log)
+    }
+
+    pub fn spawn_program(
+        program: &str,
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Self {
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(KLAXON)
+        let child = Command::new(program)
             .current_dir(cwd)
+            .envs(env.iter().copied())
             .args(args)
             .env("RUST_LOG", "info,klaxon=debug,librdkafka=warn")
             .stdout(Stdio::null())
@@ -192,8 +203,22 @@ flush_interval = "300ms"
 
 /// Starts `klaxon ingest`.
 pub fn start_ingest(dir: &Path, config: &Path, brokers: &str, lake: &Path, name: &str) -> Proc {
+    start_ingest_with_env(dir, config, brokers, lake.to_str().unwrap(), &[], name)
+}
+
+/// Starts `klaxon ingest` on any lake URL, with extra environment variables.
+pub fn start_ingest_with_env(
+    dir: &Path,
+    config: &Path,
+    brokers: &str,
+    lake: &str,
+    env: &[(&str, &str)],
+    name: &str,
+) -> Proc {
     let log = dir.join(format!("{name}.log"));
-    Proc::spawn(
+    Proc::spawn_program(
+        KLAXON,
+        dir,
         &[
             "ingest",
             "--config",
@@ -201,12 +226,30 @@ pub fn start_ingest(dir: &Path, config: &Path, brokers: &str, lake: &Path, name:
             "--brokers",
             brokers,
             "--lake",
-            lake.to_str().unwrap(),
+            lake,
             "--http-listen",
             "127.0.0.1:0",
         ],
+        env,
         log,
     )
+}
+
+/// The Python environment that `scripts/test` prepares (DuckDB, moto):
+/// KLAXON_TEST_PYTHON, else ~/.cache/klaxon/venv/bin/python.
+pub fn test_python() -> PathBuf {
+    let python = std::env::var_os("KLAXON_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/klaxon/venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "no test Python at {}: run scripts/test, which installs it, or set KLAXON_TEST_PYTHON",
+        python.display()
+    );
+    python
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
