@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::{LineError, LineSink, RejectReason};
+use super::{LineError, LineSink, PointName, RejectReason};
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
     let mut fields = line.split_ascii_whitespace();
@@ -50,7 +50,7 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
         None | Some("-1") => sink.record_time_ms,
         Some(t) => parse_epoch_seconds_ms(t)?,
     };
-    sink.point(Cow::Borrowed(name), time_ms, value)
+    sink.point(PointName::Whole(Cow::Borrowed(name)), time_ms, value)
 }
 
 fn parse_epoch_seconds_ms(text: &str) -> Result<i64, LineError> {

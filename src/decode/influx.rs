@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::{LineError, LineSink, RejectReason};
+use super::{LineError, LineSink, PointName, RejectReason};
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
     let syntax = |m: &str| LineError::new(RejectReason::InvalidSyntax, m.to_owned());
@@ -62,9 +62,9 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
             continue;
         };
         let name = if key == "value" {
-            measurement.clone()
+            PointName::Whole(measurement.clone())
         } else {
-            Cow::Owned(format!("{measurement}.{}", unescape(key)))
+            PointName::Joined(measurement.clone(), unescape(key))
         };
         sink.point(name, time_ms, value)?;
         numeric += 1;

@@ -8,21 +8,123 @@ use std::{borrow::Cow, fmt};
 
 use serde::{
     Deserialize, Deserializer,
-    de::{IgnoredAny, MapAccess, Visitor},
+    de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor},
 };
 
-use super::{LineError, LineSink, RejectReason, Tags};
+use super::{LineError, LineSink, PointName, RejectReason, Tags};
 
-#[derive(Deserialize)]
+/// The fields of one point; tags go straight into the line's reusable scratch.
+#[derive(Default)]
 struct JsonPoint<'a> {
-    #[serde(borrow)]
     name: Option<Scalar<'a>>,
-    #[serde(borrow)]
     time: Option<Scalar<'a>>,
-    #[serde(borrow)]
     value: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
-    tags: Option<TagMap<'a>>,
+    /// A `tags` value that is not an object (or a bad tag value inside it).
+    bad_tags: Option<String>,
+}
+
+/// Deserializes a point, appending its tags to `tags` without allocating a
+/// collection per point.
+struct PointSeed<'s, 'a> {
+    tags: &'s mut Tags<'a>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for PointSeed<'s, 'de> {
+    type Value = JsonPoint<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for PointSeed<'s, 'de> {
+    type Value = JsonPoint<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut point = JsonPoint::default();
+        while let Some(key) = m.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "name" => point.name = Some(m.next_value()?),
+                "time" => point.time = Some(m.next_value()?),
+                "value" => point.value = Some(m.next_value()?),
+                "tags" => {
+                    point.bad_tags = m.next_value_seed(TagsSeed {
+                        tags: &mut *self.tags,
+                    })?
+                }
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(point)
+    }
+}
+
+/// `tags`: an object of string, number or boolean values, or null. Yields
+/// `Some(problem)` for anything else rather than failing the JSON parse, so
+/// the rejection reason says what is wrong.
+struct TagsSeed<'s, 'a> {
+    tags: &'s mut Tags<'a>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for TagsSeed<'s, 'de> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for TagsSeed<'s, 'de> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of tags")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut problem = None;
+        while let Some((key, value)) = m.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
+            let value = match value {
+                Scalar::Text(s) => s,
+                Scalar::Number(n) => Cow::Owned(n.to_string()),
+                Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+                Scalar::Null => continue,
+                Scalar::Nested => {
+                    problem.get_or_insert_with(|| {
+                        format!("tag {key:?} must be a string, number or boolean")
+                    });
+                    continue;
+                }
+            };
+            self.tags.push((key, value));
+        }
+        Ok(problem)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some("\"tags\" must be an object".to_owned()))
+    }
 }
 
 /// Any JSON value, keeping only what a point can use.
@@ -98,32 +200,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-/// `tags` as pairs in document order, without a map per point.
-struct TagMap<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for TagMap<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TagMap<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of tags")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut tags = Vec::with_capacity(m.size_hint().unwrap_or(4));
-                while let Some((k, v)) = m.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
-                    tags.push((k, v));
-                }
-                Ok(TagMap(tags))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
-    let point: JsonPoint<'a> = serde_json::from_str(line)
-        .map_err(|e| LineError::new(RejectReason::InvalidJson, e.to_string()))?;
+    let mut de = serde_json::Deserializer::from_str(line);
+    let point = PointSeed {
+        tags: &mut sink.tags,
+    }
+    .deserialize(&mut de)
+    .and_then(|p| de.end().map(|()| p))
+    .map_err(|e| LineError::new(RejectReason::InvalidJson, e.to_string()))?;
+    if let Some(problem) = point.bad_tags {
+        return Err(LineError::new(RejectReason::InvalidSyntax, problem));
+    }
     let name = match point.name {
         Some(Scalar::Text(name)) => name,
         None | Some(Scalar::Null) => {
@@ -168,32 +255,7 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
             ));
         }
     };
-    if let Some(TagMap(tags)) = point.tags {
-        collect_tags(tags, &mut sink.tags)?;
-    }
-    sink.point(name, time_ms, value)
-}
-
-fn collect_tags<'a>(
-    tags: Vec<(Cow<'a, str>, Scalar<'a>)>,
-    out: &mut Tags<'a>,
-) -> Result<(), LineError> {
-    for (key, value) in tags {
-        let value = match value {
-            Scalar::Text(s) => s,
-            Scalar::Number(n) => Cow::Owned(n.to_string()),
-            Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-            Scalar::Null => continue,
-            Scalar::Nested => {
-                return Err(LineError::new(
-                    RejectReason::InvalidSyntax,
-                    format!("tag {key:?} must be a string, number or boolean"),
-                ));
-            }
-        };
-        out.push((key, value));
-    }
-    Ok(())
+    sink.point(PointName::Whole(name), time_ms, value)
 }
 
 pub(super) fn parse_rfc3339_ms(text: &str) -> Result<i64, LineError> {

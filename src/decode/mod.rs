@@ -122,18 +122,29 @@ pub(crate) struct LineSink<'b, 'a> {
     /// Scratch for the current line's tags, reused across lines of the record.
     pub(crate) tags: Tags<'a>,
     /// Points of the current line, committed to the batch only if the line is good.
-    pending: Vec<(Cow<'a, str>, i64, f64)>,
+    pending: Vec<(PointName<'a>, i64, f64)>,
+    /// Reused to spell `measurement.field` names without an allocation per point.
+    name_buf: String,
+}
+
+/// A point's name as the line spells it.
+#[derive(Debug)]
+pub(crate) enum PointName<'a> {
+    Whole(Cow<'a, str>),
+    /// Influx `measurement` and `field`, named `measurement.field`.
+    Joined(Cow<'a, str>, Cow<'a, str>),
 }
 
 impl<'a> LineSink<'_, 'a> {
     /// Queues one point of the current line.
     pub(crate) fn point(
         &mut self,
-        name: Cow<'a, str>,
+        name: PointName<'a>,
         time_ms: i64,
         value: f64,
     ) -> Result<(), LineError> {
-        if name.is_empty() {
+        let (PointName::Whole(first) | PointName::Joined(first, _)) = &name;
+        if first.is_empty() {
             return Err(LineError::new(
                 RejectReason::MissingField,
                 "empty metric name",
@@ -175,7 +186,17 @@ impl<'a> LineSink<'_, 'a> {
         }
         let n = self.pending.len();
         for (name, time, value) in self.pending.drain(..) {
-            self.builder.push(&name, time, value, &self.tags);
+            let name = match &name {
+                PointName::Whole(name) => name.as_ref(),
+                PointName::Joined(measurement, field) => {
+                    self.name_buf.clear();
+                    self.name_buf.push_str(measurement);
+                    self.name_buf.push('.');
+                    self.name_buf.push_str(field);
+                    &self.name_buf
+                }
+            };
+            self.builder.push(name, time, value, &self.tags);
         }
         Ok(n)
     }
@@ -197,6 +218,7 @@ pub fn decode_record(
         record_time_ms,
         tags: Vec::new(),
         pending: Vec::new(),
+        name_buf: String::new(),
     };
     let mut accepted = 0;
     let mut start = 0;

@@ -52,6 +52,23 @@ struct PartitionState {
 struct TopicState {
     format: Format,
     partitions: HashMap<i32, PartitionState>,
+    /// Registered once so counting a record allocates no label strings.
+    records: metrics::Counter,
+    points: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl TopicState {
+    fn new(topic: &str, format: Format) -> Self {
+        let label = || ("topic", topic.to_owned());
+        Self {
+            format,
+            partitions: HashMap::new(),
+            records: metrics::counter!("klaxon_ingest_records_total", &[label()]),
+            points: metrics::counter!("klaxon_ingest_points_total", &[label()]),
+            bytes: metrics::counter!("klaxon_ingest_bytes_total", &[label()]),
+        }
+    }
 }
 
 /// One member of the ingest consumer group.
@@ -129,15 +146,7 @@ impl Ingest {
         consumer.subscribe(&names)?;
         let topics = sources
             .iter()
-            .map(|s| {
-                (
-                    s.topic.clone(),
-                    TopicState {
-                        format: s.format,
-                        partitions: HashMap::new(),
-                    },
-                )
-            })
+            .map(|s| (s.topic.clone(), TopicState::new(&s.topic, s.format)))
             .collect();
         Ok(Self {
             dead_letters: DeadLetters::new(producer, args.config.topics.dead_letter.clone()),
@@ -214,6 +223,9 @@ impl Ingest {
             return Ok(());
         };
         let format = topic_state.format;
+        topic_state.records.increment(1);
+        topic_state.bytes.increment(payload.len() as u64);
+        let points_counter = topic_state.points.clone();
         let state = topic_state.partitions.entry(partition).or_default();
         if !state.started {
             let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
@@ -240,11 +252,7 @@ impl Ingest {
         state.buffer.record(offset, payload.len());
         let full = state.buffer.builder.len() >= flush_rows || state.buffer.bytes >= flush_bytes;
         self.buffered_bytes += payload.len();
-        metrics::counter!("klaxon_ingest_records_total", "topic" => topic.to_owned()).increment(1);
-        metrics::counter!("klaxon_ingest_points_total", "topic" => topic.to_owned())
-            .increment(points as u64);
-        metrics::counter!("klaxon_ingest_bytes_total", "topic" => topic.to_owned())
-            .increment(payload.len() as u64);
+        points_counter.increment(points as u64);
 
         if !self.rejects.is_empty() {
             let origin = Origin {
