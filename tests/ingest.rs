@@ -347,3 +347,37 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lake_outage_is_waited_out_without_loss() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    // A file where the table directory belongs: every write fails, even as root.
+    std::fs::create_dir_all(&lake).unwrap();
+    let blocker = lake.join("metrics");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+
+    let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &json_points(0, 1000, 20),
+    )
+    .await;
+    wait_until(Duration::from_secs(60), "ingest to retry the lake", || {
+        let log = ingest.log_text();
+        async move { log.contains("lake write failed; retrying") }
+    })
+    .await;
+    assert!(
+        ingest.child.try_wait().unwrap().is_none(),
+        "ingest kept running"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    assert_exactly_once(&lake, 1000).await;
+    assert!(ingest.terminate().success());
+}

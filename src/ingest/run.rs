@@ -22,6 +22,7 @@ use super::{
     dead_letter::{DeadLetters, Origin},
 };
 use crate::{
+    ErrorKind,
     config::Config,
     decode::{Format, Limits, Rejected, decode_record},
     kafka::client_config,
@@ -365,13 +366,27 @@ impl Ingest {
         };
         if !buffer.builder.is_empty() {
             let batch = buffer.builder.finish()?;
-            let outcome = write_flush(
-                &self.args.lake,
-                &range,
-                batch,
-                self.args.config.ingest.row_group_rows,
-            )
-            .await?;
+            let mut backoff = Duration::from_millis(100);
+            let outcome = loop {
+                // Rewriting is safe: the names and the marker are the same.
+                match write_flush(
+                    &self.args.lake,
+                    &range,
+                    batch.clone(),
+                    self.args.config.ingest.row_group_rows,
+                )
+                .await
+                {
+                    Ok(outcome) => break outcome,
+                    Err(e) if e.kind() == ErrorKind::External => {
+                        tracing::warn!(topic, partition, error = %e, "lake write failed; retrying");
+                        metrics::counter!("klaxon_lake_write_errors_total").increment(1);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             metrics::counter!("klaxon_lake_files_written_total")
                 .increment(outcome.files.len() as u64);
             metrics::counter!("klaxon_lake_rows_written_total").increment(outcome.rows as u64);
