@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::{self, BrokerOptions},
-    cli::{BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, ProduceArgs, QueryArgs, UpArgs},
+    cli::{
+        BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, ProduceArgs, QueryArgs, RulesCommand,
+        UpArgs,
+    },
     config::Config,
     ingest::{Ingest, IngestArgs},
     lake::Lake,
@@ -28,6 +31,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => query(config, args).await,
         Command::Produce(args) => produce_cmd(config, args).await,
         Command::Broker(args) => broker_cmd(args).await,
+        Command::Rules(RulesCommand::Check { dir, against_lake }) => {
+            rules_check(config, &dir, against_lake).await
+        }
     }
 }
 
@@ -226,6 +232,32 @@ async fn produce_cmd(config: Config, args: ProduceArgs) -> Result<()> {
         bail!("{} records were not delivered", report.failed_records);
     }
     Ok(())
+}
+
+async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) -> Result<()> {
+    let known = if against_lake {
+        let lake = Lake::open(&config.lake)?;
+        Some(QueryEngine::open(&lake).await?.rule_schema())
+    } else {
+        None
+    };
+    let report = crate::rules::check_dir(dir, known)
+        .await
+        .with_context(|| format!("reading rules from {}", dir.display()))?;
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    if report.problems.is_empty() {
+        println!("{} rules in {} files: OK", report.rules, report.files);
+        Ok(())
+    } else {
+        bail!(
+            "{} problems in {} rules ({} files)",
+            report.problems.len(),
+            report.rules,
+            report.files
+        )
+    }
 }
 
 async fn broker_cmd(args: BrokerArgs) -> Result<()> {

@@ -46,6 +46,24 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Run the embedded Kafka-compatible broker (tansu) on its own.
     Broker(BrokerArgs),
+    /// Alert rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate every rule file in a directory: TOML, durations, thresholds,
+    /// templates, and the SQL planned against the metrics table. Prints each
+    /// problem as FILE:LINE and exits non-zero if there is any.
+    Check {
+        /// Directory of *.toml rule files.
+        dir: PathBuf,
+        /// Check column names against this lake's tags too (with --lake or
+        /// lake.url). Without it, any column the SQL names is taken for a tag.
+        #[arg(long)]
+        against_lake: bool,
+    },
 }
 
 #[derive(Debug, Args)]

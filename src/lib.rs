@@ -30,6 +30,7 @@ pub mod lake;
 pub mod points;
 pub mod produce;
 pub mod query;
+pub mod rules;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

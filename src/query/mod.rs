@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::{array::RecordBatch, datatypes::DataType};
 use datafusion::{
+    catalog::TableProvider,
     datasource::{
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
@@ -55,6 +56,8 @@ impl QueryError {
 /// A DataFusion session with the lake registered as `metrics`.
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// The `metrics` table's schema, tags and partition columns included.
+    schema: arrow::datatypes::SchemaRef,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -90,8 +93,22 @@ impl QueryEngine {
                 .with_listing_options(options)
                 .with_schema(schema),
         )?;
+        let schema = table.schema();
         ctx.register_table("metrics", Arc::new(TimePrunedTable::new(Arc::new(table))))?;
-        Ok(Self { ctx })
+        Ok(Self { ctx, schema })
+    }
+
+    /// The columns a rule sees: the lake's, without the partition columns
+    /// (a rule's window is not a directory).
+    pub fn rule_schema(&self) -> arrow::datatypes::SchemaRef {
+        let fields: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "date" && f.name() != "hour")
+            .cloned()
+            .collect();
+        Arc::new(arrow::datatypes::Schema::new(fields))
     }
 
     /// Runs one SQL statement and collects its result.
