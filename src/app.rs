@@ -34,6 +34,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rules(RulesCommand::Check { dir, against_lake }) => {
             rules_check(config, &dir, against_lake).await
         }
+        Command::Rules(RulesCommand::Test {
+            rules,
+            points,
+            format,
+        }) => rules_test(&rules, &points, format).await,
     }
 }
 
@@ -258,6 +263,60 @@ async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) 
             report.files
         )
     }
+}
+
+async fn rules_test(
+    rules: &std::path::Path,
+    points: &std::path::Path,
+    format: crate::decode::Format,
+) -> Result<()> {
+    use crate::{
+        decode::{Limits, decode_record},
+        points::PointBatchBuilder,
+        rules::{CompiledRule, check_files, replay, rule_files},
+    };
+    let files = rule_files(rules).with_context(|| format!("reading {}", rules.display()))?;
+    let report = check_files(&files, None).await?;
+    if !report.problems.is_empty() {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        bail!("{} problems in the rules", report.problems.len());
+    }
+    let bytes = std::fs::read(points).with_context(|| format!("reading {}", points.display()))?;
+    let mut builder = PointBatchBuilder::default();
+    let mut rejects = Vec::new();
+    decode_record(
+        format,
+        &bytes,
+        0,
+        Limits::unbounded(),
+        &mut builder,
+        &mut rejects,
+    );
+    for r in &rejects {
+        eprintln!(
+            "{}:{}: {}: {}",
+            points.display(),
+            r.line,
+            r.reason.as_str(),
+            r.detail
+        );
+    }
+    let batch = builder.finish()?;
+    let mut stdout = std::io::stdout().lock();
+    for file in files {
+        let parsed: crate::rules::RuleFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
+        for rule in parsed.rule {
+            let compiled = CompiledRule::compile(rule.into_inner())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for event in replay(&compiled, &batch).await? {
+                writeln!(stdout, "{}", serde_json::to_string(&event)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn broker_cmd(args: BrokerArgs) -> Result<()> {

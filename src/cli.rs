@@ -64,6 +64,18 @@ pub enum RulesCommand {
         #[arg(long)]
         against_lake: bool,
     },
+    /// Replay points from a file through rules and print, as JSON lines, the
+    /// paging events they would raise. Time is the points' own: windows step
+    /// from the first point until every timer has run out.
+    Test {
+        /// A rules file, or a directory of them.
+        rules: PathBuf,
+        /// Points: newline-delimited, in --format.
+        #[arg(long)]
+        points: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,29 @@ fn point_schema_matches_the_decoder() {
 }
 
 #[test]
+fn paging_schema_accepts_events_v2_from_other_senders() {
+    let validator = schema("paging-event.schema.json");
+    let pagerduty_example = serde_json::json!({
+        "routing_key": "R0123456789",
+        "event_action": "trigger",
+        "dedup_key": "srv01/HTTP",
+        "payload": {"summary": "Example alert on host1", "source": "host1", "severity": "critical",
+                    "custom_details": {"ping time": "1500ms"}},
+        "links": [{"href": "https://example.com/", "text": "Link text"}]
+    });
+    assert!(validator.is_valid(&pagerduty_example));
+    assert!(
+        validator
+            .is_valid(&serde_json::json!({"event_action": "resolve", "dedup_key": "srv01/HTTP"}))
+    );
+    assert!(
+        !validator.is_valid(&serde_json::json!({"event_action": "trigger", "dedup_key": "x"})),
+        "a trigger needs a payload"
+    );
+    assert!(!validator.is_valid(&serde_json::json!({"event_action": "page", "dedup_key": "x"})));
+}
+
+#[test]
 fn bad_config_is_refused_with_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

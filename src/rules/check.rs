@@ -50,14 +50,32 @@ pub struct CheckReport {
 /// column that is neither a fixed column nor one of its tags is an error;
 /// without it, any other column is taken to be a tag.
 pub async fn check_dir(dir: &Path, known: Option<SchemaRef>) -> std::io::Result<CheckReport> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    check_files(&rule_files(dir)?, known).await
+}
+
+/// The rule files a path names: the `*.toml` files of a directory, in name
+/// order, or the file itself.
+pub fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// Checks the given files together (rule names must be unique across them).
+pub async fn check_files(
+    files: &[PathBuf],
+    known: Option<SchemaRef>,
+) -> std::io::Result<CheckReport> {
     let mut report = CheckReport::default();
     let mut names: HashMap<String, (PathBuf, usize)> = HashMap::new();
     for file in files {
+        let file = file.clone();
         let text = std::fs::read_to_string(&file)?;
         let (rules, problems) = check_file(&file, &text, known.clone()).await;
         report.files += 1;
@@ -202,9 +220,22 @@ fn check_thresholds(t: &Thresholds) -> Vec<String> {
     out
 }
 
+/// A rule's SQL, planned: the table it reads and the rows it returns.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    /// `metrics` as the rule sees it: the fixed columns and the tags it names.
+    pub(crate) input: SchemaRef,
+    pub(crate) output: SchemaRef,
+}
+
 /// Plans the SQL against the `metrics` table and returns its output schema,
 /// or why it cannot run as a rule.
 async fn plan_output(sql: &str, known: Option<SchemaRef>) -> Result<SchemaRef, String> {
+    plan(sql, known).await.map(|p| p.output)
+}
+
+/// Parses and plans a rule's SQL; see [`Planned`].
+pub(crate) async fn plan(sql: &str, known: Option<SchemaRef>) -> Result<Planned, String> {
     let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| format!("SQL: {e}"))?;
     match statements.as_slice() {
         [Statement::Query(_)] => {}
@@ -236,7 +267,12 @@ async fn plan_output(sql: &str, known: Option<SchemaRef>) -> Result<SchemaRef, S
         ctx.register_table("metrics", Arc::new(table))
             .map_err(|e| e.to_string())?;
         match ctx.state().create_logical_plan(sql).await {
-            Ok(plan) => return Ok(Arc::new(plan.schema().as_arrow().clone())),
+            Ok(plan) => {
+                return Ok(Planned {
+                    input: schema,
+                    output: Arc::new(plan.schema().as_arrow().clone()),
+                });
+            }
             Err(e) => match missing_column(&e) {
                 Some(column) if !strict && !fields.iter().any(|f| f.name() == &column) => {
                     fields.push(Field::new(column, string_type(), true));

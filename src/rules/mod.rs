@@ -7,6 +7,14 @@
 
 mod check;
 mod definition;
+mod evaluate;
+mod event;
+mod replay;
+mod state;
 
-pub use check::{CheckReport, Problem, check_dir, check_file, tag_type};
+pub use check::{CheckReport, Problem, check_dir, check_file, check_files, rule_files, tag_type};
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
+pub use evaluate::{CompiledRule, render};
+pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
+pub use replay::{replay, to_event};
+pub use state::{AlertStates, Observation, Transition, severity_of};

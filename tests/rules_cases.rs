@@ -1,0 +1,83 @@
+//! Rule cases as data: each directory under tests/rules_cases holds
+//! `rules.toml`, `points.jsonl` and `expected.jsonl`. `klaxon rules test`
+//! must print exactly as many events as expected, in order, each containing
+//! every field its expected line gives.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
+
+/// Whether `actual` has everything `expected` has (objects recursively).
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, ev)| a.get(k).is_some_and(|av| contains(av, ev))),
+        (Value::Number(a), Value::Number(e)) => a.as_f64() == e.as_f64(),
+        _ => actual == expected,
+    }
+}
+
+#[test]
+fn every_case_raises_exactly_its_expected_events() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules_cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 4);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/paging-event.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
+    for case in cases {
+        let out = Command::new(KLAXON)
+            .args(["rules", "test"])
+            .arg(case.join("rules.toml"))
+            .arg("--points")
+            .arg(case.join("points.jsonl"))
+            .output()
+            .unwrap();
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actual: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let expected: Vec<Value> = std::fs::read_to_string(case.join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let show = |v: &[Value]| v.iter().map(|e| format!("  {e}\n")).collect::<String>();
+        assert_eq!(
+            actual.len(),
+            expected.len(),
+            "{name}: events\n{}",
+            show(&actual)
+        );
+        for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+            assert!(
+                contains(a, e),
+                "{name}: event {i}\n  got      {a}\n  expected {e}"
+            );
+            let errors: Vec<String> = schema.iter_errors(a).map(|e| e.to_string()).collect();
+            assert!(
+                errors.is_empty(),
+                "{name}: event {i} breaks the schema: {errors:?}\n{a}"
+            );
+        }
+    }
+}
