@@ -23,7 +23,9 @@ klaxon="$CARGO_TARGET_DIR/release/klaxon"
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    { kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -107,8 +107,10 @@ pub struct IngestConfig {
     /// still reaches the lake.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// Upper bound on memory for buffered points and prefetched records. When
-    /// it is reached ingest flushes and stops fetching rather than growing.
+    /// Upper bound on memory for data: a quarter for prefetched records, half
+    /// for buffered points, a quarter for the flush being encoded (so a flush
+    /// is never larger). When it is reached ingest flushes and stops fetching
+    /// rather than growing. The process itself needs about 35 MiB more.
     pub memory_budget: ByteSize,
     /// A line longer than this is rejected to the dead-letter topic.
     pub max_line_bytes: ByteSize,

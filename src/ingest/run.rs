@@ -83,6 +83,9 @@ pub struct Ingest {
     /// `buffer_budget`.
     buffered_bytes: usize,
     buffer_budget: usize,
+    /// A partition flushes at `flush_bytes` or at this, whichever is smaller,
+    /// so the copy a flush makes while it sorts and encodes fits the budget.
+    flush_bytes: usize,
     /// Reused for every record to avoid an allocation per record.
     rejects: Vec<Rejected>,
 }
@@ -118,8 +121,10 @@ impl Ingest {
         }
         let ingest = &args.config.ingest;
         let budget = ingest.memory_budget.as_u64() as usize;
-        // A quarter of the budget for records librdkafka prefetches, the rest
-        // for decoded buffers. When both are full, fetching stops.
+        // The budget is split: a quarter for records librdkafka prefetches,
+        // half for decoded buffers, a quarter for the flush being encoded
+        // (hence no single flush larger than that). When all are full,
+        // fetching stops.
         let prefetch_kib = (budget / 4 / 1024).max(1024);
         let mut consumer_config = client_config(&args.config.kafka, &args.brokers);
         consumer_config
@@ -154,7 +159,8 @@ impl Ingest {
             consumer: Arc::new(consumer),
             topics,
             buffered_bytes: 0,
-            buffer_budget: budget - budget / 4,
+            buffer_budget: budget / 2,
+            flush_bytes: (ingest.flush_bytes.as_u64() as usize).min(budget / 4),
             rejects: Vec::new(),
             args,
         })
@@ -217,7 +223,7 @@ impl Ingest {
             min_time_ms: now_ms.saturating_sub(ingest.max_past.as_millis() as i64),
             max_time_ms: now_ms.saturating_add(ingest.max_future.as_millis() as i64),
         };
-        let (flush_rows, flush_bytes) = (ingest.flush_rows, ingest.flush_bytes.as_u64() as usize);
+        let (flush_rows, flush_bytes) = (ingest.flush_rows, self.flush_bytes);
 
         let Some(topic_state) = self.topics.get_mut(topic) else {
             tracing::warn!(topic, "record from a topic not subscribed to");
