@@ -173,16 +173,7 @@ async fn duckdb_reads_the_lake_as_it_is() {
          for r in rows: print('|'.join(str(c) for c in r))\n",
         dir.path().display()
     );
-    let out = Command::new(common::test_python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = common::run_ok(Command::new(common::test_python()).args(["-c", &script]));
     assert_eq!(
         text,
         "cpu|a|3|6.0|2026-11-24 10:00:00+00|2026-11-24|11\n\

@@ -6,7 +6,9 @@ use std::{path::Path, process::Command};
 
 use klaxon::rules::check_dir;
 
-const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
+mod common;
+
+use common::KLAXON;
 
 fn cases(dir: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,20 +84,12 @@ fn cli_prints_file_and_line_and_fails() {
     );
     assert!(err.contains("toml.toml:7: unknown field `windw`"), "{err}");
 
-    let out = Command::new(KLAXON)
-        .args(["rules", "check"])
-        .arg(cases("good"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        Command::new(KLAXON)
+            .args(["rules", "check"])
+            .arg(cases("good")),
     );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "3 rules in 2 files: OK\n"
-    );
+    assert_eq!(out, "3 rules in 2 files: OK\n");
 }
 
 #[tokio::test]

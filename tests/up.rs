@@ -35,23 +35,15 @@ async fn up_runs_everything_from_an_empty_directory() {
     })
     .await;
 
-    let out = Command::new(KLAXON)
-        .args([
-            "produce",
-            "--brokers",
-            &listen,
-            "--count",
-            "5000",
-            "--series",
-            "50",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new(KLAXON).args([
+        "produce",
+        "--brokers",
+        &listen,
+        "--count",
+        "5000",
+        "--series",
+        "50",
+    ]));
 
     let lake = dir.path().join("klaxon-data/lake");
     let query = || {

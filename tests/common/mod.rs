@@ -36,6 +36,18 @@ pub fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Runs a command to completion, failing the test with its stderr if it
+/// fails; returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
