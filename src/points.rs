@@ -202,11 +202,10 @@ pub fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, Arr
         .iter()
         .map(|t| t.div_euclid(MS_PER_HOUR))
         .collect();
-    let mut distinct = hours.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() == 1 {
-        return Ok(vec![(distinct[0], batch.clone())]);
+    // A flush spans few hours: a set of them costs one pass, not a sort.
+    let distinct: std::collections::BTreeSet<i64> = hours.iter().copied().collect();
+    if let (1, Some(&only)) = (distinct.len(), distinct.first()) {
+        return Ok(vec![(only, batch.clone())]);
     }
     distinct
         .into_iter()

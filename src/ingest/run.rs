@@ -86,6 +86,8 @@ pub struct Ingest {
     /// A partition flushes at `flush_bytes` or at this, whichever is smaller,
     /// so the copy a flush makes while it sorts and encodes fits the budget.
     flush_bytes: usize,
+    /// `klaxon_ingest_buffered_bytes`, registered once: it is set per record.
+    buffered_gauge: metrics::Gauge,
     /// Reused for every record to avoid an allocation per record.
     rejects: Vec<Rejected>,
 }
@@ -96,6 +98,27 @@ impl std::fmt::Debug for Ingest {
             .field("brokers", &self.args.brokers)
             .field("buffered_bytes", &self.buffered_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// A delay between retries that doubles from 100ms up to a cap.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn up_to(cap: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(100),
+            cap,
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.cap);
     }
 }
 
@@ -161,6 +184,7 @@ impl Ingest {
             buffered_bytes: 0,
             buffer_budget: budget / 2,
             flush_bytes: (ingest.flush_bytes.as_u64() as usize).min(budget / 4),
+            buffered_gauge: metrics::gauge!("klaxon_ingest_buffered_bytes"),
             rejects: Vec::new(),
             args,
         })
@@ -229,11 +253,16 @@ impl Ingest {
             tracing::warn!(topic, "record from a topic not subscribed to");
             return Ok(());
         };
-        let format = topic_state.format;
-        topic_state.records.increment(1);
-        topic_state.bytes.increment(payload.len() as u64);
-        let points_counter = topic_state.points.clone();
-        let state = topic_state.partitions.entry(partition).or_default();
+        let TopicState {
+            format,
+            partitions,
+            records,
+            points: points_counter,
+            bytes,
+        } = topic_state;
+        records.increment(1);
+        bytes.increment(payload.len() as u64);
+        let state = partitions.entry(partition).or_default();
         if !state.started {
             let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
             if !gone.is_empty() {
@@ -249,7 +278,7 @@ impl Ingest {
 
         self.rejects.clear();
         let points = decode_record(
-            format,
+            *format,
             payload,
             record_time,
             limits,
@@ -277,7 +306,7 @@ impl Ingest {
         if self.buffered_bytes > self.buffer_budget {
             self.flush_largest().await?;
         }
-        metrics::gauge!("klaxon_ingest_buffered_bytes").set(self.buffered_bytes as f64);
+        self.buffered_gauge.set(self.buffered_bytes as f64);
         Ok(())
     }
 
@@ -372,7 +401,7 @@ impl Ingest {
         };
         if !buffer.builder.is_empty() {
             let batch = buffer.builder.finish()?;
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::up_to(Duration::from_secs(10));
             let outcome = loop {
                 // Rewriting is safe: the names and the marker are the same.
                 match write_flush(
@@ -387,8 +416,7 @@ impl Ingest {
                     Err(e) if e.kind() == ErrorKind::External => {
                         tracing::warn!(topic, partition, error = %e, "lake write failed; retrying");
                         metrics::counter!("klaxon_lake_write_errors_total").increment(1);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        backoff.wait().await;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -403,7 +431,7 @@ impl Ingest {
 
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(topic, partition, Offset::Offset(range.last_offset + 1))?;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::up_to(Duration::from_secs(5));
         loop {
             let result =
                 tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
@@ -420,14 +448,13 @@ impl Ingest {
                     // The files are durable; until the commit lands, a crash
                     // replays them and the in-flight marker discards them.
                     tracing::warn!(topic, partition, error = %e, "commit failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        metrics::gauge!("klaxon_ingest_buffered_bytes").set(self.buffered_bytes as f64);
+        self.buffered_gauge.set(self.buffered_bytes as f64);
         tracing::debug!(
             topic,
             partition,
