@@ -11,6 +11,7 @@ mod evaluate;
 mod event;
 mod replay;
 mod state;
+mod watermark;
 
 pub use check::{CheckReport, Problem, check_dir, check_file, check_files, rule_files, tag_type};
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
@@ -18,3 +19,4 @@ pub use evaluate::{CompiledRule, render};
 pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
 pub use replay::{replay, to_event};
 pub use state::{AlertStates, Observation, Transition, severity_of};
+pub use watermark::{Arrival, PartitionKey, Watermarks};
