@@ -39,6 +39,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             points,
             format,
         }) => rules_test(&rules, &points, format).await,
+        Command::Rules(RulesCommand::Run {
+            rules,
+            paging_topic,
+            idle_timeout,
+            allowed_lateness,
+        }) => {
+            let options = crate::rules::RunnerOptions {
+                idle_timeout,
+                allowed_lateness,
+                ..Default::default()
+            };
+            rules_run(config, &rules, &paging_topic, options).await
+        }
     }
 }
 
@@ -265,6 +278,58 @@ async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) 
     }
 }
 
+/// Checks and compiles every rule under `path`, refusing them all if any
+/// has a problem.
+async fn load_rules(path: &std::path::Path) -> Result<Vec<crate::rules::CompiledRule>> {
+    use crate::rules::{CompiledRule, RuleFile, check_files, rule_files};
+    let files = rule_files(path).with_context(|| format!("reading {}", path.display()))?;
+    let report = check_files(&files, None).await?;
+    if !report.problems.is_empty() {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        bail!("{} problems in the rules", report.problems.len());
+    }
+    let mut compiled = Vec::new();
+    for file in files {
+        let parsed: RuleFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
+        for rule in parsed.rule {
+            compiled.push(
+                CompiledRule::compile(rule.into_inner())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+        }
+    }
+    Ok(compiled)
+}
+
+async fn rules_run(
+    config: Config,
+    rules: &std::path::Path,
+    paging_topic: &str,
+    options: crate::rules::RunnerOptions,
+) -> Result<()> {
+    if config.kafka.brokers.is_empty() {
+        bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
+    }
+    let compiled = load_rules(rules).await?;
+    let shutdown = shutdown::on_signals(GRACE);
+    if config.topics.create {
+        let mut topics = ingest_topics(&config);
+        topics.retain(|t| t.name != config.topics.dead_letter);
+        topics.push(TopicSpec {
+            name: paging_topic.to_owned(),
+            partitions: config.topics.partitions,
+            replication_factor: config.topics.replication_factor,
+            configs: Vec::new(),
+        });
+        ensure_topics(&config.kafka, &config.kafka.brokers, &topics).await?;
+    }
+    crate::rules::run_rules(&config, compiled, paging_topic, options, shutdown).await?;
+    Ok(())
+}
+
 async fn rules_test(
     rules: &std::path::Path,
     points: &std::path::Path,
@@ -273,16 +338,9 @@ async fn rules_test(
     use crate::{
         decode::{Limits, decode_record},
         points::PointBatchBuilder,
-        rules::{CompiledRule, check_files, replay, rule_files},
+        rules::replay,
     };
-    let files = rule_files(rules).with_context(|| format!("reading {}", rules.display()))?;
-    let report = check_files(&files, None).await?;
-    if !report.problems.is_empty() {
-        for p in &report.problems {
-            eprintln!("{p}");
-        }
-        bail!("{} problems in the rules", report.problems.len());
-    }
+    let compiled = load_rules(rules).await?;
     let bytes = std::fs::read(points).with_context(|| format!("reading {}", points.display()))?;
     let mut builder = PointBatchBuilder::default();
     let mut rejects = Vec::new();
@@ -305,15 +363,9 @@ async fn rules_test(
     }
     let batch = builder.finish()?;
     let mut stdout = std::io::stdout().lock();
-    for file in files {
-        let parsed: crate::rules::RuleFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
-        for rule in parsed.rule {
-            let compiled = CompiledRule::compile(rule.into_inner())
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
-            for event in replay(&compiled, &batch).await? {
-                writeln!(stdout, "{}", serde_json::to_string(&event)?)?;
-            }
+    for rule in &compiled {
+        for event in replay(rule, &batch).await? {
+            writeln!(stdout, "{}", serde_json::to_string(&event)?)?;
         }
     }
     Ok(())

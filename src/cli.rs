@@ -76,6 +76,20 @@ pub enum RulesCommand {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+    /// Evaluate rules on the metrics topics (group `klaxon-rules`) and publish
+    /// alert events to the paging topic.
+    Run {
+        /// A rules file, or a directory of them.
+        rules: PathBuf,
+        #[arg(long, env = "KLAXON_PAGING_TOPIC", default_value = "paging")]
+        paging_topic: String,
+        /// A partition silent this long stops holding event time back.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        idle_timeout: Duration,
+        /// Points may arrive this late and still count for their window.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        allowed_lateness: Duration,
+    },
 }
 
 #[derive(Debug, Args)]

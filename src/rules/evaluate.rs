@@ -4,8 +4,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use arrow::{
-    array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array},
-    compute::cast,
+    array::{
+        Array, ArrayRef, AsArray, RecordBatch, Scalar, TimestampMillisecondArray, new_null_array,
+    },
+    compute::{and, cast, filter_record_batch, kernels::cmp},
     datatypes::{DataType, Float64Type},
     error::ArrowError,
     util::display::array_value_to_string,
@@ -51,6 +53,21 @@ impl CompiledRule {
             planned,
             value_column,
         })
+    }
+
+    /// Evaluates the rule over the points of `batches` that fall in the
+    /// window `[start, end)`.
+    pub async fn evaluate_window(
+        &self,
+        batches: &[RecordBatch],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Observation>, DataFusionError> {
+        let window = batches
+            .iter()
+            .map(|b| window_of(b, start, end))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.evaluate(&window).await
     }
 
     /// Evaluates the rule over the points of one window.
@@ -170,4 +187,17 @@ pub fn render(
     }
     out.push_str(rest);
     out
+}
+
+/// The rows with `start <= time < end`.
+fn window_of(points: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, DataFusionError> {
+    let time = points
+        .column_by_name("time")
+        .expect("point batches have time");
+    let bound = |ms| Scalar::new(TimestampMillisecondArray::from(vec![ms]).with_timezone("UTC"));
+    let mask = and(
+        &cmp::gt_eq(time, &bound(start))?,
+        &cmp::lt(time, &bound(end))?,
+    )?;
+    Ok(filter_record_batch(points, &mask)?)
 }

@@ -10,6 +10,7 @@ mod definition;
 mod evaluate;
 mod event;
 mod replay;
+mod runner;
 mod state;
 mod watermark;
 
@@ -18,5 +19,6 @@ pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
 pub use evaluate::{CompiledRule, render};
 pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
 pub use replay::{replay, to_event};
+pub use runner::{RunnerOptions, run_rules};
 pub use state::{AlertStates, Observation, Transition, severity_of};
 pub use watermark::{Arrival, PartitionKey, Watermarks};

@@ -2,8 +2,7 @@
 //! event time window by window, and returns the paging events they would raise.
 
 use arrow::{
-    array::{AsArray, RecordBatch, Scalar, TimestampMillisecondArray},
-    compute::{and, filter_record_batch, kernels::cmp},
+    array::{AsArray, RecordBatch},
     datatypes::TimestampMillisecondType,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -50,27 +49,15 @@ pub async fn replay(
     let mut end = first;
     while end <= last {
         let start = end - window;
-        let batch = window_of(points, start, end)?;
-        let observed = rule.evaluate(&[batch]).await?;
+        let observed = rule
+            .evaluate_window(std::slice::from_ref(points), start, end)
+            .await?;
         for t in states.advance(r, end, &observed) {
             events.push(to_event(r, &t, start, end));
         }
         end += every;
     }
     Ok(events)
-}
-
-/// The rows with `start <= time < end`.
-fn window_of(points: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, DataFusionError> {
-    let time = points
-        .column_by_name("time")
-        .expect("point batches have time");
-    let bound = |ms| Scalar::new(TimestampMillisecondArray::from(vec![ms]).with_timezone("UTC"));
-    let mask = and(
-        &cmp::gt_eq(time, &bound(start))?,
-        &cmp::lt(time, &bound(end))?,
-    )?;
-    Ok(filter_record_batch(points, &mask)?)
 }
 
 fn rfc3339(ms: i64) -> String {

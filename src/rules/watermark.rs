@@ -120,6 +120,11 @@ impl Watermarks {
             .filter(|w| *w != i64::MIN)
     }
 
+    /// The end of the last window handed out as closed.
+    pub fn closed_until(&self) -> Option<i64> {
+        self.closed_until_ms
+    }
+
     /// Ends of the windows (on the grid of the hop) that can close now, in
     /// order, each handed out once. A window `[end - window, end)` is ready
     /// when the watermark has passed `end + allowed_lateness`.
