@@ -44,13 +44,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             paging_topic,
             idle_timeout,
             allowed_lateness,
+            http_listen,
         }) => {
             let options = crate::rules::RunnerOptions {
                 idle_timeout,
                 allowed_lateness,
                 ..Default::default()
             };
-            rules_run(config, &rules, &paging_topic, options).await
+            rules_run(config, &rules, &paging_topic, options, http_listen).await
         }
     }
 }
@@ -309,6 +310,7 @@ async fn rules_run(
     rules: &std::path::Path,
     paging_topic: &str,
     options: crate::rules::RunnerOptions,
+    http_listen: Option<String>,
 ) -> Result<()> {
     if config.kafka.brokers.is_empty() {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
@@ -326,6 +328,10 @@ async fn rules_run(
         });
         ensure_topics(&config.kafka, &config.kafka.brokers, &topics).await?;
     }
+    let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let (addr, _server) =
+        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+    tracing::info!(%addr, "serving /metrics");
     crate::rules::run_rules(&config, compiled, paging_topic, options, shutdown).await?;
     Ok(())
 }

@@ -89,6 +89,9 @@ pub enum RulesCommand {
         /// Points may arrive this late and still count for their window.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
         allowed_lateness: Duration,
+        /// Where /metrics is served. Overrides http.listen.
+        #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+        http_listen: Option<String>,
     },
 }
 

@@ -46,6 +46,8 @@ summary = "{{service}}: {{errors}} errors"
             "2s",
             "--allowed-lateness",
             "0s",
+            "--http-listen",
+            "127.0.0.1:0",
         ],
         &[],
         dir.path().join("rules.log"),
@@ -107,4 +109,27 @@ summary = "{{service}}: {{errors}} errors"
     assert_eq!(events[1]["event_action"], "resolve");
     assert_eq!(events[1]["dedup_key"], "checkout-errors{service=checkout}");
     assert_eq!(events[1]["window"]["end"], rfc(t0 + 120_000));
+
+    // A point for the closed first window is late: counted, never evaluated.
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &[point(30, 100.0)],
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the late point to be counted",
+        || {
+            let text = http_get(&runner, "/metrics");
+            async move { metric_value(&text, "klaxon_rules_late_points_total") == Some(1.0) }
+        },
+    )
+    .await;
+    let text = http_get(&runner, "/metrics");
+    assert_eq!(
+        metric_value(&text, "klaxon_rules_events_published_total"),
+        Some(2.0),
+        "{text}"
+    );
 }

@@ -143,6 +143,8 @@ pub async fn run_rules(
         .collect();
     tracing::info!(rules = slots.len(), ?topics, "rules started");
     let late = metrics::counter!("klaxon_rules_late_points_total");
+    let evaluations = metrics::counter!("klaxon_rules_evaluations_total");
+    let published = metrics::counter!("klaxon_rules_events_published_total");
     let mut store = PointStore::default();
     let mut builder = PointBatchBuilder::default();
     let mut rejects = Vec::new();
@@ -192,6 +194,7 @@ pub async fn run_rules(
                                 continue;
                             }
                         };
+                        evaluations.increment(1);
                         for transition in slot.states.advance(rule, end, &observed) {
                             let event = to_event(rule, &transition, start, end);
                             let body = serde_json::to_vec(&event).expect("events serialise");
@@ -202,6 +205,7 @@ pub async fn run_rules(
                                 )
                                 .await
                                 .map_err(|(e, _)| e)?;
+                            published.increment(1);
                         }
                     }
                 }
