@@ -6,11 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-    message::Headers,
-};
+use rdkafka::{Message, message::Headers};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_point_lands_exactly_once_in_each_format() {
@@ -286,13 +282,7 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
 
     assert_exactly_once(&lake, 100).await;
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["metrics.dlq"]).unwrap();
+    let consumer = topic_reader(&broker.bootstrap(), "metrics.dlq");
     let mut seen = Vec::new();
     while seen.len() < 6 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())

@@ -6,10 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-};
+use rdkafka::Message;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,13 +74,7 @@ summary = "{{service}}: {{errors}} errors"
     ];
     produce_all(&producer(&broker.bootstrap()), "metrics", &records).await;
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "paging-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["paging"]).unwrap();
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
     let mut events = Vec::new();
     while events.len() < 2 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())

@@ -274,6 +274,19 @@ pub fn producer(brokers: &str) -> FutureProducer {
         .unwrap()
 }
 
+/// A consumer reading `topic` from its first record, in its own group.
+pub fn topic_reader(brokers: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
 /// Produces `records` (key, payload) and waits for every delivery.
 pub async fn produce_all(producer: &FutureProducer, topic: &str, records: &[(String, String)]) {
     let sends = records.iter().map(|(key, payload)| {
