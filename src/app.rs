@@ -71,24 +71,31 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     Ok(config)
 }
 
-/// The topics ingest reads and writes, as config describes them.
-fn ingest_topics(config: &Config) -> Vec<TopicSpec> {
-    let spec = |name: &str| TopicSpec {
-        name: name.to_owned(),
-        partitions: config.topics.partitions,
-        replication_factor: config.topics.replication_factor,
-        configs: Vec::new(),
-    };
-    let mut topics: Vec<TopicSpec> = config.sources().iter().map(|s| spec(&s.topic)).collect();
-    topics.push(spec(&config.topics.dead_letter));
-    topics
+/// Creates the named topics that are missing, with the partitions and
+/// replication config gives, unless `topics.create` is off.
+async fn create_topics(config: &Config, names: &[&str]) -> Result<()> {
+    if !config.topics.create {
+        return Ok(());
+    }
+    let specs: Vec<TopicSpec> = names
+        .iter()
+        .map(|name| TopicSpec {
+            name: (*name).to_owned(),
+            partitions: config.topics.partitions,
+            replication_factor: config.topics.replication_factor,
+            configs: Vec::new(),
+        })
+        .collect();
+    ensure_topics(&config.kafka, &config.kafka.brokers, &specs).await?;
+    Ok(())
 }
 
+/// The topics ingest reads, and its dead-letter topic.
 async fn prepare_topics(config: &Config) -> Result<()> {
-    if config.topics.create {
-        ensure_topics(&config.kafka, &config.kafka.brokers, &ingest_topics(config)).await?;
-    }
-    Ok(())
+    let sources = config.sources();
+    let mut names: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
+    names.push(&config.topics.dead_letter);
+    create_topics(config, &names).await
 }
 
 async fn up(mut config: Config, args: UpArgs) -> Result<()> {
@@ -215,15 +222,7 @@ async fn produce_cmd(config: Config, args: ProduceArgs) -> Result<()> {
     if args.count.is_none() && args.duration.is_none() {
         bail!("say how much to produce: --count N or --duration 30s");
     }
-    if config.topics.create {
-        let spec = TopicSpec {
-            name: args.topic.clone(),
-            partitions: config.topics.partitions,
-            replication_factor: config.topics.replication_factor,
-            configs: Vec::new(),
-        };
-        ensure_topics(&config.kafka, &config.kafka.brokers, &[spec]).await?;
-    }
+    create_topics(&config, &[&args.topic]).await?;
     let report = produce(
         &config.kafka,
         ProduceOptions {
@@ -317,17 +316,10 @@ async fn rules_run(
     }
     let compiled = load_rules(rules).await?;
     let shutdown = shutdown::on_signals(GRACE);
-    if config.topics.create {
-        let mut topics = ingest_topics(&config);
-        topics.retain(|t| t.name != config.topics.dead_letter);
-        topics.push(TopicSpec {
-            name: paging_topic.to_owned(),
-            partitions: config.topics.partitions,
-            replication_factor: config.topics.replication_factor,
-            configs: Vec::new(),
-        });
-        ensure_topics(&config.kafka, &config.kafka.brokers, &topics).await?;
-    }
+    let sources = config.sources();
+    let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
+    topics.push(paging_topic);
+    create_topics(&config, &topics).await?;
     let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
     let (addr, _server) =
         crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;

@@ -103,6 +103,11 @@ impl PointBatchBuilder {
         self.rows == 0
     }
 
+    /// Event times of the points appended since the last `finish`, in order.
+    pub fn times(&self) -> &[i64] {
+        self.time.values_slice()
+    }
+
     /// Appends one point. Tag keys must be distinct; `tags` holds column names
     /// already (see [`tag_column_name`]).
     pub fn push<K: AsRef<str>, V: AsRef<str>>(

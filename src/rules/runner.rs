@@ -167,20 +167,23 @@ pub async fn run_rules(
                 let record_time = message.timestamp().to_millis().unwrap_or(now);
                 rejects.clear();
                 // Rejections are ingest's to report; rules just skip them.
+                let before = builder.len();
                 decode_record(*format, message.payload().unwrap_or_default(), record_time, Limits::unbounded(), &mut builder, &mut rejects);
-                let batch = builder.finish().expect("a point batch always builds");
                 let partition = (message.topic().to_owned(), message.partition());
-                let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
                 for slot in &mut slots {
-                    for t in times.values() {
+                    for t in &builder.times()[before..] {
                         if slot.marks.observe(&partition, *t, now) == Arrival::Late {
                             late.increment(1);
                         }
                     }
                 }
-                store.push(batch);
             }
             _ = ticker.tick() => {
+                // Points received since the last tick become one batch, not
+                // one per record, so a window is a few batches to scan.
+                if !builder.is_empty() {
+                    store.push(builder.finish().expect("a point batch always builds"));
+                }
                 let now = wall_ms();
                 for slot in &mut slots {
                     for end in slot.marks.closable(now) {
