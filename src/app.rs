@@ -266,13 +266,13 @@ async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) 
         eprintln!("{problem}");
     }
     if report.problems.is_empty() {
-        println!("{} rules in {} files: OK", report.rules, report.files);
+        println!("{} rules in {} files: OK", report.rules.len(), report.files);
         Ok(())
     } else {
         bail!(
             "{} problems in {} rules ({} files)",
             report.problems.len(),
-            report.rules,
+            report.rules.len(),
             report.files
         )
     }
@@ -281,7 +281,7 @@ async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) 
 /// Checks and compiles every rule under `path`, refusing them all if any
 /// has a problem.
 async fn load_rules(path: &std::path::Path) -> Result<Vec<crate::rules::CompiledRule>> {
-    use crate::rules::{CompiledRule, RuleFile, check_files, rule_files};
+    use crate::rules::{CompiledRule, check_files, rule_files};
     let files = rule_files(path).with_context(|| format!("reading {}", path.display()))?;
     let report = check_files(&files, None).await?;
     if !report.problems.is_empty() {
@@ -290,16 +290,13 @@ async fn load_rules(path: &std::path::Path) -> Result<Vec<crate::rules::Compiled
         }
         bail!("{} problems in the rules", report.problems.len());
     }
-    let mut compiled = Vec::new();
-    for file in files {
-        let parsed: RuleFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
-        for rule in parsed.rule {
-            compiled.push(
-                CompiledRule::compile(rule.into_inner())
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?,
-            );
-        }
+    let mut compiled = Vec::with_capacity(report.rules.len());
+    for rule in report.rules {
+        compiled.push(
+            CompiledRule::compile(rule)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
     }
     Ok(compiled)
 }

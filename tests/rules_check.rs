@@ -19,7 +19,7 @@ fn cases(dir: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn good_rules_pass() {
     let report = check_dir(&cases("good"), None).await.unwrap();
-    assert_eq!(report.rules, 3);
+    assert_eq!(report.rules.len(), 3);
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
 }
 

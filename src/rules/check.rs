@@ -42,7 +42,8 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub files: usize,
-    pub rules: usize,
+    /// Every rule read, in file order, problems or not.
+    pub rules: Vec<Rule>,
     pub problems: Vec<Problem>,
 }
 
@@ -79,7 +80,6 @@ pub async fn check_files(
         let text = std::fs::read_to_string(&file)?;
         let (rules, problems) = check_file(&file, &text, known.clone()).await;
         report.files += 1;
-        report.rules += rules.len();
         report.problems.extend(problems);
         for (rule, line) in rules {
             if let Some((first, first_line)) = names.get(&rule.name) {
@@ -95,6 +95,7 @@ pub async fn check_files(
             } else {
                 names.insert(rule.name.clone(), (file.clone(), line));
             }
+            report.rules.push(rule);
         }
     }
     Ok(report)
