@@ -10,13 +10,14 @@ use crate::{
     broker::{self, BrokerOptions},
     cli::{
         BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, ProduceArgs, QueryArgs, RulesCommand,
-        UpArgs,
+        RulesRunArgs, UpArgs,
     },
     config::Config,
     ingest::{Ingest, IngestArgs},
     lake::Lake,
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
+    rules::RuleSet,
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
 };
@@ -39,20 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             points,
             format,
         }) => rules_test(&rules, &points, format).await,
-        Command::Rules(RulesCommand::Run {
-            rules,
-            paging_topic,
-            idle_timeout,
-            allowed_lateness,
-            http_listen,
-        }) => {
-            let options = crate::rules::RunnerOptions {
-                idle_timeout,
-                allowed_lateness,
-                ..Default::default()
-            };
-            rules_run(config, &rules, &paging_topic, options, http_listen).await
-        }
+        Command::Rules(RulesCommand::Run(args)) => rules_run(config, args).await,
     }
 }
 
@@ -131,6 +119,15 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
             config.lake.url = args.data_dir.join("lake").display().to_string();
         }
     }
+    if let Some(dir) = args.rules {
+        config.rules.dir = Some(dir);
+    }
+    // Rules are checked before anything starts, so a broken rule stops `up`
+    // with its file and line instead of running without alerts.
+    let rules = match &config.rules.dir {
+        Some(dir) => Some((dir.clone(), load_rules(dir).await?)),
+        None => None,
+    };
     let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
     let lake = ingest.lake_location();
 
@@ -149,6 +146,14 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         config.topics.dead_letter
     ));
     banner.push_str(&format!("  lake             {lake}\n"));
+    if let Some((dir, set)) = &rules {
+        banner.push_str(&format!(
+            "  alert rules      {} ({} rules) -> topic {}\n",
+            dir.display(),
+            set.rules().len(),
+            config.rules.paging_topic
+        ));
+    }
     banner.push_str(&format!("  metrics          http://{addr}/metrics\n"));
     banner.push_str(&format!(
         "  try              klaxon produce --brokers {} --count 10000\n",
@@ -159,7 +164,16 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
     ));
     print!("{banner}");
     std::io::stdout().flush()?;
-    ingest.run(shutdown).await?;
+    match rules {
+        Some((_, set)) => {
+            create_rules_topics(&config).await?;
+            let runner = crate::rules::run_rules(&config, set, shutdown.clone());
+            let (ingested, ruled) = tokio::join!(ingest.run(shutdown.clone()), runner);
+            ingested?;
+            ruled?;
+        }
+        None => ingest.run(shutdown).await?,
+    }
     Ok(())
 }
 
@@ -279,49 +293,78 @@ async fn rules_check(config: Config, dir: &std::path::Path, against_lake: bool) 
 }
 
 /// Checks and compiles every rule under `path`, refusing them all if any
-/// has a problem.
-async fn load_rules(path: &std::path::Path) -> Result<Vec<crate::rules::CompiledRule>> {
-    use crate::rules::{CompiledRule, check_files, rule_files};
-    let files = rule_files(path).with_context(|| format!("reading {}", path.display()))?;
-    let report = check_files(&files, None).await?;
-    if !report.problems.is_empty() {
-        for p in &report.problems {
-            eprintln!("{p}");
+/// has a problem (each printed as FILE:LINE: reason).
+async fn load_rules(path: &std::path::Path) -> Result<RuleSet> {
+    match RuleSet::load(path)
+        .await
+        .with_context(|| format!("reading rules from {}", path.display()))?
+    {
+        Ok(set) => Ok(set),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!("{} problems in the rules", problems.len())
         }
-        bail!("{} problems in the rules", report.problems.len());
     }
-    let mut compiled = Vec::with_capacity(report.rules.len());
-    for rule in report.rules {
-        compiled.push(
-            CompiledRule::compile(rule)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?,
-        );
-    }
-    Ok(compiled)
 }
 
-async fn rules_run(
-    config: Config,
-    rules: &std::path::Path,
-    paging_topic: &str,
-    options: crate::rules::RunnerOptions,
-    http_listen: Option<String>,
-) -> Result<()> {
+/// The topics the rules runner reads and writes; its state topic is
+/// compacted, with one partition so one read rebuilds it in order.
+async fn create_rules_topics(config: &Config) -> Result<()> {
+    let sources = config.sources();
+    let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
+    topics.push(&config.rules.paging_topic);
+    create_topics(config, &topics).await?;
+    if config.topics.create {
+        let state = TopicSpec {
+            name: config.rules.state_topic.clone(),
+            partitions: 1,
+            replication_factor: config.topics.replication_factor,
+            configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
+        };
+        ensure_topics(&config.kafka, &config.kafka.brokers, &[state]).await?;
+    }
+    Ok(())
+}
+
+async fn rules_run(mut config: Config, args: RulesRunArgs) -> Result<()> {
     if config.kafka.brokers.is_empty() {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
     }
-    let compiled = load_rules(rules).await?;
+    let settings = &mut config.rules;
+    if let Some(dir) = args.rules {
+        settings.dir = Some(dir);
+    }
+    if let Some(topic) = args.paging_topic {
+        settings.paging_topic = topic;
+    }
+    if let Some(topic) = args.state_topic {
+        settings.state_topic = topic;
+    }
+    if let Some(d) = args.idle_timeout {
+        settings.idle_timeout = d;
+    }
+    if let Some(d) = args.allowed_lateness {
+        settings.allowed_lateness = d;
+    }
+    if let Some(d) = args.reload_interval {
+        settings.reload_interval = d;
+    }
+    config.validate(None)?;
+    let Some(dir) = config.rules.dir.clone() else {
+        bail!("no rules: pass a rules directory or set rules.dir in the config file");
+    };
+    let set = load_rules(&dir).await?;
     let shutdown = shutdown::on_signals(GRACE);
-    let sources = config.sources();
-    let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
-    topics.push(paging_topic);
-    create_topics(&config, &topics).await?;
-    let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
+    create_rules_topics(&config).await?;
+    let listen = args
+        .http_listen
+        .unwrap_or_else(|| config.http.listen.clone());
     let (addr, _server) =
         crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
-    crate::rules::run_rules(&config, compiled, paging_topic, options, shutdown).await?;
+    crate::rules::run_rules(&config, set, shutdown).await?;
     Ok(())
 }
 
@@ -335,7 +378,7 @@ async fn rules_test(
         points::PointBatchBuilder,
         rules::replay,
     };
-    let compiled = load_rules(rules).await?;
+    let compiled = load_rules(rules).await?.rules();
     let bytes = std::fs::read(points).with_context(|| format!("reading {}", points.display()))?;
     let mut builder = PointBatchBuilder::default();
     let mut rejects = Vec::new();

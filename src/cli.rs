@@ -77,22 +77,32 @@ pub enum RulesCommand {
         format: Format,
     },
     /// Evaluate rules on the metrics topics (group `klaxon-rules`) and publish
-    /// alert events to the paging topic.
-    Run {
-        /// A rules file, or a directory of them.
-        rules: PathBuf,
-        #[arg(long, env = "KLAXON_PAGING_TOPIC", default_value = "paging")]
-        paging_topic: String,
-        /// A partition silent this long stops holding event time back.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-        idle_timeout: Duration,
-        /// Points may arrive this late and still count for their window.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
-        allowed_lateness: Duration,
-        /// Where /metrics is served. Overrides http.listen.
-        #[arg(long, env = "KLAXON_HTTP_LISTEN")]
-        http_listen: Option<String>,
-    },
+    /// alert events to the paging topic. Rule files are reloaded as they
+    /// change; alert state survives restarts (on the state topic).
+    Run(RulesRunArgs),
+}
+
+/// Flags of `klaxon rules run`; each overrides its `[rules]` config key.
+#[derive(Debug, Args)]
+pub struct RulesRunArgs {
+    /// A rules file, or a directory of them. Overrides rules.dir.
+    pub rules: Option<PathBuf>,
+    #[arg(long, env = "KLAXON_PAGING_TOPIC")]
+    pub paging_topic: Option<String>,
+    #[arg(long, env = "KLAXON_RULES_STATE_TOPIC")]
+    pub state_topic: Option<String>,
+    /// A partition silent this long stops holding event time back (30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Points may arrive this late and still count for their window (5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub allowed_lateness: Option<Duration>,
+    /// How often rule files are read again for changes (5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub reload_interval: Option<Duration>,
+    /// Where /metrics is served. Overrides http.listen.
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +120,9 @@ pub struct UpArgs {
     /// Where /metrics is served. Overrides http.listen.
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Also evaluate the alert rules of this directory. Overrides rules.dir.
+    #[arg(long, env = "KLAXON_RULES")]
+    pub rules: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,11 @@
 //! and key rather than a silently ignored setting. Durations are written as
 //! `"30s"`, sizes as `"64MiB"`.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -40,6 +44,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub lake: LakeConfig,
     pub http: HttpConfig,
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +189,43 @@ impl Default for HttpConfig {
     }
 }
 
+/// The rules runner (`klaxon rules run`, and `klaxon up` when `dir` is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory of `*.toml` rule files; `klaxon up` evaluates them when set.
+    pub dir: Option<PathBuf>,
+    pub group_id: String,
+    /// Where alert events go, keyed by `dedup_key`.
+    pub paging_topic: String,
+    /// Compacted topic holding each rule's alert state and last closed
+    /// window, so a restart neither loses nor re-triggers a firing alert.
+    pub state_topic: String,
+    /// A partition silent this long stops holding event time back.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Points may arrive this late and still count for their window.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// How often rule files are read again for changes.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            group_id: "klaxon-rules".into(),
+            paging_topic: "paging".into(),
+            state_topic: "klaxon-rules-state".into(),
+            idle_timeout: Duration::from_secs(30),
+            allowed_lateness: Duration::from_secs(5),
+            reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a config file. Errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -226,6 +268,12 @@ impl Config {
         }
         if self.topics.replication_factor < 1 {
             problems.push("topics.replication_factor must be at least 1".to_owned());
+        }
+        if self.rules.reload_interval.is_zero() {
+            problems.push("rules.reload_interval must be longer than 0s".to_owned());
+        }
+        if self.rules.paging_topic == self.rules.state_topic {
+            problems.push("rules.paging_topic and rules.state_topic must differ".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.sources {

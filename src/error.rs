@@ -31,6 +31,8 @@ pub enum Error {
     Topics(#[from] crate::topics::TopicError),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RunnerError),
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl Error {
             Error::Query(e) => e.kind(),
             Error::Topics(e) => e.kind(),
             Error::Broker(_) => ErrorKind::External,
+            Error::Rules(e) => e.kind(),
         }
     }
 }

@@ -7,7 +7,6 @@
 //! ([`dead_letter`]) before the offset that covers them is committed.
 
 mod buffer;
-mod context;
 mod dead_letter;
 mod run;
 

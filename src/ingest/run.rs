@@ -18,14 +18,13 @@ use tokio_util::sync::CancellationToken;
 use super::{
     IngestError,
     buffer::PartitionBuffer,
-    context::IngestContext,
     dead_letter::{DeadLetters, Origin},
 };
 use crate::{
     ErrorKind,
     config::Config,
     decode::{Format, Limits, Rejected, decode_record},
-    kafka::client_config,
+    kafka::{GroupContext, client_config},
     lake::{
         Lake,
         writer::{FlushRange, discard_uncommitted, write_flush},
@@ -76,7 +75,7 @@ impl TopicState {
 pub struct Ingest {
     args: IngestArgs,
     /// Shared so the receive future does not borrow `self` while a record is handled.
-    consumer: Arc<StreamConsumer<IngestContext>>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     dead_letters: DeadLetters,
     topics: HashMap<String, TopicState>,
     /// Input bytes held in all buffers; flushing the largest keeps it under
@@ -165,8 +164,8 @@ impl Ingest {
         for (k, v) in &args.config.kafka.properties {
             consumer_config.set(k, v);
         }
-        let consumer: StreamConsumer<IngestContext> =
-            consumer_config.create_with_context(IngestContext::default())?;
+        let consumer: StreamConsumer<GroupContext> =
+            consumer_config.create_with_context(GroupContext::new("klaxon_ingest_consumer_lag"))?;
         let producer: FutureProducer = client_config(&args.config.kafka, &args.brokers)
             .set("enable.idempotence", "true")
             .create()?;
@@ -313,6 +312,9 @@ impl Ingest {
     /// Drops the buffers of revoked partitions: their new owner replays them
     /// from the last commit, so flushing them here would duplicate rows.
     fn apply_revocations(&mut self) {
+        // Ingest needs no notice of assignments: a partition's first record
+        // starts it (see `discard_uncommitted`).
+        self.consumer.context().take_assigned();
         for (topic, partition) in self.consumer.context().take_revoked() {
             if let Some(state) = self
                 .topics

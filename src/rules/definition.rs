@@ -13,7 +13,9 @@ pub struct RuleFile {
     pub rule: Vec<Spanned<Rule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Equality ignores where the rule sits in its file (`Spanned` compares
+/// values only): a reload treats a moved but otherwise equal rule as unchanged.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
@@ -74,7 +76,7 @@ pub enum Direction {
     Below,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// The result column that carries the value.
@@ -89,7 +91,7 @@ pub struct Thresholds {
     pub critical_recovery: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoData {
     /// Silence longer than this makes a seen group fire.

@@ -1,24 +1,39 @@
 //! Alert rules: SQL over continuous event-time windows.
 //!
-//! This module holds the rule definitions and their validation
-//! (`klaxon rules check`). A rule is a TOML table; its SQL sees exactly the
-//! points of one window as the table `metrics`, and every row it returns is
-//! one alert instance keyed by its non-value columns.
+//! A rule is a TOML table ([`definition`]); `klaxon rules check` validates it
+//! ([`check`]). Its SQL sees exactly the points of one window as the table
+//! `metrics`, and every row it returns is one alert instance keyed by its
+//! non-value columns ([`evaluate`], by panes where it can). Instances move
+//! through pending, firing and resolved ([`state`]); each change becomes a
+//! PagerDuty Events v2 event ([`event`]).
+//!
+//! The streaming side: [`RuleEngine`] keeps event time per partition
+//! ([`watermark`]), the points open windows need ([`store`]), and a
+//! checkpoint; [`run_rules`] drives it from Kafka, with its state on a
+//! compacted topic ([`checkpoint`]) and rule files reloaded as they change
+//! ([`RuleSet`]). `klaxon rules test` replays a file of points ([`replay`]).
 
 mod check;
+mod checkpoint;
 mod definition;
+mod engine;
 mod evaluate;
 mod event;
 mod replay;
+mod ruleset;
 mod runner;
 mod state;
+mod store;
 mod watermark;
 
 pub use check::{CheckReport, Problem, check_dir, check_file, check_files, rule_files, tag_type};
+pub use checkpoint::{CheckpointError, StoredCheckpoint, read_checkpoint, write_checkpoint};
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
+pub use engine::{CheckpointDelta, EngineOptions, Recorded, RuleCheckpoint, RuleEngine, Tick};
 pub use evaluate::{CompiledRule, render};
 pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
-pub use replay::{replay, to_event};
-pub use runner::{RunnerOptions, run_rules};
-pub use state::{AlertStates, Observation, Transition, severity_of};
+pub use replay::{replay, resolve_orphan, to_event};
+pub use ruleset::{Reload, RuleSet};
+pub use runner::{RunnerError, run_rules};
+pub use state::{AlertStates, Firing, Labels, Observation, Transition, severity_of};
 pub use watermark::{Arrival, PartitionKey, Watermarks};

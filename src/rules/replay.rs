@@ -12,7 +12,7 @@ use super::{
     definition::Rule,
     evaluate::{CompiledRule, render},
     event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key},
-    state::{AlertStates, Transition},
+    state::{AlertStates, Firing, Transition},
 };
 
 /// Replays `points` (one batch, any order) through `rule` and returns its events.
@@ -152,4 +152,26 @@ pub fn to_event(rule: &Rule, transition: &Transition, start: i64, end: i64) -> P
         }
     }
     event
+}
+
+/// A resolve for an instance of a rule that no longer exists (removed while
+/// klaxon was down): only what Events v2 needs to close the incident.
+pub fn resolve_orphan(rule: &str, firing: &Firing) -> PagingEvent {
+    let name = if firing.no_data {
+        format!("{rule}:no_data")
+    } else {
+        rule.to_owned()
+    };
+    PagingEvent {
+        event_action: EventAction::Resolve,
+        dedup_key: dedup_key(&name, &firing.labels),
+        payload: None,
+        links: Vec::new(),
+        client: Some("klaxon".to_owned()),
+        rule: Some(rule.to_owned()),
+        labels: firing.labels.clone(),
+        value: None,
+        window: None,
+        escalation_policy: None,
+    }
 }

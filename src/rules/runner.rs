@@ -1,99 +1,63 @@
-//! `klaxon rules run`: rules evaluated on the live metrics topics, events
-//! published to the paging topic.
+//! `klaxon rules run`: the [`RuleEngine`] on the live metrics topics, its
+//! events on the paging topic, its state on a compacted state topic.
 //!
-//! One member of consumer group `klaxon-rules`. Points are decoded as ingest
-//! decodes them and kept as Arrow batches for as long as an open window may
-//! need them. Each rule has its own event clock ([`Watermarks`]); when a
-//! window closes the rule's SQL runs over it, its alert states advance, and
-//! each transition is produced to `paging` keyed by its `dedup_key`.
+//! One member of consumer group `klaxon-rules`. At start it reads the state
+//! topic to its end and restores the engine, then consumes the metrics topics
+//! from the committed offsets. After every tick that closed a window it
+//! publishes the events, writes the checkpoint, and only then commits the
+//! offsets the checkpoint allows. The rules directory is read again every
+//! `reload_interval`.
 //!
-//! Not yet here: hot reload of rule files, and recovering alert state after a
-//! restart (a restart starts every rule afresh).
+//! Events are published at least once: a crash after publishing and before
+//! the checkpoint re-evaluates those windows on restart and publishes the same
+//! transitions again, with the same `dedup_key` (Events v2 receivers, the
+//! notifier included, fold a repeated trigger into the open incident).
 
 use std::{
     collections::HashMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use arrow::{
-    array::{AsArray, RecordBatch},
-    datatypes::TimestampMillisecondType,
-};
 use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
     error::KafkaError,
     producer::{FutureProducer, FutureRecord},
 };
+use thiserror::Error;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertStates, Arrival, CompiledRule, Watermarks, to_event};
+use super::{
+    RuleSet,
+    checkpoint::{CheckpointError, read_checkpoint, write_checkpoint},
+    engine::{EngineOptions, RuleEngine},
+    event::PagingEvent,
+};
 use crate::{
+    ErrorKind,
     config::Config,
-    decode::{Format, Limits, decode_record},
-    kafka::client_config,
-    points::PointBatchBuilder,
+    decode::Format,
+    kafka::{GroupContext, client_config},
 };
 
-/// How the runner keeps event time.
-#[derive(Debug, Clone, Copy)]
-pub struct RunnerOptions {
-    /// A partition silent this long stops holding event time back.
-    pub idle_timeout: Duration,
-    /// Points may arrive this late and still count.
-    pub allowed_lateness: Duration,
-    /// How often windows are checked for closing.
-    pub tick: Duration,
+/// How often windows are checked for closing.
+const TICK: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
-impl Default for RunnerOptions {
-    fn default() -> Self {
-        Self {
-            idle_timeout: Duration::from_secs(30),
-            allowed_lateness: Duration::from_secs(5),
-            tick: Duration::from_millis(200),
+impl RunnerError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RunnerError::Checkpoint(CheckpointError::Corrupt { .. }) => ErrorKind::User,
+            _ => ErrorKind::External,
         }
-    }
-}
-
-/// A rule with its clock and its alert states.
-#[derive(Debug)]
-struct RuleSlot {
-    compiled: CompiledRule,
-    marks: Watermarks,
-    states: AlertStates,
-}
-
-/// Decoded points, oldest first, each batch with its time range.
-#[derive(Debug, Default)]
-struct PointStore {
-    batches: Vec<(i64, i64, RecordBatch)>,
-}
-
-impl PointStore {
-    fn push(&mut self, batch: RecordBatch) {
-        let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
-        if let (Some(min), Some(max)) = (
-            times.values().iter().min().copied(),
-            times.values().iter().max().copied(),
-        ) {
-            self.batches.push((min, max, batch));
-        }
-    }
-
-    /// Batches that may hold points in `[start, end)`; the rule's SQL sees
-    /// only the window because the evaluator filters on time.
-    fn overlapping(&self, start: i64, end: i64) -> Vec<RecordBatch> {
-        self.batches
-            .iter()
-            .filter(|(min, max, _)| *max >= start && *min < end)
-            .map(|(_, _, b)| b.clone())
-            .collect()
-    }
-
-    /// Drops batches that end before `before`.
-    fn evict(&mut self, before: i64) {
-        self.batches.retain(|(_, max, _)| *max >= before);
     }
 }
 
@@ -103,22 +67,73 @@ fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs `rules` until `shutdown`.
+/// The runner's metrics, registered once.
+struct Meters {
+    late: metrics::Counter,
+    evaluations: metrics::Counter,
+    published: metrics::Counter,
+    reloads: metrics::Counter,
+    reload_failures: metrics::Counter,
+    points_held: metrics::Gauge,
+    active_rules: metrics::Gauge,
+    tick_seconds: metrics::Histogram,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Self {
+            late: metrics::counter!("klaxon_rules_late_points_total"),
+            evaluations: metrics::counter!("klaxon_rules_evaluations_total"),
+            published: metrics::counter!("klaxon_rules_events_published_total"),
+            reloads: metrics::counter!("klaxon_rules_reloads_total"),
+            reload_failures: metrics::counter!("klaxon_rules_reload_failures_total"),
+            points_held: metrics::gauge!("klaxon_rules_points_held"),
+            active_rules: metrics::gauge!("klaxon_rules_active"),
+            tick_seconds: metrics::histogram!("klaxon_rules_tick_duration_seconds"),
+        }
+    }
+}
+
+/// Runs `rules` until `shutdown`, then writes a last checkpoint.
 pub async fn run_rules(
     config: &Config,
-    rules: Vec<CompiledRule>,
-    paging_topic: &str,
-    options: RunnerOptions,
+    mut rules: RuleSet,
     shutdown: CancellationToken,
-) -> Result<(), KafkaError> {
-    let brokers = &config.kafka.brokers;
-    let consumer: StreamConsumer = client_config(&config.kafka, brokers)
-        .set("group.id", "klaxon-rules")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    let producer: FutureProducer = client_config(&config.kafka, brokers)
+) -> Result<(), RunnerError> {
+    let settings = &config.rules;
+    let brokers = config.kafka.brokers.clone();
+    let producer: FutureProducer = client_config(&config.kafka, &brokers)
         .set("enable.idempotence", "true")
         .create()?;
+    let meters = Meters::new();
+    let options = EngineOptions {
+        idle_timeout: settings.idle_timeout,
+        allowed_lateness: settings.allowed_lateness,
+    };
+    let mut engine = RuleEngine::new(rules.rules(), options);
+
+    let stored = {
+        let (kafka, topic) = (config.kafka.clone(), settings.state_topic.clone());
+        tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &brokers, &topic))
+            .await
+            .expect("the state reader does not panic")?
+    };
+    tracing::info!(
+        rules = stored.rules.len(),
+        partitions = stored.positions.len(),
+        topic = %settings.state_topic,
+        "state restored"
+    );
+    let orphans = engine.restore(stored.rules, stored.positions);
+    publish(&producer, &settings.paging_topic, &orphans, &meters).await?;
+
+    let consumer: StreamConsumer<GroupContext> =
+        client_config(&config.kafka, &config.kafka.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(GroupContext::new("klaxon_rules_consumer_lag"))?;
     let sources = config.sources();
     let formats: HashMap<String, Format> = sources
         .iter()
@@ -126,101 +141,142 @@ pub async fn run_rules(
         .collect();
     let topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
+    meters.active_rules.set(engine.rule_names().len() as f64);
+    tracing::info!(rules = ?engine.rule_names(), ?topics, "rules started");
 
-    let ms = |d: Duration| d.as_millis() as i64;
-    let mut slots: Vec<RuleSlot> = rules
-        .into_iter()
-        .map(|compiled| RuleSlot {
-            marks: Watermarks::new(
-                ms(options.idle_timeout),
-                ms(options.allowed_lateness),
-                ms(compiled.rule.window),
-                ms(compiled.rule.every()),
-            ),
-            states: AlertStates::default(),
-            compiled,
-        })
-        .collect();
-    tracing::info!(rules = slots.len(), ?topics, "rules started");
-    let late = metrics::counter!("klaxon_rules_late_points_total");
-    let evaluations = metrics::counter!("klaxon_rules_evaluations_total");
-    let published = metrics::counter!("klaxon_rules_events_published_total");
-    let mut store = PointStore::default();
-    let mut builder = PointBatchBuilder::default();
-    let mut rejects = Vec::new();
-    let mut ticker = tokio::time::interval(options.tick);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut reload_ticker = tokio::time::interval(settings.reload_interval);
+    reload_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    reload_ticker.tick().await;
     loop {
+        // Ticks come before records: under a backlog records are always
+        // ready, and windows must still close (and points be evicted).
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                apply_rebalance(&consumer, &mut engine);
+                let started = Instant::now();
+                let tick = engine.tick(wall_ms()).await;
+                meters.tick_seconds.record(started.elapsed().as_secs_f64());
+                meters.evaluations.increment(tick.evaluations);
+                meters.points_held.set(engine.points_held() as f64);
+                for (rule, e) in &tick.failures {
+                    tracing::error!(rule, error = %e, "evaluation failed; window skipped");
+                    metrics::counter!("klaxon_rules_evaluation_failures_total", "rule" => rule.clone()).increment(1);
+                }
+                publish(&producer, &settings.paging_topic, &tick.events, &meters).await?;
+                if tick.evaluations > 0 || !tick.failures.is_empty() {
+                    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await?;
+                }
+            }
+            _ = reload_ticker.tick() => {
+                let reload = match rules.reload().await {
+                    Ok(reload) => reload,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the rules; keeping the active ones");
+                        continue;
+                    }
+                };
+                for problem in &reload.problems {
+                    tracing::error!("{problem} (refused; the previous version stays active)");
+                }
+                meters.reload_failures.increment(reload.problems.len() as u64);
+                if reload.changed {
+                    let events = engine.reload(rules.rules());
+                    meters.reloads.increment(1);
+                    meters.active_rules.set(engine.rule_names().len() as f64);
+                    tracing::info!(rules = ?engine.rule_names(), "rules reloaded");
+                    publish(&producer, &settings.paging_topic, &events, &meters).await?;
+                    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await?;
+                }
+            }
             received = consumer.recv() => {
                 let message = match received {
                     Ok(m) => m,
                     Err(e) => {
+                        // librdkafka reconnects by itself.
                         tracing::warn!(error = %e, "consume error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
                 };
+                apply_rebalance(&consumer, &mut engine);
                 let Some(format) = formats.get(message.topic()) else { continue };
-                let now = wall_ms();
-                let record_time = message.timestamp().to_millis().unwrap_or(now);
-                rejects.clear();
-                // Rejections are ingest's to report; rules just skip them.
-                let before = builder.len();
-                decode_record(*format, message.payload().unwrap_or_default(), record_time, Limits::unbounded(), &mut builder, &mut rejects);
-                let partition = (message.topic().to_owned(), message.partition());
-                for slot in &mut slots {
-                    for t in &builder.times()[before..] {
-                        if slot.marks.observe(&partition, *t, now) == Arrival::Late {
-                            late.increment(1);
-                        }
-                    }
-                }
-            }
-            _ = ticker.tick() => {
-                // Points received since the last tick become one batch, not
-                // one per record, so a window is a few batches to scan.
-                if !builder.is_empty() {
-                    store.push(builder.finish().expect("a point batch always builds"));
-                }
-                let now = wall_ms();
-                for slot in &mut slots {
-                    for end in slot.marks.closable(now) {
-                        let rule = &slot.compiled.rule;
-                        let start = end - ms(rule.window);
-                        let window = store.overlapping(start, end);
-                        let observed = match slot.compiled.evaluate_window(&window, start, end).await {
-                            Ok(o) => o,
-                            Err(e) => {
-                                tracing::error!(rule = %rule.name, error = %e, "evaluation failed");
-                                continue;
-                            }
-                        };
-                        evaluations.increment(1);
-                        for transition in slot.states.advance(rule, end, &observed) {
-                            let event = to_event(rule, &transition, start, end);
-                            let body = serde_json::to_vec(&event).expect("events serialise");
-                            producer
-                                .send(
-                                    FutureRecord::to(paging_topic).key(&event.dedup_key).payload(&body),
-                                    Duration::from_secs(30),
-                                )
-                                .await
-                                .map_err(|(e, _)| e)?;
-                            published.increment(1);
-                        }
-                    }
-                }
-                // Keep what the oldest open window of any rule may still need.
-                let keep_from = slots
-                    .iter()
-                    .map(|s| s.marks.closed_until().map_or(i64::MIN, |c| c + ms(s.compiled.rule.every()) - ms(s.compiled.rule.window)))
-                    .min();
-                if let Some(from) = keep_from {
-                    store.evict(from);
-                }
+                let wall = wall_ms();
+                let recorded = engine.record(
+                    &(message.topic().to_owned(), message.partition()),
+                    message.offset(),
+                    *format,
+                    message.payload().unwrap_or_default(),
+                    message.timestamp().to_millis().unwrap_or(wall),
+                    wall,
+                );
+                meters.late.increment(recorded.late as u64);
             }
         }
     }
+    tracing::info!("rules stopping: writing a last checkpoint");
+    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await
+}
+
+fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEngine) {
+    for partition in consumer.context().take_revoked() {
+        engine.revoke(&partition);
+    }
+    let wall = wall_ms();
+    for partition in consumer.context().take_assigned() {
+        engine.assign(partition, wall);
+    }
+}
+
+/// Produces `events` to the paging topic keyed by `dedup_key`, waiting for
+/// every acknowledgement.
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[PagingEvent],
+    meters: &Meters,
+) -> Result<(), KafkaError> {
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| serde_json::to_vec(e).expect("events serialise"))
+        .collect();
+    let sends = events.iter().zip(&bodies).map(|(event, body)| {
+        producer.send(
+            FutureRecord::to(topic).key(&event.dedup_key).payload(body),
+            Duration::from_secs(30),
+        )
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e)?;
+        meters.published.increment(1);
+    }
+    Ok(())
+}
+
+/// Writes the engine's checkpoint, then commits the offsets it allows.
+async fn checkpoint(
+    producer: &FutureProducer,
+    consumer: &StreamConsumer<GroupContext>,
+    engine: &mut RuleEngine,
+    state_topic: &str,
+) -> Result<(), RunnerError> {
+    let delta = engine.checkpoint();
+    if delta.is_empty() {
+        return Ok(());
+    }
+    write_checkpoint(producer, state_topic, &delta).await?;
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in &delta.commit {
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    if offsets.count() > 0
+        && let Err(e) = consumer.commit(&offsets, CommitMode::Async)
+    {
+        // The next checkpoint commits again; until then a restart replays more.
+        tracing::warn!(error = %e, "commit failed");
+    }
+    Ok(())
 }

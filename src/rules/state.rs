@@ -6,7 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::definition::{Direction, Rule, Severity, Thresholds};
+
+/// An alert instance's identity: its label columns.
+pub type Labels = BTreeMap<String, String>;
 
 /// One result row of a window: its labels and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +40,8 @@ pub enum Transition {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 enum Phase {
     /// Matching since `since`, not yet for long enough.
     Pending { since: i64 },
@@ -47,24 +53,79 @@ enum Phase {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Instance {
+    #[serde(flatten)]
     phase: Phase,
     /// Severity of the last match, for hysteresis.
     level: Option<Severity>,
 }
 
-/// Every instance of one rule.
-#[derive(Debug, Clone, Default)]
+/// Every instance of one rule. Serialises (for the runner's checkpoint) as
+/// lists, since JSON object keys cannot be label sets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "StatesSnapshot", from = "StatesSnapshot")]
 pub struct AlertStates {
-    instances: BTreeMap<BTreeMap<String, String>, Instance>,
+    instances: BTreeMap<Labels, Instance>,
     /// When each label set last appeared in a result, for no-data alerts.
-    last_seen: BTreeMap<BTreeMap<String, String>, i64>,
+    last_seen: BTreeMap<Labels, i64>,
     /// Label sets currently firing for lack of data.
-    silent: BTreeMap<BTreeMap<String, String>, ()>,
+    silent: BTreeMap<Labels, ()>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatesSnapshot {
+    instances: Vec<(Labels, Instance)>,
+    last_seen: Vec<(Labels, i64)>,
+    silent: Vec<Labels>,
+}
+
+impl From<AlertStates> for StatesSnapshot {
+    fn from(s: AlertStates) -> Self {
+        Self {
+            instances: s.instances.into_iter().collect(),
+            last_seen: s.last_seen.into_iter().collect(),
+            silent: s.silent.into_keys().collect(),
+        }
+    }
+}
+
+impl From<StatesSnapshot> for AlertStates {
+    fn from(s: StatesSnapshot) -> Self {
+        Self {
+            instances: s.instances.into_iter().collect(),
+            last_seen: s.last_seen.into_iter().collect(),
+            silent: s.silent.into_iter().map(|l| (l, ())).collect(),
+        }
+    }
+}
+
+/// An instance that is firing: what a resolve must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    pub labels: Labels,
+    /// Firing for lack of data (its dedup key is the rule's `:no_data` one).
+    pub no_data: bool,
 }
 
 impl AlertStates {
+    /// Every firing instance, for resolving them when their rule goes away.
+    pub fn firing(&self) -> Vec<Firing> {
+        let by_value = self
+            .instances
+            .iter()
+            .filter(|(_, i)| matches!(i.phase, Phase::Firing { .. }))
+            .map(|(labels, _)| Firing {
+                labels: labels.clone(),
+                no_data: false,
+            });
+        let by_silence = self.silent.keys().map(|labels| Firing {
+            labels: labels.clone(),
+            no_data: true,
+        });
+        by_value.chain(by_silence).collect()
+    }
+
     /// Applies one window's results, ending at `now_ms`, and returns what changed.
     pub fn advance(
         &mut self,
@@ -361,5 +422,29 @@ mod tests {
         assert_eq!(kinds(&s.advance(&r, 4 * M, &[])), ["fire critical"]);
         assert!(s.advance(&r, 5 * M, &[]).is_empty(), "fired once");
         assert_eq!(kinds(&s.advance(&r, 6 * M, &obs(1.0))), ["resolve"]);
+    }
+
+    #[test]
+    fn states_survive_a_round_trip_through_json() {
+        let r = rule(
+            "no_data = { after = \"3m\" }\nfor = \"1m\"\n[rule.thresholds]\ncolumn = \"v\"\nwarning = 10\ncritical = 50\n",
+        );
+        let mut s = AlertStates::default();
+        s.advance(&r, M, &obs(60.0));
+        assert_eq!(kinds(&s.advance(&r, 2 * M, &obs(60.0))), ["fire critical"]);
+        let text = serde_json::to_string(&s).unwrap();
+        let mut back: AlertStates = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.firing(), s.firing());
+        // The restored instance keeps its level (hysteresis) and phase: a
+        // value still critical publishes nothing new, silence resolves it.
+        assert!(back.advance(&r, 3 * M, &obs(55.0)).is_empty());
+        assert_eq!(kinds(&back.advance(&r, 4 * M, &obs(20.0))), ["fire warning"]);
+        assert_eq!(
+            kinds(&back.advance(&r, 7 * M, &[])),
+            ["resolve", "fire warning"],
+            "cleared, then silent past no_data.after"
+        );
+        assert_eq!(back.firing().len(), 1);
+        assert!(back.firing()[0].no_data);
     }
 }

@@ -125,6 +125,31 @@ impl Watermarks {
         self.closed_until_ms
     }
 
+    /// The earliest event time seen, where the first window starts.
+    pub fn first_event(&self) -> Option<i64> {
+        self.first_event_ms
+    }
+
+    /// Picks up where a checkpoint left off: windows up to `closed_until_ms`
+    /// were evaluated before. If the rule's hop changed since, the mark moves
+    /// back to the new grid, so no window of the new grid is skipped.
+    pub fn resume(&mut self, closed_until_ms: Option<i64>, first_event_ms: Option<i64>) {
+        self.closed_until_ms = closed_until_ms.map(|c| c.div_euclid(self.every_ms) * self.every_ms);
+        self.first_event_ms = first_event_ms;
+    }
+
+    /// The same clock for a rule whose window or hop changed: partitions and
+    /// the first event carry over, the closed mark moves onto the new grid.
+    pub fn with_grid(&self, window_ms: i64, every_ms: i64) -> Self {
+        let mut marks = Self {
+            window_ms,
+            every_ms,
+            ..self.clone()
+        };
+        marks.resume(self.closed_until_ms, self.first_event_ms);
+        marks
+    }
+
     /// Ends of the windows (on the grid of the hop) that can close now, in
     /// order, each handed out once. A window `[end - window, end)` is ready
     /// when the watermark has passed `end + allowed_lateness`.
@@ -254,6 +279,20 @@ mod tests {
         assert!(w.closable(0).is_empty(), "[1m, 2m) holds nothing");
         w.observe(&p(0), 3 * M, 0);
         assert_eq!(w.closable(0), [3 * M]);
+    }
+
+    #[test]
+    fn resuming_continues_after_the_last_closed_window() {
+        let mut w = Watermarks::new(i64::MAX / 4, 0, M, M);
+        w.resume(Some(3 * M), Some(30 * S));
+        w.assign(p(0), 0);
+        assert_eq!(w.observe(&p(0), 2 * M, 0), Arrival::Late, "already closed");
+        w.observe(&p(0), 5 * M, 0);
+        assert_eq!(w.closable(0), [4 * M, 5 * M]);
+        // A new hop of 2m: the mark moves back onto the new grid.
+        let mut w = Watermarks::new(i64::MAX / 4, 0, 4 * M, 2 * M);
+        w.resume(Some(3 * M), Some(30 * S));
+        assert_eq!(w.closed_until(), Some(2 * M));
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! Client settings shared by every Kafka client klaxon creates.
+//! Client settings shared by every Kafka client klaxon creates, and the
+//! consumer-group callbacks its members share.
 
+mod group;
+
+pub use group::GroupContext;
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;

@@ -1,4 +1,4 @@
-//! The consumer's callbacks: rebalances and librdkafka statistics.
+//! A group member's consumer callbacks: rebalances and librdkafka statistics.
 
 use std::{sync::Mutex, time::Duration};
 
@@ -9,31 +9,46 @@ use rdkafka::{
     types::RDKafkaRespErr,
 };
 
-/// Hands revoked partitions to the ingest loop, starts assigned partitions at
-/// their committed offsets, and turns librdkafka's statistics into the
-/// consumer-lag gauge.
-#[derive(Debug, Default)]
-pub(super) struct IngestContext {
-    /// Partitions revoked since the loop last looked. Callbacks run inside the
-    /// consumer's poll, which the loop drives, so a revocation can never land
-    /// between a flush and its commit.
+/// Hands assigned and revoked partitions to the member's loop, starts
+/// assigned partitions at their committed offsets, and turns librdkafka's
+/// statistics into a consumer-lag gauge.
+#[derive(Debug)]
+pub struct GroupContext {
+    /// The gauge lag is reported in, e.g. `klaxon_ingest_consumer_lag`.
+    lag_gauge: &'static str,
+    /// Partitions assigned and revoked since the loop last looked. Callbacks
+    /// run inside the consumer's poll, which the loop drives, so a revocation
+    /// can never land between a flush and its commit.
+    assigned: Mutex<Vec<(String, i32)>>,
     revoked: Mutex<Vec<(String, i32)>>,
 }
 
-impl IngestContext {
-    pub(super) fn take_revoked(&self) -> Vec<(String, i32)> {
+impl GroupContext {
+    pub fn new(lag_gauge: &'static str) -> Self {
+        Self {
+            lag_gauge,
+            assigned: Mutex::default(),
+            revoked: Mutex::default(),
+        }
+    }
+
+    pub fn take_assigned(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.assigned.lock().expect("assigned lock"))
+    }
+
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
     }
 }
 
-impl ClientContext for IngestContext {
+impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 // librdkafka reports -1 for partitions this member does not consume.
                 if partition >= 0 && p.consumer_lag >= 0 {
                     metrics::gauge!(
-                        "klaxon_ingest_consumer_lag",
+                        self.lag_gauge,
                         "topic" => topic.clone(),
                         "partition" => partition.to_string()
                     )
@@ -44,7 +59,7 @@ impl ClientContext for IngestContext {
     }
 }
 
-impl ConsumerContext for IngestContext {
+impl ConsumerContext for GroupContext {
     /// Replaces rdkafka's default so every assigned partition starts exactly at
     /// its committed offset. Left to itself, a member that gets back a
     /// partition it just lost (eager rebalance) can resume where its fetcher
@@ -68,6 +83,7 @@ impl ConsumerContext for IngestContext {
                     // duplicates.
                     tracing::warn!(error = %e, "could not read committed offsets");
                 }
+                let mut assigned = self.assigned.lock().expect("assigned lock");
                 for e in partitions.elements() {
                     tracing::info!(
                         topic = e.topic(),
@@ -75,7 +91,9 @@ impl ConsumerContext for IngestContext {
                         offset = ?e.offset(),
                         "partition assigned"
                     );
+                    assigned.push((e.topic().to_owned(), e.partition()));
                 }
+                drop(assigned);
                 if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -112,7 +130,7 @@ impl ConsumerContext for IngestContext {
 
 /// Sets each partition's start offset to its committed offset, where one exists.
 fn start_at_committed(
-    consumer: &BaseConsumer<IngestContext>,
+    consumer: &BaseConsumer<GroupContext>,
     partitions: &mut TopicPartitionList,
 ) -> KafkaResult<()> {
     let committed = consumer.committed_offsets(partitions.clone(), Duration::from_secs(10))?;

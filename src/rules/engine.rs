@@ -1,0 +1,476 @@
+//! The streaming rule engine as pure code: records in, paging events out.
+//!
+//! [`RuleEngine`] is everything `klaxon rules run` does except talk to Kafka.
+//! Wall-clock time is passed in, so tests drive it step by step.
+//!
+//! - Records are decoded into one Arrow builder; each tick seals it into the
+//!   [`PointStore`] with the offsets it came from.
+//! - Each rule has its own event clock ([`Watermarks`]). When a window closes
+//!   its SQL runs (by panes where it can), its alert states advance, and each
+//!   transition becomes a paging event.
+//! - A checkpoint holds, per rule, the last closed window and the alert
+//!   states, plus the position reached in each partition. It is written
+//!   before offsets are committed, and the commit point of a partition is
+//!   the first record whose points an open window still needs. A restarted
+//!   engine restores the checkpoint and is fed again from the commit point:
+//!   windows already closed are not evaluated twice, a firing alert stays
+//!   firing without a new trigger, and replayed points are not counted late
+//!   a second time.
+//! - A reload keeps the state of every rule whose definition is unchanged;
+//!   a changed rule keeps its alert states (as Prometheus copies state by
+//!   rule name) on a clock for its new window; a removed rule resolves what
+//!   it had firing.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use arrow::array::RecordBatch;
+use datafusion::error::DataFusionError;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    evaluate::CompiledRule,
+    event::PagingEvent,
+    replay::{resolve_orphan, to_event},
+    state::{AlertStates, Observation, Transition},
+    store::PointStore,
+    watermark::{Arrival, PartitionKey, Watermarks},
+};
+use crate::{
+    decode::{Format, Limits, Rejected, decode_record},
+    points::PointBatchBuilder,
+};
+
+/// How the engine keeps event time.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// A partition silent this long stops holding event time back.
+    pub idle_timeout: Duration,
+    /// Points may arrive this late and still count.
+    pub allowed_lateness: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            allowed_lateness: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one record brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub points: usize,
+    /// Points (counted once per rule) whose windows had closed, not counting
+    /// points replayed after a restart.
+    pub late: usize,
+}
+
+/// What a tick did.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub events: Vec<PagingEvent>,
+    pub evaluations: u64,
+    /// Windows whose evaluation failed, by rule; the window is skipped.
+    pub failures: Vec<(String, DataFusionError)>,
+}
+
+/// One rule's durable state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleCheckpoint {
+    pub rule: String,
+    /// The end of the last window evaluated.
+    pub closed_until_ms: Option<i64>,
+    pub first_event_ms: Option<i64>,
+    pub alerts: AlertStates,
+}
+
+/// What changed since the last checkpoint, in the shape of a compacted
+/// topic: one entry per rule, deletions, and positions.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointDelta {
+    pub rules: Vec<RuleCheckpoint>,
+    /// Rules gone since the last checkpoint: delete their state.
+    pub removed: Vec<String>,
+    /// The next offset per partition the engine has seen.
+    pub positions: Vec<(PartitionKey, i64)>,
+    /// Where to commit: replaying from here re-delivers every point an open
+    /// window still needs. Commit only once the rest of the delta is durable.
+    pub commit: Vec<(PartitionKey, i64)>,
+}
+
+impl CheckpointDelta {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.removed.is_empty() && self.commit.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct RuleSlot {
+    compiled: CompiledRule,
+    marks: Watermarks,
+    states: AlertStates,
+    /// Partial aggregate state of each pane, by pane end (see `evaluate`).
+    panes: BTreeMap<i64, Vec<RecordBatch>>,
+    /// Changed since the last checkpoint.
+    dirty: bool,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+impl RuleSlot {
+    fn window_ms(&self) -> i64 {
+        ms(self.compiled.rule.window)
+    }
+
+    fn every_ms(&self) -> i64 {
+        ms(self.compiled.rule.every())
+    }
+
+    /// Runs the rule over `[start, end)`: from pane states when the rule
+    /// uses panes (computing the panes not yet cached), else over the points.
+    async fn evaluate(
+        &mut self,
+        store: &PointStore,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Observation>, DataFusionError> {
+        if !self.compiled.uses_panes() {
+            return self.compiled.evaluate(&store.window(start, end)?).await;
+        }
+        let every = self.every_ms();
+        let mut states = Vec::new();
+        let mut pane_end = start + every;
+        while pane_end <= end {
+            if !self.panes.contains_key(&pane_end) {
+                let points = store.window(pane_end - every, pane_end)?;
+                let state = self.compiled.pane_state(&points).await?;
+                self.panes.insert(pane_end, state);
+            }
+            states.extend(self.panes[&pane_end].iter().cloned());
+            pane_end += every;
+        }
+        self.compiled.merge_panes(states).await
+    }
+
+    /// A point arrived on time for a pane already reduced: reduce it again.
+    fn invalidate_pane(&mut self, event_ms: i64) {
+        if !self.panes.is_empty() {
+            let every = self.every_ms();
+            self.panes.remove(&((event_ms.div_euclid(every) + 1) * every));
+        }
+    }
+
+    /// Drops panes that no window after the one ending at `end` needs.
+    fn evict_panes(&mut self, end: i64) {
+        let next_start = end + self.every_ms() - self.window_ms();
+        self.panes.retain(|pane_end, _| *pane_end > next_start);
+    }
+
+    fn checkpoint(&self) -> RuleCheckpoint {
+        RuleCheckpoint {
+            rule: self.compiled.rule.name.clone(),
+            closed_until_ms: self.marks.closed_until(),
+            first_event_ms: self.marks.first_event(),
+            alerts: self.states.clone(),
+        }
+    }
+
+    /// Resolve events for everything firing, as the rule goes away.
+    fn resolve_all(&self) -> Vec<PagingEvent> {
+        let Some(end) = self.marks.closed_until() else {
+            return Vec::new();
+        };
+        let start = end - self.window_ms();
+        self.states
+            .firing()
+            .into_iter()
+            .map(|f| {
+                let transition = Transition::Resolve {
+                    labels: f.labels,
+                    value: None,
+                    no_data: f.no_data,
+                };
+                to_event(&self.compiled.rule, &transition, start, end)
+            })
+            .collect()
+    }
+}
+
+/// Every active rule over the points of the assigned partitions.
+#[derive(Debug)]
+pub struct RuleEngine {
+    options: EngineOptions,
+    slots: BTreeMap<String, RuleSlot>,
+    store: PointStore,
+    builder: PointBatchBuilder,
+    /// First offset, per partition, of the records in `builder`.
+    building: HashMap<PartitionKey, i64>,
+    /// The next offset per partition.
+    positions: HashMap<PartitionKey, i64>,
+    /// Records below these offsets were processed before a restart.
+    replayed_until: HashMap<PartitionKey, i64>,
+    /// Assigned partitions and when: a rule added later tracks them too.
+    assigned: HashMap<PartitionKey, i64>,
+    /// Rules removed since the last checkpoint.
+    removed: Vec<String>,
+    /// Reused for every record; rejections are ingest's to report.
+    rejects: Vec<Rejected>,
+}
+
+impl RuleEngine {
+    pub fn new(rules: Vec<CompiledRule>, options: EngineOptions) -> Self {
+        let mut engine = Self {
+            options,
+            slots: BTreeMap::new(),
+            store: PointStore::default(),
+            builder: PointBatchBuilder::default(),
+            building: HashMap::new(),
+            positions: HashMap::new(),
+            replayed_until: HashMap::new(),
+            assigned: HashMap::new(),
+            removed: Vec::new(),
+            rejects: Vec::new(),
+        };
+        for rule in rules {
+            let slot = engine.new_slot(rule);
+            engine.slots.insert(slot.compiled.rule.name.clone(), slot);
+        }
+        engine
+    }
+
+    fn new_marks(&self, rule: &CompiledRule) -> Watermarks {
+        let mut marks = Watermarks::new(
+            ms(self.options.idle_timeout),
+            ms(self.options.allowed_lateness),
+            ms(rule.rule.window),
+            ms(rule.rule.every()),
+        );
+        for (partition, since) in &self.assigned {
+            marks.assign(partition.clone(), *since);
+        }
+        marks
+    }
+
+    fn new_slot(&self, compiled: CompiledRule) -> RuleSlot {
+        RuleSlot {
+            marks: self.new_marks(&compiled),
+            states: AlertStates::default(),
+            panes: BTreeMap::new(),
+            dirty: true,
+            compiled,
+        }
+    }
+
+    /// The active rules' names, in order.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.slots.keys().map(String::as_str).collect()
+    }
+
+    /// Points held for open windows.
+    pub fn points_held(&self) -> usize {
+        self.store.rows() + self.builder.len()
+    }
+
+    /// A partition was assigned: it holds event time back until it speaks
+    /// or goes idle.
+    pub fn assign(&mut self, partition: PartitionKey, wall_ms: i64) {
+        for slot in self.slots.values_mut() {
+            slot.marks.assign(partition.clone(), wall_ms);
+        }
+        self.assigned.insert(partition, wall_ms);
+    }
+
+    /// A partition was revoked: it no longer holds time back.
+    pub fn revoke(&mut self, partition: &PartitionKey) {
+        for slot in self.slots.values_mut() {
+            slot.marks.revoke(partition);
+        }
+        self.assigned.remove(partition);
+        self.positions.remove(partition);
+    }
+
+    /// Decodes one record of `partition` at `offset` and notes its points'
+    /// event times.
+    pub fn record(
+        &mut self,
+        partition: &PartitionKey,
+        offset: i64,
+        format: Format,
+        payload: &[u8],
+        record_time_ms: i64,
+        wall_ms: i64,
+    ) -> Recorded {
+        let before = self.builder.len();
+        self.rejects.clear();
+        let points = decode_record(
+            format,
+            payload,
+            record_time_ms,
+            Limits::unbounded(),
+            &mut self.builder,
+            &mut self.rejects,
+        );
+        self.building.entry(partition.clone()).or_insert(offset);
+        self.positions.insert(partition.clone(), offset + 1);
+        let replayed = self
+            .replayed_until
+            .get(partition)
+            .is_some_and(|until| offset < *until);
+        let mut late = 0;
+        for slot in self.slots.values_mut() {
+            for &t in &self.builder.times()[before..] {
+                match slot.marks.observe(partition, t, wall_ms) {
+                    Arrival::Late if !replayed => late += 1,
+                    Arrival::Late => {}
+                    Arrival::OnTime => slot.invalidate_pane(t),
+                }
+            }
+        }
+        Recorded { points, late }
+    }
+
+    /// Closes every window the watermarks allow, evaluates it, and returns
+    /// the events of the alert transitions.
+    pub async fn tick(&mut self, wall_ms: i64) -> Tick {
+        if !self.builder.is_empty() {
+            let batch = self.builder.finish().expect("a point batch always builds");
+            self.store.push(batch, std::mem::take(&mut self.building));
+        }
+        let mut tick = Tick::default();
+        for slot in self.slots.values_mut() {
+            for end in slot.marks.closable(wall_ms) {
+                let start = end - slot.window_ms();
+                match slot.evaluate(&self.store, start, end).await {
+                    Ok(observed) => {
+                        tick.evaluations += 1;
+                        let rule = &slot.compiled.rule;
+                        for t in slot.states.advance(rule, end, &observed) {
+                            tick.events.push(to_event(rule, &t, start, end));
+                        }
+                    }
+                    Err(e) => tick.failures.push((slot.compiled.rule.name.clone(), e)),
+                }
+                slot.dirty = true;
+                slot.evict_panes(end);
+            }
+        }
+        // Keep what the next window of any rule may still need.
+        let keep_from = self
+            .slots
+            .values()
+            .map(|s| {
+                s.marks
+                    .closed_until()
+                    .map_or(i64::MIN, |c| c + s.every_ms() - s.window_ms())
+            })
+            .min()
+            .unwrap_or(i64::MAX);
+        self.store.evict(keep_from);
+        tick
+    }
+
+    /// Replaces the rules. Unchanged rules keep everything; changed rules
+    /// keep their alert states on a clock for their new window; removed rules
+    /// resolve what they had firing, and those events are returned.
+    pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Vec<PagingEvent> {
+        let mut old = std::mem::take(&mut self.slots);
+        for compiled in rules {
+            let name = compiled.rule.name.clone();
+            let slot = match old.remove(&name) {
+                Some(slot) if slot.compiled.rule == compiled.rule => slot,
+                Some(previous) => {
+                    tracing::info!(rule = %name, "rule changed; its alert states carry over");
+                    let mut slot = self.new_slot(compiled);
+                    slot.marks = previous
+                        .marks
+                        .with_grid(ms(slot.compiled.rule.window), slot.every_ms());
+                    slot.states = previous.states;
+                    slot
+                }
+                None => {
+                    tracing::info!(rule = %name, "rule added");
+                    self.new_slot(compiled)
+                }
+            };
+            self.slots.insert(name, slot);
+        }
+        let mut events = Vec::new();
+        for (name, slot) in old {
+            tracing::info!(rule = %name, "rule removed; resolving its alerts");
+            events.extend(slot.resolve_all());
+            self.removed.push(name);
+        }
+        events
+    }
+
+    /// Restores a checkpoint read back after a restart, before any record is
+    /// fed. State of rules that no longer exist is resolved: those events are
+    /// returned.
+    pub fn restore(
+        &mut self,
+        rules: Vec<RuleCheckpoint>,
+        positions: Vec<(PartitionKey, i64)>,
+    ) -> Vec<PagingEvent> {
+        let mut events = Vec::new();
+        for checkpoint in rules {
+            match self.slots.get_mut(&checkpoint.rule) {
+                Some(slot) => {
+                    slot.marks
+                        .resume(checkpoint.closed_until_ms, checkpoint.first_event_ms);
+                    slot.states = checkpoint.alerts;
+                }
+                None => {
+                    tracing::info!(rule = %checkpoint.rule, "rule gone since the last run; resolving its alerts");
+                    events.extend(
+                        checkpoint
+                            .alerts
+                            .firing()
+                            .iter()
+                            .map(|f| resolve_orphan(&checkpoint.rule, f)),
+                    );
+                    self.removed.push(checkpoint.rule);
+                }
+            }
+        }
+        self.replayed_until = positions.into_iter().collect();
+        events
+    }
+
+    /// What changed since the last call; see [`CheckpointDelta`].
+    pub fn checkpoint(&mut self) -> CheckpointDelta {
+        let mut rules = Vec::new();
+        for slot in self.slots.values_mut().filter(|s| s.dirty) {
+            rules.push(slot.checkpoint());
+            slot.dirty = false;
+        }
+        let commit = self
+            .positions
+            .iter()
+            .map(|(partition, next)| {
+                let held = [
+                    self.store.first_offset(partition),
+                    self.building.get(partition).copied(),
+                ];
+                let from = held.into_iter().flatten().min().unwrap_or(*next);
+                (partition.clone(), from.min(*next))
+            })
+            .collect();
+        CheckpointDelta {
+            rules,
+            removed: std::mem::take(&mut self.removed),
+            positions: self
+                .positions
+                .iter()
+                .map(|(p, o)| (p.clone(), *o))
+                .collect(),
+            commit,
+        }
+    }
+}
