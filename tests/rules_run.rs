@@ -1,36 +1,29 @@
 //! `klaxon rules run` through a real broker: points on `metrics`, alert
-//! events on `paging`, in event time.
+//! events on `paging`, in event time; kill -9 and restart; hot reload.
 
 mod common;
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use common::*;
-use rdkafka::Message;
+use rdkafka::{Message, consumer::StreamConsumer};
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn points_on_metrics_raise_and_resolve_an_alert_on_paging() {
-    let dir = test_dir();
-    let broker = Broker::start(dir.path()).await;
-    let config = write_config(dir.path(), "");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("errors.toml"),
-        r#"
+const ERRORS_RULE: &str = r#"
 [[rule]]
 name = "checkout-errors"
 sql = "SELECT service, sum(value) AS errors FROM metrics WHERE name = 'http.errors' GROUP BY service HAVING sum(value) > 10"
 window = "1m"
 severity = "critical"
 summary = "{{service}}: {{errors}} errors"
-"#,
-    )
-    .unwrap();
+"#;
+
+/// Starts `klaxon rules run` on `rules` and waits until it consumes.
+async fn start_rules(dir: &Path, broker: &Broker, rules: &Path, log: &str) -> Proc {
+    let config = write_config(dir, "");
     let runner = Proc::spawn_program(
         KLAXON,
-        dir.path(),
+        dir,
         &[
             "--config",
             config.to_str().unwrap(),
@@ -43,40 +36,42 @@ summary = "{{service}}: {{errors}} errors"
             "2s",
             "--allowed-lateness",
             "0s",
+            "--reload-interval",
+            "200ms",
             "--http-listen",
             "127.0.0.1:0",
         ],
         &[],
-        dir.path().join("rules.log"),
+        dir.join(log),
     );
     wait_until(Duration::from_secs(60), "the rules runner", || {
         let log = runner.log_text();
         async move { log.contains("rules started") }
     })
     .await;
+    runner
+}
 
-    // Event time half an hour ago, on a minute boundary.
-    let t0 = (chrono::Utc::now().timestamp_millis() - 30 * 60_000) / 60_000 * 60_000;
-    let point = |offset_s: i64, value: f64| {
-        (
-            "checkout".to_owned(),
-            format!(
-                r#"{{"name":"http.errors","time":{},"value":{value},"tags":{{"service":"checkout"}}}}"#,
-                t0 + offset_s * 1000
-            ),
-        )
-    };
-    let records = vec![
-        point(10, 6.0),
-        point(20, 6.0),
-        point(70, 1.0),
-        point(130, 1.0),
-    ];
-    produce_all(&producer(&broker.bootstrap()), "metrics", &records).await;
+/// A minute boundary half an hour ago: event time well behind the wall clock.
+fn minute_half_an_hour_ago() -> i64 {
+    (chrono::Utc::now().timestamp_millis() - 30 * 60_000) / 60_000 * 60_000
+}
 
-    let consumer = topic_reader(&broker.bootstrap(), "paging");
+/// One JSON point of `http.errors` for service checkout, keyed by series.
+fn errors_point(t0: i64, offset_s: i64, value: f64) -> (String, String) {
+    (
+        "checkout".to_owned(),
+        format!(
+            r#"{{"name":"http.errors","time":{},"value":{value},"tags":{{"service":"checkout"}}}}"#,
+            t0 + offset_s * 1000
+        ),
+    )
+}
+
+/// Reads the next `n` events from `paging`, checking each is keyed by its dedup_key.
+async fn next_events(consumer: &StreamConsumer, n: usize, runner: &Proc) -> Vec<Value> {
     let mut events = Vec::new();
-    while events.len() < 2 {
+    while events.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("events so far: {events:?}\n{}", runner.log_text()))
@@ -86,11 +81,36 @@ summary = "{{service}}: {{errors}} errors"
         assert_eq!(event["dedup_key"], key.as_str(), "keyed by dedup_key");
         events.push(event);
     }
-    let rfc = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
+    events
+}
+
+fn rfc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn points_on_metrics_raise_and_resolve_an_alert_on_paging() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("errors.toml"), ERRORS_RULE).unwrap();
+    let runner = start_rules(dir.path(), &broker, &rules, "rules.log").await;
+
+    let t0 = minute_half_an_hour_ago();
+    let point = |offset_s, value| errors_point(t0, offset_s, value);
+    let records = vec![
+        point(10, 6.0),
+        point(20, 6.0),
+        point(70, 1.0),
+        point(130, 1.0),
+    ];
+    produce_all(&producer(&broker.bootstrap()), "metrics", &records).await;
+
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let events = next_events(&consumer, 2, &runner).await;
     assert_eq!(events[0]["event_action"], "trigger");
     assert_eq!(events[0]["dedup_key"], "checkout-errors{service=checkout}");
     assert_eq!(events[0]["payload"]["severity"], "critical");
@@ -102,12 +122,7 @@ summary = "{{service}}: {{errors}} errors"
     assert_eq!(events[1]["window"]["end"], rfc(t0 + 120_000));
 
     // A point for the closed first window is late: counted, never evaluated.
-    produce_all(
-        &producer(&broker.bootstrap()),
-        "metrics",
-        &[point(30, 100.0)],
-    )
-    .await;
+    produce_all(&producer(&broker.bootstrap()), "metrics", &[point(30, 100.0)]).await;
     wait_until(
         Duration::from_secs(30),
         "the late point to be counted",
@@ -122,5 +137,119 @@ summary = "{{service}}: {{errors}} errors"
         metric_value(&text, "klaxon_rules_events_published_total"),
         Some(2.0),
         "{text}"
+    );
+}
+
+/// The runner's checkpoint of `rule` on the state topic, once it has closed
+/// the window ending at `end`.
+async fn wait_for_checkpoint(brokers: &str, rule: &str, end: i64) {
+    let consumer = topic_reader(brokers, "klaxon-rules-state");
+    let key = format!("rule/{rule}");
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a checkpoint on the state topic")
+            .unwrap();
+        if m.key() != Some(key.as_bytes()) {
+            continue;
+        }
+        let state: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if state["closed_until_ms"].as_i64() >= Some(end) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("errors.toml"), ERRORS_RULE).unwrap();
+    let mut runner = start_rules(dir.path(), &broker, &rules, "rules-1.log").await;
+    let producer = producer(&broker.bootstrap());
+    let t0 = minute_half_an_hour_ago();
+    let point = |offset_s, value| errors_point(t0, offset_s, value);
+
+    produce_all(&producer, "metrics", &[point(10, 6.0), point(20, 6.0), point(70, 1.0)]).await;
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let first = next_events(&consumer, 1, &runner).await;
+    assert_eq!(first[0]["event_action"], "trigger");
+    wait_for_checkpoint(&broker.bootstrap(), "checkout-errors", t0 + 60_000).await;
+    runner.kill();
+
+    // The window [1m, 2m) is open across the crash: the 70s point before it
+    // and the 80s point after it both count, so the alert keeps firing.
+    let runner = start_rules(dir.path(), &broker, &rules, "rules-2.log").await;
+    assert!(
+        runner.log_text().contains("state restored rules=1"),
+        "{}",
+        runner.log_text()
+    );
+    produce_all(&producer, "metrics", &[point(80, 20.0), point(130, 1.0), point(190, 1.0)]).await;
+    let rest = next_events(&consumer, 1, &runner).await;
+    assert_eq!(
+        rest[0]["event_action"], "resolve",
+        "no second trigger after the restart: {rest:?}"
+    );
+    assert_eq!(rest[0]["window"]["end"], rfc(t0 + 180_000), "[1m, 2m) kept firing with 21 errors");
+    let text = http_get(&runner, "/metrics");
+    assert_eq!(metric_value(&text, "klaxon_rules_late_points_total"), Some(0.0), "replayed points are not late");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_files_reload_and_a_broken_one_keeps_its_previous_version() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let errors = rules.join("errors.toml");
+    std::fs::write(&errors, ERRORS_RULE).unwrap();
+    let runner = start_rules(dir.path(), &broker, &rules, "rules.log").await;
+
+    std::fs::write(&errors, ERRORS_RULE.replace("sum(value) AS", "sum(value) AS AS")).unwrap();
+    std::fs::write(
+        rules.join("peak.toml"),
+        r#"
+[[rule]]
+name = "peak"
+sql = "SELECT service, max(value) AS peak FROM metrics GROUP BY service HAVING max(value) >= 15"
+window = "1m"
+severity = "warning"
+"#,
+    )
+    .unwrap();
+    let refused = format!("{}:4: rule \"checkout-errors\": SQL", errors.display());
+    wait_until(Duration::from_secs(30), "the reload", || {
+        let log = runner.log_text();
+        let refused = refused.clone();
+        async move { log.contains(&refused) && log.contains("rules reloaded") }
+    })
+    .await;
+    let log = runner.log_text();
+    assert!(log.contains("previous version stays active"), "{log}");
+
+    let t0 = minute_half_an_hour_ago();
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &[errors_point(t0, 10, 20.0), errors_point(t0, 70, 1.0)],
+    )
+    .await;
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let mut keys: Vec<String> = next_events(&consumer, 2, &runner)
+        .await
+        .iter()
+        .map(|e| format!("{} {}", e["event_action"], e["dedup_key"]))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            r#""trigger" "checkout-errors{service=checkout}""#,
+            r#""trigger" "peak{service=checkout}""#
+        ],
+        "the broken file's previous version and the new file both evaluate"
     );
 }

@@ -1,22 +1,46 @@
-//! `klaxon up`, the README's first command: embedded broker, topics, ingest,
-//! all from a fresh directory, then a clean shutdown on SIGTERM.
+//! `klaxon up`, the README's first command: embedded broker, topics, ingest
+//! and alert rules, all from a fresh directory, then a clean shutdown on SIGTERM.
 
 mod common;
 
 use std::{process::Command, time::Duration};
 
 use common::*;
+use rdkafka::Message;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_everything_from_an_empty_directory() {
     let dir = test_dir();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    // A rule that fires on any point, with short event-time waits so the
+    // window closes soon after producing stops.
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/seen.toml"),
+        r#"
+[[rule]]
+name = "points-seen"
+sql = "SELECT count(*) AS points FROM metrics HAVING count(*) > 0"
+window = "5s"
+severity = "info"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("klaxon.toml"),
+        "[rules]\nidle_timeout = \"2s\"\nallowed_lateness = \"0s\"\n",
+    )
+    .unwrap();
     let mut up = Proc::spawn_program(
         KLAXON,
         dir.path(),
         &[
+            "--config",
+            "klaxon.toml",
             "up",
+            "--rules",
+            "rules",
             "--broker-listen",
             &listen,
             "--http-listen",
@@ -60,6 +84,17 @@ async fn up_runs_everything_from_an_empty_directory() {
         async move { text == "n,hosts\n5000,50\n" }
     })
     .await;
+
+    // The rules runner saw the points and paged.
+    let paging = topic_reader(&listen, "paging");
+    let m = tokio::time::timeout(Duration::from_secs(60), paging.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no event on paging\n{}", up.log_text()))
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+    assert_eq!(event["dedup_key"], "points-seen{}");
+    assert_eq!(event["event_action"], "trigger");
+    assert!(event["value"].as_f64().unwrap() >= 1.0, "{event}");
 
     assert!(
         up.terminate().success(),
