@@ -27,6 +27,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod lake;
+pub mod notify;
 pub mod points;
 pub mod produce;
 pub mod query;

@@ -122,7 +122,12 @@ async fn points_on_metrics_raise_and_resolve_an_alert_on_paging() {
     assert_eq!(events[1]["window"]["end"], rfc(t0 + 120_000));
 
     // A point for the closed first window is late: counted, never evaluated.
-    produce_all(&producer(&broker.bootstrap()), "metrics", &[point(30, 100.0)]).await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &[point(30, 100.0)],
+    )
+    .await;
     wait_until(
         Duration::from_secs(30),
         "the late point to be counted",
@@ -172,7 +177,12 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
     let t0 = minute_half_an_hour_ago();
     let point = |offset_s, value| errors_point(t0, offset_s, value);
 
-    produce_all(&producer, "metrics", &[point(10, 6.0), point(20, 6.0), point(70, 1.0)]).await;
+    produce_all(
+        &producer,
+        "metrics",
+        &[point(10, 6.0), point(20, 6.0), point(70, 1.0)],
+    )
+    .await;
     let consumer = topic_reader(&broker.bootstrap(), "paging");
     let first = next_events(&consumer, 1, &runner).await;
     assert_eq!(first[0]["event_action"], "trigger");
@@ -187,15 +197,28 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
         "{}",
         runner.log_text()
     );
-    produce_all(&producer, "metrics", &[point(80, 20.0), point(130, 1.0), point(190, 1.0)]).await;
+    produce_all(
+        &producer,
+        "metrics",
+        &[point(80, 20.0), point(130, 1.0), point(190, 1.0)],
+    )
+    .await;
     let rest = next_events(&consumer, 1, &runner).await;
     assert_eq!(
         rest[0]["event_action"], "resolve",
         "no second trigger after the restart: {rest:?}"
     );
-    assert_eq!(rest[0]["window"]["end"], rfc(t0 + 180_000), "[1m, 2m) kept firing with 21 errors");
+    assert_eq!(
+        rest[0]["window"]["end"],
+        rfc(t0 + 180_000),
+        "[1m, 2m) kept firing with 21 errors"
+    );
     let text = http_get(&runner, "/metrics");
-    assert_eq!(metric_value(&text, "klaxon_rules_late_points_total"), Some(0.0), "replayed points are not late");
+    assert_eq!(
+        metric_value(&text, "klaxon_rules_late_points_total"),
+        Some(0.0),
+        "replayed points are not late"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,7 +231,11 @@ async fn rule_files_reload_and_a_broken_one_keeps_its_previous_version() {
     std::fs::write(&errors, ERRORS_RULE).unwrap();
     let runner = start_rules(dir.path(), &broker, &rules, "rules.log").await;
 
-    std::fs::write(&errors, ERRORS_RULE.replace("sum(value) AS", "sum(value) AS AS")).unwrap();
+    std::fs::write(
+        &errors,
+        ERRORS_RULE.replace("sum(value) AS", "sum(value) AS AS"),
+    )
+    .unwrap();
     std::fs::write(
         rules.join("peak.toml"),
         r#"

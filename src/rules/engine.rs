@@ -163,7 +163,8 @@ impl RuleSlot {
     fn invalidate_pane(&mut self, event_ms: i64) {
         if !self.panes.is_empty() {
             let every = self.every_ms();
-            self.panes.remove(&((event_ms.div_euclid(every) + 1) * every));
+            self.panes
+                .remove(&((event_ms.div_euclid(every) + 1) * every));
         }
     }
 

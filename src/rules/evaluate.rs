@@ -185,7 +185,10 @@ impl CompiledRule {
         Ok((plan, ctx.task_ctx()))
     }
 
-    fn observations_of(&self, results: &[RecordBatch]) -> Result<Vec<Observation>, DataFusionError> {
+    fn observations_of(
+        &self,
+        results: &[RecordBatch],
+    ) -> Result<Vec<Observation>, DataFusionError> {
         let mut out = Vec::new();
         for batch in results {
             out.extend(self.observations(batch)?);
@@ -316,7 +319,10 @@ impl AggregateSite {
     }
 
     /// The first phase over `input`: one row of accumulator state per group.
-    fn partial(&self, input: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    fn partial(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let base = self.base();
         Ok(Arc::new(AggregateExec::try_new(
             AggregateMode::Partial,
@@ -410,7 +416,9 @@ mod tests {
         let mut b = PointBatchBuilder::default();
         let mut seed = 7_u64;
         for i in 0..4_000_i64 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let service = format!("svc{}", i % 50);
             let value = (seed >> 40) as f64 / 1000.0;
             let name = if i % 3 == 0 { "latency" } else { "errors" };
@@ -418,13 +426,21 @@ mod tests {
                 b.push(name, i * 60, value, &[("service", service.as_str())]);
             } else {
                 let az = if i % 2 == 0 { "a" } else { "b" };
-                b.push(name, i * 60, value, &[("az", az), ("service", service.as_str())]);
+                b.push(
+                    name,
+                    i * 60,
+                    value,
+                    &[("az", az), ("service", service.as_str())],
+                );
             }
         }
         b.finish().unwrap()
     }
 
-    fn sorted(mut o: Vec<Observation>) -> Vec<(Vec<(String, String)>, Vec<(String, f64)>)> {
+    /// An observation as comparable lists: labels, then numbers.
+    type Row = (Vec<(String, String)>, Vec<(String, f64)>);
+
+    fn sorted(mut o: Vec<Observation>) -> Vec<Row> {
         o.sort_by(|a, b| a.labels.cmp(&b.labels));
         o.into_iter()
             .map(|o| {
@@ -464,13 +480,19 @@ mod tests {
                 let by_panes = rule.merge_panes(states).await.unwrap();
                 let (whole, by_panes) = (sorted(whole), sorted(by_panes));
                 assert_eq!(whole.len(), by_panes.len(), "{sql} at {end}");
-                assert!(!whole.is_empty() || end == 60_000, "{sql} at {end}: a real comparison");
+                assert!(
+                    !whole.is_empty() || end == 60_000,
+                    "{sql} at {end}: a real comparison"
+                );
                 for (w, p) in whole.iter().zip(&by_panes) {
                     assert_eq!(w.0, p.0, "{sql} at {end}");
                     for ((wn, wv), (pn, pv)) in w.1.iter().zip(&p.1) {
                         assert_eq!(wn, pn);
                         // Sums may add in another order.
-                        assert!((wv - pv).abs() <= 1e-9 * wv.abs().max(1.0), "{sql} at {end}: {wn} {wv} != {pv}");
+                        assert!(
+                            (wv - pv).abs() <= 1e-9 * wv.abs().max(1.0),
+                            "{sql} at {end}: {wn} {wv} != {pv}"
+                        );
                     }
                 }
             }

@@ -85,9 +85,8 @@ impl RuleSet {
                     None
                 }
             };
-            let digest: Option<[u8; 32]> = text
-                .as_ref()
-                .map(|t| Sha256::digest(t.as_bytes()).into());
+            let digest: Option<[u8; 32]> =
+                text.as_ref().map(|t| Sha256::digest(t.as_bytes()).into());
             let unchanged = digest.is_none()
                 || previous.is_some_and(|p| Some(p.digest) == digest)
                 || self.refused.get(&file).copied() == digest;
@@ -169,7 +168,9 @@ mod tests {
     use super::*;
 
     fn rule(name: &str, sql: &str) -> String {
-        format!("[[rule]]\nname = \"{name}\"\nsql = \"{sql}\"\nwindow = \"1m\"\nseverity = \"warning\"\n")
+        format!(
+            "[[rule]]\nname = \"{name}\"\nsql = \"{sql}\"\nwindow = \"1m\"\nseverity = \"warning\"\n"
+        )
     }
 
     fn names(set: &RuleSet) -> Vec<String> {
@@ -187,7 +188,10 @@ mod tests {
         assert_eq!(names(&set), ["a", "b"]);
 
         let reload = set.reload().await.unwrap();
-        assert!(!reload.changed && reload.problems.is_empty(), "nothing changed");
+        assert!(
+            !reload.changed && reload.problems.is_empty(),
+            "nothing changed"
+        );
 
         // a.toml broken, b.toml changed: b's new version, a's old one.
         std::fs::write(&a, rule("a", "SELEC count(*) FROM metrics")).unwrap();
@@ -196,12 +200,28 @@ mod tests {
         assert!(reload.changed);
         assert_eq!(reload.problems.len(), 1, "{:?}", reload.problems);
         let problem = reload.problems[0].to_string();
-        assert!(problem.starts_with(&format!("{}:3: rule \"a\": SQL", a.display())), "{problem}");
-        let sql: Vec<String> = set.rules().iter().map(|r| r.rule.sql.get_ref().clone()).collect();
-        assert_eq!(sql, ["SELECT count(*) AS n FROM metrics", "SELECT min(value) AS m FROM metrics"]);
+        assert!(
+            problem.starts_with(&format!("{}:3: rule \"a\": SQL", a.display())),
+            "{problem}"
+        );
+        let sql: Vec<String> = set
+            .rules()
+            .iter()
+            .map(|r| r.rule.sql.get_ref().clone())
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                "SELECT count(*) AS n FROM metrics",
+                "SELECT min(value) AS m FROM metrics"
+            ]
+        );
 
         let reload = set.reload().await.unwrap();
-        assert!(reload.problems.is_empty(), "a refused version is reported once");
+        assert!(
+            reload.problems.is_empty(),
+            "a refused version is reported once"
+        );
 
         // Fixed, and a new file taking a name in use is refused.
         std::fs::write(&a, rule("a", "SELECT sum(value) AS s FROM metrics")).unwrap();
@@ -209,8 +229,15 @@ mod tests {
         let reload = set.reload().await.unwrap();
         assert!(reload.changed);
         assert_eq!(reload.problems.len(), 1);
-        assert!(reload.problems[0].message.contains("already used"), "{}", reload.problems[0]);
-        assert_eq!(set.rules()[0].rule.sql.get_ref(), "SELECT sum(value) AS s FROM metrics");
+        assert!(
+            reload.problems[0].message.contains("already used"),
+            "{}",
+            reload.problems[0]
+        );
+        assert_eq!(
+            set.rules()[0].rule.sql.get_ref(),
+            "SELECT sum(value) AS s FROM metrics"
+        );
 
         std::fs::remove_file(&b).unwrap();
         std::fs::remove_file(dir.path().join("c.toml")).unwrap();
@@ -221,10 +248,18 @@ mod tests {
     #[tokio::test]
     async fn the_first_load_refuses_any_problem() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.toml"), rule("a", "SELECT count(*) AS n FROM metrics")).unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            rule("a", "SELECT count(*) AS n FROM metrics"),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("b.toml"), "[[rule]]\nname = 1\n").unwrap();
         let problems = RuleSet::load(dir.path()).await.unwrap().unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().contains("b.toml:2"), "{}", problems[0]);
+        assert!(
+            problems[0].to_string().contains("b.toml:2"),
+            "{}",
+            problems[0]
+        );
     }
 }

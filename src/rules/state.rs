@@ -438,7 +438,10 @@ mod tests {
         // The restored instance keeps its level (hysteresis) and phase: a
         // value still critical publishes nothing new, silence resolves it.
         assert!(back.advance(&r, 3 * M, &obs(55.0)).is_empty());
-        assert_eq!(kinds(&back.advance(&r, 4 * M, &obs(20.0))), ["fire warning"]);
+        assert_eq!(
+            kinds(&back.advance(&r, 4 * M, &obs(20.0))),
+            ["fire warning"]
+        );
         assert_eq!(
             kinds(&back.advance(&r, 7 * M, &[])),
             ["resolve", "fire warning"],

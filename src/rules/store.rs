@@ -83,7 +83,11 @@ impl PointStore {
 }
 
 /// The rows of `points` with `start <= time < end`.
-pub(crate) fn between(points: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn between(
+    points: &RecordBatch,
+    start: i64,
+    end: i64,
+) -> Result<RecordBatch, ArrowError> {
     let time = points
         .column_by_name("time")
         .expect("point batches have time");
@@ -124,7 +128,11 @@ mod tests {
         assert_eq!(store.first_offset(&p(0)), Some(5));
         store.evict(31);
         assert_eq!(store.first_offset(&p(0)), Some(9));
-        assert_eq!(store.first_offset(&p(1)), None, "nothing of partition 1 held");
+        assert_eq!(
+            store.first_offset(&p(1)),
+            None,
+            "nothing of partition 1 held"
+        );
         assert_eq!(store.rows(), 2);
     }
 }

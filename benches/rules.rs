@@ -1,0 +1,132 @@
+//! Rule evaluation at 100k active series: a 5m window every 1m, one point per
+//! series per minute, so each hop brings 100k new points and a window holds
+//! 500k.
+//!
+//! `cargo bench --bench rules`. Compares one hop evaluated by panes (reduce
+//! the new minute, merge five pane states) with the same hop evaluated over
+//! the whole window, and measures the streaming engine taking records
+//! (decode, watermarks) and closing a window. Throughput is new points per
+//! hop, so the figures compare the cost of keeping up with the same stream.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use klaxon::{
+    decode::Format,
+    points::PointBatchBuilder,
+    rules::{CompiledRule, EngineOptions, RuleEngine, RuleFile},
+};
+
+const SERVICES: usize = 1_000;
+const HOSTS: usize = 100;
+const SERIES: usize = SERVICES * HOSTS;
+const MINUTE: i64 = 60_000;
+
+const RULE: &str = r#"
+[[rule]]
+name = "cpu-high"
+sql = "SELECT service, host, avg(value) AS cpu FROM metrics WHERE name = 'cpu' GROUP BY service, host HAVING avg(value) > 99.9"
+window = "5m"
+every = "1m"
+severity = "warning"
+"#;
+
+fn compiled(rt: &tokio::runtime::Runtime) -> CompiledRule {
+    let file: RuleFile = toml::from_str(RULE).unwrap();
+    let rule = file.rule.into_iter().next().unwrap().into_inner();
+    rt.block_on(CompiledRule::compile(rule)).unwrap()
+}
+
+fn value(series: usize, minute: i64) -> f64 {
+    ((series as i64 * 7919 + minute * 104_729) % 10_000) as f64 / 100.0
+}
+
+/// One point per series in the minute starting at `minute * MINUTE`.
+fn minute_of_points(minute: i64) -> arrow::array::RecordBatch {
+    let mut b = PointBatchBuilder::default();
+    let services: Vec<String> = (0..SERVICES).map(|s| format!("svc-{s}")).collect();
+    let hosts: Vec<String> = (0..HOSTS).map(|h| format!("host-{h}")).collect();
+    for s in 0..SERIES {
+        let tags = [
+            ("host", hosts[s % HOSTS].as_str()),
+            ("service", services[s / HOSTS].as_str()),
+        ];
+        let t = minute * MINUTE + (s as i64 * 17) % MINUTE;
+        b.push("cpu", t, value(s, minute), &tags);
+    }
+    b.finish().unwrap()
+}
+
+fn hop(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rule = compiled(&rt);
+    assert!(rule.uses_panes());
+    let minutes: Vec<_> = (0..5).map(minute_of_points).collect();
+    let cached: Vec<_> = minutes[..4]
+        .iter()
+        .flat_map(|m| {
+            rt.block_on(rule.pane_state(std::slice::from_ref(m)))
+                .unwrap()
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("rules_hop_100k_series");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("by_panes", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut states = cached.clone();
+                states.extend(rule.pane_state(&minutes[4..]).await.unwrap());
+                rule.merge_panes(states).await.unwrap()
+            })
+        })
+    });
+    group.bench_function("whole_window", |b| {
+        b.iter(|| rt.block_on(rule.evaluate(&minutes)).unwrap())
+    });
+    group.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 100 points per record, as producers pack them.
+    let records: Vec<Vec<u8>> = (0..SERIES / 100)
+        .map(|r| {
+            (r * 100..(r + 1) * 100)
+                .map(|s| {
+                    format!(
+                        r#"{{"name":"cpu","time":{},"value":{},"tags":{{"service":"svc-{}","host":"host-{}"}}}}"#,
+                        5 * MINUTE + (s as i64 * 17) % MINUTE,
+                        value(s, 5),
+                        s / HOSTS,
+                        s % HOSTS
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes()
+        })
+        .collect();
+    let mut group = c.benchmark_group("rules_engine_100k_series");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("record_and_seal", |b| {
+        b.iter_with_setup(
+            || {
+                let mut engine = RuleEngine::new(vec![compiled(&rt)], EngineOptions::default());
+                engine.assign(("metrics".to_owned(), 0), 0);
+                engine
+            },
+            |mut engine| {
+                let partition = ("metrics".to_owned(), 0);
+                for (offset, payload) in records.iter().enumerate() {
+                    engine.record(&partition, offset as i64, Format::Json, payload, 0, 0);
+                }
+                rt.block_on(engine.tick(0))
+            },
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hop, engine);
+criterion_main!(benches);

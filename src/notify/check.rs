@@ -1,0 +1,538 @@
+//! `klaxon oncall check`: every problem of an on-call file, with its line.
+//!
+//! Errors make the file unusable (it is refused, and a running notifier
+//! keeps its previous config). Warnings are facts worth knowing, such as a
+//! schedule that has nobody on call for part of the coming weeks.
+
+use std::{collections::HashSet, path::Path};
+
+use chrono::{DateTime, Duration, Utc};
+use toml::Spanned;
+
+use super::{
+    oncall::{ContactKind, OnCall, Target},
+    schedule::ScheduleClock,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// One finding, at a line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub line: usize,
+    pub message: String,
+}
+
+impl Finding {
+    /// `FILE:LINE: error: message`.
+    pub fn display(&self, file: &Path) -> String {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        format!(
+            "{}:{}: {level}: {}",
+            file.display(),
+            self.line,
+            self.message
+        )
+    }
+}
+
+/// Parses and checks on-call text. `Err` when it does not parse at all;
+/// otherwise the config and its findings. `now` starts the gap look-ahead.
+pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Finding>), Finding> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let oncall: OnCall = toml::from_str(text).map_err(|e| Finding {
+        level: Level::Error,
+        line: e.span().map_or(1, |s| line_of(s.start)),
+        message: e.message().trim().to_owned(),
+    })?;
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let mut error = |line: usize, message: String| {
+        out.push(Finding {
+            level: Level::Error,
+            line,
+            message,
+        })
+    };
+    let line = |s: &dyn SpanOf| line_of(s.start());
+
+    // Users and how to reach them.
+    let mut users = HashSet::new();
+    for u in &oncall.user {
+        let user = u.get_ref();
+        if !users.insert(user.id.as_str()) {
+            error(line(u), format!("user {:?} is defined twice", user.id));
+        }
+        if user.contact.is_empty() {
+            error(
+                line(u),
+                format!(
+                    "user {:?} has no contact method: a page to them could never be delivered",
+                    user.id
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for c in &user.contact {
+            if !names.insert(c.name()) {
+                error(
+                    line(u),
+                    format!(
+                        "user {:?}: two contact methods are called {:?}; give them distinct ids",
+                        user.id,
+                        c.name()
+                    ),
+                );
+            }
+            if let Some(reason) = address_problem(c.kind, &c.address) {
+                error(
+                    line(u),
+                    format!(
+                        "user {:?}: {} contact {:?}: {reason}",
+                        user.id,
+                        c.kind.as_str(),
+                        c.address
+                    ),
+                );
+            }
+        }
+        for rule in &user.notify {
+            if !user
+                .contact
+                .iter()
+                .any(|c| c.name() == rule.get_ref().contact)
+            {
+                error(
+                    line(rule),
+                    format!(
+                        "user {:?}: notification rule names contact {:?}, which is not one of theirs ({})",
+                        user.id,
+                        rule.get_ref().contact,
+                        user.contact
+                            .iter()
+                            .map(|c| c.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    // Schedules.
+    let mut schedules = HashSet::new();
+    for s in &oncall.schedule {
+        let schedule = s.get_ref();
+        if !schedules.insert(schedule.id.as_str()) {
+            error(
+                line(s),
+                format!("schedule {:?} is defined twice", schedule.id),
+            );
+        }
+        if schedule.layer.is_empty() && schedule.overrides.is_empty() {
+            error(
+                line(s),
+                format!(
+                    "schedule {:?} has no layers: nobody can be paged by it",
+                    schedule.id
+                ),
+            );
+        }
+        for (i, l) in schedule.layer.iter().enumerate() {
+            let layer = l.get_ref();
+            let what = format!("schedule {:?} layer {}", schedule.id, i + 1);
+            if layer.users.is_empty() {
+                error(line(l), format!("{what} has no users"));
+            }
+            for u in &layer.users {
+                if oncall.user(u).is_none() {
+                    error(line(l), format!("{what}: unknown user {u:?}"));
+                }
+            }
+            if layer.rotation < std::time::Duration::from_secs(60) {
+                error(line(l), format!("{what}: rotation must be at least 1m"));
+            }
+            if layer.end.is_some_and(|e| e <= layer.start) {
+                error(line(l), format!("{what}: end is not after start"));
+            }
+            for (a, ra) in layer.restrictions.iter().enumerate() {
+                for rb in &layer.restrictions[a + 1..] {
+                    let share_day = ra.days.is_empty()
+                        || rb.days.is_empty()
+                        || ra.days.iter().any(|d| rb.days.contains(d));
+                    let wraps = |r: &super::oncall::Restriction| r.to <= r.from;
+                    let overlap = wraps(ra) || wraps(rb) || (ra.from < rb.to && rb.from < ra.to);
+                    if share_day && overlap {
+                        error(
+                            line(l),
+                            format!(
+                                "{what}: restrictions {}-{} and {}-{} overlap",
+                                ra.from, ra.to, rb.from, rb.to
+                            ),
+                        );
+                    }
+                }
+            }
+            // A layer wholly under an unrestricted, endless layer above it
+            // that started no later never puts anyone on call.
+            let above = schedule.layer[i + 1..]
+                .iter()
+                .map(Spanned::get_ref)
+                .position(|h| {
+                    !h.users.is_empty()
+                        && h.restrictions.is_empty()
+                        && h.end.is_none()
+                        && h.start <= layer.start
+                });
+            if let Some(j) = above {
+                error(
+                    line(l),
+                    format!(
+                        "{what} is always covered by layer {} above it, so it never puts anyone on call",
+                        i + j + 2
+                    ),
+                );
+            }
+        }
+        for (i, o) in schedule.overrides.iter().enumerate() {
+            let ov = o.get_ref();
+            if oncall.user(&ov.user).is_none() {
+                error(
+                    line(o),
+                    format!(
+                        "schedule {:?}: override for unknown user {:?}",
+                        schedule.id, ov.user
+                    ),
+                );
+            }
+            if ov.end <= ov.start {
+                error(
+                    line(o),
+                    format!("schedule {:?}: override ends before it starts", schedule.id),
+                );
+            }
+            for other in &schedule.overrides[i + 1..] {
+                let b = other.get_ref();
+                if ov.start < b.end && b.start < ov.end && ov.user != b.user {
+                    error(
+                        line(other),
+                        format!(
+                            "schedule {:?}: overrides for {:?} and {:?} overlap; the later one wins",
+                            schedule.id, ov.user, b.user
+                        ),
+                    );
+                }
+            }
+        }
+        match ScheduleClock::new(schedule) {
+            Err(zone) => error(
+                line(s),
+                format!(
+                    "schedule {:?}: unknown time zone {zone:?} (use an IANA name such as \"Europe/Berlin\")",
+                    schedule.id
+                ),
+            ),
+            Ok(clock) => {
+                let horizon = now + Duration::weeks(2);
+                let gaps: Vec<_> = clock
+                    .shifts(now, horizon)
+                    .into_iter()
+                    .filter(|s| s.user.is_none())
+                    .collect();
+                if let Some(first) = gaps.first() {
+                    let hours: i64 = gaps
+                        .iter()
+                        .map(|g| (g.end - g.start).num_minutes())
+                        .sum::<i64>()
+                        / 60;
+                    warnings.push(Finding {
+                        level: Level::Warning,
+                        line: line(s),
+                        message: format!(
+                            "schedule {:?} has nobody on call for {hours}h of the next 2 weeks, first from {} to {}; a level that pages only this schedule then escalates at once",
+                            schedule.id,
+                            first.start.to_rfc3339(),
+                            first.end.to_rfc3339()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    // Escalation policies.
+    let mut policies = HashSet::new();
+    for p in &oncall.policy {
+        let policy = p.get_ref();
+        if !policies.insert(policy.id.as_str()) {
+            out.push(Finding {
+                level: Level::Error,
+                line: line(p),
+                message: format!("policy {:?} is defined twice", policy.id),
+            });
+        }
+        if policy.level.is_empty() {
+            out.push(Finding {
+                level: Level::Error,
+                line: line(p),
+                message: format!(
+                    "policy {:?} has no levels: nobody can be paged by it",
+                    policy.id
+                ),
+            });
+        }
+        for (i, l) in policy.level.iter().enumerate() {
+            let level = l.get_ref();
+            let what = format!("policy {:?} level {}", policy.id, i + 1);
+            if level.targets.is_empty() {
+                out.push(Finding {
+                    level: Level::Error,
+                    line: line(l),
+                    message: format!("{what} has no targets"),
+                });
+            }
+            for t in &level.targets {
+                let missing = match t {
+                    Target::User(u) => oncall
+                        .user(u)
+                        .is_none()
+                        .then(|| format!("unknown user {u:?}")),
+                    Target::Schedule(s) => oncall
+                        .schedule(s)
+                        .is_none()
+                        .then(|| format!("unknown schedule {s:?}")),
+                };
+                if let Some(m) = missing {
+                    out.push(Finding {
+                        level: Level::Error,
+                        line: line(l),
+                        message: format!("{what}: {m}"),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(d) = &oncall.default_policy
+        && !policies.contains(d.get_ref().as_str())
+    {
+        out.push(Finding {
+            level: Level::Error,
+            line: line(d),
+            message: format!("default_policy {:?} is not a policy", d.get_ref()),
+        });
+    }
+    out.extend(warnings);
+    out.sort_by_key(|f| f.line);
+    Ok((oncall, out))
+}
+
+/// Why an address cannot work for its kind of contact.
+fn address_problem(kind: ContactKind, address: &str) -> Option<&'static str> {
+    let url = || {
+        url::Url::parse(address)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+    };
+    match kind {
+        ContactKind::Console => None,
+        ContactKind::Slack | ContactKind::Webhook if url().is_none() => {
+            Some("needs an http(s) URL")
+        }
+        ContactKind::Phone | ContactKind::Sms
+            if !(address.starts_with('+')
+                && address.len() > 4
+                && address[1..].chars().all(|c| c.is_ascii_digit())) =>
+        {
+            Some("needs a phone number in E.164 form, like +15550100")
+        }
+        ContactKind::Email if !address.contains('@') => Some("needs an e-mail address"),
+        _ => None,
+    }
+}
+
+/// Anything with a byte span in the file.
+trait SpanOf {
+    fn start(&self) -> usize;
+}
+
+impl<T> SpanOf for Spanned<T> {
+    fn start(&self) -> usize {
+        self.span().start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        let (_, findings) = check_oncall(text, now()).unwrap();
+        findings
+            .into_iter()
+            .filter(|f| f.level == Level::Error)
+            .map(|f| format!("{}: {}", f.line, f.message))
+            .collect()
+    }
+
+    const GOOD: &str = r#"
+default_policy = "payments"
+
+[[user]]
+id = "alice"
+contact = [{ id = "sms", type = "sms", address = "+15550100" }, { type = "phone", address = "+15550100" }]
+notify = [{ after = "0m", contact = "sms" }, { after = "5m", contact = "phone" }]
+
+[[user]]
+id = "bob"
+contact = [{ type = "email", address = "bob@example.com" }]
+
+[[schedule]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedule.layer]]
+users = ["alice", "bob"]
+rotation = "1w"
+start = "2026-11-02T09:00:00"
+
+[[policy]]
+id = "payments"
+repeat = 1
+[[policy.level]]
+targets = [{ schedule = "primary" }]
+delay = "10m"
+[[policy.level]]
+targets = [{ user = "bob" }]
+delay = "10m"
+"#;
+
+    #[test]
+    fn a_good_file_has_no_findings() {
+        let (oncall, findings) = check_oncall(GOOD, now()).unwrap();
+        assert_eq!(findings, []);
+        assert_eq!(
+            oncall.policy(Some("nope")).unwrap().id,
+            "payments",
+            "default policy"
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_unreachable_people_are_errors_with_lines() {
+        let text = r#"
+[[user]]
+id = "alice"
+
+[[schedule]]
+id = "primary"
+time_zone = "Mars/Olympus"
+[[schedule.layer]]
+users = ["alice", "zed"]
+rotation = "1w"
+start = "2026-11-02T09:00:00"
+
+[[policy]]
+id = "p"
+[[policy.level]]
+targets = [{ schedule = "secondary" }]
+delay = "5m"
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "2: user \"alice\" has no contact method: a page to them could never be delivered",
+                "5: schedule \"primary\": unknown time zone \"Mars/Olympus\" (use an IANA name such as \"Europe/Berlin\")",
+                "8: schedule \"primary\" layer 1: unknown user \"zed\"",
+                "15: policy \"p\" level 1: unknown schedule \"secondary\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn shadowed_layers_overlaps_and_bad_addresses_are_errors() {
+        let text = r#"
+[[user]]
+id = "a"
+contact = [{ type = "slack", address = "not a url" }, { type = "sms", address = "555" }]
+notify = [{ contact = "phone" }]
+
+[[schedule]]
+id = "s"
+[[schedule.layer]]
+users = ["a"]
+rotation = "1d"
+start = "2026-11-02T09:00:00"
+restrictions = [{ from = "09:00", to = "17:00" }, { days = ["mon"], from = "16:00", to = "18:00" }]
+[[schedule.layer]]
+users = ["a"]
+rotation = "1d"
+start = "2026-11-01T00:00:00"
+"#;
+        let found = errors(text);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(
+            found[0].contains("slack contact \"not a url\": needs an http(s) URL"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("E.164"), "{found:?}");
+        assert!(
+            found[2].starts_with("5: user \"a\": notification rule names contact \"phone\""),
+            "{found:?}"
+        );
+        assert!(
+            found[3].contains("restrictions 09:00:00-17:00:00 and 16:00:00-18:00:00 overlap"),
+            "{found:?}"
+        );
+        assert!(
+            found[4].contains("layer 1 is always covered by layer 2"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn gaps_are_warnings_and_parse_errors_name_the_line() {
+        let text = r#"
+[[user]]
+id = "a"
+contact = [{ type = "console" }]
+[[schedule]]
+id = "office"
+[[schedule.layer]]
+users = ["a"]
+rotation = "1w"
+start = "2026-11-02T09:00:00"
+restrictions = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "09:00", to = "17:00" }]
+"#;
+        let (_, findings) = check_oncall(text, now()).unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].level, Level::Warning);
+        assert!(
+            findings[0]
+                .message
+                .contains("nobody on call for 256h of the next 2 weeks"),
+            "{}",
+            findings[0].message
+        );
+
+        let err = check_oncall("[[user]]\nid = \"a\"\nphone = 1\n", now()).unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(
+            err.message.contains("unknown field `phone`"),
+            "{}",
+            err.message
+        );
+    }
+}

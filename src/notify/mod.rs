@@ -1,0 +1,15 @@
+//! The notifier: on-call schedules, escalation policies, incidents.
+//!
+//! - [`oncall`]: the on-call file (users and contact methods, schedules of
+//!   rotation layers with restrictions and overrides, escalation policies),
+//!   checked by [`check_oncall`].
+//! - [`schedule`]: who is on call at an instant, across time zones and
+//!   daylight-saving changes, as pure code.
+
+pub mod check;
+pub mod oncall;
+pub mod schedule;
+
+pub use check::{Finding, Level, check_oncall};
+pub use oncall::OnCall;
+pub use schedule::{ScheduleClock, Shift};
