@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::{self, BrokerOptions},
     cli::{
-        BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, ProduceArgs, QueryArgs, RulesCommand,
-        RulesRunArgs, UpArgs,
+        BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, OncallArgs, OncallCommand,
+        ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs, UpArgs,
     },
     config::Config,
     ingest::{Ingest, IngestArgs},
@@ -41,6 +41,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             format,
         }) => rules_test(&rules, &points, format).await,
         Command::Rules(RulesCommand::Run(args)) => rules_run(config, args).await,
+        Command::Oncall(OncallArgs {
+            command: Some(OncallCommand::Check { file }),
+            ..
+        }) => oncall_check(&file),
+        Command::Oncall(args) => oncall_now(config, args),
     }
 }
 
@@ -424,6 +429,80 @@ async fn broker_cmd(args: BrokerArgs) -> Result<()> {
     tokio::select! {
         result = broker::run(options) => result?,
         () = shutdown.cancelled() => {},
+    }
+    Ok(())
+}
+
+/// Reads and checks an on-call file, printing every finding; errors refuse it.
+fn load_oncall(file: &std::path::Path) -> Result<crate::notify::OnCall> {
+    use crate::notify::{Level, check_oncall};
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (oncall, findings) = match check_oncall(&text, chrono::Utc::now()) {
+        Ok(checked) => checked,
+        Err(finding) => bail!("{}", finding.display(file)),
+    };
+    for f in &findings {
+        eprintln!("{}", f.display(file));
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if errors > 0 {
+        bail!("{errors} errors in {}", file.display());
+    }
+    Ok(oncall)
+}
+
+fn oncall_check(file: &std::path::Path) -> Result<()> {
+    let oncall = load_oncall(file)?;
+    println!(
+        "{}: OK ({} users, {} schedules, {} policies)",
+        file.display(),
+        oncall.user.len(),
+        oncall.schedule.len(),
+        oncall.policy.len()
+    );
+    Ok(())
+}
+
+/// `klaxon oncall`: who each schedule has on call at an instant, and until when.
+fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
+    use crate::notify::ScheduleClock;
+    let Some(file) = args.file.or(config.notify.oncall) else {
+        bail!("no on-call file: pass --file or set notify.oncall in the config file");
+    };
+    let oncall = load_oncall(&file)?;
+    let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
+    let mut stdout = std::io::stdout().lock();
+    let mut found = false;
+    for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
+        if args.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
+            continue;
+        }
+        found = true;
+        let clock =
+            ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
+        let horizon = at + chrono::Duration::weeks(8);
+        let shift = clock
+            .shifts(at, horizon)
+            .into_iter()
+            .next()
+            .expect("a range has a first shift");
+        let until = if shift.end >= horizon {
+            "for the next 8 weeks at least".to_owned()
+        } else {
+            format!("until {}", shift.end.to_rfc3339())
+        };
+        match shift.user {
+            Some(user) => writeln!(stdout, "{}\t{user}\t{until}", schedule.id)?,
+            None => writeln!(stdout, "{}\t(nobody)\t{until}", schedule.id)?,
+        }
+    }
+    if !found {
+        bail!(
+            "no schedule {:?} in {}",
+            args.schedule.unwrap_or_default(),
+            file.display()
+        );
     }
     Ok(())
 }

@@ -49,6 +49,36 @@ pub enum Command {
     /// Alert rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Who is on call now or at a time; `oncall check` validates the file.
+    Oncall(OncallArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OncallArgs {
+    #[command(subcommand)]
+    pub command: Option<OncallCommand>,
+    /// The on-call file. Overrides notify.oncall.
+    #[arg(long, env = "KLAXON_ONCALL")]
+    pub file: Option<PathBuf>,
+    /// Only this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// An RFC 3339 instant, e.g. 2026-12-24T20:00:00Z (default: now).
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OncallCommand {
+    /// Validate an on-call file: unknown users, schedules or policies nobody
+    /// can be paged by, users with no contact method, overlapping layers,
+    /// bad time zones; warns about gaps in the next two weeks. Prints each
+    /// as FILE:LINE and exits non-zero on any error.
+    Check {
+        /// The on-call file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

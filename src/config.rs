@@ -45,6 +45,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub http: HttpConfig,
     pub rules: RulesConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +224,20 @@ impl Default for RulesConfig {
             allowed_lateness: Duration::from_secs(5),
             reload_interval: Duration::from_secs(5),
         }
+    }
+}
+
+/// The notifier and the on-call commands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// The on-call file: users, schedules, escalation policies.
+    pub oncall: Option<PathBuf>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self { oncall: None }
     }
 }
 
