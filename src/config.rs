@@ -228,17 +228,11 @@ impl Default for RulesConfig {
 }
 
 /// The notifier and the on-call commands.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// The on-call file: users, schedules, escalation policies.
     pub oncall: Option<PathBuf>,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self { oncall: None }
-    }
 }
 
 impl Config {
