@@ -5,11 +5,15 @@
 //!   checked by [`check_oncall`].
 //! - [`schedule`]: who is on call at an instant, across time zones and
 //!   daylight-saving changes, as pure code.
+//! - [`incident`]: one incident's escalation, notifications and timeline, as
+//!   pure code.
 
 pub mod check;
+pub mod incident;
 pub mod oncall;
 pub mod schedule;
 
 pub use check::{Finding, Level, check_oncall};
+pub use incident::{Incident, Opening, Status};
 pub use oncall::OnCall;
 pub use schedule::{ScheduleClock, Shift};

@@ -1,0 +1,778 @@
+//! One incident: triggered → acknowledged → resolved, its escalation, the
+//! notifications it owes, and its timeline. Pure code; time is passed in.
+//!
+//! - Opening an incident pages level 1 of its policy. While nobody
+//!   acknowledges, each level's `delay` moves it to the next level, and after
+//!   the last level the policy runs again `repeat` times; then the timeline
+//!   says the policy is exhausted.
+//! - A level whose targets have nobody on call (a schedule gap) is recorded
+//!   and skipped at once: escalation never waits on nobody.
+//! - Paging a user plans one notification per personal rule ("SMS at once,
+//!   phone after 5m"); an acknowledgement or resolve cancels those not sent.
+//!   A notification whose delivery failed (after the channel's retries) falls
+//!   through to the user's next contact method.
+//! - An acknowledgement stops escalation; with an `ack_timeout` the incident
+//!   triggers again when it runs out, and escalation starts over.
+//! - A notification is marked `Sending` (and that is persisted) before it is
+//!   sent. One found `Sending` after a restart was perhaps delivered, perhaps
+//!   not: it is sent again and the timeline says so. `Delivered` ones never are.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    oncall::{ContactKind, OnCall, Policy, Target},
+    schedule::ScheduleClock,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Triggered => "triggered",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    Page,
+    /// Tells someone who was paged that the incident is resolved.
+    Resolved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Planned,
+    Sending,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique within the incident.
+    pub seq: u32,
+    pub user: String,
+    pub contact: String,
+    pub kind: ContactKind,
+    pub address: String,
+    pub purpose: Purpose,
+    pub due_at: DateTime<Utc>,
+    pub state: Delivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Triggered,
+    Repeated,
+    Escalated,
+    NobodyOnCall,
+    PolicyExhausted,
+    Notified,
+    NotifyFailed,
+    Unreachable,
+    DeliveryUncertain,
+    Acknowledged,
+    AckExpired,
+    Resolved,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    pub kind: EntryKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// The level paged last (0-based).
+    pub level: usize,
+    /// How many times the policy has started over.
+    pub cycle: u32,
+    /// When the next level is due, while triggered.
+    pub next_at: Option<DateTime<Utc>>,
+    /// When an acknowledgement runs out.
+    pub ack_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What the event that opens an incident says.
+#[derive(Debug, Clone, Default)]
+pub struct Opening {
+    pub dedup_key: String,
+    pub summary: String,
+    pub severity: String,
+    pub source: Option<String>,
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub dedup_key: String,
+    pub status: Status,
+    pub summary: String,
+    pub severity: String,
+    pub source: Option<String>,
+    /// The escalation policy in use.
+    pub policy: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_by: Option<String>,
+    /// Trigger events folded into this incident.
+    pub triggers: u32,
+    pub escalation: Escalation,
+    pub notifications: Vec<Notification>,
+    pub timeline: Vec<Entry>,
+}
+
+/// A short, stable id: the start of a hash of the key and the opening time.
+pub fn incident_id(dedup_key: &str, opened_at: DateTime<Utc>) -> String {
+    let digest = Sha256::digest(format!("{dedup_key}@{}", opened_at.timestamp_millis()));
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+fn std_duration(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+impl Incident {
+    /// Opens an incident and pages the first level of its policy.
+    pub fn open(opening: Opening, now: DateTime<Utc>, oncall: &OnCall) -> Self {
+        let policy = oncall
+            .policy(opening.policy.as_deref())
+            .map(|p| p.id.clone());
+        let mut incident = Self {
+            id: incident_id(&opening.dedup_key, now),
+            dedup_key: opening.dedup_key,
+            status: Status::Triggered,
+            summary: opening.summary,
+            severity: opening.severity,
+            source: opening.source,
+            policy,
+            opened_at: now,
+            acknowledged_by: None,
+            resolved_by: None,
+            triggers: 1,
+            escalation: Escalation::default(),
+            notifications: Vec::new(),
+            timeline: Vec::new(),
+        };
+        let detail = format!("{} ({})", incident.summary, incident.severity);
+        incident.log(now, EntryKind::Triggered, detail);
+        incident.page_level(now, oncall);
+        incident
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.status != Status::Resolved
+    }
+
+    fn log(&mut self, at: DateTime<Utc>, kind: EntryKind, detail: String) {
+        self.timeline.push(Entry { at, kind, detail });
+    }
+
+    /// Another trigger for this open incident: noted, nobody paged again.
+    pub fn retrigger(&mut self, summary: &str, severity: &str, now: DateTime<Utc>) {
+        self.triggers += 1;
+        let changed = self.severity != severity || self.summary != summary;
+        self.summary = summary.to_owned();
+        self.severity = severity.to_owned();
+        let detail = if changed {
+            format!("trigger {}: now {summary} ({severity})", self.triggers)
+        } else {
+            format!("trigger {}", self.triggers)
+        };
+        self.log(now, EntryKind::Repeated, detail);
+    }
+
+    /// Stops escalation. Returns false when there was nothing to acknowledge.
+    pub fn acknowledge(&mut self, by: &str, now: DateTime<Utc>, oncall: &OnCall) -> bool {
+        if self.status != Status::Triggered {
+            return false;
+        }
+        self.status = Status::Acknowledged;
+        self.acknowledged_by = Some(by.to_owned());
+        self.escalation.next_at = None;
+        self.escalation.ack_expires_at = oncall.ack_timeout.map(|t| now + std_duration(t));
+        self.cancel_pages();
+        let until = self
+            .escalation
+            .ack_expires_at
+            .map(|t| format!(" until {}", t.to_rfc3339()))
+            .unwrap_or_default();
+        self.log(now, EntryKind::Acknowledged, format!("by {by}{until}"));
+        true
+    }
+
+    /// Closes the incident and tells everyone who was paged. Returns false
+    /// when it was already resolved.
+    pub fn resolve(&mut self, by: &str, now: DateTime<Utc>) -> bool {
+        if self.status == Status::Resolved {
+            return false;
+        }
+        self.status = Status::Resolved;
+        self.resolved_by = Some(by.to_owned());
+        self.escalation.next_at = None;
+        self.escalation.ack_expires_at = None;
+        self.cancel_pages();
+        self.log(now, EntryKind::Resolved, format!("by {by}"));
+        // One notice per person reached, on the method that reached them.
+        let mut told = BTreeSet::new();
+        let reached: Vec<Notification> = self
+            .notifications
+            .iter()
+            .filter(|n| n.purpose == Purpose::Page && n.state == Delivery::Delivered)
+            .cloned()
+            .collect();
+        for n in reached {
+            if told.insert(n.user.clone()) {
+                self.plan(
+                    &n.user,
+                    &n.contact,
+                    n.kind,
+                    &n.address,
+                    Purpose::Resolved,
+                    now,
+                );
+            }
+        }
+        true
+    }
+
+    fn cancel_pages(&mut self) {
+        for n in &mut self.notifications {
+            if n.purpose == Purpose::Page && n.state == Delivery::Planned {
+                n.state = Delivery::Cancelled;
+            }
+        }
+    }
+
+    fn plan(
+        &mut self,
+        user: &str,
+        contact: &str,
+        kind: ContactKind,
+        address: &str,
+        purpose: Purpose,
+        due_at: DateTime<Utc>,
+    ) {
+        let seq = self.notifications.len() as u32;
+        self.notifications.push(Notification {
+            seq,
+            user: user.to_owned(),
+            contact: contact.to_owned(),
+            kind,
+            address: address.to_owned(),
+            purpose,
+            due_at,
+            state: Delivery::Planned,
+        });
+    }
+
+    /// Plans a user's personal notification rules from `now`.
+    fn page_user(&mut self, user_id: &str, now: DateTime<Utc>, oncall: &OnCall) {
+        let Some(user) = oncall.user(user_id) else {
+            self.log(
+                now,
+                EntryKind::Unreachable,
+                format!("{user_id} is not in the on-call file"),
+            );
+            return;
+        };
+        let rules: Vec<(std::time::Duration, String)> = if user.notify.is_empty() {
+            user.contact
+                .first()
+                .map(|c| (std::time::Duration::ZERO, c.name().to_owned()))
+                .into_iter()
+                .collect()
+        } else {
+            user.notify
+                .iter()
+                .map(|r| (r.get_ref().after, r.get_ref().contact.clone()))
+                .collect()
+        };
+        if rules.is_empty() {
+            self.log(
+                now,
+                EntryKind::Unreachable,
+                format!("{user_id} has no contact method"),
+            );
+        }
+        for (after, name) in rules {
+            if let Some(c) = user.contact.iter().find(|c| c.name() == name) {
+                let (kind, address) = (c.kind, c.address.clone());
+                self.plan(
+                    user_id,
+                    &name,
+                    kind,
+                    &address,
+                    Purpose::Page,
+                    now + std_duration(after),
+                );
+            }
+        }
+    }
+
+    /// Pages the current level, skipping levels that have nobody to page.
+    fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
+        let Some(policy) = oncall.policy(self.policy.as_deref()).cloned() else {
+            let name = self.policy.clone().unwrap_or_else(|| "(none)".to_owned());
+            self.log(
+                now,
+                EntryKind::NobodyOnCall,
+                format!("no escalation policy {name}: nobody paged"),
+            );
+            self.escalation.next_at = None;
+            return;
+        };
+        let steps = policy.level.len() * (policy.repeat as usize + 1);
+        for _ in 0..steps {
+            let number = self.escalation.level + 1;
+            let level = policy.level[self.escalation.level].get_ref();
+            let mut users: Vec<String> = Vec::new();
+            for target in &level.targets {
+                match target {
+                    Target::User(u) => users.push(u.clone()),
+                    Target::Schedule(s) => {
+                        match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
+                            Some(clock) => match clock.on_call(now) {
+                                Some(u) => users.push(u.to_owned()),
+                                None => self.log(
+                                    now,
+                                    EntryKind::NobodyOnCall,
+                                    format!("schedule {s} has nobody on call"),
+                                ),
+                            },
+                            None => self.log(
+                                now,
+                                EntryKind::NobodyOnCall,
+                                format!("schedule {s} is not usable"),
+                            ),
+                        }
+                    }
+                }
+            }
+            users.dedup();
+            if users.is_empty() {
+                self.log(
+                    now,
+                    EntryKind::NobodyOnCall,
+                    format!("level {number}: nobody to page; escalating at once"),
+                );
+                if !self.step(&policy) {
+                    self.exhausted(now, &policy);
+                    return;
+                }
+                continue;
+            }
+            let cycle = if self.escalation.cycle > 0 {
+                format!(" (repeat {})", self.escalation.cycle)
+            } else {
+                String::new()
+            };
+            self.log(
+                now,
+                EntryKind::Escalated,
+                format!("level {number}{cycle}: paging {}", users.join(", ")),
+            );
+            for u in &users {
+                self.page_user(u, now, oncall);
+            }
+            self.escalation.next_at = Some(now + std_duration(level.delay));
+            return;
+        }
+        self.exhausted(now, &policy);
+    }
+
+    /// Moves to the next level, starting the policy over while repeats
+    /// remain. False when the policy is used up.
+    fn step(&mut self, policy: &Policy) -> bool {
+        self.escalation.level += 1;
+        if self.escalation.level >= policy.level.len() {
+            self.escalation.cycle += 1;
+            self.escalation.level = 0;
+            if self.escalation.cycle > policy.repeat {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn exhausted(&mut self, now: DateTime<Utc>, policy: &Policy) {
+        self.escalation.next_at = None;
+        self.log(
+            now,
+            EntryKind::PolicyExhausted,
+            format!(
+                "policy {} ran {} times without an acknowledgement",
+                policy.id,
+                policy.repeat + 1
+            ),
+        );
+    }
+
+    /// Applies every timer due at `now`: the next escalation level, or the
+    /// end of an acknowledgement.
+    pub fn advance(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
+        if self.status == Status::Acknowledged
+            && self.escalation.ack_expires_at.is_some_and(|t| t <= now)
+        {
+            self.status = Status::Triggered;
+            self.escalation = Escalation::default();
+            self.log(
+                now,
+                EntryKind::AckExpired,
+                "still open: paging again".to_owned(),
+            );
+            self.page_level(now, oncall);
+        }
+        if self.status == Status::Triggered && self.escalation.next_at.is_some_and(|t| t <= now) {
+            match oncall.policy(self.policy.as_deref()).cloned() {
+                Some(policy) if self.step(&policy) => self.page_level(now, oncall),
+                Some(policy) => self.exhausted(now, &policy),
+                None => self.escalation.next_at = None,
+            }
+        }
+    }
+
+    /// Notifications due at `now`, by `seq`.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<u32> {
+        self.notifications
+            .iter()
+            .filter(|n| n.state == Delivery::Planned && n.due_at <= now)
+            .map(|n| n.seq)
+            .collect()
+    }
+
+    /// The next instant something is due.
+    pub fn next_wakeup(&self) -> Option<DateTime<Utc>> {
+        let planned = self
+            .notifications
+            .iter()
+            .filter(|n| n.state == Delivery::Planned)
+            .map(|n| n.due_at);
+        let timers = [self.escalation.next_at, self.escalation.ack_expires_at]
+            .into_iter()
+            .flatten();
+        planned.chain(timers).min()
+    }
+
+    pub fn notification(&self, seq: u32) -> Option<&Notification> {
+        self.notifications.get(seq as usize)
+    }
+
+    /// Marks a notification as being sent; persist this before sending.
+    pub fn sending(&mut self, seq: u32) {
+        if let Some(n) = self.notifications.get_mut(seq as usize) {
+            n.state = Delivery::Sending;
+        }
+    }
+
+    /// Records how a send ended. A failed page falls through to the user's
+    /// next contact method, while the incident is still triggered.
+    pub fn delivered(
+        &mut self,
+        seq: u32,
+        result: Result<(), String>,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+    ) {
+        let Some(n) = self.notifications.get_mut(seq as usize) else {
+            return;
+        };
+        let n = n.clone();
+        let what = match n.purpose {
+            Purpose::Page => "paged",
+            Purpose::Resolved => "told of the resolve",
+        };
+        match result {
+            Ok(()) => {
+                self.notifications[seq as usize].state = Delivery::Delivered;
+                self.log(
+                    now,
+                    EntryKind::Notified,
+                    format!("{} {what} by {} ({})", n.user, n.contact, n.kind.as_str()),
+                );
+            }
+            Err(reason) => {
+                self.notifications[seq as usize].state = Delivery::Failed;
+                self.log(
+                    now,
+                    EntryKind::NotifyFailed,
+                    format!(
+                        "{} not {what} by {} ({}): {reason}",
+                        n.user,
+                        n.contact,
+                        n.kind.as_str()
+                    ),
+                );
+                if n.purpose != Purpose::Page || self.status != Status::Triggered {
+                    return;
+                }
+                let next = oncall.user(&n.user).and_then(|u| {
+                    let at = u.contact.iter().position(|c| c.name() == n.contact)?;
+                    u.contact.get(at + 1).cloned()
+                });
+                match next {
+                    Some(c) => self.plan(&n.user, c.name(), c.kind, &c.address, Purpose::Page, now),
+                    None => self.log(
+                        now,
+                        EntryKind::Unreachable,
+                        format!("{}: no contact method left to try", n.user),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// After a restart: a send that was under way may or may not have
+    /// happened, so it is planned again.
+    pub fn recover(&mut self, now: DateTime<Utc>) {
+        let uncertain: Vec<Notification> = self
+            .notifications
+            .iter()
+            .filter(|n| n.state == Delivery::Sending)
+            .cloned()
+            .collect();
+        for n in uncertain {
+            self.notifications[n.seq as usize].state = Delivery::Planned;
+            self.log(
+                now,
+                EntryKind::DeliveryUncertain,
+                format!("{} by {}: sending again", n.user, n.contact),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    const ONCALL: &str = r#"
+ack_timeout = "1h"
+default_policy = "p"
+
+[[user]]
+id = "alice"
+contact = [{ id = "sms", type = "sms", address = "+15550100" }, { id = "phone", type = "phone", address = "+15550100" }]
+notify = [{ contact = "sms" }, { after = "5m", contact = "phone" }]
+
+[[user]]
+id = "bob"
+contact = [{ type = "webhook", address = "http://127.0.0.1:1/bob" }, { type = "email", address = "bob@example.com" }]
+
+[[schedule]]
+id = "days"
+[[schedule.layer]]
+users = ["alice"]
+rotation = "1d"
+start = "2026-01-01T00:00:00"
+restrictions = [{ from = "08:00", to = "20:00" }]
+
+[[policy]]
+id = "p"
+repeat = 1
+[[policy.level]]
+targets = [{ schedule = "days" }]
+delay = "10m"
+[[policy.level]]
+targets = [{ user = "bob" }]
+delay = "10m"
+"#;
+
+    fn oncall() -> OnCall {
+        toml::from_str(ONCALL).unwrap()
+    }
+
+    fn open(now: &str) -> Incident {
+        let opening = Opening {
+            dedup_key: "errors{service=checkout}".into(),
+            summary: "checkout: 12 errors".into(),
+            severity: "critical".into(),
+            ..Default::default()
+        };
+        Incident::open(opening, at(now), &oncall())
+    }
+
+    fn kinds(i: &Incident) -> Vec<EntryKind> {
+        i.timeline.iter().map(|e| e.kind).collect()
+    }
+
+    fn who(i: &Incident, seqs: &[u32]) -> Vec<String> {
+        seqs.iter()
+            .map(|s| {
+                let n = i.notification(*s).unwrap();
+                format!("{} {}", n.user, n.contact)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn escalates_level_by_level_repeats_then_stops() {
+        let oncall = oncall();
+        let mut i = open("2026-03-02T10:00:00Z");
+        assert_eq!(who(&i, &i.due(at("2026-03-02T10:00:00Z"))), ["alice sms"]);
+        assert_eq!(
+            who(&i, &i.due(at("2026-03-02T10:05:00Z"))),
+            ["alice sms", "alice phone"],
+            "the personal rule calls after 5m"
+        );
+        i.advance(at("2026-03-02T10:09:59Z"), &oncall);
+        assert_eq!(i.escalation.level, 0);
+        i.advance(at("2026-03-02T10:10:00Z"), &oncall);
+        assert_eq!(i.escalation.level, 1);
+        assert_eq!(i.timeline.last().unwrap().detail, "level 2: paging bob");
+        i.advance(at("2026-03-02T10:20:00Z"), &oncall);
+        assert_eq!(
+            i.timeline.last().unwrap().detail,
+            "level 1 (repeat 1): paging alice"
+        );
+        i.advance(at("2026-03-02T10:30:00Z"), &oncall);
+        i.advance(at("2026-03-02T10:40:00Z"), &oncall);
+        assert_eq!(*kinds(&i).last().unwrap(), EntryKind::PolicyExhausted);
+        assert_eq!(i.escalation.next_at, None, "nothing more is ever due");
+        i.advance(at("2026-03-02T12:00:00Z"), &oncall);
+        assert_eq!(*kinds(&i).last().unwrap(), EntryKind::PolicyExhausted);
+    }
+
+    #[test]
+    fn a_gap_in_the_schedule_escalates_at_once() {
+        // 22:00: the day schedule has nobody; level 1 is skipped, not waited on.
+        let i = open("2026-03-02T22:00:00Z");
+        assert_eq!(
+            i.timeline
+                .iter()
+                .map(|e| e.detail.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "checkout: 12 errors (critical)",
+                "schedule days has nobody on call",
+                "level 1: nobody to page; escalating at once",
+                "level 2: paging bob",
+            ]
+        );
+        assert_eq!(who(&i, &i.due(at("2026-03-02T22:00:00Z"))), ["bob webhook"]);
+    }
+
+    #[test]
+    fn acknowledging_stops_escalation_until_it_expires() {
+        let oncall = oncall();
+        let mut i = open("2026-03-02T10:00:00Z");
+        assert!(i.acknowledge("alice", at("2026-03-02T10:02:00Z"), &oncall));
+        assert!(
+            !i.acknowledge("bob", at("2026-03-02T10:03:00Z"), &oncall),
+            "once"
+        );
+        assert_eq!(
+            i.due(at("2026-03-02T10:05:00Z")),
+            Vec::<u32>::new(),
+            "the phone call is cancelled"
+        );
+        i.advance(at("2026-03-02T10:30:00Z"), &oncall);
+        assert_eq!(i.escalation.level, 0, "no escalation while acknowledged");
+        i.advance(at("2026-03-02T11:02:00Z"), &oncall);
+        assert_eq!(i.status, Status::Triggered, "the acknowledgement ran out");
+        assert_eq!(
+            &kinds(&i)[3..],
+            [EntryKind::AckExpired, EntryKind::Escalated]
+        );
+        assert_eq!(who(&i, &i.due(at("2026-03-02T11:02:00Z"))), ["alice sms"]);
+    }
+
+    #[test]
+    fn a_failing_channel_falls_through_and_resolve_tells_who_was_reached() {
+        let oncall = oncall();
+        let mut i = open("2026-03-02T22:00:00Z");
+        let first = i.due(at("2026-03-02T22:00:00Z"))[0];
+        i.sending(first);
+        i.delivered(
+            first,
+            Err("connection refused".into()),
+            at("2026-03-02T22:00:01Z"),
+            &oncall,
+        );
+        let next = i.due(at("2026-03-02T22:00:01Z"));
+        assert_eq!(
+            who(&i, &next),
+            ["bob email"],
+            "falls through to the next contact"
+        );
+        i.delivered(next[0], Ok(()), at("2026-03-02T22:00:02Z"), &oncall);
+        i.retrigger(
+            "checkout: 30 errors",
+            "critical",
+            at("2026-03-02T22:01:00Z"),
+        );
+        assert_eq!(
+            i.due(at("2026-03-02T22:01:00Z")),
+            Vec::<u32>::new(),
+            "a repeated trigger pages nobody"
+        );
+        assert!(i.resolve("klaxon", at("2026-03-02T22:05:00Z")));
+        let notices = i.due(at("2026-03-02T22:05:00Z"));
+        assert_eq!(who(&i, &notices), ["bob email"]);
+        assert_eq!(
+            i.notification(notices[0]).unwrap().purpose,
+            Purpose::Resolved
+        );
+        assert_eq!(
+            kinds(&i),
+            [
+                EntryKind::Triggered,
+                EntryKind::NobodyOnCall,
+                EntryKind::NobodyOnCall,
+                EntryKind::Escalated,
+                EntryKind::NotifyFailed,
+                EntryKind::Notified,
+                EntryKind::Repeated,
+                EntryKind::Resolved,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_uncertain_send_is_sent_again_a_delivered_one_never() {
+        let oncall = oncall();
+        let mut i = open("2026-03-02T10:00:00Z");
+        let sms = i.due(at("2026-03-02T10:00:00Z"))[0];
+        i.sending(sms);
+        i.delivered(sms, Ok(()), at("2026-03-02T10:00:01Z"), &oncall);
+        let phone = i.due(at("2026-03-02T10:05:00Z"))[0];
+        i.sending(phone);
+        // Crash here; the restarted worker reads the incident back.
+        let text = serde_json::to_string(&i).unwrap();
+        let mut back: Incident = serde_json::from_str(&text).unwrap();
+        back.recover(at("2026-03-02T10:06:00Z"));
+        assert_eq!(back.due(at("2026-03-02T10:06:00Z")), [phone]);
+        assert_eq!(*kinds(&back).last().unwrap(), EntryKind::DeliveryUncertain);
+        assert_eq!(
+            back.escalation.next_at,
+            Some(at("2026-03-02T10:10:00Z")),
+            "timers resume"
+        );
+    }
+}
