@@ -227,12 +227,95 @@ impl Default for RulesConfig {
     }
 }
 
-/// The notifier and the on-call commands.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The notifier (`klaxon notify`) and the on-call commands.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// The on-call file: users, schedules, escalation policies.
     pub oncall: Option<PathBuf>,
+    pub group_id: String,
+    /// Events v2 in: from rules, other producers, acks and resolves.
+    pub paging_topic: String,
+    /// Compacted changelog of incidents, partitioned like the paging topic.
+    pub incidents_topic: String,
+    /// Where events that cannot be handled go, with the reason.
+    pub dead_letter: String,
+    /// How often the on-call file is read again; a broken one is refused
+    /// and the previous version stays active.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Base URL of klaxon's HTTP API as people reach it, for acknowledge
+    /// links in messages. No links without it.
+    pub public_url: Option<String>,
+    /// Key that signs acknowledge links (`KLAXON_SIGNING_KEY`).
+    pub signing_key: Option<String>,
+    /// How long an acknowledge link works.
+    #[serde(with = "humantime_serde")]
+    pub ack_link_ttl: Duration,
+    pub retry: RetryConfig,
+    pub twilio: TwilioConfig,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            oncall: None,
+            group_id: "klaxon-notify".into(),
+            paging_topic: "paging".into(),
+            incidents_topic: "incidents".into(),
+            dead_letter: "paging.dlq".into(),
+            reload_interval: Duration::from_secs(5),
+            public_url: None,
+            signing_key: None,
+            ack_link_ttl: Duration::from_secs(24 * 3600),
+            retry: RetryConfig::default(),
+            twilio: TwilioConfig::default(),
+        }
+    }
+}
+
+/// How a failed delivery is retried before it falls through to the user's
+/// next contact method.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub attempts: u32,
+    /// The first wait; it doubles up to 30s.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// SMS and phone calls through Twilio's REST API, or anything that speaks
+/// its request shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    pub base_url: String,
+    pub account_sid: Option<String>,
+    /// Better in `KLAXON_TWILIO_AUTH_TOKEN` than in the file.
+    pub auth_token: Option<String>,
+    /// The number messages and calls come from.
+    pub from: Option<String>,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: None,
+            auth_token: None,
+            from: None,
+        }
+    }
 }
 
 impl Config {
@@ -280,6 +363,12 @@ impl Config {
         }
         if self.rules.reload_interval.is_zero() {
             problems.push("rules.reload_interval must be longer than 0s".to_owned());
+        }
+        if self.notify.retry.attempts == 0 {
+            problems.push("notify.retry.attempts must be at least 1".to_owned());
+        }
+        if self.notify.reload_interval.is_zero() {
+            problems.push("notify.reload_interval must be longer than 0s".to_owned());
         }
         if self.rules.paging_topic == self.rules.state_topic {
             problems.push("rules.paging_topic and rules.state_topic must differ".to_owned());

@@ -4,10 +4,9 @@
 //! assigned partition has a buffer of decoded points ([`buffer`]); a buffer is
 //! flushed to the lake on size or age, and the partition's offset is committed
 //! only once the files are durable. Rejected lines go to the dead-letter topic
-//! ([`dead_letter`]) before the offset that covers them is committed.
+//! ([`crate::kafka::DeadLetters`]) before the offset that covers them is committed.
 
 mod buffer;
-mod dead_letter;
 mod run;
 
 use thiserror::Error;

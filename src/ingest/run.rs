@@ -15,16 +15,12 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    IngestError,
-    buffer::PartitionBuffer,
-    dead_letter::{DeadLetters, Origin},
-};
+use super::{IngestError, buffer::PartitionBuffer};
 use crate::{
     ErrorKind,
     config::Config,
     decode::{Format, Limits, Rejected, decode_record},
-    kafka::{GroupContext, client_config},
+    kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config},
     lake::{
         Lake,
         writer::{FlushRange, discard_uncommitted, write_flush},
@@ -295,9 +291,22 @@ impl Ingest {
                 partition,
                 offset,
                 key: message.key(),
-                payload,
             };
-            self.dead_letters.publish(origin, &self.rejects).await?;
+            for r in &self.rejects {
+                let rejection = Rejection {
+                    reason: r.reason.as_str(),
+                    detail: &r.detail,
+                    bytes: &payload[r.bytes.clone()],
+                    line: Some(r.line),
+                };
+                self.dead_letters.publish(origin, rejection).await?;
+                metrics::counter!(
+                    "klaxon_ingest_rejected_total",
+                    "topic" => topic.to_owned(),
+                    "reason" => r.reason.as_str()
+                )
+                .increment(1);
+            }
         }
         if full {
             self.flush(topic, partition).await?;

@@ -1,8 +1,12 @@
 //! Client settings shared by every Kafka client klaxon creates, and the
 //! consumer-group callbacks its members share.
 
+mod compacted;
+mod dead_letter;
 mod group;
 
+pub use compacted::{Latest, read_compacted};
+pub use dead_letter::{DeadLetters, Origin, Rejection};
 pub use group::GroupContext;
 use rdkafka::ClientConfig;
 

@@ -4,11 +4,9 @@
 //! of partition positions (`positions`). Compaction keeps the latest of each,
 //! so reading the topic from the start rebuilds the state.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
     error::KafkaError,
     producer::{FutureProducer, FutureRecord},
 };
@@ -18,7 +16,7 @@ use super::{
     engine::{CheckpointDelta, RuleCheckpoint},
     watermark::PartitionKey,
 };
-use crate::{config::KafkaConfig, kafka::client_config};
+use crate::{config::KafkaConfig, kafka::read_compacted};
 
 const POSITIONS_KEY: &str = "positions";
 const RULE_PREFIX: &str = "rule/";
@@ -33,8 +31,6 @@ pub enum CheckpointError {
         key: String,
         source: serde_json::Error,
     },
-    #[error("state topic {topic:?}: not read to its end within {0:?}", .limit)]
-    Timeout { topic: String, limit: Duration },
 }
 
 /// What the state topic holds.
@@ -82,56 +78,14 @@ pub fn read_checkpoint(
     brokers: &str,
     topic: &str,
 ) -> Result<StoredCheckpoint, CheckpointError> {
-    let limit = Duration::from_secs(60);
-    let consumer: BaseConsumer = client_config(kafka, brokers)
-        .set("group.id", "klaxon-rules-state-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), limit)?;
-    let mut assignment = TopicPartitionList::new();
-    let mut open = 0;
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), limit)?;
-            if high > low {
-                assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-                open += 1;
-            }
-        }
-    }
-    let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
-    if open > 0 {
-        consumer.assign(&assignment)?;
-        let deadline = std::time::Instant::now() + limit;
-        while open > 0 {
-            if std::time::Instant::now() > deadline {
-                return Err(CheckpointError::Timeout {
-                    topic: topic.to_owned(),
-                    limit,
-                });
-            }
-            match consumer.poll(Duration::from_millis(500)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(m)) => {
-                    if let Some(key) = m.key() {
-                        let key = String::from_utf8_lossy(key).into_owned();
-                        latest.insert(key, m.payload().map(<[u8]>::to_vec));
-                    }
-                }
-            }
-        }
-    }
+    let latest = read_compacted(kafka, brokers, topic, None, Duration::from_secs(60))?;
     let corrupt = |key: &str, source| CheckpointError::Corrupt {
         topic: topic.to_owned(),
         key: key.to_owned(),
         source,
     };
     let mut stored = StoredCheckpoint::default();
-    for (key, body) in latest {
-        let Some(body) = body else { continue };
+    for ((_, key), body) in latest {
         if key == POSITIONS_KEY {
             stored.positions = serde_json::from_slice(&body).map_err(|e| corrupt(&key, e))?;
         } else if key.starts_with(RULE_PREFIX) {

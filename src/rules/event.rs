@@ -68,6 +68,10 @@ pub struct PagingEvent {
     pub window: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_policy: Option<String>,
+    /// Who acknowledged or resolved, for `acknowledge` and `resolve` events
+    /// sent by people (CLI, HTTP API, links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Severity {

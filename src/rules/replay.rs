@@ -98,6 +98,7 @@ pub fn to_event(rule: &Rule, transition: &Transition, start: i64, end: i64) -> P
         value: None,
         window: Some(window.clone()),
         escalation_policy: rule.escalation_policy.clone(),
+        by: None,
     };
     match transition {
         Transition::Resolve { value, .. } => event.value = *value,
@@ -173,5 +174,6 @@ pub fn resolve_orphan(rule: &str, firing: &Firing) -> PagingEvent {
         value: None,
         window: None,
         escalation_policy: None,
+        by: None,
     }
 }

@@ -1,0 +1,163 @@
+//! Delivering a notification: Slack (incoming webhook), generic webhook
+//! (JSON), SMS and phone calls through a Twilio-shaped REST API, and the
+//! console. Each send is retried with backoff; the error that remains after
+//! the last attempt is what the incident's timeline records.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{
+    incident::{Incident, Notification, Purpose},
+    links::AckLinks,
+    oncall::ContactKind,
+};
+use crate::config::{RetryConfig, TwilioConfig};
+
+/// Everything a send needs besides the notification.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    http: reqwest::Client,
+    twilio: TwilioConfig,
+    retry: RetryConfig,
+    links: Option<AckLinks>,
+}
+
+impl Channels {
+    pub fn new(twilio: TwilioConfig, retry: RetryConfig, links: Option<AckLinks>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client builds");
+        Self {
+            http,
+            twilio,
+            retry,
+            links,
+        }
+    }
+
+    /// Sends `n`, retrying with backoff; `Err` says why the last try failed.
+    pub async fn send(&self, incident: &Incident, n: &Notification) -> Result<(), String> {
+        let mut delay = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.send_once(incident, n).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= self.retry.attempts => {
+                    return Err(format!("{e} (after {attempt} attempts)"));
+                }
+                Err(e) => {
+                    tracing::warn!(incident = %incident.id, user = %n.user, contact = %n.contact, error = %e, attempt, "delivery failed; retrying");
+                    metrics::counter!("klaxon_notify_delivery_retries_total", "channel" => n.kind.as_str()).increment(1);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn send_once(&self, incident: &Incident, n: &Notification) -> Result<(), String> {
+        let text = message(incident, n);
+        match n.kind {
+            ContactKind::Console => {
+                tracing::warn!(incident = %incident.id, user = %n.user, "PAGE {text}");
+                Ok(())
+            }
+            ContactKind::Webhook => {
+                let body = json!({
+                    "event": match n.purpose { Purpose::Page => "page", Purpose::Resolved => "resolved" },
+                    "user": n.user,
+                    "message": text,
+                    "ack_url": self.ack_url(incident),
+                    "incident": incident,
+                });
+                self.post_json(&n.address, &body).await
+            }
+            ContactKind::Slack => {
+                let mut line = format!("*{}* {text}", incident.severity.to_uppercase());
+                if let (Purpose::Page, Some(url)) = (n.purpose, self.ack_url(incident)) {
+                    line.push_str(&format!("\n<{url}|Acknowledge>"));
+                }
+                self.post_json(&n.address, &json!({ "text": line })).await
+            }
+            ContactKind::Sms => {
+                self.twilio("Messages.json", &[("To", &n.address), ("Body", &text)])
+                    .await
+            }
+            ContactKind::Phone => {
+                let twiml = format!(
+                    "<Response><Say>{}</Say></Response>",
+                    xml_escape(&format!("klaxon. {text}"))
+                );
+                self.twilio("Calls.json", &[("To", &n.address), ("Twiml", &twiml)])
+                    .await
+            }
+            ContactKind::Email => Err("e-mail delivery is not implemented yet".to_owned()),
+        }
+    }
+
+    fn ack_url(&self, incident: &Incident) -> Option<String> {
+        self.links.as_ref().map(|l| l.url(&incident.id))
+    }
+
+    async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<(), String> {
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        check(response).await
+    }
+
+    /// A POST to `{base_url}/2010-04-01/Accounts/{sid}/{resource}`, form
+    /// encoded with basic auth, as Twilio's REST API takes it.
+    async fn twilio(&self, resource: &str, fields: &[(&str, &str)]) -> Result<(), String> {
+        let t = &self.twilio;
+        let (Some(sid), Some(from)) = (&t.account_sid, &t.from) else {
+            return Err("notify.twilio.account_sid and notify.twilio.from are not set".to_owned());
+        };
+        let url = format!(
+            "{}/2010-04-01/Accounts/{sid}/{resource}",
+            t.base_url.trim_end_matches('/')
+        );
+        let mut form: Vec<(&str, &str)> = vec![("From", from.as_str())];
+        form.extend_from_slice(fields);
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(sid, t.auth_token.as_deref())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        check(response).await
+    }
+}
+
+async fn check(response: reqwest::Response) -> Result<(), String> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()))
+}
+
+/// The one-line text every channel carries.
+fn message(incident: &Incident, n: &Notification) -> String {
+    match n.purpose {
+        Purpose::Page => format!("[{}] {} (incident {})", incident.severity, incident.summary, incident.id),
+        Purpose::Resolved => format!("RESOLVED: {} (incident {})", incident.summary, incident.id),
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
