@@ -9,15 +9,16 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::{self, BrokerOptions},
     cli::{
-        BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, OncallArgs, OncallCommand,
-        ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs, UpArgs,
+        ActionArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs, OncallArgs,
+        OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs, UpArgs,
     },
     config::Config,
     ingest::{Ingest, IngestArgs},
     lake::Lake,
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
-    rules::RuleSet,
+    notify::{Incident, LoadedOnCall, Notifier},
+    rules::{EventAction, PagingEvent, RuleSet},
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
 };
@@ -46,6 +47,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             ..
         }) => oncall_check(&file),
         Command::Oncall(args) => oncall_now(config, args),
+        Command::Notify(args) => notify_cmd(config, args).await,
+        Command::Incidents { status } => incidents_cmd(config, status.as_deref()).await,
+        Command::Incident { id } => incident_cmd(config, &id).await,
+        Command::Ack(args) => incident_action(config, args, EventAction::Acknowledge).await,
+        Command::Resolve(args) => incident_action(config, args, EventAction::Resolve).await,
+        Command::Page(args) => page_cmd(config, args).await,
     }
 }
 
@@ -133,6 +140,13 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         Some(dir) => Some((dir.clone(), load_rules(dir).await?)),
         None => None,
     };
+    if let Some(file) = args.oncall {
+        config.notify.oncall = Some(file);
+    }
+    let oncall = match &config.notify.oncall {
+        Some(file) => Some(load_oncall_for_notifier(file)?),
+        None => None,
+    };
     let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
     let lake = ingest.lake_location();
 
@@ -167,18 +181,41 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
     banner.push_str(&format!(
         "                   klaxon query --lake {lake} \"SELECT name, count(*) FROM metrics GROUP BY name\"\n"
     ));
+    if let Some(loaded) = &oncall {
+        banner.push_str(&format!(
+            "  notifier         {} -> topic {}\n",
+            loaded.path.display(),
+            config.notify.incidents_topic
+        ));
+    }
     print!("{banner}");
     std::io::stdout().flush()?;
-    match rules {
-        Some((_, set)) => {
-            create_rules_topics(&config).await?;
-            let runner = crate::rules::run_rules(&config, set, shutdown.clone());
-            let (ingested, ruled) = tokio::join!(ingest.run(shutdown.clone()), runner);
-            ingested?;
-            ruled?;
+    let ruled = async {
+        match rules {
+            Some((_, set)) => {
+                create_rules_topics(&config).await?;
+                crate::rules::run_rules(&config, set, shutdown.clone()).await?;
+            }
+            None => shutdown.cancelled().await,
         }
-        None => ingest.run(shutdown).await?,
-    }
+        anyhow::Ok(())
+    };
+    let notified = async {
+        match oncall {
+            Some(loaded) => {
+                create_notify_topics(&config).await?;
+                Notifier::new(config.clone(), loaded)?
+                    .run(shutdown.clone())
+                    .await?;
+            }
+            None => shutdown.cancelled().await,
+        }
+        anyhow::Ok(())
+    };
+    let (ingested, ruled, notified) = tokio::join!(ingest.run(shutdown.clone()), ruled, notified);
+    ingested?;
+    ruled?;
+    notified?;
     Ok(())
 }
 
@@ -504,5 +541,236 @@ fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
             file.display()
         );
     }
+    Ok(())
+}
+
+/// The on-call file for a notifier: every problem printed, any error refuses it.
+fn load_oncall_for_notifier(file: &std::path::Path) -> Result<LoadedOnCall> {
+    LoadedOnCall::load(file.to_owned()).map_err(|problems| {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        anyhow::anyhow!("{} problems in {}", problems.len(), file.display())
+    })
+}
+
+/// The paging topic, its dead-letter topic, and the incidents changelog:
+/// compacted, with as many partitions as paging so partition `p` of one
+/// holds the incidents of partition `p` of the other.
+async fn create_notify_topics(config: &Config) -> Result<()> {
+    let n = &config.notify;
+    create_topics(config, &[&n.paging_topic, &n.dead_letter]).await?;
+    if config.topics.create {
+        let changelog = TopicSpec {
+            name: n.incidents_topic.clone(),
+            partitions: config.topics.partitions,
+            replication_factor: config.topics.replication_factor,
+            configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
+        };
+        ensure_topics(&config.kafka, &config.kafka.brokers, &[changelog]).await?;
+    }
+    Ok(())
+}
+
+fn need_brokers(config: &Config) -> Result<()> {
+    if config.kafka.brokers.is_empty() {
+        bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
+    }
+    Ok(())
+}
+
+async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
+    need_brokers(&config)?;
+    if let Some(file) = args.oncall {
+        config.notify.oncall = Some(file);
+    }
+    if let Ok(key) = std::env::var("KLAXON_SIGNING_KEY") {
+        config.notify.signing_key = Some(key);
+    }
+    if let Ok(token) = std::env::var("KLAXON_TWILIO_AUTH_TOKEN") {
+        config.notify.twilio.auth_token = Some(token);
+    }
+    let Some(file) = config.notify.oncall.clone() else {
+        bail!("no on-call file: pass --oncall or set notify.oncall in the config file");
+    };
+    let loaded = load_oncall_for_notifier(&file)?;
+    let shutdown = shutdown::on_signals(GRACE);
+    create_notify_topics(&config).await?;
+    let listen = args
+        .http_listen
+        .unwrap_or_else(|| config.http.listen.clone());
+    let (addr, _server) =
+        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+    tracing::info!(%addr, "serving /metrics");
+    Notifier::new(config, loaded)?.run(shutdown).await?;
+    Ok(())
+}
+
+/// Every incident in the changelog, oldest first.
+async fn all_incidents(config: &Config) -> Result<Vec<Incident>> {
+    need_brokers(config)?;
+    let (kafka, brokers, topic) = (
+        config.kafka.clone(),
+        config.kafka.brokers.clone(),
+        config.notify.incidents_topic.clone(),
+    );
+    let logs = tokio::task::spawn_blocking(move || {
+        crate::notify::changelog::read_changelog(&kafka, &brokers, &topic, None)
+    })
+    .await??;
+    let mut incidents: Vec<Incident> = logs.into_iter().flat_map(|(_, l)| l.incidents).collect();
+    incidents.sort_by_key(|i| i.opened_at);
+    Ok(incidents)
+}
+
+/// The incident an id or dedup_key names: the open one for a dedup_key.
+async fn find_incident(config: &Config, id: &str) -> Result<Incident> {
+    let incidents = all_incidents(config).await?;
+    incidents
+        .iter()
+        .find(|i| i.id == id)
+        .or_else(|| incidents.iter().rev().find(|i| i.dedup_key == id && i.is_open()))
+        .or_else(|| incidents.iter().rev().find(|i| i.dedup_key == id))
+        .cloned()
+        .with_context(|| format!("no incident {id:?}"))
+}
+
+async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
+    let incidents = all_incidents(&config).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
+    for i in incidents.iter().filter(|i| match status {
+        None => true,
+        Some("open") => i.is_open(),
+        Some(s) => i.status.as_str() == s,
+    }) {
+        writeln!(
+            stdout,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            i.id,
+            i.status.as_str(),
+            i.severity,
+            i.opened_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            i.summary,
+            i.dedup_key
+        )?;
+    }
+    Ok(())
+}
+
+async fn incident_cmd(config: Config, id: &str) -> Result<()> {
+    let i = find_incident(&config, id).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "incident   {}", i.id)?;
+    writeln!(out, "status     {}", i.status.as_str())?;
+    writeln!(out, "summary    {}", i.summary)?;
+    writeln!(out, "severity   {}", i.severity)?;
+    writeln!(out, "dedup_key  {}", i.dedup_key)?;
+    writeln!(out, "policy     {}", i.policy.as_deref().unwrap_or("(none)"))?;
+    writeln!(out, "triggers   {}", i.triggers)?;
+    writeln!(out, "timeline")?;
+    for e in &i.timeline {
+        let kind = serde_json::to_value(e.kind)?;
+        writeln!(
+            out,
+            "  {}  {:<18} {}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            kind.as_str().unwrap_or_default(),
+            e.detail
+        )?;
+    }
+    Ok(())
+}
+
+/// Produces an Events v2 event to the paging topic, keyed by its dedup_key.
+async fn send_event(config: &Config, event: &PagingEvent) -> Result<()> {
+    let producer = crate::kafka::keyed_producer(&config.kafka, &config.kafka.brokers)?;
+    let body = serde_json::to_vec(event)?;
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&config.notify.paging_topic)
+                .key(&event.dedup_key)
+                .payload(&body),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+fn plain_event(action: EventAction, dedup_key: &str, by: Option<String>) -> PagingEvent {
+    PagingEvent {
+        event_action: action,
+        dedup_key: dedup_key.to_owned(),
+        payload: None,
+        links: Vec::new(),
+        client: Some("klaxon-cli".to_owned()),
+        rule: None,
+        labels: Default::default(),
+        value: None,
+        window: None,
+        escalation_policy: None,
+        by,
+    }
+}
+
+/// `klaxon ack` and `klaxon resolve`: an event on the paging topic, so every
+/// incident has one ordered log; then wait for the notifier to apply it.
+async fn incident_action(config: Config, args: ActionArgs, action: EventAction) -> Result<()> {
+    let incident = find_incident(&config, &args.id).await?;
+    let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
+    send_event(&config, &plain_event(action, &incident.dedup_key, Some(by))).await?;
+    let wanted = match action {
+        EventAction::Acknowledge => crate::notify::Status::Acknowledged,
+        _ => crate::notify::Status::Resolved,
+    };
+    let deadline = std::time::Instant::now() + args.wait;
+    loop {
+        let now = find_incident(&config, &incident.id).await?;
+        if now.status == wanted || (wanted == crate::notify::Status::Acknowledged && now.status == crate::notify::Status::Resolved) {
+            println!("incident {} is {}", now.id, now.status.as_str());
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            println!(
+                "sent; incident {} is still {} (is a notifier running?)",
+                now.id,
+                now.status.as_str()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `klaxon page`: a trigger for a user or schedule, outside any rule.
+async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
+    need_brokers(&config)?;
+    let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
+    let (key, target) = match (&args.target.user, &args.target.schedule) {
+        (Some(u), _) => ("page_user", u.clone()),
+        (None, Some(s)) => ("page_schedule", s.clone()),
+        (None, None) => bail!("say whom to page: --user or --schedule"),
+    };
+    let severity: crate::rules::Severity = serde_json::from_value(serde_json::Value::String(args.severity.clone()))
+        .with_context(|| format!("severity {:?}: use critical, error, warning or info", args.severity))?;
+    let now = chrono::Utc::now();
+    let dedup_key = format!("page/{target}/{}", now.timestamp_millis());
+    let mut custom = serde_json::Map::new();
+    custom.insert(key.to_owned(), target.clone().into());
+    custom.insert("requested_by".to_owned(), by.clone().into());
+    let mut event = plain_event(EventAction::Trigger, &dedup_key, Some(by.clone()));
+    event.payload = Some(crate::rules::Payload {
+        summary: args.summary.clone(),
+        source: format!("klaxon page by {by}"),
+        severity,
+        timestamp: now.to_rfc3339(),
+        component: None,
+        group: None,
+        class: Some("manual page".to_owned()),
+        custom_details: custom,
+    });
+    send_event(&config, &event).await?;
+    println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
     Ok(())
 }

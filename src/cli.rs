@@ -51,6 +51,72 @@ pub enum Command {
     Rules(RulesCommand),
     /// Who is on call now or at a time; `oncall check` validates the file.
     Oncall(OncallArgs),
+    /// Run the notifier: incidents from the paging topic, escalation, pages.
+    Notify(NotifyArgs),
+    /// List incidents (from the incidents changelog).
+    Incidents {
+        /// Only these: triggered, acknowledged, resolved, or open (not resolved).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One incident: details and timeline.
+    Incident {
+        /// Incident id, or its dedup_key.
+        id: String,
+    },
+    /// Acknowledge an incident: stops its escalation.
+    Ack(ActionArgs),
+    /// Resolve an incident: closes it and tells those who were paged.
+    Resolve(ActionArgs),
+    /// Page someone for help, outside any alert.
+    Page(PageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The on-call file. Overrides notify.oncall.
+    #[arg(long, env = "KLAXON_ONCALL")]
+    pub oncall: Option<PathBuf>,
+    /// Where /metrics is served. Overrides http.listen.
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// Incident id, or its dedup_key.
+    pub id: String,
+    /// Who is doing it, for the timeline (default: $USER).
+    #[arg(long, env = "USER")]
+    pub by: Option<String>,
+    /// How long to wait for the notifier to apply it (0s: do not wait).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "who")]
+pub struct PageTarget {
+    /// Page this user, through their notification rules.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Page whoever this schedule has on call.
+    #[arg(long)]
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    #[command(flatten)]
+    pub target: PageTarget,
+    /// What you need help with.
+    #[arg(long)]
+    pub summary: String,
+    #[arg(long, default_value = "critical")]
+    pub severity: String,
+    /// Who is asking, for the timeline (default: $USER).
+    #[arg(long, env = "USER")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +219,9 @@ pub struct UpArgs {
     /// Also evaluate the alert rules of this directory. Overrides rules.dir.
     #[arg(long, env = "KLAXON_RULES")]
     pub rules: Option<PathBuf>,
+    /// Also run the notifier with this on-call file. Overrides notify.oncall.
+    #[arg(long, env = "KLAXON_ONCALL")]
+    pub oncall: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

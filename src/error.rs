@@ -33,6 +33,8 @@ pub enum Error {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Rules(#[from] crate::rules::RunnerError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 impl Error {
@@ -45,6 +47,7 @@ impl Error {
             Error::Topics(e) => e.kind(),
             Error::Broker(_) => ErrorKind::External,
             Error::Rules(e) => e.kind(),
+            Error::Notify(e) => e.kind(),
         }
     }
 }

@@ -24,3 +24,22 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
     }
     config
 }
+
+/// A producer for keyed topics that other clients also write to (`paging`):
+/// idempotent, and partitioning keys with murmur2 as Java clients do, so an
+/// acknowledgement from klaxon lands on the same partition as a trigger from
+/// any Kafka client.
+pub fn keyed_producer(
+    kafka: &KafkaConfig,
+    brokers: &str,
+) -> rdkafka::error::KafkaResult<rdkafka::producer::FutureProducer> {
+    let mut config = client_config(kafka, brokers);
+    config
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random");
+    // The user's properties still win.
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.create()
+}

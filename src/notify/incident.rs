@@ -122,6 +122,8 @@ pub struct Opening {
     pub severity: String,
     pub source: Option<String>,
     pub policy: Option<String>,
+    /// A manual page: this user or schedule instead of a policy.
+    pub target: Option<Target>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +136,9 @@ pub struct Incident {
     pub source: Option<String>,
     /// The escalation policy in use.
     pub policy: Option<String>,
+    /// For a manual page, who is paged (no escalation beyond them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     pub opened_at: DateTime<Utc>,
     pub acknowledged_by: Option<String>,
     pub resolved_by: Option<String>,
@@ -168,6 +173,7 @@ impl Incident {
             severity: opening.severity,
             source: opening.source,
             policy,
+            target: opening.target,
             opened_at: now,
             acknowledged_by: None,
             resolved_by: None,
@@ -332,8 +338,37 @@ impl Incident {
         }
     }
 
+    /// Who a target has on call now; a gap is logged.
+    fn resolve_target(&mut self, target: &Target, now: DateTime<Utc>, oncall: &OnCall) -> Option<String> {
+        match target {
+            Target::User(u) => Some(u.clone()),
+            Target::Schedule(s) => match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
+                Some(clock) => {
+                    let user = clock.on_call(now).map(str::to_owned);
+                    if user.is_none() {
+                        self.log(now, EntryKind::NobodyOnCall, format!("schedule {s} has nobody on call"));
+                    }
+                    user
+                }
+                None => {
+                    self.log(now, EntryKind::NobodyOnCall, format!("schedule {s} is not usable"));
+                    None
+                }
+            },
+        }
+    }
+
     /// Pages the current level, skipping levels that have nobody to page.
+    /// A manual page pages its target once and does not escalate.
     fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
+        if let Some(target) = self.target.clone() {
+            if let Some(user) = self.resolve_target(&target, now, oncall) {
+                self.log(now, EntryKind::Escalated, format!("manual page: paging {user}"));
+                self.page_user(&user, now, oncall);
+            }
+            self.escalation.next_at = None;
+            return;
+        }
         let Some(policy) = oncall.policy(self.policy.as_deref()).cloned() else {
             let name = self.policy.clone().unwrap_or_else(|| "(none)".to_owned());
             self.log(
@@ -347,7 +382,7 @@ impl Incident {
         let steps = policy.level.len() * (policy.repeat as usize + 1);
         for _ in 0..steps {
             let number = self.escalation.level + 1;
-            let level = policy.level[self.escalation.level].get_ref();
+            let level = policy.level[self.escalation.level].get_ref().clone();
             let mut users: Vec<String> = Vec::new();
             for target in &level.targets {
                 match target {

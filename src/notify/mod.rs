@@ -7,13 +7,21 @@
 //!   daylight-saving changes, as pure code.
 //! - [`incident`]: one incident's escalation, notifications and timeline, as
 //!   pure code.
+//! - [`Notifier`] ([`worker`]): consumes `paging`, keeps incidents in the
+//!   compacted `incidents` changelog ([`changelog`]), delivers through
+//!   [`channels`]; acknowledge links are signed ([`links`]).
 
+pub mod changelog;
+pub mod channels;
 pub mod check;
 pub mod incident;
+pub mod links;
 pub mod oncall;
 pub mod schedule;
+pub mod worker;
 
 pub use check::{Finding, Level, check_oncall};
 pub use incident::{Incident, Opening, Status};
 pub use oncall::OnCall;
 pub use schedule::{ScheduleClock, Shift};
+pub use worker::{LoadedOnCall, Notifier, NotifyError, parse_event};

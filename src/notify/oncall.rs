@@ -242,7 +242,7 @@ pub struct Level {
 }
 
 /// Who a level pages.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     User(String),

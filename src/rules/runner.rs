@@ -38,7 +38,7 @@ use crate::{
     ErrorKind,
     config::Config,
     decode::Format,
-    kafka::{GroupContext, client_config},
+    kafka::{GroupContext, client_config, keyed_producer},
 };
 
 /// How often windows are checked for closing.
@@ -102,9 +102,7 @@ pub async fn run_rules(
 ) -> Result<(), RunnerError> {
     let settings = &config.rules;
     let brokers = config.kafka.brokers.clone();
-    let producer: FutureProducer = client_config(&config.kafka, &brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
+    let producer = keyed_producer(&config.kafka, &brokers)?;
     let meters = Meters::new();
     let options = EngineOptions {
         idle_timeout: settings.idle_timeout,

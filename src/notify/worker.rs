@@ -1,0 +1,517 @@
+//! `klaxon notify`: one member of consumer group `klaxon-notify`.
+//!
+//! It consumes `paging` (Events v2 from the rules, from any other producer,
+//! and acknowledgements and resolves from people) and keeps one incident per
+//! open `dedup_key`. Every change is written to the `incidents` changelog
+//! before anything depends on it: a notification is marked `Sending` there
+//! before it is sent, and the paging position is recorded with the incident
+//! it changed. A member assigned a paging partition restores that partition
+//! from the changelog first, so incidents, escalation timers and planned
+//! notifications survive kill -9 and move between members.
+//!
+//! Sends run as tasks (bounded), so a slow provider never holds up the
+//! loop; their results come back over a channel and land in the timeline.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::Utc;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::KafkaError,
+    message::BorrowedMessage,
+    producer::FutureProducer,
+};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    changelog::{read_changelog, write_incident, write_position},
+    channels::Channels,
+    check::{Level, check_oncall},
+    incident::{Incident, Opening},
+    links::AckLinks,
+    oncall::{OnCall, Target},
+};
+use crate::{
+    ErrorKind,
+    config::Config,
+    kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config, keyed_producer},
+    rules::{EventAction, PagingEvent},
+};
+
+/// At most this many sends in flight.
+const MAX_SENDS: usize = 64;
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Error)]
+pub enum NotifyError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+impl NotifyError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::External
+    }
+}
+
+/// The incidents of one paging partition.
+#[derive(Debug, Default)]
+struct PartitionState {
+    incidents: HashMap<String, Incident>,
+    /// Open incident per dedup_key.
+    open: HashMap<String, String>,
+    /// Paging events before this offset are already applied.
+    position: i64,
+}
+
+/// A finished send, back to the loop.
+#[derive(Debug)]
+struct SendResult {
+    partition: i32,
+    incident: String,
+    seq: u32,
+    result: Result<(), String>,
+}
+
+/// The on-call file as loaded, with the digest that tells a change.
+#[derive(Debug)]
+pub struct LoadedOnCall {
+    pub path: PathBuf,
+    pub oncall: OnCall,
+    digest: [u8; 32],
+}
+
+impl LoadedOnCall {
+    /// Reads and checks the file; `Err` lists what is wrong, as FILE:LINE.
+    pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let (oncall, findings) =
+            check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
+        let errors: Vec<String> = findings
+            .iter()
+            .filter(|f| f.level == Level::Error)
+            .map(|f| f.display(&path))
+            .collect();
+        for warning in findings.iter().filter(|f| f.level == Level::Warning) {
+            tracing::warn!("{}", warning.display(&path));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            path,
+            oncall,
+            digest,
+        })
+    }
+
+    /// Reads the file again if it changed; a broken new version is refused
+    /// (logged with its lines) and this one stays.
+    fn reload(&mut self) {
+        let Ok(text) = std::fs::read(&self.path) else {
+            return;
+        };
+        let digest: [u8; 32] = Sha256::digest(&text).into();
+        if digest == self.digest {
+            return;
+        }
+        match Self::load(self.path.clone()) {
+            Ok(next) => {
+                *self = next;
+                tracing::info!(file = %self.path.display(), "on-call file reloaded");
+            }
+            Err(problems) => {
+                for p in problems {
+                    tracing::error!("{p} (refused; the previous on-call config stays active)");
+                }
+                // Report this version once.
+                self.digest = digest;
+                metrics::counter!("klaxon_notify_oncall_reload_failures_total").increment(1);
+            }
+        }
+    }
+}
+
+/// One member of the notifier group.
+pub struct Notifier {
+    config: Config,
+    oncall: LoadedOnCall,
+    producer: FutureProducer,
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    dead_letters: DeadLetters,
+    channels: Arc<Channels>,
+    partitions: HashMap<i32, PartitionState>,
+    results_tx: mpsc::Sender<SendResult>,
+    results_rx: mpsc::Receiver<SendResult>,
+    sends: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("partitions", &self.partitions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    pub fn new(config: Config, oncall: LoadedOnCall) -> Result<Self, NotifyError> {
+        let settings = &config.notify;
+        let brokers = &config.kafka.brokers;
+        let consumer: StreamConsumer<GroupContext> = client_config(&config.kafka, brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
+        consumer.subscribe(&[&settings.paging_topic])?;
+        let producer = keyed_producer(&config.kafka, brokers)?;
+        let links = match (&settings.public_url, &settings.signing_key) {
+            (Some(url), Some(key)) => Some(AckLinks::new(url, key.as_bytes(), settings.ack_link_ttl)),
+            _ => None,
+        };
+        let channels = Channels::new(settings.twilio.clone(), settings.retry, links);
+        let (results_tx, results_rx) = mpsc::channel(MAX_SENDS);
+        Ok(Self {
+            dead_letters: DeadLetters::new(producer.clone(), settings.dead_letter.clone()),
+            producer,
+            consumer: Arc::new(consumer),
+            channels: Arc::new(channels),
+            partitions: HashMap::new(),
+            results_tx,
+            results_rx,
+            sends: Arc::new(Semaphore::new(MAX_SENDS)),
+            oncall,
+            config,
+        })
+    }
+
+    /// Runs until `shutdown`, then waits (briefly) for sends under way.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), NotifyError> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reload = tokio::time::interval(self.config.notify.reload_interval);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(group = %self.config.notify.group_id, topic = %self.config.notify.paging_topic, "notifier started");
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = self.results_rx.recv() => self.on_sent(done).await?,
+                _ = ticker.tick() => {
+                    self.rebalance().await?;
+                    self.on_tick().await?;
+                }
+                _ = reload.tick() => self.oncall.reload(),
+                received = consumer.recv() => match received {
+                    Ok(message) => {
+                        self.rebalance().await?;
+                        self.on_message(&message).await?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        // Let sends under way finish and be recorded, so a clean stop sends
+        // nothing twice; past the wait they count as uncertain.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.sends.available_permits() < MAX_SENDS {
+            match tokio::time::timeout_at(deadline, self.results_rx.recv()).await {
+                Ok(Some(done)) => self.on_sent(done).await?,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores newly assigned partitions from the changelog and forgets
+    /// revoked ones (their new owner restores them).
+    async fn rebalance(&mut self) -> Result<(), NotifyError> {
+        for (_, partition) in self.consumer.context().take_revoked() {
+            self.partitions.remove(&partition);
+        }
+        let assigned: Vec<i32> = self
+            .consumer
+            .context()
+            .take_assigned()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let (kafka, brokers, topic) = (
+            self.config.kafka.clone(),
+            self.config.kafka.brokers.clone(),
+            self.config.notify.incidents_topic.clone(),
+        );
+        let wanted = assigned.clone();
+        let logs = tokio::task::spawn_blocking(move || {
+            read_changelog(&kafka, &brokers, &topic, Some(&wanted))
+        })
+        .await
+        .expect("the changelog reader does not panic")?;
+        let now = Utc::now();
+        for partition in assigned {
+            let mut state = PartitionState::default();
+            if let Some((_, log)) = logs.iter().find(|(p, _)| *p == partition) {
+                state.position = log.position.unwrap_or(0);
+                for incident in &log.incidents {
+                    let mut incident = incident.clone();
+                    if incident.is_open() {
+                        state.open.insert(incident.dedup_key.clone(), incident.id.clone());
+                    }
+                    let before = incident.timeline.len();
+                    incident.recover(now);
+                    if incident.timeline.len() != before {
+                        write_incident(&self.producer, &self.config.notify.incidents_topic, partition, &incident).await?;
+                    }
+                    state.incidents.insert(incident.id.clone(), incident);
+                }
+            }
+            tracing::info!(
+                partition,
+                incidents = state.incidents.len(),
+                open = state.open.len(),
+                position = state.position,
+                "restored incidents"
+            );
+            self.partitions.insert(partition, state);
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), NotifyError> {
+        let partition = message.partition();
+        let offset = message.offset();
+        let state = self.partitions.entry(partition).or_default();
+        if offset < state.position {
+            // Applied before a restart; the changelog already has it.
+            return Ok(());
+        }
+        let payload = message.payload().unwrap_or_default();
+        match parse_event(payload) {
+            Err((reason, detail)) => {
+                tracing::warn!(partition, offset, reason, %detail, "event refused to the dead-letter topic");
+                let origin = Origin {
+                    topic: message.topic(),
+                    partition,
+                    offset,
+                    key: message.key(),
+                };
+                let rejection = Rejection {
+                    reason,
+                    detail: &detail,
+                    bytes: payload,
+                    line: None,
+                };
+                self.dead_letters.publish(origin, rejection).await?;
+                metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason).increment(1);
+            }
+            Ok(event) => {
+                metrics::counter!("klaxon_notify_events_total", "action" => action_name(event.event_action)).increment(1);
+                if let Some(id) = self.apply(partition, &event) {
+                    let incident = &self.partitions[&partition].incidents[&id];
+                    write_incident(&self.producer, &self.config.notify.incidents_topic, partition, incident).await?;
+                }
+            }
+        }
+        let topic = self.config.notify.incidents_topic.clone();
+        write_position(&self.producer, &topic, partition, offset + 1).await?;
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.position = offset + 1;
+        }
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(message.topic(), partition, Offset::Offset(offset + 1))?;
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+            // The changelog's position makes a replay harmless.
+            tracing::debug!(error = %e, "commit failed");
+        }
+        // Page at once rather than at the next tick.
+        self.on_tick().await
+    }
+
+    /// Applies an event; returns the incident it changed.
+    fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
+        let now = Utc::now();
+        let oncall = &self.oncall.oncall;
+        let state = self.partitions.entry(partition).or_default();
+        let by = event.by.clone().unwrap_or_else(|| event.client.clone().unwrap_or_else(|| "events api".to_owned()));
+        let open = state.open.get(&event.dedup_key).cloned();
+        match (event.event_action, open) {
+            (EventAction::Trigger, Some(id)) => {
+                let payload = event.payload.as_ref()?;
+                let incident = state.incidents.get_mut(&id)?;
+                incident.retrigger(&payload.summary, payload.severity.as_str(), now);
+                Some(id)
+            }
+            (EventAction::Trigger, None) => {
+                let payload = event.payload.as_ref()?;
+                let opening = Opening {
+                    dedup_key: event.dedup_key.clone(),
+                    summary: payload.summary.clone(),
+                    severity: payload.severity.as_str().to_owned(),
+                    source: Some(payload.source.clone()),
+                    policy: event.escalation_policy.clone(),
+                    target: manual_target(event),
+                };
+                let incident = Incident::open(opening, now, oncall);
+                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
+                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
+                let id = incident.id.clone();
+                state.open.insert(event.dedup_key.clone(), id.clone());
+                state.incidents.insert(id.clone(), incident);
+                Some(id)
+            }
+            (EventAction::Acknowledge, Some(id)) => {
+                let incident = state.incidents.get_mut(&id)?;
+                incident.acknowledge(&by, now, oncall).then_some(id)
+            }
+            (EventAction::Resolve, Some(id)) => {
+                state.open.remove(&event.dedup_key);
+                let incident = state.incidents.get_mut(&id)?;
+                incident.resolve(&by, now).then_some(id)
+            }
+            (action, None) => {
+                tracing::info!(dedup_key = %event.dedup_key, action = action_name(action), "no open incident; event ignored");
+                None
+            }
+        }
+    }
+
+    /// Advances timers and starts every notification that is due.
+    async fn on_tick(&mut self) -> Result<(), NotifyError> {
+        let now = Utc::now();
+        let topic = self.config.notify.incidents_topic.clone();
+        let mut to_send = Vec::new();
+        for (partition, state) in &mut self.partitions {
+            for incident in state.incidents.values_mut() {
+                if incident.next_wakeup().is_none_or(|t| t > now) {
+                    continue;
+                }
+                incident.advance(now, &self.oncall.oncall);
+                let due = incident.due(now);
+                for seq in &due {
+                    incident.sending(*seq);
+                }
+                // Durable before sending: after a crash these are
+                // "uncertain" and go again, never silently lost.
+                write_incident(&self.producer, &topic, *partition, incident).await?;
+                for seq in due {
+                    to_send.push((*partition, incident.clone(), seq));
+                }
+            }
+            // Closed incidents with nothing left to send leave memory; the
+            // changelog keeps them.
+            state
+                .incidents
+                .retain(|_, i| i.is_open() || i.next_wakeup().is_some());
+        }
+        for (partition, incident, seq) in to_send {
+            let permit = Arc::clone(&self.sends)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let channels = Arc::clone(&self.channels);
+            let results = self.results_tx.clone();
+            tokio::spawn(async move {
+                let notification = incident.notification(seq).expect("due notifications exist").clone();
+                let result = channels.send(&incident, &notification).await;
+                drop(permit);
+                let _ = results
+                    .send(SendResult {
+                        partition,
+                        incident: incident.id.clone(),
+                        seq,
+                        result,
+                    })
+                    .await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn on_sent(&mut self, done: SendResult) -> Result<(), NotifyError> {
+        let Some(incident) = self
+            .partitions
+            .get_mut(&done.partition)
+            .and_then(|s| s.incidents.get_mut(&done.incident))
+        else {
+            // The partition moved; its new owner resends the uncertain send.
+            return Ok(());
+        };
+        let outcome = if done.result.is_ok() { "delivered" } else { "failed" };
+        if let Some(n) = incident.notification(done.seq) {
+            metrics::counter!("klaxon_notify_notifications_total", "channel" => n.kind.as_str(), "outcome" => outcome).increment(1);
+        }
+        incident.delivered(done.seq, done.result, Utc::now(), &self.oncall.oncall);
+        write_incident(&self.producer, &self.config.notify.incidents_topic, done.partition, incident).await?;
+        Ok(())
+    }
+}
+
+fn action_name(action: EventAction) -> &'static str {
+    match action {
+        EventAction::Trigger => "trigger",
+        EventAction::Acknowledge => "acknowledge",
+        EventAction::Resolve => "resolve",
+    }
+}
+
+/// A manual page names its target in klaxon's `page_user` or
+/// `page_schedule` custom details.
+fn manual_target(event: &PagingEvent) -> Option<Target> {
+    let details = &event.payload.as_ref()?.custom_details;
+    if let Some(u) = details.get("page_user").and_then(|v| v.as_str()) {
+        return Some(Target::User(u.to_owned()));
+    }
+    details
+        .get("page_schedule")
+        .and_then(|v| v.as_str())
+        .map(|s| Target::Schedule(s.to_owned()))
+}
+
+/// An Events v2 event, or the dead-letter reason and detail.
+pub fn parse_event(payload: &[u8]) -> Result<PagingEvent, (&'static str, String)> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
+    if value.get("dedup_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) {
+        return Err(("missing_dedup_key", "dedup_key is required".to_owned()));
+    }
+    let event: PagingEvent =
+        serde_json::from_value(value).map_err(|e| ("invalid_event", e.to_string()))?;
+    if event.event_action == EventAction::Trigger && event.payload.is_none() {
+        return Err(("missing_payload", "a trigger needs payload.summary, source and severity".to_owned()));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_events_get_a_reason() {
+        let reason = |text: &str| parse_event(text.as_bytes()).err().map(|(r, _)| r);
+        assert_eq!(reason("not json"), Some("invalid_json"));
+        assert_eq!(reason(r#"{"event_action":"trigger"}"#), Some("missing_dedup_key"));
+        assert_eq!(reason(r#"{"event_action":"explode","dedup_key":"k"}"#), Some("invalid_event"));
+        assert_eq!(reason(r#"{"event_action":"trigger","dedup_key":"k"}"#), Some("missing_payload"));
+        assert_eq!(reason(r#"{"event_action":"resolve","dedup_key":"k","routing_key":"r"}"#), None);
+    }
+}
