@@ -15,9 +15,9 @@ use crate::{
     config::Config,
     ingest::{Ingest, IngestArgs},
     lake::Lake,
+    notify::{Incident, LoadedOnCall, Notifier},
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
-    notify::{Incident, LoadedOnCall, Notifier},
     rules::{EventAction, PagingEvent, RuleSet},
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
@@ -606,8 +606,8 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every incident in the changelog, oldest first.
-async fn all_incidents(config: &Config) -> Result<Vec<Incident>> {
+/// Every incident in the changelog with its partition, oldest first.
+async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>> {
     need_brokers(config)?;
     let (kafka, brokers, topic) = (
         config.kafka.clone(),
@@ -618,19 +618,28 @@ async fn all_incidents(config: &Config) -> Result<Vec<Incident>> {
         crate::notify::changelog::read_changelog(&kafka, &brokers, &topic, None)
     })
     .await??;
-    let mut incidents: Vec<Incident> = logs.into_iter().flat_map(|(_, l)| l.incidents).collect();
-    incidents.sort_by_key(|i| i.opened_at);
+    let mut incidents: Vec<(i32, Incident)> = logs
+        .into_iter()
+        .flat_map(|(p, l)| l.incidents.into_iter().map(move |i| (p, i)))
+        .collect();
+    incidents.sort_by_key(|(_, i)| i.opened_at);
     Ok(incidents)
 }
 
-/// The incident an id or dedup_key names: the open one for a dedup_key.
-async fn find_incident(config: &Config, id: &str) -> Result<Incident> {
+/// The incident an id or dedup_key names (the open one, for a dedup_key),
+/// with its partition.
+async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident)> {
     let incidents = all_incidents(config).await?;
     incidents
         .iter()
-        .find(|i| i.id == id)
-        .or_else(|| incidents.iter().rev().find(|i| i.dedup_key == id && i.is_open()))
-        .or_else(|| incidents.iter().rev().find(|i| i.dedup_key == id))
+        .find(|(_, i)| i.id == id)
+        .or_else(|| {
+            incidents
+                .iter()
+                .rev()
+                .find(|(_, i)| i.dedup_key == id && i.is_open())
+        })
+        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == id))
         .cloned()
         .with_context(|| format!("no incident {id:?}"))
 }
@@ -639,7 +648,7 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
     let incidents = all_incidents(&config).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
-    for i in incidents.iter().filter(|i| match status {
+    for (_, i) in incidents.iter().filter(|(_, i)| match status {
         None => true,
         Some("open") => i.is_open(),
         Some(s) => i.status.as_str() == s,
@@ -650,7 +659,8 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
             i.id,
             i.status.as_str(),
             i.severity,
-            i.opened_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            i.opened_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             i.summary,
             i.dedup_key
         )?;
@@ -659,14 +669,18 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
 }
 
 async fn incident_cmd(config: Config, id: &str) -> Result<()> {
-    let i = find_incident(&config, id).await?;
+    let (_, i) = find_incident(&config, id).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "incident   {}", i.id)?;
     writeln!(out, "status     {}", i.status.as_str())?;
     writeln!(out, "summary    {}", i.summary)?;
     writeln!(out, "severity   {}", i.severity)?;
     writeln!(out, "dedup_key  {}", i.dedup_key)?;
-    writeln!(out, "policy     {}", i.policy.as_deref().unwrap_or("(none)"))?;
+    writeln!(
+        out,
+        "policy     {}",
+        i.policy.as_deref().unwrap_or("(none)")
+    )?;
     writeln!(out, "triggers   {}", i.triggers)?;
     writeln!(out, "timeline")?;
     for e in &i.timeline {
@@ -682,17 +696,20 @@ async fn incident_cmd(config: Config, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Produces an Events v2 event to the paging topic, keyed by its dedup_key.
-async fn send_event(config: &Config, event: &PagingEvent) -> Result<()> {
+/// Produces an Events v2 event to the paging topic, keyed by its dedup_key;
+/// to `partition` when given (an existing incident's, so it reaches the
+/// member that holds it whatever partitioner the trigger's producer used).
+async fn send_event(config: &Config, event: &PagingEvent, partition: Option<i32>) -> Result<()> {
     let producer = crate::kafka::keyed_producer(&config.kafka, &config.kafka.brokers)?;
     let body = serde_json::to_vec(event)?;
+    let mut record = rdkafka::producer::FutureRecord::to(&config.notify.paging_topic)
+        .key(&event.dedup_key)
+        .payload(&body);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     producer
-        .send(
-            rdkafka::producer::FutureRecord::to(&config.notify.paging_topic)
-                .key(&event.dedup_key)
-                .payload(&body),
-            Duration::from_secs(30),
-        )
+        .send(record, Duration::from_secs(30))
         .await
         .map_err(|(e, _)| e)?;
     Ok(())
@@ -717,17 +734,21 @@ fn plain_event(action: EventAction, dedup_key: &str, by: Option<String>) -> Pagi
 /// `klaxon ack` and `klaxon resolve`: an event on the paging topic, so every
 /// incident has one ordered log; then wait for the notifier to apply it.
 async fn incident_action(config: Config, args: ActionArgs, action: EventAction) -> Result<()> {
-    let incident = find_incident(&config, &args.id).await?;
+    let (partition, incident) = find_incident(&config, &args.id).await?;
     let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
-    send_event(&config, &plain_event(action, &incident.dedup_key, Some(by))).await?;
+    let event = plain_event(action, &incident.dedup_key, Some(by));
+    send_event(&config, &event, Some(partition)).await?;
     let wanted = match action {
         EventAction::Acknowledge => crate::notify::Status::Acknowledged,
         _ => crate::notify::Status::Resolved,
     };
     let deadline = std::time::Instant::now() + args.wait;
     loop {
-        let now = find_incident(&config, &incident.id).await?;
-        if now.status == wanted || (wanted == crate::notify::Status::Acknowledged && now.status == crate::notify::Status::Resolved) {
+        let (_, now) = find_incident(&config, &incident.id).await?;
+        if now.status == wanted
+            || (wanted == crate::notify::Status::Acknowledged
+                && now.status == crate::notify::Status::Resolved)
+        {
             println!("incident {} is {}", now.id, now.status.as_str());
             return Ok(());
         }
@@ -752,8 +773,15 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
         (None, Some(s)) => ("page_schedule", s.clone()),
         (None, None) => bail!("say whom to page: --user or --schedule"),
     };
-    let severity: crate::rules::Severity = serde_json::from_value(serde_json::Value::String(args.severity.clone()))
-        .with_context(|| format!("severity {:?}: use critical, error, warning or info", args.severity))?;
+    let severity: crate::rules::Severity = serde_json::from_value(serde_json::Value::String(
+        args.severity.clone(),
+    ))
+    .with_context(|| {
+        format!(
+            "severity {:?}: use critical, error, warning or info",
+            args.severity
+        )
+    })?;
     let now = chrono::Utc::now();
     let dedup_key = format!("page/{target}/{}", now.timestamp_millis());
     let mut custom = serde_json::Map::new();
@@ -770,7 +798,7 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
         class: Some("manual page".to_owned()),
         custom_details: custom,
     });
-    send_event(&config, &event).await?;
+    send_event(&config, &event, None).await?;
     println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
     Ok(())
 }

@@ -49,7 +49,9 @@ pub fn read_changelog(
         } else if key.starts_with(INCIDENT_PREFIX) {
             match serde_json::from_slice(&body) {
                 Ok(incident) => log.incidents.push(incident),
-                Err(e) => tracing::error!(%key, error = %e, "unreadable incident in the changelog; skipped"),
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "unreadable incident in the changelog; skipped")
+                }
             }
         }
     }
@@ -79,7 +81,14 @@ pub async fn write_position(
     partition: i32,
     next: i64,
 ) -> Result<(), KafkaError> {
-    send(producer, topic, partition, POSITION_KEY, next.to_string().as_bytes()).await
+    send(
+        producer,
+        topic,
+        partition,
+        POSITION_KEY,
+        next.to_string().as_bytes(),
+    )
+    .await
 }
 
 async fn send(

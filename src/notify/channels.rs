@@ -145,13 +145,19 @@ async fn check(response: reqwest::Response) -> Result<(), String> {
         return Ok(());
     }
     let body = response.text().await.unwrap_or_default();
-    Err(format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()))
+    Err(format!(
+        "HTTP {status}: {}",
+        body.chars().take(200).collect::<String>()
+    ))
 }
 
 /// The one-line text every channel carries.
 fn message(incident: &Incident, n: &Notification) -> String {
     match n.purpose {
-        Purpose::Page => format!("[{}] {} (incident {})", incident.severity, incident.summary, incident.id),
+        Purpose::Page => format!(
+            "[{}] {} (incident {})",
+            incident.severity, incident.summary, incident.id
+        ),
         Purpose::Resolved => format!("RESOLVED: {} (incident {})", incident.summary, incident.id),
     }
 }

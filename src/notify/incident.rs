@@ -339,22 +339,37 @@ impl Incident {
     }
 
     /// Who a target has on call now; a gap is logged.
-    fn resolve_target(&mut self, target: &Target, now: DateTime<Utc>, oncall: &OnCall) -> Option<String> {
+    fn resolve_target(
+        &mut self,
+        target: &Target,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+    ) -> Option<String> {
         match target {
             Target::User(u) => Some(u.clone()),
-            Target::Schedule(s) => match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
-                Some(clock) => {
-                    let user = clock.on_call(now).map(str::to_owned);
-                    if user.is_none() {
-                        self.log(now, EntryKind::NobodyOnCall, format!("schedule {s} has nobody on call"));
+            Target::Schedule(s) => {
+                match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
+                    Some(clock) => {
+                        let user = clock.on_call(now).map(str::to_owned);
+                        if user.is_none() {
+                            self.log(
+                                now,
+                                EntryKind::NobodyOnCall,
+                                format!("schedule {s} has nobody on call"),
+                            );
+                        }
+                        user
                     }
-                    user
+                    None => {
+                        self.log(
+                            now,
+                            EntryKind::NobodyOnCall,
+                            format!("schedule {s} is not usable"),
+                        );
+                        None
+                    }
                 }
-                None => {
-                    self.log(now, EntryKind::NobodyOnCall, format!("schedule {s} is not usable"));
-                    None
-                }
-            },
+            }
         }
     }
 
@@ -363,7 +378,11 @@ impl Incident {
     fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
         if let Some(target) = self.target.clone() {
             if let Some(user) = self.resolve_target(&target, now, oncall) {
-                self.log(now, EntryKind::Escalated, format!("manual page: paging {user}"));
+                self.log(
+                    now,
+                    EntryKind::Escalated,
+                    format!("manual page: paging {user}"),
+                );
                 self.page_user(&user, now, oncall);
             }
             self.escalation.next_at = None;

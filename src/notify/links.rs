@@ -88,11 +88,20 @@ mod tests {
 
     #[test]
     fn links_verify_until_they_expire_and_only_for_their_incident() {
-        let links = AckLinks::new("http://klaxon.example/", b"secret", std::time::Duration::from_secs(3600));
-        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc();
+        let links = AckLinks::new(
+            "http://klaxon.example/",
+            b"secret",
+            std::time::Duration::from_secs(3600),
+        );
+        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .to_utc();
         let url = links.url_at("abc123", now);
         let query = url.split_once('?').unwrap().1;
-        assert!(url.starts_with("http://klaxon.example/ack/abc123?"), "{url}");
+        assert!(
+            url.starts_with("http://klaxon.example/ack/abc123?"),
+            "{url}"
+        );
         let mut expires = 0;
         let mut sig = "";
         for pair in query.split('&') {
@@ -103,10 +112,23 @@ mod tests {
             }
         }
         assert!(links.verify("abc123", expires, sig, now));
-        assert!(!links.verify("abc124", expires, sig, now), "another incident");
-        assert!(!links.verify("abc123", expires + 1, sig, now), "a longer life");
-        assert!(!links.verify("abc123", expires, sig, now + chrono::Duration::hours(2)), "expired");
-        let other = AckLinks::new("http://klaxon.example/", b"other", std::time::Duration::from_secs(3600));
+        assert!(
+            !links.verify("abc124", expires, sig, now),
+            "another incident"
+        );
+        assert!(
+            !links.verify("abc123", expires + 1, sig, now),
+            "a longer life"
+        );
+        assert!(
+            !links.verify("abc123", expires, sig, now + chrono::Duration::hours(2)),
+            "expired"
+        );
+        let other = AckLinks::new(
+            "http://klaxon.example/",
+            b"other",
+            std::time::Duration::from_secs(3600),
+        );
         assert!(!other.verify("abc123", expires, sig, now), "another key");
     }
 }

@@ -12,12 +12,7 @@
 //! Sends run as tasks (bounded), so a slow provider never holds up the
 //! loop; their results come back over a channel and land in the timeline.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use rdkafka::{
@@ -93,8 +88,8 @@ pub struct LoadedOnCall {
 impl LoadedOnCall {
     /// Reads and checks the file; `Err` lists what is wrong, as FILE:LINE.
     pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let (oncall, findings) =
             check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
@@ -178,7 +173,9 @@ impl Notifier {
         consumer.subscribe(&[&settings.paging_topic])?;
         let producer = keyed_producer(&config.kafka, brokers)?;
         let links = match (&settings.public_url, &settings.signing_key) {
-            (Some(url), Some(key)) => Some(AckLinks::new(url, key.as_bytes(), settings.ack_link_ttl)),
+            (Some(url), Some(key)) => {
+                Some(AckLinks::new(url, key.as_bytes(), settings.ack_link_ttl))
+            }
             _ => None,
         };
         let channels = Channels::new(settings.twilio.clone(), settings.retry, links);
@@ -274,12 +271,20 @@ impl Notifier {
                 for incident in &log.incidents {
                     let mut incident = incident.clone();
                     if incident.is_open() {
-                        state.open.insert(incident.dedup_key.clone(), incident.id.clone());
+                        state
+                            .open
+                            .insert(incident.dedup_key.clone(), incident.id.clone());
                     }
                     let before = incident.timeline.len();
                     incident.recover(now);
                     if incident.timeline.len() != before {
-                        write_incident(&self.producer, &self.config.notify.incidents_topic, partition, &incident).await?;
+                        write_incident(
+                            &self.producer,
+                            &self.config.notify.incidents_topic,
+                            partition,
+                            &incident,
+                        )
+                        .await?;
                     }
                     state.incidents.insert(incident.id.clone(), incident);
                 }
@@ -321,13 +326,20 @@ impl Notifier {
                     line: None,
                 };
                 self.dead_letters.publish(origin, rejection).await?;
-                metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason).increment(1);
+                metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason)
+                    .increment(1);
             }
             Ok(event) => {
                 metrics::counter!("klaxon_notify_events_total", "action" => action_name(event.event_action)).increment(1);
                 if let Some(id) = self.apply(partition, &event) {
                     let incident = &self.partitions[&partition].incidents[&id];
-                    write_incident(&self.producer, &self.config.notify.incidents_topic, partition, incident).await?;
+                    write_incident(
+                        &self.producer,
+                        &self.config.notify.incidents_topic,
+                        partition,
+                        incident,
+                    )
+                    .await?;
                 }
             }
         }
@@ -351,7 +363,12 @@ impl Notifier {
         let now = Utc::now();
         let oncall = &self.oncall.oncall;
         let state = self.partitions.entry(partition).or_default();
-        let by = event.by.clone().unwrap_or_else(|| event.client.clone().unwrap_or_else(|| "events api".to_owned()));
+        let by = event.by.clone().unwrap_or_else(|| {
+            event
+                .client
+                .clone()
+                .unwrap_or_else(|| "events api".to_owned())
+        });
         let open = state.open.get(&event.dedup_key).cloned();
         match (event.event_action, open) {
             (EventAction::Trigger, Some(id)) => {
@@ -430,7 +447,10 @@ impl Notifier {
             let channels = Arc::clone(&self.channels);
             let results = self.results_tx.clone();
             tokio::spawn(async move {
-                let notification = incident.notification(seq).expect("due notifications exist").clone();
+                let notification = incident
+                    .notification(seq)
+                    .expect("due notifications exist")
+                    .clone();
                 let result = channels.send(&incident, &notification).await;
                 drop(permit);
                 let _ = results
@@ -455,12 +475,22 @@ impl Notifier {
             // The partition moved; its new owner resends the uncertain send.
             return Ok(());
         };
-        let outcome = if done.result.is_ok() { "delivered" } else { "failed" };
+        let outcome = if done.result.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        };
         if let Some(n) = incident.notification(done.seq) {
             metrics::counter!("klaxon_notify_notifications_total", "channel" => n.kind.as_str(), "outcome" => outcome).increment(1);
         }
         incident.delivered(done.seq, done.result, Utc::now(), &self.oncall.oncall);
-        write_incident(&self.producer, &self.config.notify.incidents_topic, done.partition, incident).await?;
+        write_incident(
+            &self.producer,
+            &self.config.notify.incidents_topic,
+            done.partition,
+            incident,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -490,13 +520,20 @@ fn manual_target(event: &PagingEvent) -> Option<Target> {
 pub fn parse_event(payload: &[u8]) -> Result<PagingEvent, (&'static str, String)> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
-    if value.get("dedup_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) {
+    if value
+        .get("dedup_key")
+        .and_then(|k| k.as_str())
+        .is_none_or(str::is_empty)
+    {
         return Err(("missing_dedup_key", "dedup_key is required".to_owned()));
     }
     let event: PagingEvent =
         serde_json::from_value(value).map_err(|e| ("invalid_event", e.to_string()))?;
     if event.event_action == EventAction::Trigger && event.payload.is_none() {
-        return Err(("missing_payload", "a trigger needs payload.summary, source and severity".to_owned()));
+        return Err((
+            "missing_payload",
+            "a trigger needs payload.summary, source and severity".to_owned(),
+        ));
     }
     Ok(event)
 }
@@ -509,9 +546,21 @@ mod tests {
     fn bad_events_get_a_reason() {
         let reason = |text: &str| parse_event(text.as_bytes()).err().map(|(r, _)| r);
         assert_eq!(reason("not json"), Some("invalid_json"));
-        assert_eq!(reason(r#"{"event_action":"trigger"}"#), Some("missing_dedup_key"));
-        assert_eq!(reason(r#"{"event_action":"explode","dedup_key":"k"}"#), Some("invalid_event"));
-        assert_eq!(reason(r#"{"event_action":"trigger","dedup_key":"k"}"#), Some("missing_payload"));
-        assert_eq!(reason(r#"{"event_action":"resolve","dedup_key":"k","routing_key":"r"}"#), None);
+        assert_eq!(
+            reason(r#"{"event_action":"trigger"}"#),
+            Some("missing_dedup_key")
+        );
+        assert_eq!(
+            reason(r#"{"event_action":"explode","dedup_key":"k"}"#),
+            Some("invalid_event")
+        );
+        assert_eq!(
+            reason(r#"{"event_action":"trigger","dedup_key":"k"}"#),
+            Some("missing_payload")
+        );
+        assert_eq!(
+            reason(r#"{"event_action":"resolve","dedup_key":"k","routing_key":"r"}"#),
+            None
+        );
     }
 }

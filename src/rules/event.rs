@@ -27,7 +27,9 @@ pub struct Payload {
     pub summary: String,
     pub source: String,
     pub severity: Severity,
-    /// RFC 3339: when the condition was observed (the window's end).
+    /// RFC 3339: when the condition was observed (the window's end). Optional
+    /// in Events v2, so other producers may leave it out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,

@@ -394,3 +394,102 @@ pub async fn assert_exactly_once(lake: &Path, expected: i64) {
         "(rows, distinct values) in the lake; expected every point exactly once"
     );
 }
+
+/// One request a [`Recorder`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: String,
+}
+
+/// A real HTTP server on 127.0.0.1 that records every request, standing in
+/// for webhook receivers, Slack and Twilio-shaped providers. Paths listed in
+/// `failing` answer 500.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    failing: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Self {
+        use axum::{
+            body::Bytes,
+            extract::State,
+            http::{HeaderMap, StatusCode, Uri},
+        };
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let state = (requests.clone(), failing.clone());
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+            std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        );
+        async fn record(
+            State((requests, failing)): State<Shared>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> StatusCode {
+            let path = uri.path().to_owned();
+            requests.lock().unwrap().push(Recorded {
+                path: path.clone(),
+                authorization: headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            if failing.lock().unwrap().contains(&path) {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }
+        let app = axum::Router::new().fallback(record).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            requests,
+            failing,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn fail(&self, path: &str) {
+        self.failing.lock().unwrap().push(path.to_owned());
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to `path` so far.
+    pub fn to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `path` has received `n` requests, and returns them.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Recorded> {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{n} requests to {path}"),
+            || {
+                let got = self.to(path).len();
+                async move { got >= n }
+            },
+        )
+        .await;
+        self.to(path)
+    }
+}
