@@ -15,10 +15,10 @@ use crate::{
     config::Config,
     ingest::{Ingest, IngestArgs},
     lake::Lake,
-    notify::{Incident, LoadedOnCall, Notifier},
+    notify::{LoadedOnCall, Notifier, client},
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
-    rules::{EventAction, PagingEvent, RuleSet},
+    rules::{EventAction, RuleSet},
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
 };
@@ -67,6 +67,17 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     }
     if let Some(lake) = &common.lake {
         config.lake.url = lake.clone();
+    }
+    // Secrets are better kept out of config files.
+    let secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(key) = secret("KLAXON_SIGNING_KEY") {
+        config.notify.signing_key = Some(key);
+    }
+    if let Some(token) = secret("KLAXON_API_TOKEN") {
+        config.notify.api_token = Some(token);
+    }
+    if let Some(token) = secret("KLAXON_TWILIO_AUTH_TOKEN") {
+        config.notify.twilio.auth_token = Some(token);
     }
     Ok(config)
 }
@@ -147,7 +158,11 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         Some(file) => Some(load_oncall_for_notifier(file)?),
         None => None,
     };
-    let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
+    let api = match &oncall {
+        Some(_) => crate::notify::api::router(&config),
+        None => axum::Router::new(),
+    };
+    let (addr, ingest) = start_ingest(&config, args.http_listen, api, &shutdown).await?;
     let lake = ingest.lake_location();
 
     let mut banner = String::new();
@@ -224,24 +239,28 @@ async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
     }
     let shutdown = shutdown::on_signals(GRACE);
-    let (addr, ingest) = start_ingest(&config, args.http_listen, &shutdown).await?;
+    let (addr, ingest) =
+        start_ingest(&config, args.http_listen, axum::Router::new(), &shutdown).await?;
     tracing::info!(%addr, "serving /metrics");
     ingest.run(shutdown).await?;
     Ok(())
 }
 
-/// What `up` and `ingest` share: the topics, the lake, `/metrics` (on
-/// `http_listen` or `http.listen`), and an ingest member ready to run.
+/// What `up` and `ingest` share: the topics, the lake, `/metrics` and
+/// `routes` (on `http_listen` or `http.listen`), and an ingest member ready
+/// to run.
 async fn start_ingest(
     config: &Config,
     http_listen: Option<String>,
+    routes: axum::Router,
     shutdown: &CancellationToken,
 ) -> Result<(std::net::SocketAddr, Ingest)> {
     prepare_topics(config).await?;
     let lake = Lake::open(&config.lake)?;
     let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
     let (addr, _server) =
-        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+        crate::http::serve_with(&listen, telemetry::init_metrics(), routes, shutdown.clone())
+            .await?;
     let ingest = Ingest::new(IngestArgs {
         brokers: config.kafka.brokers.clone(),
         config: config.clone(),
@@ -584,12 +603,6 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
     if let Some(file) = args.oncall {
         config.notify.oncall = Some(file);
     }
-    if let Ok(key) = std::env::var("KLAXON_SIGNING_KEY") {
-        config.notify.signing_key = Some(key);
-    }
-    if let Ok(token) = std::env::var("KLAXON_TWILIO_AUTH_TOKEN") {
-        config.notify.twilio.auth_token = Some(token);
-    }
     let Some(file) = config.notify.oncall.clone() else {
         bail!("no on-call file: pass --oncall or set notify.oncall in the config file");
     };
@@ -599,53 +612,17 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
     let listen = args
         .http_listen
         .unwrap_or_else(|| config.http.listen.clone());
+    let api = crate::notify::api::router(&config);
     let (addr, _server) =
-        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+        crate::http::serve_with(&listen, telemetry::init_metrics(), api, shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
     Notifier::new(config, loaded)?.run(shutdown).await?;
     Ok(())
 }
 
-/// Every incident in the changelog with its partition, oldest first.
-async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>> {
-    need_brokers(config)?;
-    let (kafka, brokers, topic) = (
-        config.kafka.clone(),
-        config.kafka.brokers.clone(),
-        config.notify.incidents_topic.clone(),
-    );
-    let logs = tokio::task::spawn_blocking(move || {
-        crate::notify::changelog::read_changelog(&kafka, &brokers, &topic, None)
-    })
-    .await??;
-    let mut incidents: Vec<(i32, Incident)> = logs
-        .into_iter()
-        .flat_map(|(p, l)| l.incidents.into_iter().map(move |i| (p, i)))
-        .collect();
-    incidents.sort_by_key(|(_, i)| i.opened_at);
-    Ok(incidents)
-}
-
-/// The incident an id or dedup_key names (the open one, for a dedup_key),
-/// with its partition.
-async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident)> {
-    let incidents = all_incidents(config).await?;
-    incidents
-        .iter()
-        .find(|(_, i)| i.id == id)
-        .or_else(|| {
-            incidents
-                .iter()
-                .rev()
-                .find(|(_, i)| i.dedup_key == id && i.is_open())
-        })
-        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == id))
-        .cloned()
-        .with_context(|| format!("no incident {id:?}"))
-}
-
 async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
-    let incidents = all_incidents(&config).await?;
+    need_brokers(&config)?;
+    let incidents = client::all_incidents(&config).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
     for (_, i) in incidents.iter().filter(|(_, i)| match status {
@@ -669,7 +646,8 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
 }
 
 async fn incident_cmd(config: Config, id: &str) -> Result<()> {
-    let (_, i) = find_incident(&config, id).await?;
+    need_brokers(&config)?;
+    let (_, i) = client::find_incident(&config, id).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "incident   {}", i.id)?;
     writeln!(out, "status     {}", i.status.as_str())?;
@@ -696,55 +674,19 @@ async fn incident_cmd(config: Config, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Produces an Events v2 event to the paging topic, keyed by its dedup_key;
-/// to `partition` when given (an existing incident's, so it reaches the
-/// member that holds it whatever partitioner the trigger's producer used).
-async fn send_event(config: &Config, event: &PagingEvent, partition: Option<i32>) -> Result<()> {
-    let producer = crate::kafka::keyed_producer(&config.kafka, &config.kafka.brokers)?;
-    let body = serde_json::to_vec(event)?;
-    let mut record = rdkafka::producer::FutureRecord::to(&config.notify.paging_topic)
-        .key(&event.dedup_key)
-        .payload(&body);
-    if let Some(p) = partition {
-        record = record.partition(p);
-    }
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)?;
-    Ok(())
-}
-
-fn plain_event(action: EventAction, dedup_key: &str, by: Option<String>) -> PagingEvent {
-    PagingEvent {
-        event_action: action,
-        dedup_key: dedup_key.to_owned(),
-        payload: None,
-        links: Vec::new(),
-        client: Some("klaxon-cli".to_owned()),
-        rule: None,
-        labels: Default::default(),
-        value: None,
-        window: None,
-        escalation_policy: None,
-        by,
-    }
-}
-
 /// `klaxon ack` and `klaxon resolve`: an event on the paging topic, so every
 /// incident has one ordered log; then wait for the notifier to apply it.
 async fn incident_action(config: Config, args: ActionArgs, action: EventAction) -> Result<()> {
-    let (partition, incident) = find_incident(&config, &args.id).await?;
+    need_brokers(&config)?;
     let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
-    let event = plain_event(action, &incident.dedup_key, Some(by));
-    send_event(&config, &event, Some(partition)).await?;
+    let incident = client::act(&config, &args.id, action, &by, "klaxon-cli").await?;
     let wanted = match action {
         EventAction::Acknowledge => crate::notify::Status::Acknowledged,
         _ => crate::notify::Status::Resolved,
     };
     let deadline = std::time::Instant::now() + args.wait;
     loop {
-        let (_, now) = find_incident(&config, &incident.id).await?;
+        let (_, now) = client::find_incident(&config, &incident.id).await?;
         if now.status == wanted
             || (wanted == crate::notify::Status::Acknowledged
                 && now.status == crate::notify::Status::Resolved)
@@ -787,7 +729,7 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
     let mut custom = serde_json::Map::new();
     custom.insert(key.to_owned(), target.clone().into());
     custom.insert("requested_by".to_owned(), by.clone().into());
-    let mut event = plain_event(EventAction::Trigger, &dedup_key, Some(by.clone()));
+    let mut event = client::action_event(EventAction::Trigger, &dedup_key, &by, "klaxon-cli");
     event.payload = Some(crate::rules::Payload {
         summary: args.summary.clone(),
         source: format!("klaxon page by {by}"),
@@ -798,7 +740,7 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
         class: Some("manual page".to_owned()),
         custom_details: custom,
     });
-    send_event(&config, &event, None).await?;
+    client::send_events(&config, &[event], None).await?;
     println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
     Ok(())
 }

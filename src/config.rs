@@ -249,6 +249,9 @@ pub struct NotifyConfig {
     pub public_url: Option<String>,
     /// Key that signs acknowledge links (`KLAXON_SIGNING_KEY`).
     pub signing_key: Option<String>,
+    /// Bearer token of the HTTP API (`KLAXON_API_TOKEN`); the API is off
+    /// without one.
+    pub api_token: Option<String>,
     /// How long an acknowledge link works.
     #[serde(with = "humantime_serde")]
     pub ack_link_ttl: Duration,
@@ -267,6 +270,7 @@ impl Default for NotifyConfig {
             reload_interval: Duration::from_secs(5),
             public_url: None,
             signing_key: None,
+            api_token: None,
             ack_link_ttl: Duration::from_secs(24 * 3600),
             retry: RetryConfig::default(),
             twilio: TwilioConfig::default(),

@@ -13,7 +13,17 @@ pub async fn serve(
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let app = Router::new()
+    serve_with(listen, metrics, Router::new(), shutdown).await
+}
+
+/// [`serve`], with more routes (the notifier's API).
+pub async fn serve_with(
+    listen: &str,
+    metrics: PrometheusHandle,
+    routes: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let app = routes
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),

@@ -368,3 +368,169 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
         "two attempts (retry.attempts = 2)"
     );
 }
+
+/// The `host:port` a klaxon process logged for its HTTP server.
+fn http_addr(proc: &Proc) -> String {
+    proc.log_text()
+        .lines()
+        .find_map(|l| l.split("serving /metrics addr=").nth(1))
+        .expect("the process logs its HTTP address")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
+    let s = Setup::new().await;
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("[notify]\n", "[notify]\napi_token = \"t0ken\"\n"),
+    )
+    .unwrap();
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = reqwest::Client::new();
+    let auth = "Bearer t0ken";
+
+    let refused = http
+        .get(format!("{base}/api/v1/incidents"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "no token");
+
+    // Alertmanager's webhook (version 4), as Prometheus + Alertmanager send it.
+    let alert = json!({
+        "version": "4", "status": "firing", "receiver": "klaxon", "groupKey": "{}:{alertname=\"Down\"}",
+        "alerts": [{ "status": "firing", "fingerprint": "f00d",
+            "labels": { "alertname": "Down", "severity": "critical", "instance": "db-2" },
+            "annotations": { "summary": "db-2 is down" } }]
+    });
+    let sent = http
+        .post(format!("{base}/api/v1/alertmanager"))
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202, "{}", sent.text().await.unwrap());
+    let page = s.recorder.wait_for("/alice", 1).await;
+    let body: Value = serde_json::from_str(&page[0].body).unwrap();
+    assert_eq!(body["incident"]["summary"], "db-2 is down");
+    assert_eq!(body["incident"]["dedup_key"], "alertmanager/f00d");
+    let id = body["incident"]["id"].as_str().unwrap().to_owned();
+
+    let open: Value = http
+        .get(format!("{base}/api/v1/incidents?status=open"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .unwrap();
+    assert_eq!(open["incidents"][0]["id"], id.as_str(), "{open}");
+
+    // The signed link from the message acknowledges; a tampered one does not.
+    let link = body["ack_url"].as_str().unwrap();
+    let path = link.strip_prefix("http://klaxon.example").unwrap();
+    let forged = http
+        .get(format!("{base}{}", path.replace("sig=", "sig=00")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let acked = http.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(acked.status(), 200);
+    assert!(
+        acked
+            .text()
+            .await
+            .unwrap()
+            .starts_with(&format!("Acknowledged incident {id}"))
+    );
+    wait_until(Duration::from_secs(30), "the acknowledgement", || {
+        let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
+        async move {
+            let i: Value = http
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+                .unwrap();
+            i["status"] == "acknowledged" && i["acknowledged_by"] == "acknowledge link"
+        }
+    })
+    .await;
+
+    // PagerDuty's Events v2 endpoint shape, the routing key as credential.
+    let resolve = json!({ "routing_key": "t0ken", "event_action": "resolve", "dedup_key": "alertmanager/f00d" });
+    let done = http
+        .post(format!("{base}/v2/enqueue"))
+        .header("content-type", "application/json")
+        .body(resolve.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 202);
+    let wrong = json!({ "routing_key": "nope", "event_action": "resolve", "dedup_key": "x" });
+    assert_eq!(
+        http.post(format!("{base}/v2/enqueue"))
+            .header("content-type", "application/json")
+            .body(wrong.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let bad = http
+        .post(format!("{base}/api/v1/events"))
+        .header("authorization", auth)
+        .body(r#"{"event_action":"trigger","dedup_key":"k"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status(),
+        400,
+        "a trigger without payload is refused at the door"
+    );
+    wait_until(Duration::from_secs(30), "the resolve", || {
+        let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
+        async move {
+            let i: Value = http
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+                .unwrap();
+            i["status"] == "resolved"
+        }
+    })
+    .await;
+
+    let oncall: Value = http
+        .get(format!("{base}/api/v1/oncall?schedule=primary"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .unwrap();
+    assert_eq!(oncall["oncall"][0]["user"], "alice", "{oncall}");
+}

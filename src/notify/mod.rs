@@ -11,9 +11,11 @@
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
 
+pub mod api;
 pub mod changelog;
 pub mod channels;
 pub mod check;
+pub mod client;
 pub mod incident;
 pub mod links;
 pub mod oncall;

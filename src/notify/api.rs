@@ -1,0 +1,488 @@
+//! The notifier's HTTP API, served by `klaxon notify` beside `/metrics`.
+//!
+//! With a bearer token (`notify.api_token`, `KLAXON_API_TOKEN`):
+//! - `GET /api/v1/incidents[?status=open|triggered|acknowledged|resolved]`
+//! - `GET /api/v1/incidents/{id}` (id or dedup_key), with its timeline
+//! - `POST /api/v1/incidents/{id}/ack`, `POST /api/v1/incidents/{id}/resolve`
+//!   (`{"by": "name"}` optional)
+//! - `GET /api/v1/oncall[?schedule=S&at=RFC3339]`
+//! - `POST /api/v1/alertmanager[?policy=P]`: an Alertmanager webhook (v4)
+//! - `POST /api/v1/events`: one Events v2 event
+//!
+//! `POST /v2/enqueue` takes Events v2 as PagerDuty does, authorised by
+//! `routing_key` = the token, so Events v2 senders need only a new URL.
+//! `GET /ack/{id}?expires=..&sig=..` is the signed link in Slack messages.
+//!
+//! Acknowledgements and resolves go to the paging topic like every other
+//! event; reads come from the incidents changelog.
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{
+    client::{self, ClientError},
+    links::AckLinks,
+    schedule::ScheduleClock,
+    worker::{LoadedOnCall, parse_event},
+};
+use crate::{
+    config::Config,
+    rules::{EventAction, PagingEvent, Payload, Severity},
+};
+
+#[derive(Debug)]
+struct ApiState {
+    config: Config,
+    token: Option<String>,
+    links: Option<AckLinks>,
+    oncall: Option<PathBuf>,
+}
+
+type Shared = State<Arc<ApiState>>;
+
+/// The API's routes; merge them into the HTTP server.
+pub fn router(config: &Config) -> Router {
+    let n = &config.notify;
+    let links = match (&n.public_url, &n.signing_key) {
+        (Some(url), Some(key)) => Some(AckLinks::new(url, key.as_bytes(), n.ack_link_ttl)),
+        _ => None,
+    };
+    let state = Arc::new(ApiState {
+        token: n.api_token.clone(),
+        links,
+        oncall: n.oncall.clone(),
+        config: config.clone(),
+    });
+    Router::new()
+        .route("/api/v1/incidents", get(list))
+        .route("/api/v1/incidents/{id}", get(show))
+        .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/incidents/{id}/resolve", post(resolve))
+        .route("/api/v1/oncall", get(oncall))
+        .route("/api/v1/alertmanager", post(alertmanager))
+        .route("/api/v1/events", post(events))
+        .route("/v2/enqueue", post(enqueue))
+        .route("/ack/{id}", get(ack_link))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn client_error(e: ClientError) -> Response {
+    match e {
+        ClientError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        ClientError::Kafka(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Checks the bearer token; `Some` is the refusal to send.
+fn refused(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &state.token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "the API is off: set notify.api_token (or KLAXON_API_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        None
+    } else {
+        Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Compare digests so neither length nor content leaks through timing.
+    Sha256::digest(a) == Sha256::digest(b)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(State(s): Shared, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    match client::all_incidents(&s.config).await {
+        Ok(all) => {
+            let chosen: Vec<Value> = all
+                .into_iter()
+                .map(|(_, i)| i)
+                .filter(|i| match q.status.as_deref() {
+                    None => true,
+                    Some("open") => i.is_open(),
+                    Some(status) => i.status.as_str() == status,
+                })
+                .map(|i| {
+                    json!({
+                        "id": i.id, "status": i.status, "summary": i.summary,
+                        "severity": i.severity, "dedup_key": i.dedup_key,
+                        "opened_at": i.opened_at, "acknowledged_by": i.acknowledged_by,
+                        "resolved_by": i.resolved_by, "policy": i.policy,
+                    })
+                })
+                .collect();
+            Json(json!({ "incidents": chosen })).into_response()
+        }
+        Err(e) => client_error(e),
+    }
+}
+
+async fn show(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    match client::find_incident(&s.config, &id).await {
+        Ok((_, incident)) => Json(incident).into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ActionBody {
+    by: Option<String>,
+}
+
+async fn act(
+    s: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    body: Option<Json<ActionBody>>,
+    action: EventAction,
+) -> Response {
+    if let Some(r) = refused(s, headers) {
+        return r;
+    }
+    let by = body
+        .and_then(|Json(b)| b.by)
+        .unwrap_or_else(|| "http api".to_owned());
+    match client::act(&s.config, id, action, &by, "klaxon-api").await {
+        Ok(incident) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": incident.id, "dedup_key": incident.dedup_key, "accepted": true })),
+        )
+            .into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+async fn ack(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<ActionBody>>,
+) -> Response {
+    act(&s, &headers, &id, body, EventAction::Acknowledge).await
+}
+
+async fn resolve(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<ActionBody>>,
+) -> Response {
+    act(&s, &headers, &id, body, EventAction::Resolve).await
+}
+
+#[derive(Debug, Deserialize)]
+struct OncallQuery {
+    schedule: Option<String>,
+    at: Option<DateTime<Utc>>,
+}
+
+async fn oncall(State(s): Shared, headers: HeaderMap, Query(q): Query<OncallQuery>) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    let Some(path) = &s.oncall else {
+        return error(StatusCode::NOT_FOUND, "no on-call file configured");
+    };
+    let loaded = match LoadedOnCall::load(path.clone()) {
+        Ok(l) => l,
+        Err(problems) => return error(StatusCode::INTERNAL_SERVER_ERROR, problems.join("; ")),
+    };
+    let at = q.at.unwrap_or_else(Utc::now);
+    let mut out = Vec::new();
+    for schedule in loaded.oncall.schedule.iter().map(toml::Spanned::get_ref) {
+        if q.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
+            continue;
+        }
+        let Ok(clock) = ScheduleClock::new(schedule) else {
+            continue;
+        };
+        let shift = clock
+            .shifts(at, at + chrono::Duration::weeks(8))
+            .into_iter()
+            .next();
+        out.push(json!({
+            "schedule": schedule.id,
+            "user": shift.as_ref().and_then(|s| s.user.clone()),
+            "until": shift.map(|s| s.end),
+        }));
+    }
+    Json(json!({ "at": at, "oncall": out })).into_response()
+}
+
+/// Alertmanager's webhook payload, version 4 (the fields klaxon uses).
+#[derive(Debug, Deserialize)]
+struct AlertmanagerMessage {
+    version: String,
+    #[serde(default)]
+    alerts: Vec<Alert>,
+    #[serde(default, rename = "externalURL")]
+    external_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Alert {
+    status: String,
+    #[serde(default)]
+    labels: serde_json::Map<String, Value>,
+    #[serde(default)]
+    annotations: serde_json::Map<String, Value>,
+    #[serde(default, rename = "startsAt")]
+    starts_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertmanagerQuery {
+    policy: Option<String>,
+}
+
+/// One Events v2 event per alert: firing → trigger, resolved → resolve,
+/// keyed by the alert's fingerprint.
+fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Vec<PagingEvent> {
+    let text = |m: &serde_json::Map<String, Value>, k: &str| {
+        m.get(k).and_then(Value::as_str).map(str::to_owned)
+    };
+    message
+        .alerts
+        .into_iter()
+        .map(|a| {
+            let fingerprint = a.fingerprint.clone().unwrap_or_else(|| {
+                let digest = Sha256::digest(Value::Object(a.labels.clone()).to_string());
+                digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+            });
+            let dedup_key = format!("alertmanager/{fingerprint}");
+            let by = "alertmanager";
+            if a.status != "firing" {
+                return client::action_event(EventAction::Resolve, &dedup_key, by, by);
+            }
+            let alertname = text(&a.labels, "alertname").unwrap_or_else(|| "alert".to_owned());
+            let severity = match text(&a.labels, "severity").as_deref() {
+                Some("critical" | "page") => Severity::Critical,
+                Some("error") => Severity::Error,
+                Some("warning") => Severity::Warning,
+                Some("info" | "none") => Severity::Info,
+                _ => Severity::Error,
+            };
+            let mut details = serde_json::Map::new();
+            details.insert("labels".into(), Value::Object(a.labels.clone()));
+            details.insert("annotations".into(), Value::Object(a.annotations.clone()));
+            if let Some(url) = &message.external_url {
+                details.insert("alertmanager".into(), url.clone().into());
+            }
+            let mut event = client::action_event(EventAction::Trigger, &dedup_key, by, by);
+            event.by = None;
+            event.payload = Some(Payload {
+                summary: text(&a.annotations, "summary").unwrap_or_else(|| alertname.clone()),
+                source: text(&a.labels, "instance")
+                    .or_else(|| text(&a.labels, "job"))
+                    .unwrap_or_else(|| "alertmanager".to_owned()),
+                severity,
+                timestamp: a.starts_at.clone().unwrap_or_default(),
+                component: text(&a.labels, "service"),
+                group: text(&a.labels, "team"),
+                class: Some(alertname),
+                custom_details: details,
+            });
+            event.links = a
+                .generator_url
+                .iter()
+                .map(|href| crate::rules::Link {
+                    href: href.clone(),
+                    text: "source".to_owned(),
+                })
+                .collect();
+            event.escalation_policy = policy
+                .clone()
+                .or_else(|| text(&a.labels, "escalation_policy"));
+            event
+        })
+        .collect()
+}
+
+async fn alertmanager(
+    State(s): Shared,
+    headers: HeaderMap,
+    Query(q): Query<AlertmanagerQuery>,
+    Json(message): Json<AlertmanagerMessage>,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    if message.version != "4" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Alertmanager webhook version {:?}; klaxon takes version 4",
+                message.version
+            ),
+        );
+    }
+    let events = from_alertmanager(message, q.policy);
+    match client::send_events(&s.config, &events, None).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "events": events.len() })),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Validates one Events v2 body as the notifier would, then enqueues it.
+async fn enqueue_body(s: &ApiState, body: &[u8]) -> Response {
+    let event = match parse_event(body) {
+        Ok(e) => e,
+        Err((reason, detail)) => {
+            return error(StatusCode::BAD_REQUEST, format!("{reason}: {detail}"));
+        }
+    };
+    match client::send_events(&s.config, std::slice::from_ref(&event), None).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "success", "message": "Event processed", "dedup_key": event.dedup_key })),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn events(State(s): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    enqueue_body(&s, &body).await
+}
+
+/// PagerDuty's Events v2 endpoint shape: the routing key is the credential.
+async fn enqueue(State(s): Shared, body: axum::body::Bytes) -> Response {
+    let routing_key = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("routing_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let allowed = match (&s.token, routing_key) {
+        (Some(token), Some(key)) => constant_time_eq(key.as_bytes(), token.as_bytes()),
+        _ => false,
+    };
+    if !allowed {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "routing_key must be klaxon's API token",
+        );
+    }
+    enqueue_body(&s, &body).await
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    expires: i64,
+    sig: String,
+}
+
+async fn ack_link(
+    State(s): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    let Some(links) = &s.links else {
+        return error(StatusCode::NOT_FOUND, "acknowledge links are off");
+    };
+    if !links.verify(&id, q.expires, &q.sig, Utc::now()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this link is not valid, or has expired",
+        );
+    }
+    match client::act(
+        &s.config,
+        &id,
+        EventAction::Acknowledge,
+        "acknowledge link",
+        "klaxon-link",
+    )
+    .await
+    {
+        Ok(incident) => format!(
+            "Acknowledged incident {}: {}\n",
+            incident.id, incident.summary
+        )
+        .into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alertmanager_alerts_become_events_v2() {
+        let message: AlertmanagerMessage = serde_json::from_value(json!({
+            "version": "4", "status": "firing", "receiver": "klaxon", "groupKey": "{}:{}",
+            "externalURL": "http://am:9093",
+            "alerts": [
+                { "status": "firing", "fingerprint": "abc",
+                  "labels": { "alertname": "HighLatency", "severity": "warning", "instance": "web-1", "service": "checkout" },
+                  "annotations": { "summary": "p99 over 2s" },
+                  "startsAt": "2026-11-25T10:00:00Z", "generatorURL": "http://prom/graph" },
+                { "status": "resolved", "fingerprint": "def", "labels": { "alertname": "Down" } }
+            ]
+        }))
+        .unwrap();
+        let events = from_alertmanager(message, Some("payments".into()));
+        assert_eq!(events.len(), 2);
+        let fire = serde_json::to_value(&events[0]).unwrap();
+        assert_eq!(fire["event_action"], "trigger");
+        assert_eq!(fire["dedup_key"], "alertmanager/abc");
+        assert_eq!(fire["payload"]["summary"], "p99 over 2s");
+        assert_eq!(fire["payload"]["severity"], "warning");
+        assert_eq!(fire["payload"]["source"], "web-1");
+        assert_eq!(fire["payload"]["component"], "checkout");
+        assert_eq!(fire["escalation_policy"], "payments");
+        assert_eq!(fire["links"][0]["href"], "http://prom/graph");
+        let schema: Value =
+            serde_json::from_str(include_str!("../../schemas/paging-event.schema.json")).unwrap();
+        assert!(jsonschema::is_valid(&schema, &fire), "{fire}");
+        let resolve = serde_json::to_value(&events[1]).unwrap();
+        assert_eq!(resolve["event_action"], "resolve");
+        assert_eq!(resolve["dedup_key"], "alertmanager/def");
+    }
+}
