@@ -79,6 +79,9 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(token) = secret("KLAXON_TWILIO_AUTH_TOKEN") {
         config.notify.twilio.auth_token = Some(token);
     }
+    if let Some(password) = secret("KLAXON_SMTP_PASSWORD") {
+        config.notify.smtp.password = Some(password);
+    }
     Ok(config)
 }
 

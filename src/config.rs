@@ -257,6 +257,7 @@ pub struct NotifyConfig {
     pub ack_link_ttl: Duration,
     pub retry: RetryConfig,
     pub twilio: TwilioConfig,
+    pub smtp: SmtpConfig,
 }
 
 impl Default for NotifyConfig {
@@ -274,6 +275,7 @@ impl Default for NotifyConfig {
             ack_link_ttl: Duration::from_secs(24 * 3600),
             retry: RetryConfig::default(),
             twilio: TwilioConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -296,6 +298,44 @@ impl Default for RetryConfig {
             backoff: Duration::from_millis(500),
         }
     }
+}
+
+/// E-mail pages over SMTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    /// Default: 587 for STARTTLS, 465 for TLS, 25 for none.
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// Better in `KLAXON_SMTP_PASSWORD` than in the file.
+    pub password: Option<String>,
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: "klaxon@localhost".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: local relays and tests only.
+    None,
 }
 
 /// SMS and phone calls through Twilio's REST API, or anything that speaks

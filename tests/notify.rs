@@ -534,3 +534,65 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
         .unwrap();
     assert_eq!(oncall["oncall"][0]["user"], "alice", "{oncall}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e_mail_pages_reach_a_real_smtp_server() {
+    let s = Setup::new().await;
+    let port = free_port();
+    let maildir = s.dir.path().join("maildir");
+    let _smtp = Proc::spawn_program(
+        test_python().to_str().unwrap(),
+        s.dir.path(),
+        &[
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            maildir.to_str().unwrap(),
+        ],
+        &[],
+        s.dir.path().join("smtp.log"),
+    );
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str(&format!(
+        "\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"klaxon@example.com\"\n"
+    ));
+    std::fs::write(&s.config, config).unwrap();
+    let mut oncall = std::fs::read_to_string(&s.oncall).unwrap();
+    oncall.push_str("\n[[user]]\nid = \"dave\"\ncontact = [{ type = \"email\", address = \"dave@example.com\" }]\n");
+    std::fs::write(&s.oncall, oncall).unwrap();
+    wait_until(Duration::from_secs(30), "the SMTP server", || {
+        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        async move { up }
+    })
+    .await;
+
+    let _notifier = s.notifier("notify.log").await;
+    s.klaxon(&["page", "--user", "dave", "--summary", "disk full on db-3"]);
+    let new = maildir.join("new");
+    wait_until(Duration::from_secs(60), "an e-mail in the maildir", || {
+        let n = std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+        async move { n >= 1 }
+    })
+    .await;
+    let file = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mail = std::fs::read_to_string(file).unwrap();
+    assert!(mail.contains("To: dave@example.com"), "{mail}");
+    assert!(mail.contains("From: klaxon@example.com"), "{mail}");
+    assert!(
+        mail.contains("Subject: [klaxon] [critical] disk full on db-3"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Acknowledge: http://klaxon.example/ack/"),
+        "{mail}"
+    );
+}

@@ -12,19 +12,25 @@ use super::{
     links::AckLinks,
     oncall::ContactKind,
 };
-use crate::config::{RetryConfig, TwilioConfig};
+use crate::config::{RetryConfig, SmtpConfig, SmtpTls, TwilioConfig};
 
 /// Everything a send needs besides the notification.
 #[derive(Debug, Clone)]
 pub struct Channels {
     http: reqwest::Client,
     twilio: TwilioConfig,
+    smtp: SmtpConfig,
     retry: RetryConfig,
     links: Option<AckLinks>,
 }
 
 impl Channels {
-    pub fn new(twilio: TwilioConfig, retry: RetryConfig, links: Option<AckLinks>) -> Self {
+    pub fn new(
+        twilio: TwilioConfig,
+        smtp: SmtpConfig,
+        retry: RetryConfig,
+        links: Option<AckLinks>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -32,6 +38,7 @@ impl Channels {
         Self {
             http,
             twilio,
+            smtp,
             retry,
             links,
         }
@@ -94,8 +101,66 @@ impl Channels {
                 self.twilio("Calls.json", &[("To", &n.address), ("Twiml", &twiml)])
                     .await
             }
-            ContactKind::Email => Err("e-mail delivery is not implemented yet".to_owned()),
+            ContactKind::Email => self.email(incident, n, &text).await,
         }
+    }
+
+    async fn email(&self, incident: &Incident, n: &Notification, text: &str) -> Result<(), String> {
+        use lettre::{
+            AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+            transport::smtp::authentication::Credentials,
+        };
+        let smtp = &self.smtp;
+        let Some(host) = &smtp.host else {
+            return Err("notify.smtp.host is not set".to_owned());
+        };
+        let mut body = format!(
+            "{text}\n\nseverity: {}\ndedup_key: {}\nopened: {}\n",
+            incident.severity,
+            incident.dedup_key,
+            incident.opened_at.to_rfc3339()
+        );
+        if let (Purpose::Page, Some(url)) = (n.purpose, self.ack_url(incident)) {
+            body.push_str(&format!("\nAcknowledge: {url}\n"));
+        }
+        let subject = match n.purpose {
+            Purpose::Page => format!("[klaxon] [{}] {}", incident.severity, incident.summary),
+            Purpose::Resolved => format!("[klaxon] RESOLVED: {}", incident.summary),
+        };
+        let message = Message::builder()
+            .from(
+                smtp.from
+                    .parse()
+                    .map_err(|e| format!("notify.smtp.from: {e}"))?,
+            )
+            .to(n
+                .address
+                .parse()
+                .map_err(|e| format!("address {}: {e}", n.address))?)
+            .subject(subject)
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        let builder = match smtp.tls {
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
+            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                host,
+            )),
+        }
+        .map_err(|e| e.to_string())?;
+        let mut builder = builder.timeout(Some(Duration::from_secs(10)));
+        if let Some(port) = smtp.port {
+            builder = builder.port(port);
+        }
+        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        builder
+            .build()
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn ack_url(&self, incident: &Incident) -> Option<String> {

@@ -178,7 +178,12 @@ impl Notifier {
             }
             _ => None,
         };
-        let channels = Channels::new(settings.twilio.clone(), settings.retry, links);
+        let channels = Channels::new(
+            settings.twilio.clone(),
+            settings.smtp.clone(),
+            settings.retry,
+            links,
+        );
         let (results_tx, results_rx) = mpsc::channel(MAX_SENDS);
         Ok(Self {
             dead_letters: DeadLetters::new(producer.clone(), settings.dead_letter.clone()),
