@@ -63,6 +63,7 @@ fn config(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
         &format!(
             r#"
 [notify]
+reload_interval = "200ms"
 public_url = "http://klaxon.example"
 signing_key = "test-key"
 retry = {{ attempts = 2, backoff = "100ms" }}
@@ -594,5 +595,100 @@ async fn e_mail_pages_reach_a_real_smtp_server() {
     assert!(
         mail.contains("Acknowledge: http://klaxon.example/ack/"),
         "{mail}"
+    );
+}
+
+/// The incident ids in the bodies of webhook pages.
+fn paged_ids(requests: &[Recorded]) -> Vec<String> {
+    let mut ids: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            body["incident"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_notifiers_share_incidents_by_partition_and_hand_them_over() {
+    let s = Setup::new().await;
+    let mut first = s.notifier("notify-1.log").await;
+    let second = s.notifier("notify-2.log").await;
+    wait_until(
+        Duration::from_secs(60),
+        "both members to hold partitions",
+        || {
+            let (a, b) = (first.log_text(), second.log_text());
+            async move {
+                a.matches("restored incidents").count() >= 1
+                    && b.matches("restored incidents").count() >= 1
+                    && a.contains("partition revoked")
+            }
+        },
+    )
+    .await;
+    let triggers: Vec<(String, String)> = (0..8)
+        .map(|i| trigger(&format!("svc-{i}{{}}"), &format!("service {i} down")))
+        .collect();
+    produce_all(&s.producer(), "paging", &triggers).await;
+    let alice = s.recorder.wait_for("/alice", 8).await;
+    let ids = paged_ids(&alice);
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        8,
+        "each incident paged by exactly one member: {ids:?}"
+    );
+    assert_eq!(
+        first.log_text().matches("incident opened").count()
+            + second.log_text().matches("incident opened").count(),
+        8
+    );
+
+    // The first member leaves before level 2 is due; the second restores
+    // its partitions and escalates every incident to bob exactly once.
+    assert!(first.terminate().success());
+    let bob = s.recorder.wait_for("/slack/bob", 8).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.recorder.to("/slack/bob").len(), 8, "{bob:?}");
+    assert_eq!(
+        s.recorder.to("/alice").len(),
+        8,
+        "no page repeated by the handover"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_oncall_file_is_refused_and_the_previous_one_stays() {
+    let s = Setup::new().await;
+    let notifier = s.notifier("notify.log").await;
+    let good = std::fs::read_to_string(&s.oncall).unwrap();
+    std::fs::write(
+        &s.oncall,
+        good.replace("users = [\"alice\"]", "users = [\"alicia\"]"),
+    )
+    .unwrap();
+    let expected = format!(
+        "{}:19: error: schedule \"primary\" layer 1: unknown user \"alicia\"",
+        s.oncall.display()
+    );
+    wait_until(Duration::from_secs(30), "the refused reload", || {
+        let (log, expected) = (notifier.log_text(), expected.clone());
+        async move { log.contains(&expected) && log.contains("previous on-call config stays active") }
+    })
+    .await;
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("still{}", "still works")],
+    )
+    .await;
+    let page = s.recorder.wait_for("/alice", 1).await;
+    assert!(
+        page[0].body.contains("still works"),
+        "paged with the previous config"
     );
 }
