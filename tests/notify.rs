@@ -29,7 +29,8 @@ contact = [{{ type = "slack", address = "{bob}" }}]
 
 [[user]]
 id = "carol"
-contact = [{{ type = "sms", address = "+15550102" }}]
+contact = [{{ type = "sms", address = "+15550102" }}, {{ type = "phone", address = "+15550103" }}]
+notify = [{{ contact = "sms" }}, {{ after = "1s", contact = "phone" }}]
 
 [[schedule]]
 id = "primary"
@@ -352,6 +353,18 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
         base64::engine::general_purpose::STANDARD.encode("AC123:secret")
     );
     assert_eq!(sms[0].authorization.as_deref(), Some(basic.as_str()));
+    // Unacknowledged after 1s, her personal rule calls: TwiML says the summary.
+    let call = s
+        .recorder
+        .wait_for("/2010-04-01/Accounts/AC123/Calls.json", 1)
+        .await;
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(call[0].body.as_bytes())
+        .into_owned()
+        .collect();
+    let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(field("To").as_deref(), Some("+15550103"));
+    let twiml = field("Twiml").unwrap();
+    assert!(twiml.starts_with("<Response><Say>klaxon. [critical] need a DBA"), "{twiml}");
 
     // Alice's webhook fails: after its retries, her Slack is tried.
     s.recorder.fail("/alice");

@@ -27,6 +27,22 @@ severity = "info"
 "#,
     )
     .unwrap();
+    // The notifier pages the operator on klaxon's console.
+    std::fs::write(
+        dir.path().join("oncall.toml"),
+        r#"
+default_policy = "ops"
+[[user]]
+id = "operator"
+contact = [{ type = "console" }]
+[[policy]]
+id = "ops"
+[[policy.level]]
+targets = [{ user = "operator" }]
+delay = "5m"
+"#,
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("klaxon.toml"),
         "[rules]\nidle_timeout = \"2s\"\nallowed_lateness = \"0s\"\n",
@@ -41,6 +57,8 @@ severity = "info"
             "up",
             "--rules",
             "rules",
+            "--oncall",
+            "oncall.toml",
             "--broker-listen",
             &listen,
             "--http-listen",
@@ -95,6 +113,11 @@ severity = "info"
     assert_eq!(event["dedup_key"], "points-seen{}");
     assert_eq!(event["event_action"], "trigger");
     assert!(event["value"].as_f64().unwrap() >= 1.0, "{event}");
+    wait_until(Duration::from_secs(60), "the page on the console", || {
+        let log = up.log_text();
+        async move { log.contains("PAGE [info] points-seen") && log.contains("user=operator") }
+    })
+    .await;
 
     assert!(
         up.terminate().success(),
