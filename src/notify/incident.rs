@@ -508,6 +508,13 @@ impl Incident {
         }
     }
 
+    /// Whether a notification is planned or under way.
+    pub fn has_pending(&self) -> bool {
+        self.notifications
+            .iter()
+            .any(|n| matches!(n.state, Delivery::Planned | Delivery::Sending))
+    }
+
     /// Notifications due at `now`, by `seq`.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<u32> {
         self.notifications

@@ -438,11 +438,9 @@ impl Notifier {
                     to_send.push((*partition, incident.clone(), seq));
                 }
             }
-            // Closed incidents with nothing left to send leave memory; the
-            // changelog keeps them.
-            state
-                .incidents
-                .retain(|_, i| i.is_open() || i.next_wakeup().is_some());
+            // Closed incidents with nothing left to send (or being sent)
+            // leave memory; the changelog keeps them.
+            state.incidents.retain(|_, i| i.is_open() || i.has_pending());
         }
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
