@@ -361,10 +361,17 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(call[0].body.as_bytes())
         .into_owned()
         .collect();
-    let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let field = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(field("To").as_deref(), Some("+15550103"));
     let twiml = field("Twiml").unwrap();
-    assert!(twiml.starts_with("<Response><Say>klaxon. [critical] need a DBA"), "{twiml}");
+    assert!(
+        twiml.starts_with("<Response><Say>klaxon. [critical] need a DBA"),
+        "{twiml}"
+    );
 
     // Alice's webhook fails: after its retries, her Slack is tried.
     s.recorder.fail("/alice");
@@ -381,6 +388,20 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
         2,
         "two attempts (retry.attempts = 2)"
     );
+}
+
+/// GETs `url` with the bearer header, as JSON.
+async fn api_get(http: &reqwest::Client, url: &str, auth: &str) -> Value {
+    let text = http
+        .get(url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
 }
 
 /// The `host:port` a klaxon process logged for its HTTP server.
@@ -437,16 +458,7 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     assert_eq!(body["incident"]["dedup_key"], "alertmanager/f00d");
     let id = body["incident"]["id"].as_str().unwrap().to_owned();
 
-    let open: Value = http
-        .get(format!("{base}/api/v1/incidents?status=open"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
-        .unwrap();
+    let open = api_get(&http, &format!("{base}/api/v1/incidents?status=open"), auth).await;
     assert_eq!(open["incidents"][0]["id"], id.as_str(), "{open}");
 
     // The signed link from the message acknowledges; a tampered one does not.
@@ -470,16 +482,7 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     wait_until(Duration::from_secs(30), "the acknowledgement", || {
         let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
         async move {
-            let i: Value = http
-                .get(url)
-                .header("authorization", auth)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
-                .unwrap();
+            let i: Value = api_get(&http, &url, auth).await;
             i["status"] == "acknowledged" && i["acknowledged_by"] == "acknowledge link"
         }
     })
@@ -521,31 +524,18 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     wait_until(Duration::from_secs(30), "the resolve", || {
         let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
         async move {
-            let i: Value = http
-                .get(url)
-                .header("authorization", auth)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
-                .unwrap();
+            let i: Value = api_get(&http, &url, auth).await;
             i["status"] == "resolved"
         }
     })
     .await;
 
-    let oncall: Value = http
-        .get(format!("{base}/api/v1/oncall?schedule=primary"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
-        .unwrap();
+    let oncall = api_get(
+        &http,
+        &format!("{base}/api/v1/oncall?schedule=primary"),
+        auth,
+    )
+    .await;
     assert_eq!(oncall["oncall"][0]["user"], "alice", "{oncall}");
 }
 

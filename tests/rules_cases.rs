@@ -3,22 +3,12 @@
 //! must print exactly as many events as expected, in order, each containing
 //! every field its expected line gives.
 
+mod common;
+
 use std::{path::Path, process::Command};
 
+use common::{KLAXON, assert_events_match, json_lines};
 use serde_json::Value;
-
-const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
-
-/// Whether `actual` has everything `expected` has (objects recursively).
-fn contains(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e
-            .iter()
-            .all(|(k, ev)| a.get(k).is_some_and(|av| contains(av, ev))),
-        (Value::Number(a), Value::Number(e)) => a.as_f64() == e.as_f64(),
-        _ => actual == expected,
-    }
-}
 
 #[test]
 fn every_case_raises_exactly_its_expected_events() {
@@ -56,23 +46,9 @@ fn every_case_raises_exactly_its_expected_events() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let expected: Vec<Value> = std::fs::read_to_string(case.join("expected.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let show = |v: &[Value]| v.iter().map(|e| format!("  {e}\n")).collect::<String>();
-        assert_eq!(
-            actual.len(),
-            expected.len(),
-            "{name}: events\n{}",
-            show(&actual)
-        );
-        for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
-            assert!(
-                contains(a, e),
-                "{name}: event {i}\n  got      {a}\n  expected {e}"
-            );
+        let expected = json_lines(&case.join("expected.jsonl"));
+        assert_events_match(&name, &actual, &expected);
+        for (i, a) in actual.iter().enumerate() {
             let errors: Vec<String> = schema.iter_errors(a).map(|e| e.to_string()).collect();
             assert!(
                 errors.is_empty(),

@@ -20,7 +20,11 @@
 //! and `"events": N` (events it raised). The events of all steps must match
 //! `expected.jsonl` in order, each containing every field its line gives.
 
+mod common;
+
 use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use common::{assert_events_match, json_lines};
 
 use klaxon::{
     decode::Format,
@@ -30,17 +34,6 @@ use klaxon::{
     },
 };
 use serde_json::Value;
-
-/// Whether `actual` has everything `expected` has (objects recursively).
-fn contains(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e
-            .iter()
-            .all(|(k, ev)| a.get(k).is_some_and(|av| contains(av, ev))),
-        (Value::Number(a), Value::Number(e)) => a.as_f64() == e.as_f64(),
-        _ => actual == expected,
-    }
-}
 
 /// What the state topic would hold: latest per key, deletions applied.
 #[derive(Default)]
@@ -190,24 +183,7 @@ async fn every_stream_case_raises_exactly_its_expected_events() {
             .iter()
             .map(|e| serde_json::to_value(e).unwrap())
             .collect();
-        let expected: Vec<Value> = std::fs::read_to_string(case.join("expected.jsonl"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let show = |v: &[Value]| v.iter().map(|e| format!("  {e}\n")).collect::<String>();
-        assert_eq!(
-            actual.len(),
-            expected.len(),
-            "{name}: events\n{}",
-            show(&actual)
-        );
-        for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
-            assert!(
-                contains(a, e),
-                "{name}: event {i}\n  got      {a}\n  expected {e}"
-            );
-        }
+        let expected = json_lines(&case.join("expected.jsonl"));
+        assert_events_match(&name, &actual, &expected);
     }
 }

@@ -440,7 +440,9 @@ impl Notifier {
             }
             // Closed incidents with nothing left to send (or being sent)
             // leave memory; the changelog keeps them.
-            state.incidents.retain(|_, i| i.is_open() || i.has_pending());
+            state
+                .incidents
+                .retain(|_, i| i.is_open() || i.has_pending());
         }
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
