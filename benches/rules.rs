@@ -1,12 +1,12 @@
-//! Rule evaluation at 100k active series: a 5m window every 1m, one point per
-//! series per minute, so each hop brings 100k new points and a window holds
-//! 500k.
+//! Rule evaluation at 100k active series: a 5m window every 1m, with one
+//! point per series per minute (a 60s scrape: 100k new points per hop, 500k
+//! per window) and six (a 10s scrape: 600k per hop, 3M per window).
 //!
 //! `cargo bench --bench rules`. Compares one hop evaluated by panes (reduce
 //! the new minute, merge five pane states) with the same hop evaluated over
 //! the whole window, and measures the streaming engine taking records
-//! (decode, watermarks) and closing a window. Throughput is new points per
-//! hop, so the figures compare the cost of keeping up with the same stream.
+//! (decode, watermarks). Throughput is new points per hop, so the figures
+//! compare the cost of keeping up with the same stream.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use klaxon::{
@@ -29,8 +29,22 @@ every = "1m"
 severity = "warning"
 "#;
 
+/// The same condition per service: 1,000 groups over the 100k series.
+const PER_SERVICE: &str = r#"
+[[rule]]
+name = "cpu-high-per-service"
+sql = "SELECT service, avg(value) AS cpu FROM metrics WHERE name = 'cpu' GROUP BY service HAVING avg(value) > 99.9"
+window = "5m"
+every = "1m"
+severity = "warning"
+"#;
+
 fn compiled(rt: &tokio::runtime::Runtime) -> CompiledRule {
-    let file: RuleFile = toml::from_str(RULE).unwrap();
+    compiled_from(rt, RULE)
+}
+
+fn compiled_from(rt: &tokio::runtime::Runtime, text: &str) -> CompiledRule {
+    let file: RuleFile = toml::from_str(text).unwrap();
     let rule = file.rule.into_iter().next().unwrap().into_inner();
     rt.block_on(CompiledRule::compile(rule)).unwrap()
 }
@@ -39,51 +53,61 @@ fn value(series: usize, minute: i64) -> f64 {
     ((series as i64 * 7919 + minute * 104_729) % 10_000) as f64 / 100.0
 }
 
-/// One point per series in the minute starting at `minute * MINUTE`.
-fn minute_of_points(minute: i64) -> arrow::array::RecordBatch {
+/// `per_minute` points per series in the minute starting at `minute * MINUTE`.
+fn minute_of_points(minute: i64, per_minute: i64) -> arrow::array::RecordBatch {
     let mut b = PointBatchBuilder::default();
     let services: Vec<String> = (0..SERVICES).map(|s| format!("svc-{s}")).collect();
     let hosts: Vec<String> = (0..HOSTS).map(|h| format!("host-{h}")).collect();
-    for s in 0..SERIES {
-        let tags = [
-            ("host", hosts[s % HOSTS].as_str()),
-            ("service", services[s / HOSTS].as_str()),
-        ];
-        let t = minute * MINUTE + (s as i64 * 17) % MINUTE;
-        b.push("cpu", t, value(s, minute), &tags);
+    for k in 0..per_minute {
+        for s in 0..SERIES {
+            let tags = [
+                ("host", hosts[s % HOSTS].as_str()),
+                ("service", services[s / HOSTS].as_str()),
+            ];
+            let t =
+                minute * MINUTE + k * MINUTE / per_minute + (s as i64 * 17) % (MINUTE / per_minute);
+            b.push("cpu", t, value(s, minute + k), &tags);
+        }
     }
     b.finish().unwrap()
 }
 
 fn hop(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let rule = compiled(&rt);
-    assert!(rule.uses_panes());
-    let minutes: Vec<_> = (0..5).map(minute_of_points).collect();
-    let cached: Vec<_> = minutes[..4]
-        .iter()
-        .flat_map(|m| {
-            rt.block_on(rule.pane_state(std::slice::from_ref(m)))
-                .unwrap()
-        })
-        .collect();
-
-    let mut group = c.benchmark_group("rules_hop_100k_series");
-    group.sample_size(10);
-    group.throughput(Throughput::Elements(SERIES as u64));
-    group.bench_function("by_panes", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut states = cached.clone();
-                states.extend(rule.pane_state(&minutes[4..]).await.unwrap());
-                rule.merge_panes(states).await.unwrap()
+    for (label, text, per_minute) in [
+        ("per_series", RULE, 1),
+        ("per_series", RULE, 6),
+        ("per_service", PER_SERVICE, 6),
+    ] {
+        let rule = compiled_from(&rt, text);
+        assert!(rule.uses_panes());
+        let minutes: Vec<_> = (0..5).map(|m| minute_of_points(m, per_minute)).collect();
+        let cached: Vec<_> = minutes[..4]
+            .iter()
+            .flat_map(|m| {
+                rt.block_on(rule.pane_state(std::slice::from_ref(m)))
+                    .unwrap()
             })
-        })
-    });
-    group.bench_function("whole_window", |b| {
-        b.iter(|| rt.block_on(rule.evaluate(&minutes)).unwrap())
-    });
-    group.finish();
+            .collect();
+        let mut group = c.benchmark_group(format!(
+            "rules_hop_100k_series_{per_minute}_per_min_{label}"
+        ));
+        group.sample_size(10);
+        group.throughput(Throughput::Elements(SERIES as u64 * per_minute as u64));
+        group.bench_function("by_panes", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut states = cached.clone();
+                    states.extend(rule.pane_state(&minutes[4..]).await.unwrap());
+                    rule.merge_panes(states).await.unwrap()
+                })
+            })
+        });
+        group.bench_function("whole_window", |b| {
+            b.iter(|| rt.block_on(rule.evaluate(&minutes)).unwrap())
+        });
+        group.finish();
+    }
 }
 
 fn engine(c: &mut Criterion) {

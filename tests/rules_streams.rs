@@ -3,7 +3,8 @@
 //! `expected.jsonl`. The script drives the same `RuleEngine` that `klaxon
 //! rules run` drives, with wall-clock time injected:
 //!
-//! - `{"options": {"idle_timeout_ms": N, "allowed_lateness_ms": N}}` (first line, optional)
+//! - `{"options": {"idle_timeout_ms": N, "allowed_lateness_ms": N, "pane_min_yield": X}}`
+//!   (first line, optional; a yield of 0 keeps hopping windows on panes)
 //! - `{"at": MS, "assign": [0, 1]}` / `{"at": MS, "revoke": [1]}`
 //! - `{"at": MS, "partition": P, "points": [POINT, ...]}`: one record of
 //!   newline-delimited JSON points, at the partition's next offset
@@ -86,6 +87,9 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
         };
         options.idle_timeout = ms("idle_timeout_ms", options.idle_timeout);
         options.allowed_lateness = ms("allowed_lateness_ms", options.allowed_lateness);
+        if let Some(y) = o.get("pane_min_yield").and_then(Value::as_f64) {
+            options.pane_min_yield = y;
+        }
     }
     let mut rules_file = case.join("rules.toml");
     let mut engine = RuleEngine::new(rules_of(&rules_file).await, options);

@@ -107,6 +107,7 @@ pub async fn run_rules(
     let options = EngineOptions {
         idle_timeout: settings.idle_timeout,
         allowed_lateness: settings.allowed_lateness,
+        ..EngineOptions::default()
     };
     let mut engine = RuleEngine::new(rules.rules(), options);
 
