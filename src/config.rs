@@ -312,6 +312,9 @@ pub struct SmtpConfig {
     /// Better in `KLAXON_SMTP_PASSWORD` than in the file.
     pub password: Option<String>,
     pub from: String,
+    /// A CA certificate (PEM) to trust besides the system's, for relays
+    /// with a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -323,6 +326,7 @@ impl Default for SmtpConfig {
             username: None,
             password: None,
             from: "klaxon@localhost".into(),
+            ca_file: None,
         }
     }
 }

@@ -539,42 +539,126 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     assert_eq!(oncall["oncall"][0]["user"], "alice", "{oncall}");
 }
 
+/// A throwaway CA and a certificate for `localhost` signed by it, made with
+/// the openssl command; returns (CA, certificate, key) paths.
+fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let file = |name: &str| dir.join(name);
+    std::fs::write(
+        file("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        run_ok(Command::new("openssl").current_dir(dir).args(args));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=klaxon test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (file("ca.pem"), file("cert.pem"), file("key.pem"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn e_mail_pages_reach_a_real_smtp_server() {
+async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
     let s = Setup::new().await;
+    let (ca, cert, key) = test_certificates(s.dir.path());
     let port = free_port();
     let maildir = s.dir.path().join("maildir");
-    let _smtp = Proc::spawn_program(
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+    let smtp = Proc::spawn_program(
         test_python().to_str().unwrap(),
         s.dir.path(),
         &[
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
+            script.to_str().unwrap(),
+            "localhost",
+            &port.to_string(),
             maildir.to_str().unwrap(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "klaxon",
+            "s3cret",
         ],
         &[],
         s.dir.path().join("smtp.log"),
     );
+    wait_until(Duration::from_secs(30), "the SMTP server", || {
+        let up = smtp.log_text().contains("ready");
+        async move { up }
+    })
+    .await;
     let mut config = std::fs::read_to_string(&s.config).unwrap();
     config.push_str(&format!(
-        "\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"klaxon@example.com\"\n"
+        "\n[notify.smtp]\nhost = \"localhost\"\nport = {port}\ntls = \"starttls\"\nusername = \"klaxon\"\nfrom = \"klaxon@example.com\"\nca_file = \"{}\"\n",
+        ca.display()
     ));
     std::fs::write(&s.config, config).unwrap();
     let mut oncall = std::fs::read_to_string(&s.oncall).unwrap();
     oncall.push_str("\n[[user]]\nid = \"dave\"\ncontact = [{ type = \"email\", address = \"dave@example.com\" }]\n");
     std::fs::write(&s.oncall, oncall).unwrap();
-    wait_until(Duration::from_secs(30), "the SMTP server", || {
-        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        async move { up }
+
+    // The password comes from the environment, as the README advises.
+    let notifier = Proc::spawn_program(
+        KLAXON,
+        s.dir.path(),
+        &[
+            "--config",
+            s.config.to_str().unwrap(),
+            "--brokers",
+            &s.broker.bootstrap(),
+            "notify",
+            "--oncall",
+            s.oncall.to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[("KLAXON_SMTP_PASSWORD", "s3cret")],
+        s.dir.path().join("notify.log"),
+    );
+    wait_until(Duration::from_secs(60), "the notifier", || {
+        let log = notifier.log_text();
+        async move { log.contains("restored incidents") }
     })
     .await;
-
-    let _notifier = s.notifier("notify.log").await;
     s.klaxon(&["page", "--user", "dave", "--summary", "disk full on db-3"]);
     let new = maildir.join("new");
     wait_until(Duration::from_secs(60), "an e-mail in the maildir", || {

@@ -108,7 +108,10 @@ impl Channels {
     async fn email(&self, incident: &Incident, n: &Notification, text: &str) -> Result<(), String> {
         use lettre::{
             AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-            transport::smtp::authentication::Credentials,
+            transport::smtp::{
+                authentication::Credentials,
+                client::{Certificate, Tls, TlsParametersBuilder},
+            },
         };
         let smtp = &self.smtp;
         let Some(host) = &smtp.host else {
@@ -140,14 +143,23 @@ impl Channels {
             .subject(subject)
             .body(body)
             .map_err(|e| e.to_string())?;
+        let tls = || -> Result<_, String> {
+            let mut params = TlsParametersBuilder::new(host.clone());
+            if let Some(ca) = &smtp.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                let cert =
+                    Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+                params = params.add_root_certificate(cert);
+            }
+            params.build_rustls().map_err(|e| e.to_string())
+        };
+        let plain = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
+        // Submission ports by default: 587 with STARTTLS, 465 with TLS.
         let builder = match smtp.tls {
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                host,
-            )),
-        }
-        .map_err(|e| e.to_string())?;
+            SmtpTls::Starttls => plain.port(587).tls(Tls::Required(tls()?)),
+            SmtpTls::Tls => plain.port(465).tls(Tls::Wrapper(tls()?)),
+            SmtpTls::None => plain.port(25),
+        };
         let mut builder = builder.timeout(Some(Duration::from_secs(10)));
         if let Some(port) = smtp.port {
             builder = builder.port(port);
