@@ -758,8 +758,13 @@ async fn a_broken_oncall_file_is_refused_and_the_previous_one_stays() {
         good.replace("users = [\"alice\"]", "users = [\"alicia\"]"),
     )
     .unwrap();
+    let layer_line = good
+        .lines()
+        .position(|l| l == "[[schedule.layer]]")
+        .unwrap()
+        + 1;
     let expected = format!(
-        "{}:19: error: schedule \"primary\" layer 1: unknown user \"alicia\"",
+        "{}:{layer_line}: error: schedule \"primary\" layer 1: unknown user \"alicia\"",
         s.oncall.display()
     );
     wait_until(Duration::from_secs(30), "the refused reload", || {
