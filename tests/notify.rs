@@ -461,16 +461,20 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     let open = api_get(&http, &format!("{base}/api/v1/incidents?status=open"), auth).await;
     assert_eq!(open["incidents"][0]["id"], id.as_str(), "{open}");
 
-    // The signed link from the message acknowledges; a tampered one does not.
+    // The signed link from the message: a GET (what link scanners do) only
+    // shows a page; its button POSTs and acknowledges. A tampered one does not.
     let link = body["ack_url"].as_str().unwrap();
     let path = link.strip_prefix("http://klaxon.example").unwrap();
-    let forged = http
-        .get(format!("{base}{}", path.replace("sig=", "sig=00")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), 403);
-    let acked = http.get(format!("{base}{path}")).send().await.unwrap();
+    let forged = format!("{base}{}", path.replace("sig=", "sig=00"));
+    assert_eq!(http.get(&forged).send().await.unwrap().status(), 403);
+    assert_eq!(http.post(&forged).send().await.unwrap().status(), 403);
+    let page = http.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<form method=\"post\""), "{page}");
+    let still: Value = api_get(&http, &format!("{base}/api/v1/incidents/{id}"), auth).await;
+    assert_eq!(still["status"], "triggered", "a GET acknowledges nothing");
+    let acked = http.post(format!("{base}{path}")).send().await.unwrap();
     assert_eq!(acked.status(), 200);
     assert!(
         acked

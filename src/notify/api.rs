@@ -11,7 +11,9 @@
 //!
 //! `POST /v2/enqueue` takes Events v2 as PagerDuty does, authorised by
 //! `routing_key` = the token, so Events v2 senders need only a new URL.
-//! `GET /ack/{id}?expires=..&sig=..` is the signed link in Slack messages.
+//! `GET /ack/{id}?expires=..&sig=..` is the signed link in messages: it
+//! shows a page whose button POSTs the same URL, which acknowledges. A GET
+//! alone never does, since link unfurlers and mail scanners fetch links.
 //!
 //! Acknowledgements and resolves go to the paging topic like every other
 //! event; reads come from the incidents changelog.
@@ -73,7 +75,7 @@ pub fn router(config: &Config) -> Router {
         .route("/api/v1/alertmanager", post(alertmanager))
         .route("/api/v1/events", post(events))
         .route("/v2/enqueue", post(enqueue))
-        .route("/ack/{id}", get(ack_link))
+        .route("/ack/{id}", get(ack_page).post(ack_link))
         .with_state(state)
 }
 
@@ -417,19 +419,53 @@ struct LinkQuery {
     sig: String,
 }
 
+/// `Some` is the refusal for a link that is off, forged or expired.
+fn link_refused(s: &ApiState, id: &str, q: &LinkQuery) -> Option<Response> {
+    let Some(links) = &s.links else {
+        return Some(error(StatusCode::NOT_FOUND, "acknowledge links are off"));
+    };
+    (!links.verify(id, q.expires, &q.sig, Utc::now())).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "this link is not valid, or has expired",
+        )
+    })
+}
+
+/// The page a link opens: one button that POSTs the same signed URL.
+async fn ack_page(
+    State(s): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    if let Some(r) = link_refused(&s, &id, &q) {
+        return r;
+    }
+    // No action: the form posts back to this same signed URL, behind any
+    // reverse proxy.
+    let id = html_escape(&id);
+    axum::response::Html(format!(
+        "<!doctype html><title>klaxon: acknowledge {id}</title>\n\
+         <form method=\"post\"><p>Incident {id}</p>\
+         <button type=\"submit\">Acknowledge</button></form>\n"
+    ))
+    .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 async fn ack_link(
     State(s): Shared,
     Path(id): Path<String>,
     Query(q): Query<LinkQuery>,
 ) -> Response {
-    let Some(links) = &s.links else {
-        return error(StatusCode::NOT_FOUND, "acknowledge links are off");
-    };
-    if !links.verify(&id, q.expires, &q.sig, Utc::now()) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "this link is not valid, or has expired",
-        );
+    if let Some(r) = link_refused(&s, &id, &q) {
+        return r;
     }
     match client::act(
         &s.config,

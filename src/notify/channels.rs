@@ -87,7 +87,9 @@ impl Channels {
                 if let (Purpose::Page, Some(url)) = (n.purpose, self.ack_url(incident)) {
                     line.push_str(&format!("\n<{url}|Acknowledge>"));
                 }
-                self.post_json(&n.address, &json!({ "text": line })).await
+                // No unfurling: Slack would fetch the acknowledge link.
+                let body = json!({ "text": line, "unfurl_links": false, "unfurl_media": false });
+                self.post_json(&n.address, &body).await
             }
             ContactKind::Sms => {
                 self.twilio("Messages.json", &[("To", &n.address), ("Body", &text)])
