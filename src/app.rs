@@ -158,7 +158,7 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         config.notify.oncall = Some(file);
     }
     let oncall = match &config.notify.oncall {
-        Some(file) => Some(load_oncall_for_notifier(file)?),
+        Some(file) => Some(load_oncall(file)?),
         None => None,
     };
     let api = match &oncall {
@@ -380,14 +380,19 @@ async fn create_rules_topics(config: &Config) -> Result<()> {
     let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
     topics.push(&config.rules.paging_topic);
     create_topics(config, &topics).await?;
+    create_compacted_topic(config, &config.rules.state_topic, 1).await
+}
+
+/// Creates a compacted (changelog) topic if missing, unless `topics.create` is off.
+async fn create_compacted_topic(config: &Config, name: &str, partitions: i32) -> Result<()> {
     if config.topics.create {
-        let state = TopicSpec {
-            name: config.rules.state_topic.clone(),
-            partitions: 1,
+        let spec = TopicSpec {
+            name: name.to_owned(),
+            partitions,
             replication_factor: config.topics.replication_factor,
             configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
         };
-        ensure_topics(&config.kafka, &config.kafka.brokers, &[state]).await?;
+        ensure_topics(&config.kafka, &config.kafka.brokers, &[spec]).await?;
     }
     Ok(())
 }
@@ -492,27 +497,27 @@ async fn broker_cmd(args: BrokerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads and checks an on-call file, printing every finding; errors refuse it.
-fn load_oncall(file: &std::path::Path) -> Result<crate::notify::OnCall> {
-    use crate::notify::{Level, check_oncall};
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let (oncall, findings) = match check_oncall(&text, chrono::Utc::now()) {
-        Ok(checked) => checked,
-        Err(finding) => bail!("{}", finding.display(file)),
-    };
-    for f in &findings {
-        eprintln!("{}", f.display(file));
+/// Reads and checks an on-call file, printing every finding as FILE:LINE;
+/// any error refuses it.
+fn load_oncall(file: &std::path::Path) -> Result<LoadedOnCall> {
+    match LoadedOnCall::load(file.to_owned()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Ok(loaded)
+        }
+        Err(findings) => {
+            for f in &findings {
+                eprintln!("{f}");
+            }
+            bail!("{} refused", file.display())
+        }
     }
-    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-    if errors > 0 {
-        bail!("{errors} errors in {}", file.display());
-    }
-    Ok(oncall)
 }
 
 fn oncall_check(file: &std::path::Path) -> Result<()> {
-    let oncall = load_oncall(file)?;
+    let oncall = load_oncall(file)?.oncall;
     println!(
         "{}: OK ({} users, {} schedules, {} policies)",
         file.display(),
@@ -529,7 +534,7 @@ fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
     let Some(file) = args.file.or(config.notify.oncall) else {
         bail!("no on-call file: pass --file or set notify.oncall in the config file");
     };
-    let oncall = load_oncall(&file)?;
+    let oncall = load_oncall(&file)?.oncall;
     let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
     let mut stdout = std::io::stdout().lock();
     let mut found = false;
@@ -566,32 +571,13 @@ fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
     Ok(())
 }
 
-/// The on-call file for a notifier: every problem printed, any error refuses it.
-fn load_oncall_for_notifier(file: &std::path::Path) -> Result<LoadedOnCall> {
-    LoadedOnCall::load(file.to_owned()).map_err(|problems| {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        anyhow::anyhow!("{} problems in {}", problems.len(), file.display())
-    })
-}
-
 /// The paging topic, its dead-letter topic, and the incidents changelog:
 /// compacted, with as many partitions as paging so partition `p` of one
 /// holds the incidents of partition `p` of the other.
 async fn create_notify_topics(config: &Config) -> Result<()> {
     let n = &config.notify;
     create_topics(config, &[&n.paging_topic, &n.dead_letter]).await?;
-    if config.topics.create {
-        let changelog = TopicSpec {
-            name: n.incidents_topic.clone(),
-            partitions: config.topics.partitions,
-            replication_factor: config.topics.replication_factor,
-            configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
-        };
-        ensure_topics(&config.kafka, &config.kafka.brokers, &[changelog]).await?;
-    }
-    Ok(())
+    create_compacted_topic(config, &n.incidents_topic, config.topics.partitions).await
 }
 
 fn need_brokers(config: &Config) -> Result<()> {
@@ -609,7 +595,7 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
     let Some(file) = config.notify.oncall.clone() else {
         bail!("no on-call file: pass --oncall or set notify.oncall in the config file");
     };
-    let loaded = load_oncall_for_notifier(&file)?;
+    let loaded = load_oncall(&file)?;
     let shutdown = shutdown::on_signals(GRACE);
     create_notify_topics(&config).await?;
     let listen = args

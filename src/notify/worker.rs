@@ -82,29 +82,25 @@ struct SendResult {
 pub struct LoadedOnCall {
     pub path: PathBuf,
     pub oncall: OnCall,
+    /// The loaded version's warnings (gaps ahead), as FILE:LINE lines.
+    pub warnings: Vec<String>,
     digest: [u8; 32],
 }
 
 impl LoadedOnCall {
-    /// Reads and checks the file; `Err` lists what is wrong, as FILE:LINE.
+    /// Reads and checks the file. `Err` is every finding, as FILE:LINE
+    /// lines in line order, when any of them is an error.
     pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
         let text =
             std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let (oncall, findings) =
             check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
-        let errors: Vec<String> = findings
-            .iter()
-            .filter(|f| f.level == Level::Error)
-            .map(|f| f.display(&path))
-            .collect();
-        for warning in findings.iter().filter(|f| f.level == Level::Warning) {
-            tracing::warn!("{}", warning.display(&path));
-        }
-        if !errors.is_empty() {
-            return Err(errors);
+        if findings.iter().any(|f| f.level == Level::Error) {
+            return Err(findings.iter().map(|f| f.display(&path)).collect());
         }
         Ok(Self {
+            warnings: findings.iter().map(|f| f.display(&path)).collect(),
             path,
             oncall,
             digest,
@@ -123,6 +119,9 @@ impl LoadedOnCall {
         }
         match Self::load(self.path.clone()) {
             Ok(next) => {
+                for warning in &next.warnings {
+                    tracing::warn!("{warning}");
+                }
                 *self = next;
                 tracing::info!(file = %self.path.display(), "on-call file reloaded");
             }
