@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::{self, BrokerOptions},
+    bench::{BenchOptions, run_bench},
     cli::{
-        ActionArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs, OncallArgs,
+        ActionArgs, BenchArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs, OncallArgs,
         OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs, UpArgs,
     },
     config::Config,
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ack(args) => incident_action(config, args, EventAction::Acknowledge).await,
         Command::Resolve(args) => incident_action(config, args, EventAction::Resolve).await,
         Command::Page(args) => page_cmd(config, args).await,
+        Command::Bench(args) => bench_cmd(config, args).await,
     }
 }
 
@@ -731,5 +733,32 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
     });
     client::send_events(&config, &[event], None).await?;
     println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
+    Ok(())
+}
+
+async fn bench_cmd(config: Config, args: BenchArgs) -> Result<()> {
+    let brokers = Some(config.kafka.brokers.clone()).filter(|b| !b.is_empty());
+    let report = run_bench(BenchOptions {
+        brokers,
+        kafka: config.kafka.clone(),
+        partitions: config.topics.partitions,
+        points: args.points,
+        series: args.series,
+        formats: args.formats,
+        points_per_record: args.points_per_record,
+        memory_budget: args.memory_budget,
+        latency_series: args.latency_series,
+        windows: args.windows,
+        alerts_per_window: args.alerts_per_window,
+        window: args.window,
+        queries: !args.no_queries,
+        work_dir: args.work_dir,
+    })
+    .await?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).expect("the report serialises");
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

@@ -70,6 +70,52 @@ pub enum Command {
     Resolve(ActionArgs),
     /// Page someone for help, outside any alert.
     Page(PageArgs),
+    /// End-to-end benchmark: ingest drain against the transport's ceiling,
+    /// queries over the lake, alert latency to paging and to the notifier's
+    /// webhook. Starts the embedded broker unless --brokers is given.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Points in each format's backlog.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub points: u64,
+    /// Distinct series in the backlog.
+    #[arg(long, default_value_t = 10_000)]
+    pub series: u64,
+    /// Formats to drain, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "json,graphite,influx")]
+    pub formats: Vec<Format>,
+    /// Newline-delimited points per Kafka record in the backlog.
+    #[arg(long, default_value_t = 100)]
+    pub points_per_record: usize,
+    /// ingest.memory_budget of the draining process.
+    #[arg(long, default_value = "256MiB")]
+    pub memory_budget: bytesize::ByteSize,
+    /// Active series counts to measure alert latency at, comma-separated
+    /// (empty: skip).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub latency_series: Vec<u64>,
+    /// Windows closed per series count.
+    #[arg(long, default_value_t = 20)]
+    pub windows: usize,
+    /// Series above the threshold in each window.
+    #[arg(long, default_value_t = 10)]
+    pub alerts_per_window: usize,
+    /// The latency rule's window (event time).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub window: Duration,
+    /// Skip the query timings.
+    #[arg(long)]
+    pub no_queries: bool,
+    /// Also write the figures here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep topics' broker storage, lakes and logs here (default: a
+    /// temporary directory, removed afterwards).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

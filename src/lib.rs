@@ -18,6 +18,7 @@
 //! out as a consumer group and restarts from its committed offsets.
 
 pub mod app;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

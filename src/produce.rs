@@ -45,6 +45,8 @@ pub struct ProduceOptions {
 pub struct ProduceReport {
     pub points: u64,
     pub records: u64,
+    /// Payload bytes of all records.
+    pub bytes: u64,
     pub failed_records: u64,
     pub elapsed: Duration,
 }
@@ -177,6 +179,7 @@ pub async fn produce(
             }
             report.points += n;
             report.records += 1;
+            report.bytes += record.len() as u64;
             sent += n;
         }
         if points_per_slice.is_none() {

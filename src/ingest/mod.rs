@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::{error::ErrorKind, lake::LakeError};
 
 pub use run::{Ingest, IngestArgs};
+pub(crate) use run::prefetch_limits;
 
 #[derive(Debug, Error)]
 pub enum IngestError {

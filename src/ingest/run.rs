@@ -117,6 +117,22 @@ impl Backoff {
     }
 }
 
+/// librdkafka's prefetch limits for a memory budget of `budget` bytes.
+///
+/// The budget is split: a quarter for records librdkafka prefetches, half for
+/// decoded buffers, a quarter for the flush being encoded (hence no single
+/// flush larger than that). When all are full, fetching stops.
+pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 2] {
+    let prefetch_kib = (budget / 4 / 1024).max(1024);
+    [
+        ("queued.max.messages.kbytes", prefetch_kib.to_string()),
+        (
+            "fetch.max.bytes",
+            (prefetch_kib * 1024 / 2).min(52_428_800).to_string(),
+        ),
+    ]
+}
+
 /// Errors that mean this member no longer owns the partition it tried to
 /// commit: its new owner replays from the last commit, so the work is dropped.
 fn lost_ownership(e: &KafkaError) -> bool {
@@ -139,23 +155,16 @@ impl Ingest {
         }
         let ingest = &args.config.ingest;
         let budget = ingest.memory_budget.as_u64() as usize;
-        // The budget is split: a quarter for records librdkafka prefetches,
-        // half for decoded buffers, a quarter for the flush being encoded
-        // (hence no single flush larger than that). When all are full,
-        // fetching stops.
-        let prefetch_kib = (budget / 4 / 1024).max(1024);
         let mut consumer_config = client_config(&args.config.kafka, &args.brokers);
         consumer_config
             .set("group.id", &ingest.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
-            .set("queued.max.messages.kbytes", prefetch_kib.to_string())
-            .set(
-                "fetch.max.bytes",
-                (prefetch_kib * 1024 / 2).min(52_428_800).to_string(),
-            );
+            .set("statistics.interval.ms", "5000");
+        for (key, value) in prefetch_limits(budget) {
+            consumer_config.set(key, value);
+        }
         // The user's properties win over the defaults above.
         for (k, v) in &args.config.kafka.properties {
             consumer_config.set(k, v);

@@ -15,6 +15,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::Utc;
+use futures::FutureExt as _;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -38,12 +39,14 @@ use super::{
 use crate::{
     ErrorKind,
     config::Config,
-    kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config, keyed_producer},
+    kafka::{DeadLetters, GroupContext, Origin, Rejection, keyed_producer, paging_consumer_config},
     rules::{EventAction, PagingEvent},
 };
 
 /// At most this many sends in flight.
 const MAX_SENDS: usize = 64;
+/// Paging events applied together, with one round of changelog writes.
+const MAX_BATCH: usize = 500;
 const TICK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
@@ -163,12 +166,9 @@ impl Notifier {
     pub fn new(config: Config, oncall: LoadedOnCall) -> Result<Self, NotifyError> {
         let settings = &config.notify;
         let brokers = &config.kafka.brokers;
-        let consumer: StreamConsumer<GroupContext> = client_config(&config.kafka, brokers)
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
+        let consumer: StreamConsumer<GroupContext> =
+            paging_consumer_config(&config.kafka, brokers, &settings.group_id)
+                .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
         consumer.subscribe(&[&settings.paging_topic])?;
         let producer = keyed_producer(&config.kafka, brokers)?;
         let links = match (&settings.public_url, &settings.signing_key) {
@@ -219,7 +219,17 @@ impl Notifier {
                 received = consumer.recv() => match received {
                     Ok(message) => {
                         self.rebalance().await?;
-                        self.on_message(&message).await?;
+                        // With it, whatever else is already fetched: one
+                        // round of changelog writes and one tick for all.
+                        let mut batch = vec![message];
+                        while batch.len() < MAX_BATCH {
+                            match consumer.recv().now_or_never() {
+                                Some(Ok(next)) => batch.push(next),
+                                Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+                                None => break,
+                            }
+                        }
+                        self.on_messages(&batch).await?;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consume error");
@@ -305,56 +315,73 @@ impl Notifier {
         Ok(())
     }
 
-    async fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), NotifyError> {
-        let partition = message.partition();
-        let offset = message.offset();
-        let state = self.partitions.entry(partition).or_default();
-        if offset < state.position {
-            // Applied before a restart; the changelog already has it.
-            return Ok(());
-        }
-        let payload = message.payload().unwrap_or_default();
-        match parse_event(payload) {
-            Err((reason, detail)) => {
-                tracing::warn!(partition, offset, reason, %detail, "event refused to the dead-letter topic");
-                let origin = Origin {
-                    topic: message.topic(),
-                    partition,
-                    offset,
-                    key: message.key(),
-                };
-                let rejection = Rejection {
-                    reason,
-                    detail: &detail,
-                    bytes: payload,
-                    line: None,
-                };
-                self.dead_letters.publish(origin, rejection).await?;
-                metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason)
-                    .increment(1);
+    /// Applies a batch of paging events. The incidents they change are
+    /// written to the changelog first, all at once, then each partition's
+    /// new position, then the offsets are committed: a crash in between
+    /// replays events whose incidents the changelog may already have, and
+    /// `apply` is idempotent for those.
+    async fn on_messages(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), NotifyError> {
+        let mut changed: Vec<(i32, String)> = Vec::new();
+        let mut next_offsets: HashMap<(&str, i32), i64> = HashMap::new();
+        for message in batch {
+            let partition = message.partition();
+            let offset = message.offset();
+            let state = self.partitions.entry(partition).or_default();
+            if offset < state.position {
+                // Applied before a restart; the changelog already has it.
+                continue;
             }
-            Ok(event) => {
-                metrics::counter!("klaxon_notify_events_total", "action" => action_name(event.event_action)).increment(1);
-                if let Some(id) = self.apply(partition, &event) {
-                    let incident = &self.partitions[&partition].incidents[&id];
-                    write_incident(
-                        &self.producer,
-                        &self.config.notify.incidents_topic,
+            next_offsets.insert((message.topic(), partition), offset + 1);
+            let payload = message.payload().unwrap_or_default();
+            match parse_event(payload) {
+                Err((reason, detail)) => {
+                    tracing::warn!(partition, offset, reason, %detail, "event refused to the dead-letter topic");
+                    let origin = Origin {
+                        topic: message.topic(),
                         partition,
-                        incident,
-                    )
-                    .await?;
+                        offset,
+                        key: message.key(),
+                    };
+                    let rejection = Rejection {
+                        reason,
+                        detail: &detail,
+                        bytes: payload,
+                        line: None,
+                    };
+                    self.dead_letters.publish(origin, rejection).await?;
+                    metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason)
+                        .increment(1);
+                }
+                Ok(event) => {
+                    metrics::counter!("klaxon_notify_events_total", "action" => action_name(event.event_action)).increment(1);
+                    if let Some(id) = self.apply(partition, &event)
+                        && !changed.contains(&(partition, id.clone()))
+                    {
+                        changed.push((partition, id));
+                    }
                 }
             }
         }
-        let topic = self.config.notify.incidents_topic.clone();
-        write_position(&self.producer, &topic, partition, offset + 1).await?;
-        if let Some(state) = self.partitions.get_mut(&partition) {
-            state.position = offset + 1;
-        }
+        let topic = &self.config.notify.incidents_topic;
+        let writes = changed.iter().map(|(partition, id)| {
+            let incident = &self.partitions[partition].incidents[id];
+            write_incident(&self.producer, topic, *partition, incident)
+        });
+        futures::future::try_join_all(writes).await?;
+        let positions = next_offsets
+            .iter()
+            .map(|(&(_, partition), &next)| write_position(&self.producer, topic, partition, next));
+        futures::future::try_join_all(positions).await?;
         let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(message.topic(), partition, Offset::Offset(offset + 1))?;
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+        for (&(source, partition), &next) in &next_offsets {
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                state.position = next;
+            }
+            offsets.add_partition_offset(source, partition, Offset::Offset(next))?;
+        }
+        if offsets.count() > 0
+            && let Err(e) = self.consumer.commit(&offsets, CommitMode::Async)
+        {
             // The changelog's position makes a replay harmless.
             tracing::debug!(error = %e, "commit failed");
         }
@@ -420,6 +447,7 @@ impl Notifier {
         let now = Utc::now();
         let topic = self.config.notify.incidents_topic.clone();
         let mut to_send = Vec::new();
+        let mut advanced = Vec::new();
         for (partition, state) in &mut self.partitions {
             for incident in state.incidents.values_mut() {
                 if incident.next_wakeup().is_none_or(|t| t > now) {
@@ -430,12 +458,10 @@ impl Notifier {
                 for seq in &due {
                     incident.sending(*seq);
                 }
-                // Durable before sending: after a crash these are
-                // "uncertain" and go again, never silently lost.
-                write_incident(&self.producer, &topic, *partition, incident).await?;
                 for seq in due {
                     to_send.push((*partition, incident.clone(), seq));
                 }
+                advanced.push((*partition, incident.clone()));
             }
             // Closed incidents with nothing left to send (or being sent)
             // leave memory; the changelog keeps them.
@@ -443,6 +469,12 @@ impl Notifier {
                 .incidents
                 .retain(|_, i| i.is_open() || i.has_pending());
         }
+        // Durable before sending: after a crash these are "uncertain" and go
+        // again, never silently lost.
+        let writes = advanced
+            .iter()
+            .map(|(partition, incident)| write_incident(&self.producer, &topic, *partition, incident));
+        futures::future::try_join_all(writes).await?;
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
                 .acquire_owned()

@@ -1,0 +1,291 @@
+//! Ingest draining a pre-filled backlog into the lake, and the transport's
+//! ceiling: a bare consumer reading the same topic.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use arrow::array::{Array, Int64Array};
+use rdkafka::{
+    Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+};
+use serde::Serialize;
+
+use super::{
+    BenchEnv, BenchError, BenchOptions,
+    child::{Child, Usage, free_port, scrape, wait_until},
+};
+use crate::{
+    config::LakeConfig,
+    decode::Format,
+    ingest::prefetch_limits,
+    kafka::client_config,
+    lake::Lake,
+    produce::{ProduceOptions, produce},
+    query::QueryEngine,
+};
+
+/// One format's drain, and the bare consumer on the same topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainResult {
+    pub format: String,
+    pub points: u64,
+    pub series: u64,
+    pub records: u64,
+    pub input_bytes: u64,
+    /// How fast the backlog was produced, for context.
+    pub produce_points_per_sec: f64,
+    /// From ingest's first point to its last row written to the lake.
+    pub drain_secs: f64,
+    pub points_per_sec: f64,
+    pub input_mb_per_sec: f64,
+    /// User + system time of the ingest process while it drained.
+    pub cpu_secs: f64,
+    pub points_per_cpu_sec: f64,
+    pub cores_used: f64,
+    pub peak_rss_bytes: u64,
+    pub memory_budget_bytes: u64,
+    /// The embedded broker's CPU time over the same interval, when it runs.
+    pub broker_cpu_secs: Option<f64>,
+    pub lake_bytes: u64,
+    pub lake_bytes_per_point: f64,
+    pub raw: RawConsume,
+    /// Ingest's points/s over the bare consumer's.
+    pub fraction_of_ceiling: f64,
+}
+
+/// The bare consumer's reading of the same topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawConsume {
+    pub records: u64,
+    pub bytes: u64,
+    pub secs: f64,
+    pub points_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub cpu_secs: f64,
+}
+
+/// Pre-fills a topic with `options.points` points in `format`, drains it
+/// with `klaxon ingest`, checks the lake, and reads the topic bare.
+pub(crate) async fn drain(
+    env: &mut BenchEnv,
+    options: &BenchOptions,
+    format: Format,
+) -> Result<(DrainResult, PathBuf), BenchError> {
+    let label = format!("{format:?}").to_lowercase();
+    let topic = env.name(&label);
+    env.create_topic(&topic).await?;
+    let produced = produce(
+        &env.kafka,
+        ProduceOptions {
+            brokers: env.brokers.clone(),
+            topic: topic.clone(),
+            format,
+            rate: None,
+            series: options.series,
+            count: Some(options.points),
+            duration: None,
+            points_per_record: options.points_per_record,
+            progress: false,
+        },
+    )
+    .await?;
+    if produced.failed_records > 0 {
+        return Err(BenchError::Wrong(format!(
+            "{} records of the backlog were not delivered",
+            produced.failed_records
+        )));
+    }
+
+    let lake = env.work.join(format!("lake-{label}"));
+    let port = free_port()?;
+    let config = env.write_config(
+        &format!("ingest-{label}.toml"),
+        &format!(
+            r#"dead_letter = {dlq:?}
+[[sources]]
+topic = {topic:?}
+format = "{label}"
+[ingest]
+group_id = {group:?}
+memory_budget = "{budget}"
+# Short, so the last partial buffers reach the lake soon after the backlog ends.
+flush_interval = "1s"
+[lake]
+url = {lake:?}
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+            dlq = env.name("dlq"),
+            group = env.name(&format!("ingest-{label}")),
+            budget = options.memory_budget.display().iec(),
+            lake = lake.display().to_string(),
+        ),
+    )?;
+    let config = config.display().to_string();
+    let mut ingest = Child::spawn(
+        &format!("ingest-{label}"),
+        &env.work,
+        &["--config", &config, "ingest"],
+    )?;
+
+    let http = env.http.clone();
+    let generous = Duration::from_secs(120 + options.points / 20_000);
+    wait_until(
+        "ingest's first point",
+        generous,
+        &mut [&mut ingest],
+        || async { scrape(&http, port, "klaxon_ingest_points_total").await > 0.0 },
+    )
+    .await?;
+    let started = Instant::now();
+    let (ingest_start, broker_start) = (ingest.usage()?, broker_usage(env)?);
+    let target = options.points as f64;
+    wait_until(
+        "ingest to write every point to the lake",
+        generous,
+        &mut [&mut ingest],
+        || async { scrape(&http, port, "klaxon_lake_rows_written_total").await >= target },
+    )
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let (ingest_end, broker_end) = (ingest.usage()?, broker_usage(env)?);
+    drop(ingest);
+
+    let in_lake = count_points(&lake).await?;
+    if in_lake != options.points {
+        return Err(BenchError::Wrong(format!(
+            "the {label} lake holds {in_lake} points; {} were produced",
+            options.points
+        )));
+    }
+    let lake_bytes = parquet_bytes(&lake.join("metrics"))?;
+    let raw = raw_consume(env, &topic, options, produced.records).await?;
+
+    let cpu = (ingest_end.cpu - ingest_start.cpu).as_secs_f64();
+    let points = options.points as f64;
+    let points_per_sec = points / secs;
+    let raw_points_per_sec = raw.points_per_sec;
+    Ok((
+        DrainResult {
+            format: label,
+            points: options.points,
+            series: options.series,
+            records: produced.records,
+            input_bytes: produced.bytes,
+            produce_points_per_sec: points / produced.elapsed.as_secs_f64(),
+            drain_secs: secs,
+            points_per_sec,
+            input_mb_per_sec: produced.bytes as f64 / secs / 1e6,
+            cpu_secs: cpu,
+            points_per_cpu_sec: points / cpu.max(1e-3),
+            cores_used: cpu / secs,
+            peak_rss_bytes: ingest_end.peak_rss_bytes,
+            memory_budget_bytes: options.memory_budget.as_u64(),
+            broker_cpu_secs: broker_start
+                .zip(broker_end)
+                .map(|(a, b)| (b.cpu - a.cpu).as_secs_f64()),
+            lake_bytes,
+            lake_bytes_per_point: lake_bytes as f64 / points,
+            fraction_of_ceiling: points_per_sec / raw_points_per_sec,
+            raw,
+        },
+        lake,
+    ))
+}
+
+fn broker_usage(env: &BenchEnv) -> Result<Option<Usage>, BenchError> {
+    env.broker.as_ref().map(Child::usage).transpose()
+}
+
+/// `SELECT count(*)` over the lake at `dir`.
+async fn count_points(dir: &Path) -> Result<u64, BenchError> {
+    let lake = Lake::open(&LakeConfig {
+        url: dir.display().to_string(),
+        ..LakeConfig::default()
+    })?;
+    let batches = QueryEngine::open(&lake)
+        .await?
+        .sql("SELECT count(*) FROM metrics")
+        .await?;
+    let count = batches
+        .first()
+        .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
+        .filter(|a| !a.is_empty())
+        .map_or(0, |a| a.value(0));
+    Ok(count as u64)
+}
+
+/// Bytes of the Parquet files under `dir`.
+fn parquet_bytes(dir: &Path) -> Result<u64, BenchError> {
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(std::io::Error::from)?;
+        if entry.path().extension().is_some_and(|e| e == "parquet") {
+            total += entry.metadata().map_err(std::io::Error::from)?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Reads every record of `topic` with a bare consumer (prefetch as ingest
+/// configures it, no decoding, no writing), timed from its first record.
+async fn raw_consume(
+    env: &BenchEnv,
+    topic: &str,
+    options: &BenchOptions,
+    expected_records: u64,
+) -> Result<RawConsume, BenchError> {
+    let mut config = client_config(&env.kafka, &env.brokers);
+    config
+        .set("group.id", env.name("raw"))
+        .set("enable.auto.commit", "false");
+    for (key, value) in prefetch_limits(options.memory_budget.as_u64() as usize) {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create()?;
+    let (topic, partitions) = (topic.to_owned(), env.partitions);
+    let points_per_record = options.points as f64 / expected_records.max(1) as f64;
+    tokio::task::spawn_blocking(move || {
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let (mut records, mut bytes) = (0u64, 0u64);
+        let mut first: Option<(Instant, Usage)> = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while records < expected_records {
+            if Instant::now() > deadline {
+                return Err(BenchError::Wrong(format!(
+                    "the bare consumer read {records} of {expected_records} records in 10 minutes"
+                )));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    if first.is_none() {
+                        first = Some((Instant::now(), Usage::own()?));
+                    }
+                    records += 1;
+                    bytes += message.payload_len() as u64;
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "bare consumer"),
+                None => {}
+            }
+        }
+        let (started, usage) = first.unwrap_or((Instant::now(), Usage::own()?));
+        let secs = started.elapsed().as_secs_f64();
+        Ok(RawConsume {
+            records,
+            bytes,
+            secs,
+            points_per_sec: records as f64 * points_per_record / secs,
+            mb_per_sec: bytes as f64 / secs / 1e6,
+            cpu_secs: (Usage::own()?.cpu - usage.cpu).as_secs_f64(),
+        })
+    })
+    .await
+    .expect("the bare consumer does not panic")
+}
