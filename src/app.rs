@@ -7,11 +7,12 @@ use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    broker::{self, BrokerOptions},
     bench::{BenchOptions, run_bench},
+    broker::{self, BrokerOptions},
     cli::{
-        ActionArgs, BenchArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs, OncallArgs,
-        OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs, UpArgs,
+        ActionArgs, BenchArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs,
+        OncallArgs, OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs,
+        UpArgs,
     },
     config::Config,
     ingest::{Ingest, IngestArgs},

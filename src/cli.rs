@@ -85,7 +85,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     pub series: u64,
     /// Formats to drain, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "json,graphite,influx")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "json,graphite,influx"
+    )]
     pub formats: Vec<Format>,
     /// Newline-delimited points per Kafka record in the backlog.
     #[arg(long, default_value_t = 100)]

@@ -168,7 +168,13 @@ dead_letter = {paging_dlq:?}
     let mut notifier = Child::spawn(
         &format!("{scope}-notify"),
         &env.work,
-        &["--config", &config, "notify", "--http-listen", &notify_listen],
+        &[
+            "--config",
+            &config,
+            "notify",
+            "--http-listen",
+            &notify_listen,
+        ],
     )?;
     let (runner_log, notifier_log) = (runner.log_path(), notifier.log_path());
     wait_until(
@@ -257,9 +263,15 @@ dead_letter = {paging_dlq:?}
         }
         if w < options.windows {
             let hot: HashSet<u64> = breaching(w).into_iter().collect();
-            sent_points +=
-                produce_window(&bulk, &topic, env.partitions, series, window_start + 1, &hot)
-                    .await?;
+            sent_points += produce_window(
+                &bulk,
+                &topic,
+                env.partitions,
+                series,
+                window_start + 1,
+                &hot,
+            )
+            .await?;
             let target = sent_points as f64;
             wait_until(
                 &format!("the rules runner to consume window {w}"),

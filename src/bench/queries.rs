@@ -73,7 +73,12 @@ pub(crate) async fn time_queries(
                 )));
             }
             // CSV with a header line.
-            rows = output.stdout.iter().filter(|&&b| b == b'\n').count().saturating_sub(1);
+            rows = output
+                .stdout
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                .saturating_sub(1);
         }
         if rows == 0 {
             return Err(BenchError::Wrong(format!("{name}: no rows from {sql:?}")));

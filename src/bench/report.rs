@@ -115,11 +115,7 @@ impl BenchReport {
             row(
                 &bench,
                 "peak RSS (budget)",
-                format!(
-                    "{} ({})",
-                    mib(d.peak_rss_bytes),
-                    mib(d.memory_budget_bytes)
-                ),
+                format!("{} ({})", mib(d.peak_rss_bytes), mib(d.memory_budget_bytes)),
             );
             row(
                 &bench,
@@ -135,7 +131,10 @@ impl BenchReport {
             row(
                 &format!("query: {}", q.name),
                 "median of 5 (min)",
-                format!("{:.0} ms ({:.0} ms), {} rows", q.median_ms, q.min_ms, q.rows),
+                format!(
+                    "{:.0} ms ({:.0} ms), {} rows",
+                    q.median_ms, q.min_ms, q.rows
+                ),
             );
         }
         for l in &self.latency {

@@ -13,8 +13,8 @@ use thiserror::Error;
 
 use crate::{error::ErrorKind, lake::LakeError};
 
-pub use run::{Ingest, IngestArgs};
 pub(crate) use run::prefetch_limits;
+pub use run::{Ingest, IngestArgs};
 
 #[derive(Debug, Error)]
 pub enum IngestError {

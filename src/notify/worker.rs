@@ -247,6 +247,10 @@ impl Notifier {
                 _ => break,
             }
         }
+        // Sends that finished before the stop may still be queued.
+        while let Ok(done) = self.results_rx.try_recv() {
+            self.on_sent(done).await?;
+        }
         Ok(())
     }
 
@@ -471,9 +475,9 @@ impl Notifier {
         }
         // Durable before sending: after a crash these are "uncertain" and go
         // again, never silently lost.
-        let writes = advanced
-            .iter()
-            .map(|(partition, incident)| write_incident(&self.producer, &topic, *partition, incident));
+        let writes = advanced.iter().map(|(partition, incident)| {
+            write_incident(&self.producer, &topic, *partition, incident)
+        });
         futures::future::try_join_all(writes).await?;
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
@@ -488,7 +492,6 @@ impl Notifier {
                     .expect("due notifications exist")
                     .clone();
                 let result = channels.send(&incident, &notification).await;
-                drop(permit);
                 let _ = results
                     .send(SendResult {
                         partition,
@@ -497,6 +500,11 @@ impl Notifier {
                         result,
                     })
                     .await;
+                // Only now: with every permit back, every result is queued
+                // (the stop in `run` relies on it). The channel holds as
+                // many results as there are permits, so this never waits
+                // for the permit's next holder.
+                drop(permit);
             });
         }
         Ok(())
