@@ -1,5 +1,6 @@
-//! Hot-path micro-benchmarks: decoding each format into Arrow, and turning a
-//! batch into a sorted, zstd-compressed Parquet file.
+//! Hot-path micro-benchmarks: decoding each format into Arrow, building Arrow
+//! batches from already parsed points, and turning a batch into a sorted,
+//! zstd-compressed Parquet file.
 //!
 //! `cargo bench --bench ingest`; throughput is reported in points per second
 //! on one core (criterion runs single-threaded).
@@ -62,6 +63,37 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The Arrow side of decoding alone: appending parsed points (dictionary
+/// name and tag columns) and finishing the batch.
+fn build(c: &mut Criterion) {
+    let points: Vec<(String, i64, f64, [(String, String); 2])> = (0..POINTS)
+        .map(|i| {
+            let s = i % SERIES;
+            (
+                format!("metric.{}", s % 4),
+                1_795_514_400_000 + i as i64,
+                i as f64,
+                [
+                    ("service".to_owned(), format!("svc-{}", s % 50)),
+                    ("host".to_owned(), format!("host-{s}")),
+                ],
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("arrow");
+    group.throughput(Throughput::Elements(POINTS));
+    group.bench_function("push_and_finish", |b| {
+        let mut builder = PointBatchBuilder::default();
+        b.iter(|| {
+            for (name, time, value, tags) in &points {
+                builder.push(name, *time, *value, tags);
+            }
+            builder.finish().unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn parquet(c: &mut Criterion) {
     let mut builder = PointBatchBuilder::default();
     let mut rejects = Vec::new();
@@ -84,5 +116,5 @@ fn parquet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, parquet);
+criterion_group!(benches, decode, build, parquet);
 criterion_main!(benches);

@@ -144,7 +144,8 @@ impl BenchEnv {
     }
 
     /// A config file for a child process: this run's brokers and Kafka
-    /// properties, then `sections` (TOML).
+    /// properties, then `sections` (TOML). `sections` continues the
+    /// `[topics]` table, so it may start with keys of that table.
     pub(crate) fn write_config(&self, file: &str, sections: &str) -> Result<PathBuf, BenchError> {
         let properties: BTreeMap<&str, &str> = self
             .kafka
