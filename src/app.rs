@@ -748,7 +748,11 @@ async fn bench_cmd(config: Config, args: BenchArgs) -> Result<()> {
         formats: args.formats,
         points_per_record: args.points_per_record,
         memory_budget: args.memory_budget,
-        latency_series: args.latency_series,
+        latency_series: if args.no_latency {
+            Vec::new()
+        } else {
+            args.latency_series
+        },
         windows: args.windows,
         alerts_per_window: args.alerts_per_window,
         window: args.window,

@@ -98,8 +98,7 @@ pub struct BenchArgs {
     /// ingest.memory_budget of the draining process.
     #[arg(long, default_value = "256MiB")]
     pub memory_budget: bytesize::ByteSize,
-    /// Active series counts to measure alert latency at, comma-separated
-    /// (empty: skip).
+    /// Active series counts to measure alert latency at, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub latency_series: Vec<u64>,
     /// Windows closed per series count.
@@ -114,6 +113,9 @@ pub struct BenchArgs {
     /// Skip the query timings.
     #[arg(long)]
     pub no_queries: bool,
+    /// Skip the alert latency runs.
+    #[arg(long)]
+    pub no_latency: bool,
     /// Also write the figures here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -22,7 +22,7 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
 use thiserror::Error;
 use tokio::time::MissedTickBehavior;
@@ -106,6 +106,7 @@ pub async fn run_rules(
     let settings = &config.rules;
     let brokers = config.kafka.brokers.clone();
     let producer = keyed_producer(&config.kafka, &brokers)?;
+    warm_up(&producer, &settings.paging_topic).await;
     let meters = Meters::new();
     let options = EngineOptions {
         idle_timeout: settings.idle_timeout,
@@ -218,6 +219,22 @@ pub async fn run_rules(
     }
     tracing::info!("rules stopping: writing a last checkpoint");
     checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await
+}
+
+/// Looks the paging topic's partition leaders up now, so the first alert
+/// does not wait for the lookup (hundreds of milliseconds on a new client).
+async fn warm_up(producer: &FutureProducer, topic: &str) {
+    let (client, topic) = (producer.clone(), topic.to_owned());
+    let lookup = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map(|_| ())
+    });
+    if let Ok(Err(e)) = lookup.await {
+        // Not fatal: the first publish looks it up again.
+        tracing::warn!(error = %e, "cannot look the paging topic up yet");
+    }
 }
 
 fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEngine) {
