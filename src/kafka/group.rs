@@ -39,6 +39,12 @@ impl GroupContext {
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
     }
+
+    /// Whether partitions were assigned or revoked since the loop last took them.
+    pub fn rebalance_pending(&self) -> bool {
+        !self.assigned.lock().expect("assigned lock").is_empty()
+            || !self.revoked.lock().expect("revoked lock").is_empty()
+    }
 }
 
 impl ClientContext for GroupContext {

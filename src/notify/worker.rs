@@ -220,16 +220,27 @@ impl Notifier {
                     Ok(message) => {
                         self.rebalance().await?;
                         // With it, whatever else is already fetched: one
-                        // round of changelog writes and one tick for all.
+                        // round of changelog writes and one tick for all. A
+                        // rebalance ends the batch: what follows it is applied
+                        // once its partitions are restored.
                         let mut batch = vec![message];
+                        let mut after_rebalance = None;
                         while batch.len() < MAX_BATCH {
                             match consumer.recv().now_or_never() {
+                                Some(Ok(next)) if consumer.context().rebalance_pending() => {
+                                    after_rebalance = Some(next);
+                                    break;
+                                }
                                 Some(Ok(next)) => batch.push(next),
                                 Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
                                 None => break,
                             }
                         }
                         self.on_messages(&batch).await?;
+                        if let Some(next) = after_rebalance {
+                            self.rebalance().await?;
+                            self.on_messages(std::slice::from_ref(&next)).await?;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consume error");
