@@ -63,10 +63,13 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// A parsed point: name, time, value, tags.
+type Parsed = (String, i64, f64, [(String, String); 2]);
+
 /// The Arrow side of decoding alone: appending parsed points (dictionary
 /// name and tag columns) and finishing the batch.
 fn build(c: &mut Criterion) {
-    let points: Vec<(String, i64, f64, [(String, String); 2])> = (0..POINTS)
+    let points: Vec<Parsed> = (0..POINTS)
         .map(|i| {
             let s = i % SERIES;
             (
