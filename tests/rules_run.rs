@@ -6,6 +6,10 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use common::*;
+use klaxon::{
+    config::KafkaConfig,
+    topics::{TopicSpec, ensure_topics},
+};
 use rdkafka::{Message, consumer::StreamConsumer};
 use serde_json::Value;
 
@@ -18,8 +22,19 @@ severity = "critical"
 summary = "{{service}}: {{errors}} errors"
 "#;
 
-/// Starts `klaxon rules run` on `rules` and waits until it consumes.
+/// Starts `klaxon rules run` on `rules` with a 2s idle timeout and waits
+/// until it consumes.
 async fn start_rules(dir: &Path, broker: &Broker, rules: &Path, log: &str) -> Proc {
+    start_rules_idle(dir, broker, rules, log, "2s").await
+}
+
+async fn start_rules_idle(
+    dir: &Path,
+    broker: &Broker,
+    rules: &Path,
+    log: &str,
+    idle_timeout: &str,
+) -> Proc {
     let config = write_config(dir, "");
     let runner = Proc::spawn_program(
         KLAXON,
@@ -33,7 +48,7 @@ async fn start_rules(dir: &Path, broker: &Broker, rules: &Path, log: &str) -> Pr
             "run",
             rules.to_str().unwrap(),
             "--idle-timeout",
-            "2s",
+            idle_timeout,
             "--allowed-lateness",
             "0s",
             "--reload-interval",
@@ -172,7 +187,22 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("errors.toml"), ERRORS_RULE).unwrap();
-    let mut runner = start_rules(dir.path(), &broker, &rules, "rules-1.log").await;
+    // One partition, which never goes idle here: windows close on its event
+    // time alone. With idle partitions, [1m, 2m) would close on the wall
+    // clock whenever the kill came later than the idle timeout.
+    ensure_topics(
+        &KafkaConfig::default(),
+        &broker.bootstrap(),
+        &[TopicSpec {
+            name: "metrics".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Vec::new(),
+        }],
+    )
+    .await
+    .unwrap();
+    let mut runner = start_rules_idle(dir.path(), &broker, &rules, "rules-1.log", "10m").await;
     let producer = producer(&broker.bootstrap());
     let t0 = minute_half_an_hour_ago();
     let point = |offset_s, value| errors_point(t0, offset_s, value);
@@ -191,7 +221,7 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
 
     // The window [1m, 2m) is open across the crash: the 70s point before it
     // and the 80s point after it both count, so the alert keeps firing.
-    let runner = start_rules(dir.path(), &broker, &rules, "rules-2.log").await;
+    let runner = start_rules_idle(dir.path(), &broker, &rules, "rules-2.log", "10m").await;
     assert!(
         runner.log_text().contains("state restored rules=1"),
         "{}",
