@@ -738,6 +738,20 @@ async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
 }
 
 async fn bench_cmd(config: Config, args: BenchArgs) -> Result<()> {
+    if args.windows == 0 || args.alerts_per_window == 0 {
+        bail!("--windows and --alerts-per-window must be at least 1");
+    }
+    // Each alert needs a series of its own, so every trigger is a new incident.
+    let alerts = (args.windows * args.alerts_per_window) as u64;
+    if !args.no_latency
+        && let Some(&fewest) = args.latency_series.iter().min()
+        && fewest < alerts
+    {
+        bail!(
+            "--latency-series {fewest} is fewer than the {alerts} series that breach \
+             (--windows × --alerts-per-window)"
+        );
+    }
     let brokers = Some(config.kafka.brokers.clone()).filter(|b| !b.is_empty());
     let report = run_bench(BenchOptions {
         brokers,
