@@ -17,7 +17,7 @@ use std::{
 use rdkafka::{
     ClientContext,
     error::{KafkaError, RDKafkaErrorCode},
-    message::DeliveryResult,
+    message::{DeliveryResult, ToBytes},
     producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer},
 };
 
@@ -102,6 +102,29 @@ pub fn synthetic_point(out: &mut String, format: Format, i: u64, series: u64, ti
     };
 }
 
+/// Hands `message` to librdkafka, waiting while its local queue is full:
+/// a load generator outpaces the broker by design.
+pub(crate) async fn send_when_queued<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    mut message: BaseRecord<'_, K, P, ()>,
+) -> Result<(), KafkaError>
+where
+    C: ProducerContext<DeliveryOpaque = ()>,
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(message) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                message = m;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Produces until the count or duration is reached.
 pub async fn produce(
     kafka: &KafkaConfig,
@@ -166,17 +189,8 @@ pub async fn produce(
             }
             // Spread records over partitions; a record holds many series anyway.
             let key = report.records.to_string();
-            let mut message = BaseRecord::to(&options.topic).payload(&record).key(&key);
-            loop {
-                match producer.send(message) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                        message = m;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            let message = BaseRecord::to(&options.topic).payload(&record).key(&key);
+            send_when_queued(&producer, message).await?;
             report.points += n;
             report.records += 1;
             report.bytes += record.len() as u64;

@@ -16,15 +16,13 @@ use serde::Serialize;
 use super::{
     BenchEnv, BenchError, BenchOptions,
     child::{Child, Usage, free_port, scrape, wait_until},
+    sql_over_lake,
 };
 use crate::{
-    config::LakeConfig,
     decode::Format,
     ingest::prefetch_limits,
     kafka::client_config,
-    lake::Lake,
     produce::{ProduceOptions, produce},
-    query::QueryEngine,
 };
 
 /// One format's drain, and the bare consumer on the same topic.
@@ -202,14 +200,7 @@ fn broker_usage(env: &BenchEnv) -> Result<Option<Usage>, BenchError> {
 
 /// `SELECT count(*)` over the lake at `dir`.
 async fn count_points(dir: &Path) -> Result<u64, BenchError> {
-    let lake = Lake::open(&LakeConfig {
-        url: dir.display().to_string(),
-        ..LakeConfig::default()
-    })?;
-    let batches = QueryEngine::open(&lake)
-        .await?
-        .sql("SELECT count(*) FROM metrics")
-        .await?;
+    let batches = sql_over_lake(dir, "SELECT count(*) FROM metrics").await?;
     let count = batches
         .first()
         .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())

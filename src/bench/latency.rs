@@ -20,7 +20,6 @@ use axum::{Json, extract::State, routing::post};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
     producer::{BaseRecord, Producer, ThreadedProducer},
 };
 use serde::Serialize;
@@ -30,7 +29,7 @@ use super::{
     BenchEnv, BenchError, BenchOptions,
     child::{Child, free_port, scrape, wait_until},
 };
-use crate::{kafka::client_config, rules::dedup_key};
+use crate::{kafka::client_config, produce::send_when_queued, rules::dedup_key};
 
 const RULE: &str = "bench-latency";
 
@@ -414,19 +413,10 @@ async fn send(
     partition: i32,
     payload: &str,
 ) -> Result<(), BenchError> {
-    let mut message = BaseRecord::<(), str>::to(topic)
+    let message = BaseRecord::<(), str>::to(topic)
         .partition(partition)
         .payload(payload);
-    loop {
-        match producer.send(message) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                message = m;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
+    Ok(send_when_queued(producer, message).await?)
 }
 
 async fn flush(

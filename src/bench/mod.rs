@@ -31,6 +31,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use arrow::array::RecordBatch;
 use bytesize::ByteSize;
 use rdkafka::error::KafkaError;
 use thiserror::Error;
@@ -42,10 +43,10 @@ use self::{
 };
 use crate::{
     ErrorKind,
-    config::KafkaConfig,
+    config::{KafkaConfig, LakeConfig},
     decode::Format,
-    lake::LakeError,
-    query::QueryError,
+    lake::{Lake, LakeError},
+    query::{QueryEngine, QueryError},
     topics::{TopicError, TopicSpec, ensure_topics},
 };
 
@@ -233,6 +234,15 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
             .push(latency::measure(&mut env, &options, series).await?);
     }
     Ok(report)
+}
+
+/// Runs `sql` over the lake in directory `dir`.
+pub(crate) async fn sql_over_lake(dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, BenchError> {
+    let lake = Lake::open(&LakeConfig {
+        url: dir.display().to_string(),
+        ..LakeConfig::default()
+    })?;
+    Ok(QueryEngine::open(&lake).await?.sql(sql).await?)
 }
 
 /// Starts `klaxon broker` on a free port, storing in `work/broker.db`.

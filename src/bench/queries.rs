@@ -6,8 +6,7 @@ use std::{path::Path, time::Instant};
 use arrow::array::{Array, TimestampMillisecondArray};
 use serde::Serialize;
 
-use super::{BenchEnv, BenchError};
-use crate::{config::LakeConfig, lake::Lake, query::QueryEngine};
+use super::{BenchEnv, BenchError, sql_over_lake};
 
 /// Each query runs this many times; the median is reported.
 const RUNS: usize = 5;
@@ -97,14 +96,7 @@ pub(crate) async fn time_queries(
 
 /// The earliest and latest point time in the lake, in milliseconds.
 async fn time_range(dir: &Path) -> Result<(i64, i64), BenchError> {
-    let lake = Lake::open(&LakeConfig {
-        url: dir.display().to_string(),
-        ..LakeConfig::default()
-    })?;
-    let batches = QueryEngine::open(&lake)
-        .await?
-        .sql("SELECT min(time), max(time) FROM metrics")
-        .await?;
+    let batches = sql_over_lake(dir, "SELECT min(time), max(time) FROM metrics").await?;
     let column = |i: usize| {
         batches
             .first()
