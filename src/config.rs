@@ -58,6 +58,11 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, ...),
     /// passed through unchanged to every client klaxon creates.
     pub properties: BTreeMap<String, String>,
+    /// Static group membership (`group.instance.id`) for the members that
+    /// page: the rules runner and the notifier. Unique per member (a host
+    /// name, say); a restarted member then gets its partitions back at once
+    /// instead of after its old session expires.
+    pub group_instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -66,6 +71,7 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             client_id: "klaxon".into(),
             properties: BTreeMap::new(),
+            group_instance_id: None,
         }
     }
 }
@@ -80,6 +86,11 @@ pub struct TopicsConfig {
     pub replication_factor: i32,
     /// Where rejected records go, with the reason in their headers.
     pub dead_letter: String,
+    /// The largest value klaxon writes to a dead-letter topic. A longer
+    /// rejected line is cut to this, and its headers say so and carry its full
+    /// length and SHA-256, so a dead letter always fits the broker's limit
+    /// (Kafka's default `max.message.bytes` is about 1MB).
+    pub dead_letter_max_bytes: ByteSize,
 }
 
 impl Default for TopicsConfig {
@@ -89,6 +100,7 @@ impl Default for TopicsConfig {
             partitions: 4,
             replication_factor: 1,
             dead_letter: "metrics.dlq".into(),
+            dead_letter_max_bytes: ByteSize::kib(256),
         }
     }
 }
@@ -128,6 +140,12 @@ pub struct IngestConfig {
     pub max_future: Duration,
     /// Rows per Parquet row group; smaller groups prune better, larger compress better.
     pub row_group_rows: usize,
+    /// A point with more tags than this is rejected (`too_many_tags`).
+    pub max_tags_per_point: usize,
+    /// Distinct tag keys a partition's buffer may hold; a point bringing more
+    /// is rejected (`too_many_tags`). Every key is a column padded to every
+    /// row of the buffer, so this bounds what tag keys can multiply.
+    pub max_tag_keys: usize,
 }
 
 impl Default for IngestConfig {
@@ -142,6 +160,8 @@ impl Default for IngestConfig {
             max_past: Duration::from_secs(365 * 24 * 3600),
             max_future: Duration::from_secs(3600),
             row_group_rows: 128 * 1024,
+            max_tags_per_point: 64,
+            max_tag_keys: 1024,
         }
     }
 }
@@ -402,6 +422,15 @@ impl Config {
         }
         if i.memory_budget.as_u64() < 4 * 1024 * 1024 {
             problems.push("ingest.memory_budget must be at least 4MiB".to_owned());
+        }
+        if i.max_tags_per_point == 0 || i.max_tag_keys < i.max_tags_per_point {
+            problems.push(
+                "ingest.max_tags_per_point must be at least 1 and at most ingest.max_tag_keys"
+                    .to_owned(),
+            );
+        }
+        if self.topics.dead_letter_max_bytes.as_u64() < 1024 {
+            problems.push("topics.dead_letter_max_bytes must be at least 1KiB".to_owned());
         }
         if self.topics.partitions < 1 {
             problems.push("topics.partitions must be at least 1".to_owned());

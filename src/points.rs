@@ -103,6 +103,25 @@ impl PointBatchBuilder {
         self.rows == 0
     }
 
+    /// Whether some point of this batch has the tag column `key`.
+    pub fn has_tag_column(&self, key: &str) -> bool {
+        self.tags.contains_key(key)
+    }
+
+    /// How many distinct tag columns the batch has.
+    pub fn tag_columns(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Memory the finished batch's fixed-width parts will take: 20 bytes per
+    /// row for time, name key and value, and 4 bytes plus a validity bit per
+    /// row in every tag column, since each column is padded to every row.
+    /// Dictionary values are not counted: they are bounded by the input bytes.
+    pub fn estimated_bytes(&self) -> usize {
+        let per_row = 20 + self.tags.len().saturating_mul(4) + self.tags.len().div_ceil(8);
+        self.rows.saturating_mul(per_row)
+    }
+
     /// Event times of the points appended since the last `finish`, in order.
     pub fn times(&self) -> &[i64] {
         self.time.values_slice()

@@ -338,6 +338,241 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
     }
 }
 
+/// Reads `n` records of `topic` (from its start) as (headers, payload length).
+async fn read_dead_letters(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(std::collections::HashMap<String, String>, Vec<u8>)> {
+    let consumer = topic_reader(brokers, topic);
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{n} dead letters arrive; {} so far", seen.len()))
+            .unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.push((headers, m.payload().unwrap_or_default().to_vec()));
+    }
+    seen
+}
+
+/// A producer that sends records up to 16 MB, as a careless producer might.
+fn big_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "16000000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_lines_are_dead_lettered_cut_and_the_rest_lands() {
+    use sha2::{Digest, Sha256};
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+
+    // A 1.6 MB line with a good point after it in the same record, and a
+    // 4.5 MB line alone: both over Kafka's default 1 MB record limit once
+    // dead-lettered whole. (tansu 0.6 takes bigger records but never serves
+    // one over 5 MiB, whoever consumes it; see the README.)
+    let good_tail = json_points(100, 1, 1).remove(0).1;
+    let huge = "x".repeat(1_600_000);
+    let huger = "y".repeat(4_500_000);
+    let producer = big_producer(&broker.bootstrap());
+    let records = vec![
+        ("a".to_owned(), format!("{huge}\n{good_tail}")),
+        ("b".to_owned(), huger.clone()),
+    ];
+    produce_all(&producer, "metrics", &records).await;
+    produce_all(&producer, "metrics", &json_points(0, 100, 10)).await;
+
+    assert_exactly_once(&lake, 101).await;
+    let mut letters = read_dead_letters(&broker.bootstrap(), "metrics.dlq", 2).await;
+    letters.sort_by_key(|(h, _)| h["klaxon.original_bytes"].len());
+    for ((headers, payload), original) in letters.iter().zip([&huge, &huger]) {
+        assert_eq!(headers["klaxon.reason"], "line_too_long");
+        assert_eq!(headers["klaxon.truncated"], "true");
+        assert_eq!(headers["klaxon.original_bytes"], original.len().to_string());
+        let sha: String = Sha256::digest(original.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(headers["klaxon.sha256"], sha);
+        assert_eq!(
+            payload.len(),
+            256 * 1024,
+            "cut to topics.dead_letter_max_bytes"
+        );
+        assert_eq!(&payload[..], &original.as_bytes()[..payload.len()]);
+    }
+    let metrics = http_get(&ingest, "/metrics");
+    let series = r#"klaxon_ingest_rejected_total{topic="metrics",reason="line_too_long"}"#;
+    assert_eq!(metric_value(&metrics, series), Some(2.0), "{metrics}");
+    assert!(ingest.terminate().success(), "{}", ingest.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_explosions_are_refused_and_every_point_accounted_for() {
+    use arrow::array::AsArray;
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "max_tag_keys = 256\nmax_tags_per_point = 64\n");
+    let lake = dir.path().join("lake");
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let point = |i: usize, tags: &str| {
+        format!(r#"{{"name":"explode","time":{now},"value":{i},"tags":{{{tags}}}}}"#)
+    };
+    // 300 points in one record, each with a tag key of its own: more keys
+    // than a buffer may hold.
+    let own_keys: Vec<String> = (0..300)
+        .map(|i| point(i, &format!("\"k{i}\":\"v\"")))
+        .collect();
+    // One point with more tags than a point may carry.
+    let wide: Vec<String> = (0..100).map(|i| format!("\"w{i}\":\"v\"")).collect();
+    let records = vec![
+        ("keys".to_owned(), own_keys.join("\n")),
+        ("wide".to_owned(), point(300, &wide.join(","))),
+    ];
+    let producer = producer(&broker.bootstrap());
+    produce_all(&producer, "metrics", &records).await;
+    produce_all(&producer, "metrics", &json_points(0, 100, 10)).await;
+
+    assert_exactly_once(&lake, 100).await;
+    let rejected = |metrics: &str, reason: &str| {
+        let series =
+            format!(r#"klaxon_ingest_rejected_total{{topic="metrics",reason="{reason}"}}"#);
+        metric_value(metrics, &series).unwrap_or_else(|| panic!("{series} in\n{metrics}"))
+    };
+    let explode_landed = || async {
+        let batches = query(&lake, "SELECT count(*) FROM metrics WHERE name = 'explode'").await;
+        batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0) as f64
+    };
+    // Every point of the tag explosion ends in the lake or refused, none lost.
+    wait_until(
+        Duration::from_secs(60),
+        "all 301 points accounted for",
+        || async {
+            let metrics = http_get(&ingest, "/metrics");
+            explode_landed().await + rejected(&metrics, "too_many_tags") == 301.0
+        },
+    )
+    .await;
+    let metrics = http_get(&ingest, "/metrics");
+    assert_eq!(
+        rejected(&metrics, "duplicate_tag"),
+        0.0,
+        "every reason is listed from the start"
+    );
+    let too_many = rejected(&metrics, "too_many_tags");
+    assert!(
+        too_many >= 45.0,
+        "the wide point and the keys past 256: {too_many}"
+    );
+    let letters = read_dead_letters(&broker.bootstrap(), "metrics.dlq", too_many as usize).await;
+    assert!(
+        letters
+            .iter()
+            .all(|(h, _)| h["klaxon.reason"] == "too_many_tags")
+    );
+    let columns = query(
+        &lake,
+        "SELECT * FROM metrics WHERE name = 'explode' LIMIT 1",
+    )
+    .await;
+    assert!(
+        columns[0].num_columns() <= 3 + 300 + 2,
+        "no file holds the wide point's 100 tags"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_storm_of_bad_lines_stops_ingest_and_loses_nothing() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest-1");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 8,000 bad lines in one record. tansu takes dead letters (records with
+    // headers) at a few hundred a second here: one at a time, as klaxon once
+    // sent them, they took longer than the 30s a stop may take.
+    const LINES: usize = 8_000;
+    let storm = (1..=LINES)
+        .map(|i| format!("bad line {i}\n"))
+        .collect::<String>();
+    let producer = producer(&broker.bootstrap());
+    produce_all(&producer, "metrics", &[("storm".to_owned(), storm)]).await;
+    produce_all(&producer, "metrics", &json_points(0, 100, 10)).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the storm's first dead letters",
+        || {
+            let metrics = http_get(&ingest, "/metrics");
+            async move {
+                metric_value(
+                    &metrics,
+                    r#"klaxon_dead_letters_written_total{topic="metrics.dlq"}"#,
+                )
+                .is_some_and(|n| n > 0.0)
+            }
+        },
+    )
+    .await;
+    assert!(
+        ingest.terminate().success(),
+        "a clean stop mid-storm: {}",
+        ingest.log_text()
+    );
+
+    // The restarted member replays the storm's record from the last commit:
+    // every bad line reaches the dead-letter topic, and every good point
+    // lands exactly once.
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest-2");
+    assert_exactly_once(&lake, 100).await;
+    wait_until(
+        Duration::from_secs(300),
+        "the storm replayed to the dead-letter topic",
+        || {
+            let metrics = http_get(&ingest, "/metrics");
+            async move {
+                let written = r#"klaxon_dead_letters_written_total{topic="metrics.dlq"}"#;
+                let rejected =
+                    r#"klaxon_ingest_rejected_total{topic="metrics",reason="invalid_json"}"#;
+                metric_value(&metrics, written) == Some(LINES as f64)
+                    && metric_value(&metrics, rejected) == Some(LINES as f64)
+            }
+        },
+    )
+    .await;
+    let metrics = http_get(&ingest, "/metrics");
+    let lost = r#"klaxon_dead_letters_failed_total{topic="metrics.dlq"}"#;
+    assert_eq!(metric_value(&metrics, lost), Some(0.0));
+    // `written` counts deliveries the broker acknowledged. (tansu 0.6's
+    // sqlite engine serves this many records with headers too slowly to read
+    // them all back here; the other dead-letter tests read theirs.)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lake_outage_is_waited_out_without_loss() {
     let dir = test_dir();

@@ -15,7 +15,10 @@ use std::{borrow::Cow, ops::Range};
 
 use serde::Deserialize;
 
-use crate::points::{PointBatchBuilder, tag_column_name};
+use crate::{
+    config::IngestConfig,
+    points::{PointBatchBuilder, tag_column_name},
+};
 
 /// The wire format of a topic, set per topic in config.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -44,6 +47,7 @@ pub enum RejectReason {
     BadTimestamp,
     TimestampOutOfRange,
     DuplicateTag,
+    TooManyTags,
 }
 
 impl RejectReason {
@@ -59,8 +63,24 @@ impl RejectReason {
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::TimestampOutOfRange => "timestamp_out_of_range",
             RejectReason::DuplicateTag => "duplicate_tag",
+            RejectReason::TooManyTags => "too_many_tags",
         }
     }
+
+    /// Every reason, so counters can be registered at zero before the first rejection.
+    pub const ALL: [RejectReason; 11] = [
+        RejectReason::InvalidUtf8,
+        RejectReason::LineTooLong,
+        RejectReason::InvalidJson,
+        RejectReason::InvalidSyntax,
+        RejectReason::MissingField,
+        RejectReason::NonNumericValue,
+        RejectReason::NonFiniteValue,
+        RejectReason::BadTimestamp,
+        RejectReason::TimestampOutOfRange,
+        RejectReason::DuplicateTag,
+        RejectReason::TooManyTags,
+    ];
 }
 
 /// A line that could not be decoded: why, and where in the record it was.
@@ -96,6 +116,12 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub min_time_ms: i64,
     pub max_time_ms: i64,
+    /// Tags one point may carry: its series' key size.
+    pub max_tags_per_point: usize,
+    /// Distinct tag keys one batch may hold. Each key is a column padded to
+    /// the batch's rows, so keys multiply memory: 20k keys over 20k rows is
+    /// gigabytes from a few MB of input.
+    pub max_tag_keys: usize,
 }
 
 impl Limits {
@@ -105,6 +131,21 @@ impl Limits {
             max_line_bytes: usize::MAX,
             min_time_ms: i64::MIN,
             max_time_ms: i64::MAX,
+            max_tags_per_point: usize::MAX,
+            max_tag_keys: usize::MAX,
+        }
+    }
+
+    /// The limits of `ingest.*` around wall-clock `now_ms`: the same for ingest
+    /// and for the rules runner, so both accept exactly the same points.
+    pub fn from_config(ingest: &IngestConfig, now_ms: i64) -> Self {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            max_line_bytes: usize::try_from(ingest.max_line_bytes.as_u64()).unwrap_or(usize::MAX),
+            min_time_ms: now_ms.saturating_sub(ms(ingest.max_past)),
+            max_time_ms: now_ms.saturating_add(ms(ingest.max_future)),
+            max_tags_per_point: ingest.max_tags_per_point,
+            max_tag_keys: ingest.max_tag_keys,
         }
     }
 }
@@ -166,23 +207,46 @@ impl<'a> LineSink<'_, 'a> {
         Ok(())
     }
 
-    /// Renames reserved tag keys and refuses duplicates, then appends the line.
+    /// Renames reserved tag keys, refuses duplicates and tag explosions, then
+    /// appends the line.
     fn commit_line(&mut self) -> Result<usize, LineError> {
+        if self.tags.len() > self.limits.max_tags_per_point {
+            return Err(LineError::new(
+                RejectReason::TooManyTags,
+                format!(
+                    "{} tags exceed the limit of {} per point",
+                    self.tags.len(),
+                    self.limits.max_tags_per_point
+                ),
+            ));
+        }
         for (key, _) in self.tags.iter_mut() {
+            if key.is_empty() {
+                return Err(LineError::new(RejectReason::InvalidSyntax, "empty tag key"));
+            }
             if let Cow::Owned(renamed) = tag_column_name(key) {
                 *key = Cow::Owned(renamed);
             }
         }
-        for (i, (key, _)) in self.tags.iter().enumerate() {
-            if key.is_empty() {
-                return Err(LineError::new(RejectReason::InvalidSyntax, "empty tag key"));
-            }
-            if self.tags[..i].iter().any(|(k, _)| k == key) {
-                return Err(LineError::new(
-                    RejectReason::DuplicateTag,
-                    format!("tag {key:?} appears twice"),
-                ));
-            }
+        if let Some(key) = first_duplicate(&self.tags) {
+            return Err(LineError::new(
+                RejectReason::DuplicateTag,
+                format!("tag {key:?} appears twice"),
+            ));
+        }
+        let new_keys = self
+            .tags
+            .iter()
+            .filter(|(key, _)| !self.builder.has_tag_column(key))
+            .count();
+        if new_keys > 0 && self.builder.tag_columns() + new_keys > self.limits.max_tag_keys {
+            return Err(LineError::new(
+                RejectReason::TooManyTags,
+                format!(
+                    "{new_keys} new tag keys would exceed the limit of {} distinct keys per batch",
+                    self.limits.max_tag_keys
+                ),
+            ));
         }
         let n = self.pending.len();
         for (name, time, value) in self.pending.drain(..) {
@@ -200,6 +264,22 @@ impl<'a> LineSink<'_, 'a> {
         }
         Ok(n)
     }
+}
+
+/// The first key that appears twice. Linear in the tag count for long lines
+/// (a hash set); a plain scan for the few tags most points carry.
+fn first_duplicate<'t>(tags: &'t Tags<'_>) -> Option<&'t str> {
+    if tags.len() <= 16 {
+        return tags
+            .iter()
+            .enumerate()
+            .find(|(i, (key, _))| tags[..*i].iter().any(|(k, _)| k == key))
+            .map(|(_, (key, _))| key.as_ref());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(tags.len());
+    tags.iter()
+        .map(|(key, _)| key.as_ref())
+        .find(|key| !seen.insert(*key))
 }
 
 /// Decodes one record's bytes, appending good points to `builder` and the
@@ -335,6 +415,7 @@ mod tests {
             max_line_bytes: 60,
             min_time_ms: 0,
             max_time_ms: 10_000,
+            ..Limits::unbounded()
         };
         let text = b"{\"name\":\"a\",\"time\":20000,\"value\":1}\n{\"name\":\"a\",\"time\":1,\"value\":1,\"tags\":{\"k\":\"a long tag value here\"}}\n\xff\xfe\n";
         let n = decode_record(Format::Json, text, 0, limits, &mut builder, &mut rejects);
@@ -343,6 +424,63 @@ mod tests {
             reasons(&rejects),
             ["timestamp_out_of_range", "line_too_long", "invalid_utf8"]
         );
+    }
+
+    #[test]
+    fn every_reason_is_listed_in_declaration_order() {
+        for (i, reason) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{}", reason.as_str());
+        }
+    }
+
+    #[test]
+    fn tag_explosions_are_rejected() {
+        let limits = Limits {
+            max_tags_per_point: 3,
+            max_tag_keys: 5,
+            ..Limits::unbounded()
+        };
+        let line = |keys: &[&str]| {
+            let tags: Vec<String> = keys.iter().map(|k| format!("\"{k}\":\"v\"")).collect();
+            format!(
+                "{{\"name\":\"m\",\"time\":1,\"value\":1,\"tags\":{{{}}}}}\n",
+                tags.join(",")
+            )
+        };
+        let text = [
+            line(&["a", "b", "c", "d"]), // more tags than a point may carry
+            line(&["a", "b", "c"]),
+            line(&["a", "d", "e"]), // five keys in the batch now
+            line(&["f"]),           // a sixth key
+            line(&["a", "e"]),      // known keys are still fine
+        ]
+        .concat();
+        let mut builder = PointBatchBuilder::default();
+        let mut rejects = Vec::new();
+        let n = decode_record(
+            Format::Json,
+            text.as_bytes(),
+            0,
+            limits,
+            &mut builder,
+            &mut rejects,
+        );
+        assert_eq!(n, 3);
+        assert_eq!(reasons(&rejects), ["too_many_tags", "too_many_tags"]);
+        assert_eq!(rejects.iter().map(|r| r.line).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(builder.tag_columns(), 5);
+    }
+
+    #[test]
+    fn duplicates_are_found_among_many_tags() {
+        let tags: Vec<String> = (0..50_000).map(|i| format!("k{i}=v")).collect();
+        let unique = format!("m;{} 1 10", tags.join(";"));
+        let (_, rejects) = decode_to_table(Format::Graphite, &unique);
+        assert!(rejects.is_empty(), "{rejects:?}");
+        let twice = format!("m;{};k7=w 1 10", tags.join(";"));
+        let (_, rejects) = decode_to_table(Format::Graphite, &twice);
+        assert_eq!(reasons(&rejects), ["duplicate_tag"]);
+        assert!(rejects[0].detail.contains("k7"), "{}", rejects[0].detail);
     }
 
     #[test]

@@ -144,4 +144,51 @@ proptest! {
             }
         }
     }
+
+    /// Hostile points under tight limits: whatever a producer sends, no point
+    /// outside the limits is kept, the batch never holds more tag keys than
+    /// allowed, and every line is kept or rejected.
+    #[test]
+    fn limits_hold_against_hostile_points(
+        points in proptest::collection::vec(
+            (
+                prop_oneof![Just(i64::MIN), Just(-1i64), 0i64..20_000, Just(8_900_000_000_000_000), Just(i64::MAX)],
+                proptest::collection::vec(0u16..200, 0..40),
+                0usize..400,
+            ),
+            1..30,
+        ),
+    ) {
+        let limits = Limits {
+            max_line_bytes: 600,
+            min_time_ms: 0,
+            max_time_ms: 10_000,
+            max_tags_per_point: 8,
+            max_tag_keys: 20,
+        };
+        let lines: Vec<String> = points
+            .iter()
+            .map(|(time, keys, padding)| {
+                let tags: Vec<String> = keys.iter().map(|k| format!("\"k{k}\":\"v\"")).collect();
+                format!(
+                    "{{\"name\":\"m{}\",\"time\":{time},\"value\":1,\"tags\":{{{}}}}}",
+                    "x".repeat(*padding),
+                    tags.join(",")
+                )
+            })
+            .collect();
+        let text = lines.join("\n");
+        let mut builder = PointBatchBuilder::default();
+        let mut rejects = Vec::new();
+        let n = decode_record(Format::Json, text.as_bytes(), 0, limits, &mut builder, &mut rejects);
+        prop_assert_eq!(n + rejects.len(), lines.len());
+        prop_assert!(builder.tag_columns() <= limits.max_tag_keys);
+        let batch = builder.finish().unwrap();
+        prop_assert!(batch.num_columns() - 3 <= limits.max_tag_keys);
+        let times = batch.column_by_name("time").unwrap().as_primitive::<TimestampMillisecondType>();
+        prop_assert!(times.values().iter().all(|t| (0..=10_000).contains(t)));
+        for r in &rejects {
+            prop_assert!(r.bytes.len() <= 600 || r.reason == RejectReason::LineTooLong);
+        }
+    }
 }

@@ -11,8 +11,13 @@ pub(super) struct PartitionBuffer {
     /// Offset of the first record since the last flush; `None` when empty.
     pub(super) first_offset: Option<i64>,
     pub(super) last_offset: i64,
-    /// Input bytes buffered: the measure of `flush_bytes` and the memory budget.
+    /// Memory the buffer holds: its input bytes, or what its Arrow columns
+    /// will take if that is more (tag keys multiply columns, and every
+    /// column is padded to every row). The measure of `flush_bytes` and the
+    /// memory budget.
     pub(super) bytes: usize,
+    /// Input bytes buffered.
+    input_bytes: usize,
     /// When the first record since the last flush arrived; ages the buffer.
     pub(super) since: Option<Instant>,
 }
@@ -24,20 +29,26 @@ impl Default for PartitionBuffer {
             first_offset: None,
             last_offset: -1,
             bytes: 0,
+            input_bytes: 0,
             since: None,
         }
     }
 }
 
 impl PartitionBuffer {
-    /// Notes that the record at `offset` (of `bytes` bytes) has been decoded.
-    pub(super) fn record(&mut self, offset: i64, bytes: usize) {
+    /// Notes that the record at `offset` (of `bytes` bytes) has been decoded
+    /// into the builder, and returns how much `self.bytes` grew.
+    pub(super) fn record(&mut self, offset: i64, bytes: usize) -> usize {
         if self.first_offset.is_none() {
             self.first_offset = Some(offset);
             self.since = Some(Instant::now());
         }
         self.last_offset = offset;
-        self.bytes += bytes;
+        self.input_bytes += bytes;
+        let held = self.input_bytes.max(self.builder.estimated_bytes());
+        let grown = held.saturating_sub(self.bytes);
+        self.bytes = held;
+        grown
     }
 
     /// True when records wait to be flushed (even if every line was rejected:
@@ -50,6 +61,7 @@ impl PartitionBuffer {
     pub(super) fn clear(&mut self) {
         self.first_offset = None;
         self.bytes = 0;
+        self.input_bytes = 0;
         self.since = None;
     }
 }

@@ -19,7 +19,7 @@ use super::{IngestError, buffer::PartitionBuffer};
 use crate::{
     ErrorKind,
     config::Config,
-    decode::{Format, Limits, Rejected, decode_record},
+    decode::{Format, Limits, RejectReason, Rejected, decode_record},
     kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config},
     lake::{
         Lake,
@@ -34,6 +34,9 @@ pub struct IngestArgs {
     pub brokers: String,
     pub lake: Lake,
 }
+
+/// How long a stop waits for dead letters still in flight.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// State of one assigned partition.
 #[derive(Debug, Default)]
@@ -52,18 +55,38 @@ struct TopicState {
     records: metrics::Counter,
     points: metrics::Counter,
     bytes: metrics::Counter,
+    /// `klaxon_ingest_rejected_total{topic,reason}`, one per reason in the
+    /// order of [`RejectReason::ALL`], registered at zero so a rate over the
+    /// first rejection of a reason is not missed.
+    rejected: Vec<metrics::Counter>,
 }
 
 impl TopicState {
     fn new(topic: &str, format: Format) -> Self {
         let label = || ("topic", topic.to_owned());
+        let rejected = RejectReason::ALL
+            .iter()
+            .map(|reason| {
+                let counter = metrics::counter!(
+                    "klaxon_ingest_rejected_total",
+                    &[label(), ("reason", reason.as_str().to_owned())]
+                );
+                counter.absolute(0);
+                counter
+            })
+            .collect();
         Self {
             format,
             partitions: HashMap::new(),
             records: metrics::counter!("klaxon_ingest_records_total", &[label()]),
             points: metrics::counter!("klaxon_ingest_points_total", &[label()]),
             bytes: metrics::counter!("klaxon_ingest_bytes_total", &[label()]),
+            rejected,
         }
+    }
+
+    fn rejected(&self, reason: RejectReason) -> &metrics::Counter {
+        &self.rejected[reason as usize]
     }
 }
 
@@ -122,14 +145,17 @@ impl Backoff {
 /// The budget is split: a quarter for records librdkafka prefetches, half for
 /// decoded buffers, a quarter for the flush being encoded (hence no single
 /// flush larger than that). When all are full, fetching stops.
-pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 2] {
+///
+/// One partition may fill a whole fetch: Kafka returns a record larger than
+/// `max.partition.fetch.bytes` anyway, but tansu 0.6 returns nothing, so a
+/// single record over librdkafka's 1 MiB default would stall its partition.
+pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 3] {
     let prefetch_kib = (budget / 4 / 1024).max(1024);
+    let fetch_bytes = (prefetch_kib * 1024 / 2).min(52_428_800).to_string();
     [
         ("queued.max.messages.kbytes", prefetch_kib.to_string()),
-        (
-            "fetch.max.bytes",
-            (prefetch_kib * 1024 / 2).min(52_428_800).to_string(),
-        ),
+        ("fetch.max.bytes", fetch_bytes.clone()),
+        ("max.partition.fetch.bytes", fetch_bytes),
     ]
 }
 
@@ -182,7 +208,11 @@ impl Ingest {
             .map(|s| (s.topic.clone(), TopicState::new(&s.topic, s.format)))
             .collect();
         Ok(Self {
-            dead_letters: DeadLetters::new(producer, args.config.topics.dead_letter.clone()),
+            dead_letters: DeadLetters::new(
+                producer,
+                args.config.topics.dead_letter.clone(),
+                args.config.topics.dead_letter_max_bytes.as_u64() as usize,
+            ),
             consumer: Arc::new(consumer),
             topics,
             buffered_bytes: 0,
@@ -217,7 +247,7 @@ impl Ingest {
                 biased;
                 () = shutdown.cancelled() => break,
                 received = consumer.recv() => match received {
-                    Ok(message) => self.handle(&message).await?,
+                    Ok(message) => self.handle(&message, &shutdown).await?,
                     Err(e) => {
                         // librdkafka reconnects by itself; a broker outage only
                         // pauses consumption.
@@ -225,16 +255,25 @@ impl Ingest {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
-                _ = ticker.tick() => self.flush_aged().await?,
+                _ = ticker.tick() => self.flush_aged(&shutdown).await?,
             }
         }
         tracing::info!("ingest stopping: flushing buffers");
-        self.flush_all().await
+        // Dead letters still in flight get a while to land; a partition whose
+        // dead letters do not is left uncommitted, to be replayed.
+        let drained = CancellationToken::new();
+        let deadline = drained.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+            deadline.cancel();
+        });
+        self.flush_all(&drained).await
     }
 
     async fn handle(
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
     ) -> Result<(), IngestError> {
         self.apply_revocations();
         let topic = message.topic();
@@ -246,27 +285,16 @@ impl Ingest {
             .map_or(0, |d| d.as_millis() as i64);
         let record_time = message.timestamp().to_millis().unwrap_or(now_ms);
         let ingest = &self.args.config.ingest;
-        let limits = Limits {
-            max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
-            min_time_ms: now_ms.saturating_sub(ingest.max_past.as_millis() as i64),
-            max_time_ms: now_ms.saturating_add(ingest.max_future.as_millis() as i64),
-        };
+        let limits = Limits::from_config(ingest, now_ms);
         let (flush_rows, flush_bytes) = (ingest.flush_rows, self.flush_bytes);
 
         let Some(topic_state) = self.topics.get_mut(topic) else {
             tracing::warn!(topic, "record from a topic not subscribed to");
             return Ok(());
         };
-        let TopicState {
-            format,
-            partitions,
-            records,
-            points: points_counter,
-            bytes,
-        } = topic_state;
-        records.increment(1);
-        bytes.increment(payload.len() as u64);
-        let state = partitions.entry(partition).or_default();
+        topic_state.records.increment(1);
+        topic_state.bytes.increment(payload.len() as u64);
+        let state = topic_state.partitions.entry(partition).or_default();
         if !state.started {
             let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
             if !gone.is_empty() {
@@ -279,21 +307,30 @@ impl Ingest {
             }
             state.started = true;
         }
+        // A buffer halfway to its tag-key limit starts afresh, so the limit
+        // rejects only a record that brings that many keys by itself.
+        if state.buffer.builder.tag_columns() * 2 > limits.max_tag_keys {
+            self.flush(topic, partition, shutdown).await?;
+        }
 
+        let Some(topic_state) = self.topics.get_mut(topic) else {
+            return Ok(());
+        };
+        let state = topic_state.partitions.entry(partition).or_default();
         self.rejects.clear();
         let points = decode_record(
-            *format,
+            topic_state.format,
             payload,
             record_time,
             limits,
             &mut state.buffer.builder,
             &mut self.rejects,
         );
-        state.buffer.record(offset, payload.len());
+        self.buffered_bytes += state.buffer.record(offset, payload.len());
         let full = state.buffer.builder.len() >= flush_rows || state.buffer.bytes >= flush_bytes;
-        self.buffered_bytes += payload.len();
-        points_counter.increment(points as u64);
+        topic_state.points.increment(points as u64);
 
+        let mut interrupted = None;
         if !self.rejects.is_empty() {
             let origin = Origin {
                 topic,
@@ -301,6 +338,9 @@ impl Ingest {
                 offset,
                 key: message.key(),
             };
+            // Not awaited one by one: a record of many bad lines must not
+            // hold up the other partitions or a shutdown. `flush` waits for
+            // them all before it commits the offsets they came from.
             for r in &self.rejects {
                 let rejection = Rejection {
                     reason: r.reason.as_str(),
@@ -308,20 +348,28 @@ impl Ingest {
                     bytes: &payload[r.bytes.clone()],
                     line: Some(r.line),
                 };
-                self.dead_letters.publish(origin, rejection).await?;
-                metrics::counter!(
-                    "klaxon_ingest_rejected_total",
-                    "topic" => topic.to_owned(),
-                    "reason" => r.reason.as_str()
-                )
-                .increment(1);
+                if let Err(stopped) = self.dead_letters.enqueue(origin, rejection, shutdown).await {
+                    interrupted = Some(stopped);
+                    break;
+                }
+                topic_state.rejected(r.reason).increment(1);
             }
         }
+        if interrupted.is_some() {
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                "stopping while dead-lettering a record; its partition replays from its last commit"
+            );
+            self.abandon(topic, partition);
+            return Ok(());
+        }
         if full {
-            self.flush(topic, partition).await?;
+            self.flush(topic, partition, shutdown).await?;
         }
         if self.buffered_bytes > self.buffer_budget {
-            self.flush_largest().await?;
+            self.flush_largest(shutdown).await?;
         }
         self.buffered_gauge.set(self.buffered_bytes as f64);
         Ok(())
@@ -334,38 +382,72 @@ impl Ingest {
         // starts it (see `discard_uncommitted`).
         self.consumer.context().take_assigned();
         for (topic, partition) in self.consumer.context().take_revoked() {
-            if let Some(state) = self
-                .topics
-                .get_mut(&topic)
-                .and_then(|t| t.partitions.remove(&partition))
-            {
-                self.buffered_bytes -= state.buffer.bytes;
-            }
+            self.abandon(&topic, partition);
         }
     }
 
-    async fn flush_aged(&mut self) -> Result<(), IngestError> {
+    /// Drops what a partition holds, committing nothing: the next owner (or
+    /// the next start) replays it from the last commit.
+    fn abandon(&mut self, topic: &str, partition: i32) {
+        if let Some(state) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.remove(&partition))
+        {
+            self.buffered_bytes -= state.buffer.bytes;
+        }
+        self.dead_letters.forget_partition(topic, partition);
+    }
+
+    async fn flush_aged(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
         self.apply_revocations();
         let max_age = self.args.config.ingest.flush_interval;
         let now = Instant::now();
         let due =
             self.partitions_where(|b| b.since.is_some_and(|s| now.duration_since(s) >= max_age));
         for (topic, partition) in due {
-            self.flush(&topic, partition).await?;
+            // A partition still writing dead letters waits for a later tick
+            // rather than holding up the others (size and memory flushes do
+            // wait: that is their backpressure).
+            if self.dead_letters.has_pending(&topic, partition) {
+                continue;
+            }
+            self.flush(&topic, partition, stop).await?;
         }
         Ok(())
     }
 
-    async fn flush_all(&mut self) -> Result<(), IngestError> {
+    async fn flush_all(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
         self.apply_revocations();
-        for (topic, partition) in self.partitions_where(PartitionBuffer::has_records) {
-            self.flush(&topic, partition).await?;
+        let due = self.partitions_where(PartitionBuffer::has_records);
+        // Dead letters first: a partition whose dead letters are not written
+        // by `stop` is left uncommitted, to be replayed...
+        for (topic, partition) in &due {
+            if self
+                .dead_letters
+                .drain_partition(topic, *partition, stop)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    "stopping before its dead letters were written; the partition replays from its last commit"
+                );
+                self.abandon(topic, *partition);
+            }
+        }
+        // ...and what those still have queued is dropped, so that a broker
+        // slow to take dead letters can take the commits of the others.
+        self.dead_letters.purge_queued();
+        for (topic, partition) in due {
+            self.flush(&topic, partition, stop).await?;
         }
         Ok(())
     }
 
     /// Flushes the biggest buffer: backpressure once the memory budget is used.
-    async fn flush_largest(&mut self) -> Result<(), IngestError> {
+    async fn flush_largest(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
         let largest = self
             .topics
             .iter()
@@ -382,7 +464,7 @@ impl Ingest {
                 partition,
                 "memory budget reached; flushing largest buffer"
             );
-            self.flush(&topic, partition).await?;
+            self.flush(&topic, partition, stop).await?;
         }
         Ok(())
     }
@@ -400,7 +482,31 @@ impl Ingest {
     }
 
     /// Writes the partition's buffer to the lake, then commits its offsets.
-    async fn flush(&mut self, topic: &str, partition: i32) -> Result<(), IngestError> {
+    ///
+    /// The offsets cover the record's rejected lines too, so their dead
+    /// letters must be written first. If `stop` is cancelled while they are
+    /// not, the partition is abandoned instead: nothing is committed, and the
+    /// next owner replays it.
+    async fn flush(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        stop: &CancellationToken,
+    ) -> Result<(), IngestError> {
+        if self
+            .dead_letters
+            .drain_partition(topic, partition, stop)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                topic,
+                partition,
+                "stopping before its dead letters were written; the partition replays from its last commit"
+            );
+            self.abandon(topic, partition);
+            return Ok(());
+        }
         let Some(state) = self
             .topics
             .get_mut(topic)

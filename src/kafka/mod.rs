@@ -6,7 +6,7 @@ mod dead_letter;
 mod group;
 
 pub use compacted::{Latest, read_compacted};
-pub use dead_letter::{DeadLetters, Origin, Rejection};
+pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;
 use rdkafka::ClientConfig;
 
@@ -52,6 +52,14 @@ pub fn keyed_producer(
 /// runs out, whichever is first; some (tansu 0.6) always wait the full time,
 /// and librdkafka's default of 500ms then adds half a second to every alert.
 /// An idle member pays with about 20 small fetches a second per broker.
+///
+/// A member that dies without leaving (kill -9, a lost host) holds its
+/// partitions until the broker expires its session: librdkafka's default of
+/// 45s would leave pages unsent that long, so these members use 10s (the
+/// least Kafka's default `group.min.session.timeout.ms` of 6s allows, with
+/// room for a slow heartbeat). With `kafka.group_instance_id` set, a
+/// restarted member rejoins under the same static identity and Kafka hands
+/// its partitions straight back, without waiting for the session at all.
 pub fn paging_consumer_config(kafka: &KafkaConfig, brokers: &str, group_id: &str) -> ClientConfig {
     let mut config = client_config(kafka, brokers);
     config
@@ -59,10 +67,44 @@ pub fn paging_consumer_config(kafka: &KafkaConfig, brokers: &str, group_id: &str
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        // tansu 0.6 never returns a record larger than this (Kafka does), so
+        // librdkafka's 1 MiB default would let one oversized event stall a
+        // partition of pages; 16 MiB is past any Kafka broker's default limit.
+        .set("max.partition.fetch.bytes", "16777216");
+    if let Some(id) = &kafka.group_instance_id {
+        config.set("group.instance.id", id);
+    }
     // The user's properties still win.
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_members_fail_over_within_seconds_unless_told_otherwise() {
+        let mut kafka = KafkaConfig::default();
+        let config = paging_consumer_config(&kafka, "b:9092", "g");
+        assert_eq!(config.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(config.get("group.instance.id"), None);
+
+        kafka.group_instance_id = Some("notify-a".into());
+        kafka
+            .properties
+            .insert("session.timeout.ms".into(), "30000".into());
+        let config = paging_consumer_config(&kafka, "b:9092", "g");
+        assert_eq!(
+            config.get("session.timeout.ms"),
+            Some("30000"),
+            "the user's properties win"
+        );
+        assert_eq!(config.get("group.instance.id"), Some("notify-a"));
+    }
 }

@@ -185,7 +185,11 @@ impl Notifier {
         );
         let (results_tx, results_rx) = mpsc::channel(MAX_SENDS);
         Ok(Self {
-            dead_letters: DeadLetters::new(producer.clone(), settings.dead_letter.clone()),
+            dead_letters: DeadLetters::new(
+                producer.clone(),
+                settings.dead_letter.clone(),
+                config.topics.dead_letter_max_bytes.as_u64() as usize,
+            ),
             producer,
             consumer: Arc::new(consumer),
             channels: Arc::new(channels),
@@ -363,7 +367,7 @@ impl Notifier {
                         bytes: payload,
                         line: None,
                     };
-                    self.dead_letters.publish(origin, rejection).await?;
+                    self.dead_letters.publish(origin, rejection).await;
                     metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason)
                         .increment(1);
                 }
