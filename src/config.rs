@@ -231,6 +231,13 @@ pub struct RulesConfig {
     /// How often rule files are read again for changes.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// Memory one evaluation of a rule may hold (DataFusion's pool; nothing
+    /// spills to disk). A rule that needs more fails that window alone.
+    pub eval_memory: ByteSize,
+    /// Time one evaluation of a rule may take; a rule that runs longer
+    /// fails that window alone.
+    #[serde(with = "humantime_serde")]
+    pub eval_timeout: Duration,
 }
 
 impl Default for RulesConfig {
@@ -243,6 +250,8 @@ impl Default for RulesConfig {
             idle_timeout: Duration::from_secs(30),
             allowed_lateness: Duration::from_secs(5),
             reload_interval: Duration::from_secs(5),
+            eval_memory: ByteSize::mib(256),
+            eval_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -251,6 +251,116 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
     );
 }
 
+const HOSTS_RULE: &str = r#"
+[[rule]]
+name = "hosts-up"
+sql = "SELECT host, max(value) AS value FROM metrics WHERE name = 'up' GROUP BY host"
+window = "1m"
+severity = "warning"
+summary = "{{host}} is up"
+"#;
+
+/// The runner's checkpoint of `rule` as a restart reads it, once it has
+/// closed the window ending at `end`.
+async fn wait_for_stored(brokers: &str, rule: &str, end: i64) -> klaxon::rules::RuleCheckpoint {
+    for _ in 0..120 {
+        let brokers = brokers.to_owned();
+        let stored = tokio::task::spawn_blocking(move || {
+            klaxon::rules::read_checkpoint(&KafkaConfig::default(), &brokers, "klaxon-rules-state")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if let Some(r) = stored.rules.into_iter().find(|r| r.rule == rule)
+            && r.closed_until_ms >= Some(end)
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("no checkpoint of {rule} up to {end}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_with_thousands_of_firing_instances_checkpoints_and_restarts() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("hosts.toml"), HOSTS_RULE).unwrap();
+    ensure_topics(
+        &KafkaConfig::default(),
+        &broker.bootstrap(),
+        &[TopicSpec {
+            name: "metrics".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Vec::new(),
+        }],
+    )
+    .await
+    .unwrap();
+    let mut runner = start_rules_idle(dir.path(), &broker, &rules, "rules-1.log", "10m").await;
+    let producer = producer(&broker.bootstrap());
+    let t0 = minute_half_an_hour_ago();
+    // 3000 instances with 500-byte labels: a checkpoint of about 2 MB,
+    // twice the broker's default record limit.
+    const HOSTS: usize = 3000;
+    let pad = "h".repeat(500);
+    let lines: Vec<String> = (0..HOSTS)
+        .map(|i| {
+            format!(
+                r#"{{"name":"up","time":{},"value":1,"tags":{{"host":"{i:05}-{pad}"}}}}"#,
+                t0 + 10_000
+            )
+        })
+        .collect();
+    let mut records: Vec<(String, String)> = lines
+        .chunks(500)
+        .map(|c| ("hosts".to_owned(), c.join("\n")))
+        .collect();
+    records.push((
+        "tick".to_owned(),
+        format!(r#"{{"name":"tick","time":{},"value":1}}"#, t0 + 70_000),
+    ));
+    produce_all(&producer, "metrics", &records).await;
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let fired = next_events(&consumer, HOSTS, &runner).await;
+    assert!(fired.iter().all(|e| e["event_action"] == "trigger"));
+    let stored = wait_for_stored(&broker.bootstrap(), "hosts-up", t0 + 60_000).await;
+    assert_eq!(stored.alerts.firing().len(), HOSTS, "restored whole");
+    assert!(serde_json::to_vec(&stored).unwrap().len() > 1_500_000);
+    runner.kill();
+
+    // The restarted runner restores every instance: the next window, with
+    // no hosts in it, resolves each one, and nothing triggers again.
+    let runner = start_rules_idle(dir.path(), &broker, &rules, "rules-2.log", "10m").await;
+    assert!(
+        runner.log_text().contains("state restored rules=1"),
+        "{}",
+        runner.log_text()
+    );
+    produce_all(
+        &producer,
+        "metrics",
+        &[(
+            "tick".to_owned(),
+            format!(r#"{{"name":"tick","time":{},"value":1}}"#, t0 + 130_000),
+        )],
+    )
+    .await;
+    let after = next_events(&consumer, HOSTS, &runner).await;
+    assert!(
+        after.iter().all(|e| e["event_action"] == "resolve"),
+        "no trigger again after the restart"
+    );
+    let text = http_get(&runner, "/metrics");
+    assert_eq!(
+        metric_value(&text, "klaxon_rules_checkpoint_failures_total"),
+        Some(0.0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rule_files_reload_and_a_broken_one_keeps_its_previous_version() {
     let dir = test_dir();

@@ -3,8 +3,10 @@
 //! `expected.jsonl`. The script drives the same `RuleEngine` that `klaxon
 //! rules run` drives, with wall-clock time injected:
 //!
-//! - `{"options": {"idle_timeout_ms": N, "allowed_lateness_ms": N, "pane_min_yield": X}}`
-//!   (first line, optional; a yield of 0 keeps hopping windows on panes)
+//! - `{"options": {"idle_timeout_ms": N, "allowed_lateness_ms": N, "pane_min_yield": X,
+//!   "max_future_ms": N, "max_past_ms": N, "max_line_bytes": N, "eval_timeout_ms": N,
+//!   "eval_memory_bytes": N}}` (first line, optional; a yield of 0 keeps
+//!   hopping windows on panes; limits apply around each step's `at`)
 //! - `{"at": MS, "assign": [0, 1]}` / `{"at": MS, "revoke": [1]}`
 //! - `{"at": MS, "partition": P, "points": [POINT, ...]}`: one record of
 //!   newline-delimited JSON points, at the partition's next offset
@@ -17,8 +19,10 @@
 //!
 //! After every step the engine ticks at `at` and checkpoints (as the runner
 //! does after a tick), into a map that behaves like the compacted topic.
-//! A step may assert `"late": N` (points counted late in it, replays included)
-//! and `"events": N` (events it raised). The events of all steps must match
+//! A step may assert `"late": N` (points counted late in it, replays included),
+//! `"rejected": N` (points refused by the limits), `"events": N` (events it
+//! raised) and `"failures": N` (windows whose evaluation failed; none unless
+//! given). The events of all steps must match
 //! `expected.jsonl` in order, each containing every field its line gives.
 
 mod common;
@@ -90,6 +94,16 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
         if let Some(y) = o.get("pane_min_yield").and_then(Value::as_f64) {
             options.pane_min_yield = y;
         }
+        options.max_future = ms("max_future_ms", options.max_future);
+        options.max_past = ms("max_past_ms", options.max_past);
+        options.eval_timeout = ms("eval_timeout_ms", options.eval_timeout);
+        let bytes = |key: &str, default: usize| {
+            o.get(key)
+                .and_then(Value::as_u64)
+                .map_or(default, |n| n as usize)
+        };
+        options.max_line_bytes = bytes("max_line_bytes", options.max_line_bytes);
+        options.eval_memory = bytes("eval_memory_bytes", options.eval_memory);
     }
     let mut rules_file = case.join("rules.toml");
     let mut engine = RuleEngine::new(rules_of(&rules_file).await, options);
@@ -106,6 +120,7 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
         let what = format!("{name}: step {i} {step}");
         let before = events.len();
         let mut late = 0;
+        let mut rejected = 0;
         if let Some(list) = step.get("assign").and_then(Value::as_array) {
             for p in list {
                 let p = partition(p.as_i64().unwrap());
@@ -130,9 +145,9 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
                 .into_bytes();
             let records = log.entry(p.clone()).or_default();
             let offset = records.len() as i64;
-            late += engine
-                .record(&p, offset, Format::Json, &payload, at, at)
-                .late;
+            let recorded = engine.record(&p, offset, Format::Json, &payload, at, at);
+            late += recorded.late;
+            rejected += recorded.rejected;
             records.push(payload);
         }
         if let Some(file) = step.get("reload").and_then(Value::as_str) {
@@ -147,6 +162,7 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
             events.extend(engine.restore(
                 state.rules.values().cloned().collect(),
                 state.positions.clone(),
+                at,
             ));
             for p in &assigned {
                 let from = state.committed.get(p).copied().unwrap_or(0);
@@ -158,11 +174,20 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
             }
         }
         let tick = engine.tick(at).await;
-        assert!(tick.failures.is_empty(), "{what}: {:?}", tick.failures);
+        let failures = step.get("failures").and_then(Value::as_u64).unwrap_or(0);
+        assert_eq!(
+            tick.failures.len() as u64,
+            failures,
+            "{what}: {:?}",
+            tick.failures
+        );
         events.extend(tick.events);
         state.apply(engine.checkpoint());
         if let Some(expected) = step.get("late").and_then(Value::as_u64) {
             assert_eq!(late as u64, expected, "{what}: late points");
+        }
+        if let Some(expected) = step.get("rejected").and_then(Value::as_u64) {
+            assert_eq!(rejected as u64, expected, "{what}: rejected points");
         }
         if let Some(expected) = step.get("events").and_then(Value::as_u64) {
             assert_eq!((events.len() - before) as u64, expected, "{what}: events");

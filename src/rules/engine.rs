@@ -31,7 +31,7 @@ use datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    evaluate::CompiledRule,
+    evaluate::{CompiledRule, EvalLimits},
     event::PagingEvent,
     replay::{resolve_orphan, to_event},
     state::{AlertStates, Observation, Transition},
@@ -39,6 +39,7 @@ use super::{
     watermark::{Arrival, PartitionKey, Watermarks},
 };
 use crate::{
+    config::{IngestConfig, RulesConfig},
     decode::{Format, Limits, Rejected, decode_record},
     points::PointBatchBuilder,
 };
@@ -56,6 +57,17 @@ pub struct EngineOptions {
     /// fewer points than this many per state row is evaluated over whole
     /// windows, and tries panes again every `PANE_REPROBE` (32) windows.
     pub pane_min_yield: f64,
+    /// Bounds on decoded points, the same as ingest's (`ingest.max_line_bytes`,
+    /// `max_past`, `max_future`): a point ingest refuses cannot move event
+    /// time either. Each partition's watermark also stays within `max_future`
+    /// of the wall clock.
+    pub max_line_bytes: usize,
+    pub max_past: Duration,
+    pub max_future: Duration,
+    /// The memory pool and time limit of one evaluation (`rules.eval_memory`,
+    /// `rules.eval_timeout`).
+    pub eval_memory: usize,
+    pub eval_timeout: Duration,
 }
 
 /// How often a rule evaluated whole tries panes again.
@@ -63,12 +75,19 @@ const PANE_REPROBE: u32 = 32;
 
 impl Default for EngineOptions {
     fn default() -> Self {
+        let ingest = IngestConfig::default();
+        let rules = RulesConfig::default();
         Self {
             idle_timeout: Duration::from_secs(30),
             allowed_lateness: Duration::from_secs(5),
             // Measured (benches/rules.rs, 100k series): at 6 points per state
             // row panes were 8% slower than whole windows; at 600, 4.4x faster.
             pane_min_yield: 10.0,
+            max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
+            max_past: ingest.max_past,
+            max_future: ingest.max_future,
+            eval_memory: rules.eval_memory.as_u64() as usize,
+            eval_timeout: rules.eval_timeout,
         }
     }
 }
@@ -80,6 +99,9 @@ pub struct Recorded {
     /// Points (counted once per rule) whose windows had closed, not counting
     /// points replayed after a restart.
     pub late: usize,
+    /// Points refused by the limits or as malformed (see
+    /// [`RuleEngine::rejected`]); they do not move event time.
+    pub rejected: usize,
 }
 
 /// What a tick did.
@@ -206,14 +228,14 @@ impl RuleSlot {
     fn invalidate_pane(&mut self, event_ms: i64) {
         if !self.panes.is_empty() {
             let every = self.every_ms();
-            self.panes
-                .remove(&((event_ms.div_euclid(every) + 1) * every));
+            let pane_end = event_ms.div_euclid(every).saturating_add(1);
+            self.panes.remove(&pane_end.saturating_mul(every));
         }
     }
 
     /// Drops panes that no window after the one ending at `end` needs.
     fn evict_panes(&mut self, end: i64) {
-        let next_start = end + self.every_ms() - self.window_ms();
+        let next_start = end.saturating_add(self.every_ms() - self.window_ms());
         self.panes.retain(|pane_end, _| *pane_end > next_start);
     }
 
@@ -231,7 +253,7 @@ impl RuleSlot {
         let Some(end) = self.marks.closed_until() else {
             return Vec::new();
         };
-        let start = end - self.window_ms();
+        let start = end.saturating_sub(self.window_ms());
         self.states
             .firing()
             .into_iter()
@@ -264,8 +286,11 @@ pub struct RuleEngine {
     assigned: HashMap<PartitionKey, i64>,
     /// Rules removed since the last checkpoint.
     removed: Vec<String>,
-    /// Reused for every record; rejections are ingest's to report.
+    /// The last record's refused lines; ingest dead-letters them, the
+    /// runner only counts them.
     rejects: Vec<Rejected>,
+    /// The pool and time limit every rule's evaluations share.
+    eval_limits: EvalLimits,
 }
 
 impl RuleEngine {
@@ -281,6 +306,7 @@ impl RuleEngine {
             assigned: HashMap::new(),
             removed: Vec::new(),
             rejects: Vec::new(),
+            eval_limits: EvalLimits::new(options.eval_memory, options.eval_timeout),
         };
         for rule in rules {
             let slot = engine.new_slot(rule);
@@ -295,7 +321,8 @@ impl RuleEngine {
             ms(self.options.allowed_lateness),
             ms(rule.rule.window),
             ms(rule.rule.every()),
-        );
+        )
+        .with_max_future(ms(self.options.max_future));
         for (partition, since) in &self.assigned {
             marks.assign(partition.clone(), *since);
         }
@@ -303,6 +330,7 @@ impl RuleEngine {
     }
 
     fn new_slot(&self, compiled: CompiledRule) -> RuleSlot {
+        let compiled = compiled.with_limits(self.eval_limits.clone());
         RuleSlot {
             marks: self.new_marks(&compiled),
             states: AlertStates::default(),
@@ -342,8 +370,8 @@ impl RuleEngine {
         self.positions.remove(partition);
     }
 
-    /// Decodes one record of `partition` at `offset` and notes its points'
-    /// event times.
+    /// Decodes one record of `partition` at `offset`, within the limits
+    /// around `wall_ms`, and notes its points' event times.
     pub fn record(
         &mut self,
         partition: &PartitionKey,
@@ -355,11 +383,16 @@ impl RuleEngine {
     ) -> Recorded {
         let before = self.builder.len();
         self.rejects.clear();
+        let limits = Limits {
+            max_line_bytes: self.options.max_line_bytes,
+            min_time_ms: wall_ms.saturating_sub(ms(self.options.max_past)),
+            max_time_ms: wall_ms.saturating_add(ms(self.options.max_future)),
+        };
         let points = decode_record(
             format,
             payload,
             record_time_ms,
-            Limits::unbounded(),
+            limits,
             &mut self.builder,
             &mut self.rejects,
         );
@@ -379,7 +412,16 @@ impl RuleEngine {
                 }
             }
         }
-        Recorded { points, late }
+        Recorded {
+            points,
+            late,
+            rejected: self.rejects.len(),
+        }
+    }
+
+    /// The lines the last [`record`](Self::record) call refused.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejects
     }
 
     /// Closes every window the watermarks allow, evaluates it, and returns
@@ -393,7 +435,7 @@ impl RuleEngine {
         let min_yield = self.options.pane_min_yield;
         for slot in self.slots.values_mut() {
             for end in slot.marks.closable(wall_ms) {
-                let start = end - slot.window_ms();
+                let start = end.saturating_sub(slot.window_ms());
                 match slot.evaluate(&self.store, start, end, min_yield).await {
                     Ok(observed) => {
                         tick.evaluations += 1;
@@ -415,7 +457,7 @@ impl RuleEngine {
             .map(|s| {
                 s.marks
                     .closed_until()
-                    .map_or(i64::MIN, |c| c + s.every_ms() - s.window_ms())
+                    .map_or(i64::MIN, |c| c.saturating_add(s.every_ms() - s.window_ms()))
             })
             .min()
             .unwrap_or(i64::MAX);
@@ -457,20 +499,25 @@ impl RuleEngine {
         events
     }
 
-    /// Restores a checkpoint read back after a restart, before any record is
-    /// fed. State of rules that no longer exist is resolved: those events are
-    /// returned.
+    /// Restores a checkpoint read back after a restart at `wall_ms`, before
+    /// any record is fed. State of rules that no longer exist is resolved:
+    /// those events are returned. A closed mark further ahead than
+    /// `max_future` (event time pushed on by points from a clock far ahead,
+    /// before limits applied) comes back to it.
     pub fn restore(
         &mut self,
         rules: Vec<RuleCheckpoint>,
         positions: Vec<(PartitionKey, i64)>,
+        wall_ms: i64,
     ) -> Vec<PagingEvent> {
+        let ahead = wall_ms.saturating_add(ms(self.options.max_future));
         let mut events = Vec::new();
         for checkpoint in rules {
             match self.slots.get_mut(&checkpoint.rule) {
                 Some(slot) => {
-                    slot.marks
-                        .resume(checkpoint.closed_until_ms, checkpoint.first_event_ms);
+                    let closed = checkpoint.closed_until_ms.map(|c| c.min(ahead));
+                    let first = checkpoint.first_event_ms.map(|f| f.min(ahead));
+                    slot.marks.resume(closed, first);
                     slot.states = checkpoint.alerts;
                 }
                 None => {
@@ -488,6 +535,21 @@ impl RuleEngine {
         }
         self.replayed_until = positions.into_iter().collect();
         events
+    }
+
+    /// A checkpoint could not be written: what it held is written again
+    /// with the next one (as the engine's state by then).
+    pub fn checkpoint_failed(&mut self, delta: CheckpointDelta) {
+        for rule in &delta.rules {
+            if let Some(slot) = self.slots.get_mut(&rule.rule) {
+                slot.dirty = true;
+            }
+        }
+        let removed = delta
+            .removed
+            .into_iter()
+            .filter(|name| !self.slots.contains_key(name));
+        self.removed.extend(removed);
     }
 
     /// What changed since the last call; see [`CheckpointDelta`].
@@ -519,5 +581,71 @@ impl RuleEngine {
                 .collect(),
             commit,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleFile;
+
+    const M: i64 = 60_000;
+
+    async fn errors_rule() -> CompiledRule {
+        let file: RuleFile = toml::from_str(
+            r#"[[rule]]
+            name = "errors"
+            sql = "SELECT service, sum(value) AS errors FROM metrics GROUP BY service HAVING sum(value) > 10"
+            window = "1m"
+            severity = "critical""#,
+        )
+        .unwrap();
+        CompiledRule::compile(file.rule.into_iter().next().unwrap().into_inner())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_pushed_a_day_ahead_comes_back_and_real_breaches_alert() {
+        let options = EngineOptions {
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: Duration::from_secs(3600),
+            max_future: Duration::from_secs(60),
+            ..EngineOptions::default()
+        };
+        let mut engine = RuleEngine::new(vec![errors_rule().await], options);
+        let wall = 1_000 * M;
+        // Written before limits applied, after a point dated a day ahead.
+        let poisoned = RuleCheckpoint {
+            rule: "errors".to_owned(),
+            closed_until_ms: Some(wall + 24 * 60 * M),
+            first_event_ms: Some(wall - M),
+            alerts: AlertStates::default(),
+        };
+        engine.restore(vec![poisoned], Vec::new(), wall);
+        let p = ("metrics".to_owned(), 0);
+        engine.assign(p.clone(), wall);
+        let point = |t: i64, v: f64| {
+            format!(r#"{{"name":"e","time":{t},"value":{v},"tags":{{"service":"checkout"}}}}"#)
+        };
+        let breach = engine.record(
+            &p,
+            0,
+            Format::Json,
+            point(wall + 2 * M + 10, 20.0).as_bytes(),
+            wall,
+            wall + 2 * M,
+        );
+        assert_eq!(breach.late, 0, "the breach counts");
+        engine.record(
+            &p,
+            1,
+            Format::Json,
+            point(wall + 3 * M, 1.0).as_bytes(),
+            wall,
+            wall + 3 * M,
+        );
+        let tick = engine.tick(wall + 3 * M).await;
+        assert_eq!(tick.events.len(), 1, "{:?}", tick.events);
     }
 }

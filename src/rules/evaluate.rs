@@ -8,8 +8,17 @@
 //! its panes' states with the final aggregate. A hop then costs one pane of
 //! points plus a merge of states, not a whole window of points. Other SQL
 //! (nested aggregates, joins, window functions) is evaluated over the window.
+//!
+//! Every evaluation runs within [`EvalLimits`]: a bounded memory pool and a
+//! time limit, since rule SQL can ask for anything (`generate_series(1,
+//! 1e11)`, a recursive CTE that never ends). A rule over either fails with
+//! an error, like any other evaluation failure, and the other rules run on.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array},
@@ -22,7 +31,12 @@ use datafusion::{
     common::tree_node::{Transformed, TreeNode, TreeNodeRecursion},
     datasource::{MemTable, memory::MemorySourceConfig},
     error::DataFusionError,
-    execution::TaskContext,
+    execution::{
+        TaskContext,
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::GreedyMemoryPool,
+        runtime_env::{RuntimeEnv, RuntimeEnvBuilder},
+    },
     physical_plan::{
         ExecutionPlan,
         aggregates::{AggregateExec, AggregateMode},
@@ -31,12 +45,49 @@ use datafusion::{
     prelude::{SessionConfig, SessionContext},
 };
 
+use crate::config::RulesConfig;
+
 use super::{
     check::{Planned, plan},
     definition::Rule,
     state::Observation,
     store::between,
 };
+
+/// What one evaluation may use: memory from a pool shared by every
+/// evaluation of an engine (they run one at a time), and time.
+#[derive(Debug, Clone)]
+pub struct EvalLimits {
+    runtime: Arc<RuntimeEnv>,
+    timeout: Duration,
+}
+
+/// The defaults of `rules.eval_memory` and `rules.eval_timeout`, built once.
+static DEFAULT_LIMITS: LazyLock<EvalLimits> = LazyLock::new(|| {
+    let rules = RulesConfig::default();
+    EvalLimits::new(rules.eval_memory.as_u64() as usize, rules.eval_timeout)
+});
+
+impl EvalLimits {
+    pub fn new(memory_bytes: usize, timeout: Duration) -> Self {
+        // No spilling: a rule that outgrows its pool fails rather than
+        // filling the disk under the runner.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(memory_bytes)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .expect("a runtime without disk or object stores builds");
+        Self { runtime, timeout }
+    }
+}
+
+impl Default for EvalLimits {
+    fn default() -> Self {
+        DEFAULT_LIMITS.clone()
+    }
+}
 
 /// A rule with its SQL planned and its result columns sorted into roles.
 #[derive(Debug, Clone)]
@@ -48,6 +99,7 @@ pub struct CompiledRule {
     /// The partial aggregate state a pane reduces to, when the SQL can be
     /// evaluated by panes (see the module docs).
     pane_state: Option<SchemaRef>,
+    limits: EvalLimits,
 }
 
 impl CompiledRule {
@@ -74,6 +126,7 @@ impl CompiledRule {
             planned,
             value_column,
             pane_state: None,
+            limits: EvalLimits::default(),
         };
         let (plan, _) = compiled
             .physical_plan(Vec::new())
@@ -88,6 +141,12 @@ impl CompiledRule {
             None => None,
         };
         Ok(compiled)
+    }
+
+    /// The same rule evaluated within `limits`.
+    pub fn with_limits(mut self, limits: EvalLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Whether hops are evaluated by panes: the SQL allows it and a window
@@ -117,7 +176,7 @@ impl CompiledRule {
         window: &[RecordBatch],
     ) -> Result<Vec<Observation>, DataFusionError> {
         let (plan, task) = self.physical_plan(window.to_vec()).await?;
-        self.observations_of(&collect(plan, task).await?)
+        self.observations_of(&self.run(plan, task).await?)
     }
 
     /// Reduces one pane's points to partial aggregate state. Only for rules
@@ -128,7 +187,7 @@ impl CompiledRule {
     ) -> Result<Vec<RecordBatch>, DataFusionError> {
         let (plan, task) = self.physical_plan(points.to_vec()).await?;
         let site = aggregate_site(&plan).ok_or_else(not_by_panes)?;
-        collect(site.partial(site.input())?, task).await
+        self.run(site.partial(site.input())?, task).await
     }
 
     /// Evaluates a window from the partial states of its panes.
@@ -157,7 +216,30 @@ impl CompiledRule {
                 }
             })?
             .data;
-        self.observations_of(&collect(plan, task).await?)
+        self.observations_of(&self.run(plan, task).await?)
+    }
+
+    /// Runs `plan` to its end within the time limit (the memory pool is in
+    /// `task`). It runs as its own task, so that hitting the limit stops it:
+    /// DataFusion's operators yield to tokio cooperatively, and an aborted
+    /// task ends at its next yield.
+    async fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>, DataFusionError> {
+        let mut job = tokio::spawn(collect(plan, task));
+        match tokio::time::timeout(self.limits.timeout, &mut job).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(DataFusionError::External(Box::new(e))),
+            Err(_) => {
+                job.abort();
+                Err(DataFusionError::ResourcesExhausted(format!(
+                    "the evaluation took longer than {} (rules.eval_timeout)",
+                    humantime::format_duration(self.limits.timeout)
+                )))
+            }
+        }
     }
 
     /// The rule's SQL planned over `points` as the table `metrics`. One
@@ -172,7 +254,10 @@ impl CompiledRule {
             .iter()
             .map(|b| conform(b, &input))
             .collect::<Result<Vec<_>, _>>()?;
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(1),
+            Arc::clone(&self.limits.runtime),
+        );
         ctx.register_table(
             "metrics",
             Arc::new(MemTable::try_new(input, vec![batches])?),

@@ -27,13 +27,15 @@ mod store;
 mod watermark;
 
 pub use check::{CheckReport, Problem, check_dir, check_file, check_files, rule_files, tag_type};
-pub use checkpoint::{CheckpointError, StoredCheckpoint, read_checkpoint, write_checkpoint};
+pub use checkpoint::{
+    CheckpointError, CheckpointWriter, MAX_STATE_RECORD_BYTES, StoredCheckpoint, read_checkpoint,
+};
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
 pub use engine::{CheckpointDelta, EngineOptions, Recorded, RuleCheckpoint, RuleEngine, Tick};
-pub use evaluate::{CompiledRule, render};
+pub use evaluate::{CompiledRule, EvalLimits, render};
 pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
 pub use replay::{replay, resolve_orphan, to_event};
 pub use ruleset::{Reload, RuleSet};
 pub use runner::{RunnerError, run_rules};
 pub use state::{AlertStates, Firing, Labels, Observation, Transition, severity_of};
-pub use watermark::{Arrival, PartitionKey, Watermarks};
+pub use watermark::{Arrival, MAX_WINDOWS_PER_CALL, PartitionKey, Watermarks};

@@ -8,6 +8,14 @@
 //! offsets the checkpoint allows. The rules directory is read again every
 //! `reload_interval`.
 //!
+//! A checkpoint that cannot be written is counted and logged, and nothing
+//! is committed: the next tick writes the state again (and a restart before
+//! then replays from the last commit).
+//!
+//! Records are decoded within ingest's limits (`ingest.max_line_bytes`,
+//! `max_past`, `max_future`, from the wall clock): a point ingest refuses is
+//! counted as rejected here and never moves event time.
+//!
 //! Events are published at least once: a crash after publishing and before
 //! the checkpoint re-evaluates those windows on restart and publishes the same
 //! transitions again, with the same `dedup_key` (Events v2 receivers, the
@@ -30,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     RuleSet,
-    checkpoint::{CheckpointError, read_checkpoint, write_checkpoint},
+    checkpoint::{CheckpointError, CheckpointWriter, read_checkpoint},
     engine::{EngineOptions, RuleEngine},
     event::PagingEvent,
 };
@@ -76,6 +84,7 @@ struct Meters {
     published: metrics::Counter,
     reloads: metrics::Counter,
     reload_failures: metrics::Counter,
+    checkpoint_failures: metrics::Counter,
     points_held: metrics::Gauge,
     active_rules: metrics::Gauge,
     tick_seconds: metrics::Histogram,
@@ -90,6 +99,7 @@ impl Meters {
             published: metrics::counter!("klaxon_rules_events_published_total"),
             reloads: metrics::counter!("klaxon_rules_reloads_total"),
             reload_failures: metrics::counter!("klaxon_rules_reload_failures_total"),
+            checkpoint_failures: metrics::counter!("klaxon_rules_checkpoint_failures_total"),
             points_held: metrics::gauge!("klaxon_rules_points_held"),
             active_rules: metrics::gauge!("klaxon_rules_active"),
             tick_seconds: metrics::histogram!("klaxon_rules_tick_duration_seconds"),
@@ -108,9 +118,15 @@ pub async fn run_rules(
     let producer = keyed_producer(&config.kafka, &brokers)?;
     warm_up(&producer, &settings.paging_topic).await;
     let meters = Meters::new();
+    let ingest = &config.ingest;
     let options = EngineOptions {
         idle_timeout: settings.idle_timeout,
         allowed_lateness: settings.allowed_lateness,
+        max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
+        max_past: ingest.max_past,
+        max_future: ingest.max_future,
+        eval_memory: settings.eval_memory.as_u64() as usize,
+        eval_timeout: settings.eval_timeout,
         ..EngineOptions::default()
     };
     let mut engine = RuleEngine::new(rules.rules(), options);
@@ -127,8 +143,21 @@ pub async fn run_rules(
         topic = %settings.state_topic,
         "state restored"
     );
-    let orphans = engine.restore(stored.rules, stored.positions);
+    let orphans = engine.restore(stored.rules, stored.positions, wall_ms());
     publish(&producer, &settings.paging_topic, &orphans, &meters).await?;
+    let mut state = State {
+        producer: &producer,
+        topic: &settings.state_topic,
+        writer: stored.writer,
+        owed: false,
+    };
+    if let Err(e) = state
+        .writer
+        .delete_stale(&producer, &settings.state_topic)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot delete stale checkpoint chunks yet");
+    }
 
     let consumer: StreamConsumer<GroupContext> =
         paging_consumer_config(&config.kafka, &config.kafka.brokers, &settings.group_id)
@@ -166,8 +195,8 @@ pub async fn run_rules(
                     metrics::counter!("klaxon_rules_evaluation_failures_total", "rule" => rule.clone()).increment(1);
                 }
                 publish(&producer, &settings.paging_topic, &tick.events, &meters).await?;
-                if tick.evaluations > 0 || !tick.failures.is_empty() {
-                    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await?;
+                if tick.evaluations > 0 || !tick.failures.is_empty() || state.owed {
+                    state.checkpoint(&consumer, &mut engine, &meters).await;
                 }
             }
             _ = reload_ticker.tick() => {
@@ -188,7 +217,7 @@ pub async fn run_rules(
                     meters.active_rules.set(engine.rule_names().len() as f64);
                     tracing::info!(rules = ?engine.rule_names(), "rules reloaded");
                     publish(&producer, &settings.paging_topic, &events, &meters).await?;
-                    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await?;
+                    state.checkpoint(&consumer, &mut engine, &meters).await;
                 }
             }
             received = consumer.recv() => {
@@ -214,11 +243,20 @@ pub async fn run_rules(
                 );
                 meters.points.increment(recorded.points as u64);
                 meters.late.increment(recorded.late as u64);
+                for r in engine.rejected() {
+                    metrics::counter!(
+                        "klaxon_rules_rejected_points_total",
+                        "topic" => message.topic().to_owned(),
+                        "reason" => r.reason.as_str()
+                    )
+                    .increment(1);
+                }
             }
         }
     }
     tracing::info!("rules stopping: writing a last checkpoint");
-    checkpoint(&producer, &consumer, &mut engine, &settings.state_topic).await
+    state.checkpoint(&consumer, &mut engine, &meters).await;
+    Ok(())
 }
 
 /// Looks the paging topic's partition leaders up now, so the first alert
@@ -272,27 +310,50 @@ async fn publish(
     Ok(())
 }
 
-/// Writes the engine's checkpoint, then commits the offsets it allows.
-async fn checkpoint(
-    producer: &FutureProducer,
-    consumer: &StreamConsumer<GroupContext>,
-    engine: &mut RuleEngine,
-    state_topic: &str,
-) -> Result<(), RunnerError> {
-    let delta = engine.checkpoint();
-    if delta.is_empty() {
-        return Ok(());
+/// The state topic and what has been written to it.
+struct State<'a> {
+    producer: &'a FutureProducer,
+    topic: &'a str,
+    writer: CheckpointWriter,
+    /// The last checkpoint failed: write again at the next tick.
+    owed: bool,
+}
+
+impl State<'_> {
+    /// Writes the engine's checkpoint, then commits the offsets it allows.
+    /// A failure is counted and logged, not fatal: nothing is committed, and
+    /// the state is written again at the next tick.
+    async fn checkpoint(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+        engine: &mut RuleEngine,
+        meters: &Meters,
+    ) {
+        let delta = engine.checkpoint();
+        if delta.is_empty() {
+            self.owed = false;
+            return;
+        }
+        if let Err(e) = self.writer.write(self.producer, self.topic, &delta).await {
+            meters.checkpoint_failures.increment(1);
+            tracing::error!(error = %e, topic = self.topic, "checkpoint not written; retrying at the next tick");
+            engine.checkpoint_failed(delta);
+            self.owed = true;
+            return;
+        }
+        self.owed = false;
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in &delta.commit {
+            if let Err(e) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
+                tracing::warn!(error = %e, topic, partition, "cannot commit this partition");
+            }
+        }
+        if offsets.count() > 0
+            && let Err(e) = consumer.commit(&offsets, CommitMode::Async)
+        {
+            // The next checkpoint commits again; until then a restart replays more.
+            tracing::warn!(error = %e, "commit failed");
+        }
     }
-    write_checkpoint(producer, state_topic, &delta).await?;
-    let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), offset) in &delta.commit {
-        offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-    }
-    if offsets.count() > 0
-        && let Err(e) = consumer.commit(&offsets, CommitMode::Async)
-    {
-        // The next checkpoint commits again; until then a restart replays more.
-        tracing::warn!(error = %e, "commit failed");
-    }
-    Ok(())
 }

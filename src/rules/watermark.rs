@@ -4,7 +4,10 @@
 //! Pure code: wall-clock time is passed in, so every case is testable without
 //! sleeping.
 //!
-//! - A partition's watermark is the greatest event time it has delivered.
+//! - A partition's watermark is the greatest event time it has delivered,
+//!   but never more than `max_future` ahead of the wall clock when it was
+//!   delivered: a producer's clock far ahead cannot move event time on and
+//!   make every real point late.
 //! - The stream's watermark is the least over its partitions, so a window
 //!   closes only when every partition has moved past it.
 //! - A partition that has delivered nothing for `idle_timeout` of wall time
@@ -14,12 +17,21 @@
 //!   `end + allowed_lateness`. A point is late when every window that holds
 //!   it has closed: counted, and skipped for alerting (the lake still has it).
 //!
+//! - However far event time jumps, one call hands out at most
+//!   [`MAX_WINDOWS_PER_CALL`] windows; the rest follow on the next calls.
+//!
 //! One `Watermarks` serves one rule, since closing depends on its window.
 
 use std::collections::HashMap;
 
 /// A source partition: topic and partition number.
 pub type PartitionKey = (String, i32);
+
+/// Windows one [`Watermarks::closable`] call hands out at most, so a jump of
+/// event time (a year of backlog, or a point dated far ahead under wide
+/// limits) costs bounded memory and a bounded tick, never one allocation per
+/// window of the gap (a point at 8.9e15 ms once asked for 7 TB).
+pub const MAX_WINDOWS_PER_CALL: i64 = 1_000;
 
 #[derive(Debug, Clone, Copy)]
 struct PartitionClock {
@@ -44,6 +56,8 @@ pub struct Watermarks {
     /// that holds it closes.
     window_ms: i64,
     every_ms: i64,
+    /// How far ahead of the wall clock a partition's watermark may go.
+    max_future_ms: i64,
     /// Everything before this has been handed out as closed; never goes back.
     closed_until_ms: Option<i64>,
     /// The earliest event time seen, where the first window starts.
@@ -63,9 +77,17 @@ impl Watermarks {
             allowed_lateness_ms,
             window_ms,
             every_ms,
+            max_future_ms: i64::MAX,
             closed_until_ms: None,
             first_event_ms: None,
         }
+    }
+
+    /// Bounds each partition's watermark to the wall clock plus
+    /// `max_future_ms` (unbounded by default).
+    pub fn with_max_future(mut self, max_future_ms: i64) -> Self {
+        self.max_future_ms = max_future_ms;
+        self
     }
 
     /// A partition was assigned: it holds time back from `wall_ms` on, even
@@ -91,13 +113,14 @@ impl Watermarks {
                 max_event_ms: i64::MIN,
                 last_record_wall_ms: wall_ms,
             });
-        clock.max_event_ms = clock.max_event_ms.max(event_ms);
+        let clock_ms = event_ms.min(wall_ms.saturating_add(self.max_future_ms));
+        clock.max_event_ms = clock.max_event_ms.max(clock_ms);
         clock.last_record_wall_ms = wall_ms;
-        self.first_event_ms = Some(self.first_event_ms.map_or(event_ms, |f| f.min(event_ms)));
+        self.first_event_ms = Some(self.first_event_ms.map_or(clock_ms, |f| f.min(clock_ms)));
         // Windows `[end - window, end)` hold the point for every grid end in
         // `(event, event + window]`; the last is the grid point at or below
         // `event + window`.
-        let last_end = (event_ms + self.window_ms).div_euclid(self.every_ms) * self.every_ms;
+        let last_end = grid_floor(event_ms.saturating_add(self.window_ms), self.every_ms);
         match self.closed_until_ms {
             Some(closed) if last_end <= closed => Arrival::Late,
             _ => Arrival::OnTime,
@@ -134,7 +157,7 @@ impl Watermarks {
     /// were evaluated before. If the rule's hop changed since, the mark moves
     /// back to the new grid, so no window of the new grid is skipped.
     pub fn resume(&mut self, closed_until_ms: Option<i64>, first_event_ms: Option<i64>) {
-        self.closed_until_ms = closed_until_ms.map(|c| c.div_euclid(self.every_ms) * self.every_ms);
+        self.closed_until_ms = closed_until_ms.map(|c| grid_floor(c, self.every_ms));
         self.first_event_ms = first_event_ms;
     }
 
@@ -151,30 +174,41 @@ impl Watermarks {
     }
 
     /// Ends of the windows (on the grid of the hop) that can close now, in
-    /// order, each handed out once. A window `[end - window, end)` is ready
-    /// when the watermark has passed `end + allowed_lateness`.
+    /// order, each handed out once, at most [`MAX_WINDOWS_PER_CALL`] of them.
+    /// A window `[end - window, end)` is ready when the watermark has passed
+    /// `end + allowed_lateness`.
     pub fn closable(&mut self, wall_ms: i64) -> Vec<i64> {
         let every_ms = self.every_ms;
         let Some(watermark) = self.watermark(wall_ms) else {
             return Vec::new();
         };
-        let ready_until = watermark - self.allowed_lateness_ms;
+        let ready_until = watermark.saturating_sub(self.allowed_lateness_ms);
         // The last grid point at or before `ready_until`.
-        let last = ready_until.div_euclid(every_ms) * every_ms;
+        let last = grid_floor(ready_until, every_ms);
         let first = match self.closed_until_ms {
-            Some(closed) => closed + every_ms,
+            Some(closed) => closed.saturating_add(every_ms),
             // Start with the first window that ends after the earliest point.
             None => {
                 let earliest = self.first_event_ms.unwrap_or(last);
-                (earliest.div_euclid(every_ms) + 1) * every_ms
+                grid_floor(earliest, every_ms).saturating_add(every_ms)
             }
         };
         if first > last {
             return Vec::new();
         }
+        // i128: the span between two event times may not fit an i64.
+        let windows = (last as i128 - first as i128) / every_ms as i128 + 1;
+        let count = windows.min(MAX_WINDOWS_PER_CALL as i128) as i64;
+        let last = first + (count - 1) * every_ms;
         self.closed_until_ms = Some(last);
-        (first..=last).step_by(every_ms as usize).collect()
+        (0..count).map(|i| first + i * every_ms).collect()
     }
+}
+
+/// The grid point of hop `every_ms` at or below `t` (saturating at the ends
+/// of the range, where no grid point is exact).
+fn grid_floor(t: i64, every_ms: i64) -> i64 {
+    t.div_euclid(every_ms).saturating_mul(every_ms)
 }
 
 #[cfg(test)]
@@ -293,6 +327,40 @@ mod tests {
         let mut w = Watermarks::new(i64::MAX / 4, 0, 4 * M, 2 * M);
         w.resume(Some(3 * M), Some(30 * S));
         assert_eq!(w.closed_until(), Some(2 * M));
+    }
+
+    #[test]
+    fn a_point_far_ahead_moves_event_time_at_most_max_future() {
+        let mut w = Watermarks::new(i64::MAX / 4, 0, M, M).with_max_future(M);
+        w.assign(p(0), 0);
+        let wall = 10 * M;
+        w.observe(&p(0), wall + 24 * 60 * M, wall);
+        assert_eq!(w.watermark(wall), Some(wall + M), "clamped to wall + 1m");
+        // Real points of the next minutes still count.
+        assert_eq!(w.observe(&p(0), wall + 30 * S, wall), Arrival::OnTime);
+        w.observe(&p(0), 8_900_000_000_000_000, wall + S);
+        assert_eq!(w.watermark(wall + S), Some(wall + S + M));
+    }
+
+    #[test]
+    fn a_huge_gap_of_windows_is_handed_out_in_bounded_steps() {
+        // No bound on the future: a point at 8.9e15 ms after one at 0 opens
+        // about 1.5e11 one-minute windows.
+        let mut w = Watermarks::new(i64::MAX / 4, 0, M, M);
+        w.assign(p(0), 0);
+        w.observe(&p(0), 0, 0);
+        w.observe(&p(0), 8_900_000_000_000_000, 0);
+        let first = w.closable(0);
+        assert_eq!(first.len() as i64, MAX_WINDOWS_PER_CALL);
+        assert_eq!(first[0], M);
+        let second = w.closable(0);
+        assert_eq!(second[0], first[first.len() - 1] + M, "continues in order");
+        // Event times at the ends of the range do not overflow.
+        let mut w = Watermarks::new(i64::MAX / 4, 0, M, M);
+        w.assign(p(0), 0);
+        assert_eq!(w.observe(&p(0), i64::MAX - 1, 0), Arrival::OnTime);
+        w.observe(&p(0), i64::MIN + 1, 0);
+        assert_eq!(w.closable(0).len() as i64, MAX_WINDOWS_PER_CALL);
     }
 
     #[test]
