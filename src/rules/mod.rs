@@ -31,7 +31,7 @@ pub use checkpoint::{CheckpointError, StoredCheckpoint, read_checkpoint, write_c
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
 pub use engine::{CheckpointDelta, EngineOptions, Recorded, RuleCheckpoint, RuleEngine, Tick};
 pub use evaluate::{CompiledRule, render};
-pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
+pub use event::{EventAction, Link, PagingEvent, Payload, Window, bound_dedup_key, dedup_key};
 pub use replay::{replay, resolve_orphan, to_event};
 pub use ruleset::{Reload, RuleSet};
 pub use runner::{RunnerError, run_rules};
