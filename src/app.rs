@@ -94,7 +94,7 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
             continue;
         }
         let name = name.to_lowercase();
-        crate::config::check_integration_key(&name, &key)
+        crate::config::check_integration_key(&name, key)
             .map_err(|problem| anyhow::anyhow!("{var}: {problem}"))?;
         config.notify.integration_keys.insert(name, key.to_owned());
     }
