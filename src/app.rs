@@ -59,6 +59,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `KLAXON_INTEGRATION_KEY_ALERTMANAGER=…` is `notify.integration_keys.alertmanager`.
+const INTEGRATION_KEY_PREFIX: &str = "KLAXON_INTEGRATION_KEY_";
+
 /// The config file, then flags and `KLAXON_*` variables on top.
 fn load_config(common: &CommonArgs) -> Result<Config> {
     let mut config = match &common.config {
@@ -78,6 +81,22 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     }
     if let Some(token) = secret("KLAXON_API_TOKEN") {
         config.notify.api_token = Some(token);
+    }
+    // vars_os: `vars` panics on a variable that is not Unicode.
+    for (var, key) in std::env::vars_os() {
+        let (Some(var), Some(key)) = (var.to_str(), key.to_str()) else {
+            continue;
+        };
+        let Some(name) = var.strip_prefix(INTEGRATION_KEY_PREFIX) else {
+            continue;
+        };
+        if key.is_empty() {
+            continue;
+        }
+        let name = name.to_lowercase();
+        crate::config::check_integration_key(&name, key)
+            .map_err(|problem| anyhow::anyhow!("{var}: {problem}"))?;
+        config.notify.integration_keys.insert(name, key.to_owned());
     }
     if let Some(token) = secret("KLAXON_TWILIO_AUTH_TOKEN") {
         config.notify.twilio.auth_token = Some(token);
@@ -539,6 +558,7 @@ fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
     };
     let oncall = load_oncall(&file)?.oncall;
     let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
+    crate::notify::schedule::check_instant(at)?;
     let mut stdout = std::io::stdout().lock();
     let mut found = false;
     for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
@@ -548,13 +568,8 @@ fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
         found = true;
         let clock =
             ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
-        let horizon = at + chrono::Duration::weeks(8);
-        let shift = clock
-            .shifts(at, horizon)
-            .into_iter()
-            .next()
-            .expect("a range has a first shift");
-        let until = if shift.end >= horizon {
+        let shift = clock.current_shift(at)?;
+        let until = if shift.end >= at + crate::notify::schedule::SHIFT_HORIZON {
             "for the next 8 weeks at least".to_owned()
         } else {
             format!("until {}", shift.end.to_rfc3339())

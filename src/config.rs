@@ -281,6 +281,11 @@ pub struct NotifyConfig {
     /// Bearer token of the HTTP API (`KLAXON_API_TOKEN`); the API is off
     /// without one.
     pub api_token: Option<String>,
+    /// Intake-only credentials, one per sending integration (name → key;
+    /// `KLAXON_INTEGRATION_KEY_<NAME>` adds or replaces one): accepted to
+    /// send events, refused for reading or acting on incidents, so a sender
+    /// holds no more than it needs.
+    pub integration_keys: BTreeMap<String, String>,
     /// How long an acknowledge link works.
     #[serde(with = "humantime_serde")]
     pub ack_link_ttl: Duration,
@@ -301,6 +306,7 @@ impl Default for NotifyConfig {
             public_url: None,
             signing_key: None,
             api_token: None,
+            integration_keys: BTreeMap::new(),
             ack_link_ttl: Duration::from_secs(24 * 3600),
             retry: RetryConfig::default(),
             twilio: TwilioConfig::default(),
@@ -395,6 +401,24 @@ impl Default for TwilioConfig {
     }
 }
 
+/// The shortest integration key accepted: a key guards paging, so it must
+/// not be guessable.
+pub const MIN_INTEGRATION_KEY_CHARS: usize = 16;
+
+/// Checks one integration key, wherever it came from; `Err` says why it is
+/// refused, without the key.
+pub fn check_integration_key(name: &str, key: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("notify.integration_keys: a key needs a name".to_owned());
+    }
+    if key.chars().count() < MIN_INTEGRATION_KEY_CHARS {
+        return Err(format!(
+            "notify.integration_keys.{name} must be at least {MIN_INTEGRATION_KEY_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads and validates a config file. Errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -455,6 +479,16 @@ impl Config {
         }
         if self.notify.reload_interval.is_zero() {
             problems.push("notify.reload_interval must be longer than 0s".to_owned());
+        }
+        for (name, key) in &self.notify.integration_keys {
+            if let Err(problem) = check_integration_key(name, key) {
+                problems.push(problem);
+            }
+            if self.notify.api_token.as_ref() == Some(key) {
+                problems.push(format!(
+                    "notify.integration_keys.{name} is the API token: give the integration its own key"
+                ));
+            }
         }
         if self.rules.paging_topic == self.rules.state_topic {
             problems.push("rules.paging_topic and rules.state_topic must differ".to_owned());
@@ -538,6 +572,34 @@ mod tests {
             .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn integration_keys_must_be_long_and_not_the_api_token() {
+        let ok = Config::parse(
+            "[notify]\napi_token = \"an-operator-token-xyz\"\nintegration_keys = { alertmanager = \"0123456789abcdef\" }\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.notify.integration_keys["alertmanager"],
+            "0123456789abcdef"
+        );
+        let err = Config::parse(
+            "[notify]\napi_token = \"an-operator-token-xyz\"\nintegration_keys = { grafana = \"short\", am = \"an-operator-token-xyz\" }\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("integration_keys.grafana must be at least 16 characters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("integration_keys.am is the API token"),
+            "{err}"
+        );
+        assert!(!err.contains("short\""), "no key in the message: {err}");
     }
 
     #[test]

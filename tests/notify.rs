@@ -774,3 +774,398 @@ async fn a_broken_oncall_file_is_refused_and_the_previous_one_stays() {
         "paged with the previous config"
     );
 }
+
+/// A token long enough for any check on the API token.
+const TOKEN: &str = "operator-token-0123456789";
+
+impl Setup {
+    /// Adds `lines` to the config's `[notify]` table.
+    fn notify_settings(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(
+            &self.config,
+            text.replace("[notify]\n", &format!("[notify]\n{lines}\n")),
+        )
+        .unwrap();
+    }
+}
+
+/// An HTTP client that gives up on an answer after a minute, so a request
+/// that would spin the server fails the test instead of hanging it.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    auth: Option<&str>,
+    body: String,
+) -> (u16, Value) {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn trigger_body(dedup_key: &str, summary: &str) -> String {
+    trigger(dedup_key, summary).1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_events_are_refused_or_cut_and_paging_goes_on() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!("api_token = \"{TOKEN}\""));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+    let auth = format!("Bearer {TOKEN}");
+    let events = format!("{base}/api/v1/events");
+
+    // Over PagerDuty's 512 KB for one event: refused, and said why.
+    let (status, reply) = post_json(
+        &http,
+        &events,
+        Some(&auth),
+        trigger_body("big-1", &"x".repeat(600_000)),
+    )
+    .await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("over 512 KiB"),
+        "{reply}"
+    );
+
+    // Under it, but a summary past Events v2's 1024 characters: cut, and
+    // the reply says which field.
+    let (status, reply) = post_json(
+        &http,
+        &events,
+        Some(&auth),
+        trigger_body("long-1", &"y".repeat(100_000)),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["truncated"], json!(["payload.summary"]), "{reply}");
+    s.recorder.wait_for("/alice", 1).await;
+    let long = api_get(&http, &format!("{base}/api/v1/incidents/long-1"), &auth).await;
+    let summary = long["summary"].as_str().unwrap();
+    assert_eq!(summary.chars().count(), 1024, "{long}");
+    assert!(summary.ends_with('…'));
+
+    // Anyone may produce to the paging topic: a 900 KB summary there is cut
+    // the same way, the incident fits its changelog record, and the
+    // notifier keeps paging.
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("direct-1", &"z".repeat(900_000))],
+    )
+    .await;
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("after-1", "still paging")],
+    )
+    .await;
+    // (Escalation may page alice again for the earlier incidents.)
+    wait_until(
+        Duration::from_secs(60),
+        "the page after the big event",
+        || {
+            let paged = s
+                .recorder
+                .to("/alice")
+                .iter()
+                .any(|p| p.body.contains("still paging"));
+            async move { paged }
+        },
+    )
+    .await;
+
+    // Thousands of triggers of one incident keep a bounded record: counts,
+    // the first and the last entries.
+    let flaps: Vec<(String, String)> = (1..=3000)
+        .map(|i| trigger("flap-1", &format!("flap {i}")))
+        .collect();
+    produce_all(&s.producer(), "paging", &flaps).await;
+    let url = format!("{base}/api/v1/incidents/flap-1");
+    wait_until(Duration::from_secs(60), "3000 triggers applied", || {
+        let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
+        async move { api_get(&http, &url, &auth).await["triggers"] == 3000 }
+    })
+    .await;
+    let flap = api_get(&http, &url, &auth).await;
+    let timeline = flap["timeline"].as_array().unwrap();
+    assert!(timeline.len() <= 71, "{} entries", timeline.len());
+    assert_eq!(timeline[0]["kind"], "triggered");
+    let elided = timeline.iter().find(|e| e["kind"] == "elided").unwrap();
+    assert_eq!(
+        elided["detail"],
+        format!("{} entries left out, the last at this time", flap["elided"])
+    );
+    assert_eq!(
+        timeline.last().unwrap()["detail"],
+        "trigger 3000: now flap 3000 (critical)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ack_link_acts_on_its_own_incident_only() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!("api_token = \"{TOKEN}\""));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+    let auth = format!("Bearer {TOKEN}");
+    let page_of = |r: &Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
+    let local = |link: &Value| {
+        let path = link.as_str().unwrap();
+        format!(
+            "{base}{}",
+            path.strip_prefix("http://klaxon.example").unwrap()
+        )
+    };
+    let status_of = |id: String| {
+        let (http, url, auth) = (
+            http.clone(),
+            format!("{base}/api/v1/incidents/{id}"),
+            auth.clone(),
+        );
+        async move { api_get(&http, &url, &auth).await }
+    };
+
+    produce_all(&s.producer(), "paging", &[trigger("disk-1", "disk full")]).await;
+    let first = page_of(&s.recorder.wait_for("/alice", 1).await[0]);
+    let first_id = first["incident"]["id"].as_str().unwrap().to_owned();
+    let first_link = local(&first["ack_url"]);
+    let (status, reply) = post_json(
+        &http,
+        &format!("{base}/api/v1/incidents/{first_id}/resolve"),
+        Some(&auth),
+        json!({ "by": "carol" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    wait_until(Duration::from_secs(30), "the resolve", || {
+        let incident = status_of(first_id.clone());
+        async move { incident.await["status"] == "resolved" }
+    })
+    .await;
+
+    // The same alert fires again: a new incident under the same dedup_key.
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("disk-1", "disk full again")],
+    )
+    .await;
+    let second_page = || {
+        s.recorder
+            .to("/alice")
+            .iter()
+            .map(page_of)
+            .find(|p| p["event"] == "page" && p["incident"]["id"] != first_id.as_str())
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the second incident's page",
+        || {
+            let paged = second_page().is_some();
+            async move { paged }
+        },
+    )
+    .await;
+    let second = second_page().unwrap();
+    let second_id = second["incident"]["id"].as_str().unwrap().to_owned();
+
+    // The first incident's link says it is closed, and acknowledges nothing.
+    let page = http.get(&first_link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("is already resolved by carol"), "{page}");
+    assert!(!page.contains("<form"), "no button: {page}");
+    let pressed = http.post(&first_link).send().await.unwrap();
+    assert_eq!(pressed.status(), 409);
+    let text = pressed.text().await.unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "Incident {first_id} is already resolved by carol: this link acknowledges nothing.\n"
+        )
+    );
+    // Whatever the link sent is before this trigger on the incident's
+    // partition: once the trigger is applied, the second incident shows
+    // whether the link touched it.
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("disk-1", "disk still full")],
+    )
+    .await;
+    wait_until(Duration::from_secs(30), "the repeated trigger", || {
+        let incident = status_of(second_id.clone());
+        async move { incident.await["triggers"] == 2 }
+    })
+    .await;
+    assert_eq!(
+        status_of(second_id.clone()).await["status"],
+        "triggered",
+        "the first incident's link acknowledged the second"
+    );
+
+    // Its own link does.
+    let pressed = http.post(local(&second["ack_url"])).send().await.unwrap();
+    assert_eq!(pressed.status(), 200);
+    wait_until(Duration::from_secs(30), "the acknowledgement", || {
+        let incident = status_of(second_id.clone());
+        async move { incident.await["status"] == "acknowledged" }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn integration_keys_send_events_but_cannot_read_or_act() {
+    const ALERTMANAGER: &str = "am-key-0123456789abcdef";
+    const GRAFANA: &str = "grafana-key-0123456789abcdef";
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ alertmanager = \"{ALERTMANAGER}\" }}"
+    ));
+    // The second key from the environment, as secrets are best kept.
+    let notifier = s
+        .notifier_with_env("notify.log", &[("KLAXON_INTEGRATION_KEY_GRAFANA", GRAFANA)])
+        .await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+
+    // Each key sends on the intake routes.
+    let alert = json!({
+        "version": "4", "status": "firing", "receiver": "klaxon", "groupKey": "{}",
+        "alerts": [{ "status": "firing", "fingerprint": "f1",
+            "labels": { "alertname": "Down", "instance": "db-2" },
+            "annotations": { "summary": "db-2 is down" } }]
+    });
+    let am = format!("Bearer {ALERTMANAGER}");
+    let grafana = format!("Bearer {GRAFANA}");
+    let (status, reply) = post_json(
+        &http,
+        &format!("{base}/api/v1/alertmanager"),
+        Some(&am),
+        alert.to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    let mut enqueue: Value = serde_json::from_str(&trigger_body("k-2", "two")).unwrap();
+    enqueue["routing_key"] = ALERTMANAGER.into();
+    let (status, reply) = post_json(
+        &http,
+        &format!("{base}/v2/enqueue"),
+        None,
+        enqueue.to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    let (status, reply) = post_json(
+        &http,
+        &format!("{base}/api/v1/events"),
+        Some(&grafana),
+        trigger_body("k-3", "three"),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    s.recorder.wait_for("/alice", 3).await;
+
+    // A wrong key sends nothing.
+    enqueue["routing_key"] = "not-a-key-0123456789".into();
+    let (status, _) = post_json(
+        &http,
+        &format!("{base}/v2/enqueue"),
+        None,
+        enqueue.to_string(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Neither key reads incidents or on-call, nor acknowledges or resolves.
+    let operator = format!("Bearer {TOKEN}");
+    let listed = api_get(&http, &format!("{base}/api/v1/incidents"), &operator).await;
+    let id = listed["incidents"][0]["id"].as_str().unwrap().to_owned();
+    for key in [&am, &grafana] {
+        for (get, path) in [
+            (true, "/api/v1/incidents".to_owned()),
+            (true, format!("/api/v1/incidents/{id}")),
+            (true, "/api/v1/oncall".to_owned()),
+            (false, format!("/api/v1/incidents/{id}/ack")),
+            (false, format!("/api/v1/incidents/{id}/resolve")),
+        ] {
+            let url = format!("{base}{path}");
+            let request = if get { http.get(&url) } else { http.post(&url) };
+            let response = request.header("authorization", key).send().await.unwrap();
+            assert_eq!(response.status(), 403, "{path} with {key}");
+            let text = response.text().await.unwrap();
+            assert!(text.contains("only sends events"), "{text}");
+        }
+    }
+    let still = api_get(&http, &format!("{base}/api/v1/incidents/{id}"), &operator).await;
+    assert_eq!(still["status"], "triggered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_oncall_api_answers_far_instants_and_refuses_out_of_range_ones() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!("api_token = \"{TOKEN}\""));
+    let mut oncall = std::fs::read_to_string(&s.oncall).unwrap();
+    oncall.push_str(
+        "\n[[schedule]]\nid = \"fast\"\ntime_zone = \"UTC\"\n[[schedule.layer]]\nusers = [\"alice\", \"bob\"]\nrotation = \"1m\"\nstart = \"2026-01-01T00:00:00\"\n",
+    );
+    std::fs::write(&s.oncall, oncall).unwrap();
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+    let auth = format!("Bearer {TOKEN}");
+
+    // About 2.6 billion one-minute turns ahead: once a spin that held the
+    // notifier's CPU and stopped its intake.
+    let far = api_get(
+        &http,
+        &format!("{base}/api/v1/oncall?schedule=fast&at=7000-01-01T00:00:00Z"),
+        &auth,
+    )
+    .await;
+    let turns = (chrono::NaiveDate::from_ymd_opt(7000, 1, 1).unwrap()
+        - chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap())
+    .num_minutes();
+    assert_eq!(
+        far["oncall"][0]["user"],
+        ["alice", "bob"][(turns % 2) as usize],
+        "{far}"
+    );
+    assert_eq!(far["oncall"][0]["until"], "7000-01-01T00:01:00Z", "{far}");
+
+    let response = http
+        .get(format!("{base}/api/v1/oncall?at=1969-12-31T23:59:59Z"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let reply: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(
+        reply["error"].as_str().unwrap().contains("out of range"),
+        "{reply}"
+    );
+}

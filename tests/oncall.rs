@@ -97,3 +97,68 @@ fn oncall_answers_who_and_until_when() {
     let (ok, _, stderr) = klaxon(&["oncall", "--file", file, "--schedule", "nope"]);
     assert!(!ok && stderr.contains("no schedule \"nope\""), "{stderr}");
 }
+
+/// Runs klaxon, killing it if it has not answered within a minute: a
+/// question about a far instant once kept it busy for ever.
+fn klaxon_answering(args: &[&str]) -> (bool, String, String) {
+    let mut child = Command::new(KLAXON)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("klaxon {args:?} gave no answer within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn far_instants_are_answered_and_out_of_range_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oncall.toml");
+    std::fs::write(
+        &file,
+        "[[user]]\nid = \"a\"\ncontact = [{ type = \"sms\", address = \"+15550100\" }]\n\
+         [[user]]\nid = \"b\"\ncontact = [{ type = \"sms\", address = \"+15550101\" }]\n\
+         [[user]]\nid = \"c\"\ncontact = [{ type = \"sms\", address = \"+15550102\" }]\n\
+         [[schedule]]\nid = \"fast\"\ntime_zone = \"UTC\"\n\
+         [[schedule.layer]]\nusers = [\"a\", \"b\", \"c\"]\nrotation = \"1m\"\nstart = \"2026-01-01T00:00:00\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    // A one-minute turn, about 2.6 billion turns after the start.
+    let (ok, stdout, stderr) =
+        klaxon_answering(&["oncall", "--file", file, "--at", "7000-01-01T00:00:00Z"]);
+    assert!(ok, "{stderr}");
+    let turns = (chrono::NaiveDate::from_ymd_opt(7000, 1, 1).unwrap()
+        - chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap())
+    .num_minutes();
+    let user = ["a", "b", "c"][(turns % 3) as usize];
+    assert_eq!(
+        stdout,
+        format!("fast\t{user}\tuntil 7000-01-01T00:01:00+00:00\n")
+    );
+    // Before 1970, and past year 9999 (where `at` plus the 8 weeks looked
+    // ahead once overflowed and panicked).
+    for at in ["1969-12-31T23:59:59Z", "+262142-01-01T00:00:00Z"] {
+        let (ok, _, stderr) = klaxon_answering(&["oncall", "--file", file, "--at", at]);
+        assert!(!ok, "{at}");
+        assert!(
+            stderr.contains(
+                "is out of range: klaxon answers for instants from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+            ),
+            "{at}: {stderr}"
+        );
+    }
+}

@@ -10,10 +10,21 @@
 //! - `POST /api/v1/events`: one Events v2 event
 //!
 //! `POST /v2/enqueue` takes Events v2 as PagerDuty does, authorised by
-//! `routing_key` = the token, so Events v2 senders need only a new URL.
+//! `routing_key`, so Events v2 senders need only a new URL.
+//!
+//! Senders get integration keys (`notify.integration_keys`, one per
+//! integration, as PagerDuty has): one is accepted where the token is on the
+//! three intake routes (`/v2/enqueue` as `routing_key`, `/api/v1/events` and
+//! `/api/v1/alertmanager` as bearer token) and refused (403) everywhere
+//! else, so a sender cannot list, acknowledge or resolve incidents, nor read
+//! who is on call. Intake bodies are limited (see [`super::limits`]): 413
+//! beyond, and fields over their limits are cut, which the reply lists.
+//!
 //! `GET /ack/{id}?expires=..&sig=..` is the signed link in messages: it
-//! shows a page whose button POSTs the same URL, which acknowledges. A GET
-//! alone never does, since link unfurlers and mail scanners fetch links.
+//! shows a page whose button POSTs the same URL, which acknowledges that
+//! incident, never a later one with the same dedup_key; the page says when
+//! it is already acknowledged or resolved. A GET alone never acknowledges,
+//! since link unfurlers and mail scanners fetch links.
 //!
 //! Acknowledgements and resolves go to the paging topic like every other
 //! event; reads come from the incidents changelog.
@@ -22,7 +33,11 @@ use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    body::Bytes,
+    extract::{
+        DefaultBodyLimit, Path, Query, State,
+        rejection::{BytesRejection, JsonRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -34,8 +49,10 @@ use sha2::{Digest, Sha256};
 
 use super::{
     client::{self, ClientError},
+    incident::Status,
+    limits::{MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES, cap_event},
     links::AckLinks,
-    schedule::ScheduleClock,
+    schedule::{ScheduleClock, check_instant},
     worker::{LoadedOnCall, parse_event},
 };
 use crate::{
@@ -47,6 +64,8 @@ use crate::{
 struct ApiState {
     config: Config,
     token: Option<String>,
+    /// Intake-only credentials, by integration name.
+    integration_keys: Vec<(String, String)>,
     links: Option<AckLinks>,
     oncall: Option<PathBuf>,
 }
@@ -62,6 +81,11 @@ pub fn router(config: &Config) -> Router {
     };
     let state = Arc::new(ApiState {
         token: n.api_token.clone(),
+        integration_keys: n
+            .integration_keys
+            .iter()
+            .map(|(name, key)| (name.clone(), key.clone()))
+            .collect(),
         links,
         oncall: n.oncall.clone(),
         config: config.clone(),
@@ -72,9 +96,18 @@ pub fn router(config: &Config) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/incidents/{id}/resolve", post(resolve))
         .route("/api/v1/oncall", get(oncall))
-        .route("/api/v1/alertmanager", post(alertmanager))
-        .route("/api/v1/events", post(events))
-        .route("/v2/enqueue", post(enqueue))
+        .route(
+            "/api/v1/alertmanager",
+            post(alertmanager).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
+        .route(
+            "/api/v1/events",
+            post(events).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)),
+        )
+        .route(
+            "/v2/enqueue",
+            post(enqueue).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)),
+        )
         .route("/ack/{id}", get(ack_page).post(ack_link))
         .with_state(state)
 }
@@ -90,25 +123,92 @@ fn client_error(e: ClientError) -> Response {
     }
 }
 
-/// Checks the bearer token; `Some` is the refusal to send.
+/// Whom a credential names.
+#[derive(Debug, PartialEq)]
+enum Caller {
+    /// The API token: every route.
+    Operator,
+    /// An integration key, by name: the intake routes only.
+    Integration(String),
+}
+
+/// The caller `given` names, if any; compared with every credential.
+fn caller(state: &ApiState, given: &str) -> Option<Caller> {
+    let mut found = state
+        .token
+        .as_ref()
+        .is_some_and(|t| constant_time_eq(given.as_bytes(), t.as_bytes()))
+        .then_some(Caller::Operator);
+    for (name, key) in &state.integration_keys {
+        if constant_time_eq(given.as_bytes(), key.as_bytes()) && found.is_none() {
+            found = Some(Caller::Integration(name.clone()));
+        }
+    }
+    found
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Checks the bearer token of a route that reads or changes incidents;
+/// `Some` is the refusal to send.
 fn refused(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = &state.token else {
+    if state.token.is_none() {
         return Some(error(
             StatusCode::FORBIDDEN,
             "the API is off: set notify.api_token (or KLAXON_API_TOKEN)",
         ));
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        None
-    } else {
-        Some(error(
+    }
+    match bearer(headers).and_then(|g| caller(state, g)) {
+        Some(Caller::Operator) => None,
+        Some(Caller::Integration(name)) => Some(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "integration key {name:?} only sends events (/v2/enqueue, /api/v1/events, \
+                 /api/v1/alertmanager); this route takes the API token"
+            ),
+        )),
+        None => Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
-        ))
+        )),
+    }
+}
+
+/// Checks the credential of an intake route: the API token or an
+/// integration key. `Some` is the refusal to send.
+fn intake_refused(state: &ApiState, given: Option<&str>) -> Option<Response> {
+    if state.token.is_none() && state.integration_keys.is_empty() {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "intake is off: set notify.integration_keys or notify.api_token",
+        ));
+    }
+    match given.and_then(|g| caller(state, g)) {
+        Some(_) => None,
+        None => Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong integration key or API token",
+        )),
+    }
+}
+
+/// The answer to a body that could not be read: 413 past the route's limit.
+fn body_refused(status: StatusCode, text: String, limit: usize) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error(
+            status,
+            format!(
+                "the request body is over {} KiB, klaxon's limit for this route",
+                limit / 1024
+            ),
+        )
+    } else {
+        error(status, text)
     }
 }
 
@@ -224,7 +324,10 @@ async fn oncall(State(s): Shared, headers: HeaderMap, Query(q): Query<OncallQuer
         Ok(l) => l,
         Err(problems) => return error(StatusCode::INTERNAL_SERVER_ERROR, problems.join("; ")),
     };
-    let at = q.at.unwrap_or_else(Utc::now);
+    let at = match check_instant(q.at.unwrap_or_else(Utc::now)) {
+        Ok(at) => at,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let mut out = Vec::new();
     for schedule in loaded.oncall.schedule.iter().map(toml::Spanned::get_ref) {
         if q.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
@@ -233,10 +336,7 @@ async fn oncall(State(s): Shared, headers: HeaderMap, Query(q): Query<OncallQuer
         let Ok(clock) = ScheduleClock::new(schedule) else {
             continue;
         };
-        let shift = clock
-            .shifts(at, at + chrono::Duration::weeks(8))
-            .into_iter()
-            .next();
+        let shift = clock.current_shift(at).ok();
         out.push(json!({
             "schedule": schedule.id,
             "user": shift.as_ref().and_then(|s| s.user.clone()),
@@ -334,6 +434,7 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             event.escalation_policy = policy
                 .clone()
                 .or_else(|| text(&a.labels, "escalation_policy"));
+            cap_event(&mut event);
             event
         })
         .collect()
@@ -343,11 +444,15 @@ async fn alertmanager(
     State(s): Shared,
     headers: HeaderMap,
     Query(q): Query<AlertmanagerQuery>,
-    Json(message): Json<AlertmanagerMessage>,
+    message: Result<Json<AlertmanagerMessage>, JsonRejection>,
 ) -> Response {
-    if let Some(r) = refused(&s, &headers) {
+    if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
+    let message = match message {
+        Ok(Json(m)) => m,
+        Err(e) => return body_refused(e.status(), e.body_text(), MAX_WEBHOOK_BYTES),
+    };
     if message.version != "4" {
         return error(
             StatusCode::BAD_REQUEST,
@@ -368,47 +473,55 @@ async fn alertmanager(
     }
 }
 
-/// Validates one Events v2 body as the notifier would, then enqueues it.
+/// Validates one Events v2 body as the notifier would, cutting fields over
+/// their limits, then enqueues it. The reply lists the fields cut.
 async fn enqueue_body(s: &ApiState, body: &[u8]) -> Response {
-    let event = match parse_event(body) {
-        Ok(e) => e,
+    let (event, cut) = match parse_event(body) {
+        Ok(parsed) => parsed,
         Err((reason, detail)) => {
             return error(StatusCode::BAD_REQUEST, format!("{reason}: {detail}"));
         }
     };
     match client::send_events(&s.config, std::slice::from_ref(&event), None).await {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "status": "success", "message": "Event processed", "dedup_key": event.dedup_key })),
-        )
-            .into_response(),
+        Ok(()) => {
+            let mut reply = json!({ "status": "success", "message": "Event processed", "dedup_key": event.dedup_key });
+            if !cut.is_empty() {
+                reply["message"] = "Event processed; fields over klaxon's limits were cut".into();
+                reply["truncated"] = json!(cut);
+            }
+            (StatusCode::ACCEPTED, Json(reply)).into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
-async fn events(State(s): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Some(r) = refused(&s, &headers) {
+async fn events(
+    State(s): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
-    enqueue_body(&s, &body).await
+    match body {
+        Ok(body) => enqueue_body(&s, &body).await,
+        Err(e) => body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+    }
 }
 
 /// PagerDuty's Events v2 endpoint shape: the routing key is the credential.
-async fn enqueue(State(s): Shared, body: axum::body::Bytes) -> Response {
+async fn enqueue(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+    };
     let routing_key = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("routing_key")
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    let allowed = match (&s.token, routing_key) {
-        (Some(token), Some(key)) => constant_time_eq(key.as_bytes(), token.as_bytes()),
-        _ => false,
-    };
-    if !allowed {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "routing_key must be klaxon's API token",
-        );
+    if let Some(r) = intake_refused(&s, routing_key.as_deref()) {
+        return r;
     }
     enqueue_body(&s, &body).await
 }
@@ -432,7 +545,30 @@ fn link_refused(s: &ApiState, id: &str, q: &LinkQuery) -> Option<Response> {
     })
 }
 
-/// The page a link opens: one button that POSTs the same signed URL.
+/// Why a link can no longer acknowledge its incident, if it cannot.
+fn closed_note(incident: &super::Incident) -> Option<String> {
+    let by = |who: &Option<String>| {
+        who.as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default()
+    };
+    match incident.status {
+        Status::Triggered => None,
+        Status::Acknowledged => Some(format!(
+            "Incident {} is already acknowledged{}.",
+            incident.id,
+            by(&incident.acknowledged_by)
+        )),
+        Status::Resolved => Some(format!(
+            "Incident {} is already resolved{}: this link acknowledges nothing.",
+            incident.id,
+            by(&incident.resolved_by)
+        )),
+    }
+}
+
+/// The page a link opens: one button that POSTs the same signed URL, or
+/// what became of the incident.
 async fn ack_page(
     State(s): Shared,
     Path(id): Path<String>,
@@ -441,13 +577,25 @@ async fn ack_page(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
+    let incident = match client::find_by_id(&s.config, &id).await {
+        Ok((_, incident)) => incident,
+        Err(e) => return client_error(e),
+    };
+    let title = format!(
+        "<!doctype html><title>klaxon: acknowledge {}</title>\n",
+        html_escape(&id)
+    );
+    if let Some(note) = closed_note(&incident) {
+        return axum::response::Html(format!("{title}<p>{}</p>\n", html_escape(&note)))
+            .into_response();
+    }
     // No action: the form posts back to this same signed URL, behind any
     // reverse proxy.
-    let id = html_escape(&id);
     axum::response::Html(format!(
-        "<!doctype html><title>klaxon: acknowledge {id}</title>\n\
-         <form method=\"post\"><p>Incident {id}</p>\
-         <button type=\"submit\">Acknowledge</button></form>\n"
+        "{title}<form method=\"post\"><p>Incident {}: {}</p>\
+         <button type=\"submit\">Acknowledge</button></form>\n",
+        html_escape(&id),
+        html_escape(&incident.summary)
     ))
     .into_response()
 }
@@ -467,21 +615,34 @@ async fn ack_link(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
-    match client::act(
+    let (partition, incident) = match client::find_by_id(&s.config, &id).await {
+        Ok(found) => found,
+        Err(e) => return client_error(e),
+    };
+    if let Some(note) = closed_note(&incident) {
+        let status = if incident.status == Status::Resolved {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::OK
+        };
+        return (status, format!("{note}\n")).into_response();
+    }
+    match client::send_action(
         &s.config,
-        &id,
+        partition,
+        &incident,
         EventAction::Acknowledge,
         "acknowledge link",
         "klaxon-link",
     )
     .await
     {
-        Ok(incident) => format!(
+        Ok(()) => format!(
             "Acknowledged incident {}: {}\n",
             incident.id, incident.summary
         )
         .into_response(),
-        Err(e) => client_error(e),
+        Err(e) => client_error(ClientError::Kafka(e)),
     }
 }
 

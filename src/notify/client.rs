@@ -11,7 +11,7 @@ use super::{changelog::read_changelog, incident::Incident};
 use crate::{
     config::Config,
     kafka::keyed_producer,
-    rules::{EventAction, PagingEvent},
+    rules::{EventAction, PagingEvent, bound_dedup_key},
 };
 
 #[derive(Debug, Error)]
@@ -40,10 +40,21 @@ pub async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>, Clie
     Ok(incidents)
 }
 
+/// The incident with this id, with its partition.
+pub async fn find_by_id(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
+    all_incidents(config)
+        .await?
+        .into_iter()
+        .find(|(_, i)| i.id == id)
+        .ok_or_else(|| ClientError::NotFound(id.to_owned()))
+}
+
 /// The incident an id or dedup_key names (the open one, for a dedup_key),
 /// with its partition.
 pub async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
     let incidents = all_incidents(config).await?;
+    // Stored as the notifier's intake shortened it.
+    let key = bound_dedup_key(id.to_owned());
     incidents
         .iter()
         .find(|(_, i)| i.id == id)
@@ -51,9 +62,9 @@ pub async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident),
             incidents
                 .iter()
                 .rev()
-                .find(|(_, i)| i.dedup_key == id && i.is_open())
+                .find(|(_, i)| i.dedup_key == key && i.is_open())
         })
-        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == id))
+        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == key))
         .cloned()
         .ok_or_else(|| ClientError::NotFound(id.to_owned()))
 }
@@ -72,6 +83,7 @@ pub fn action_event(action: EventAction, dedup_key: &str, by: &str, client: &str
         window: None,
         escalation_policy: None,
         by: Some(by.to_owned()),
+        incident: None,
     }
 }
 
@@ -109,7 +121,21 @@ pub async fn act(
     client: &str,
 ) -> Result<Incident, ClientError> {
     let (partition, incident) = find_incident(config, id).await?;
-    let event = action_event(action, &incident.dedup_key, by, client);
-    send_events(config, &[event], Some(partition)).await?;
+    send_action(config, partition, &incident, action, by, client).await?;
     Ok(incident)
+}
+
+/// Sends an acknowledgement or resolve for exactly this incident: the
+/// notifier applies it to no other incident of the same dedup_key.
+pub async fn send_action(
+    config: &Config,
+    partition: i32,
+    incident: &Incident,
+    action: EventAction,
+    by: &str,
+    client: &str,
+) -> Result<(), KafkaError> {
+    let mut event = action_event(action, &incident.dedup_key, by, client);
+    event.incident = Some(incident.id.clone());
+    send_events(config, &[event], Some(partition)).await
 }

@@ -16,6 +16,11 @@
 //! - A notification is marked `Sending` (and that is persisted) before it is
 //!   sent. One found `Sending` after a restart was perhaps delivered, perhaps
 //!   not: it is sent again and the timeline says so. `Delivered` ones never are.
+//! - The timeline is bounded, so an incident triggered thousands of times
+//!   still fits one changelog record: it keeps its first
+//!   [`TIMELINE_HEAD`] and last [`TIMELINE_TAIL`] entries, and between them
+//!   one `elided` entry says how many were left out. Counts (`triggers`,
+//!   `elided`) stay exact.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
+    limits::{MAX_DETAIL_BYTES, cut_json},
     oncall::{ContactKind, OnCall, Policy, Target},
     schedule::ScheduleClock,
 };
@@ -92,7 +98,14 @@ pub enum EntryKind {
     Acknowledged,
     AckExpired,
     Resolved,
+    /// Stands for the entries left out of a long timeline.
+    Elided,
 }
+
+/// Timeline entries kept from the start: how the incident began.
+pub const TIMELINE_HEAD: usize = 20;
+/// Timeline entries kept from the end: what happened last.
+pub const TIMELINE_TAIL: usize = 50;
 
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +160,13 @@ pub struct Incident {
     pub escalation: Escalation,
     pub notifications: Vec<Notification>,
     pub timeline: Vec<Entry>,
+    /// Timeline entries left out (see the module docs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub elided: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A short, stable id: the start of a hash of the key and the opening time.
@@ -181,6 +201,7 @@ impl Incident {
             escalation: Escalation::default(),
             notifications: Vec::new(),
             timeline: Vec::new(),
+            elided: 0,
         };
         let detail = format!("{} ({})", incident.summary, incident.severity);
         incident.log(now, EntryKind::Triggered, detail);
@@ -192,8 +213,26 @@ impl Incident {
         self.status != Status::Resolved
     }
 
-    fn log(&mut self, at: DateTime<Utc>, kind: EntryKind, detail: String) {
+    /// Adds an entry; past the bound, the oldest entry after the head goes
+    /// into the `elided` count.
+    fn log(&mut self, at: DateTime<Utc>, kind: EntryKind, mut detail: String) {
+        cut_json(&mut detail, MAX_DETAIL_BYTES);
         self.timeline.push(Entry { at, kind, detail });
+        let marker = usize::from(self.elided > 0);
+        if self.timeline.len() <= TIMELINE_HEAD + marker + TIMELINE_TAIL {
+            return;
+        }
+        if self.elided == 0 {
+            let placeholder = self.timeline[TIMELINE_HEAD].clone();
+            self.timeline.insert(TIMELINE_HEAD, placeholder);
+        }
+        let gone = self.timeline.remove(TIMELINE_HEAD + 1);
+        self.elided += 1;
+        self.timeline[TIMELINE_HEAD] = Entry {
+            at: gone.at,
+            kind: EntryKind::Elided,
+            detail: format!("{} entries left out, the last at this time", self.elided),
+        };
     }
 
     /// Another trigger for this open incident: noted, nobody paged again.
@@ -606,14 +645,15 @@ impl Incident {
     }
 
     /// After a restart: a send that was under way may or may not have
-    /// happened, so it is planned again.
-    pub fn recover(&mut self, now: DateTime<Utc>) {
+    /// happened, so it is planned again. True when there was one.
+    pub fn recover(&mut self, now: DateTime<Utc>) -> bool {
         let uncertain: Vec<Notification> = self
             .notifications
             .iter()
             .filter(|n| n.state == Delivery::Sending)
             .cloned()
             .collect();
+        let any = !uncertain.is_empty();
         for n in uncertain {
             self.notifications[n.seq as usize].state = Delivery::Planned;
             self.log(
@@ -622,6 +662,7 @@ impl Incident {
                 format!("{} by {}: sending again", n.user, n.contact),
             );
         }
+        any
     }
 }
 
@@ -813,6 +854,39 @@ delay = "10m"
                 EntryKind::Resolved,
             ]
         );
+    }
+
+    #[test]
+    fn thousands_of_triggers_keep_a_bounded_record() {
+        let mut i = open("2026-03-02T10:00:00Z");
+        let start = i.timeline.clone();
+        let long = "\u{1}".repeat(crate::notify::limits::MAX_SUMMARY_CHARS);
+        for n in 0..5000 {
+            let now = at("2026-03-02T10:00:00Z") + Duration::seconds(n);
+            i.retrigger(&format!("{long}{n}"), "critical", now);
+        }
+        assert_eq!(i.triggers, 5001, "the count stays exact");
+        assert_eq!(i.timeline.len(), TIMELINE_HEAD + 1 + TIMELINE_TAIL);
+        assert_eq!(i.timeline[..start.len()], start[..], "how it began is kept");
+        let marker = &i.timeline[TIMELINE_HEAD];
+        assert_eq!(marker.kind, EntryKind::Elided);
+        let kept = i.timeline.len() - 1;
+        let elided = (start.len() as u64 + 5000) - kept as u64;
+        assert_eq!(i.elided, elided);
+        assert_eq!(
+            marker.detail,
+            format!("{elided} entries left out, the last at this time")
+        );
+        let last = i.timeline.last().unwrap();
+        assert!(last.detail.starts_with("trigger 5001: now "), "{last:?}");
+        assert_eq!(
+            last.at,
+            at("2026-03-02T10:00:00Z") + Duration::seconds(4999)
+        );
+        let size = serde_json::to_vec(&i).unwrap().len();
+        assert!(size < 256 * 1024, "{size} bytes: far below a record's 1 MB");
+        let back: Incident = serde_json::from_slice(&serde_json::to_vec(&i).unwrap()).unwrap();
+        assert_eq!(back, i, "the changelog reads it back");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`Notifier`] ([`worker`]): consumes `paging`, keeps incidents in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
+//! - [`limits`]: the size of everything a sender controls, so no event or
+//!   incident outgrows a Kafka record.
 
 pub mod api;
 pub mod changelog;
@@ -17,6 +19,7 @@ pub mod channels;
 pub mod check;
 pub mod client;
 pub mod incident;
+pub mod limits;
 pub mod links;
 pub mod oncall;
 pub mod schedule;

@@ -14,9 +14,14 @@
 //!   highest layer (last in the file) with someone on call, else nobody. A gap
 //!   is an explicit answer (`None`), never a silent skip: escalation records
 //!   it and moves on.
+//! - The turn under way is computed, not walked to, so an instant far from
+//!   the layer's start costs the same as one near it. Questions about an
+//!   instant (`klaxon oncall --at`, the API) must fall in
+//!   [`EARLIEST`]..=[`LATEST`]; others are refused with [`OutOfRange`].
 
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use thiserror::Error;
 use toml::Spanned;
 
 use super::oncall::{Layer, Restriction, Schedule};
@@ -29,6 +34,39 @@ pub struct Shift {
     /// Nobody (a gap) when `None`.
     pub user: Option<String>,
 }
+
+/// The first instant klaxon answers "who is on call" for: 1970-01-01T00:00:00Z.
+pub const EARLIEST: DateTime<Utc> = DateTime::UNIX_EPOCH;
+/// The last: 9999-12-31T23:59:59Z, the end of four-digit years.
+pub const LATEST: DateTime<Utc> = DateTime::from_timestamp(253_402_300_799, 0).unwrap();
+
+/// How far past the asked instant the end of the current shift is looked
+/// for (`klaxon oncall`, `GET /api/v1/oncall`).
+pub const SHIFT_HORIZON: Duration = Duration::weeks(8);
+
+/// An instant outside [`EARLIEST`]..=[`LATEST`]; the user's mistake.
+#[derive(Debug, Error)]
+#[error(
+    "{at} is out of range: klaxon answers for instants from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+)]
+pub struct OutOfRange {
+    pub at: String,
+}
+
+/// `at` if klaxon answers for it.
+pub fn check_instant(at: DateTime<Utc>) -> Result<DateTime<Utc>, OutOfRange> {
+    if (EARLIEST..=LATEST).contains(&at) {
+        Ok(at)
+    } else {
+        Err(OutOfRange {
+            at: at.to_rfc3339(),
+        })
+    }
+}
+
+/// Enough single-turn corrections to settle any daylight-saving or zone
+/// change (at most a day, with a one-minute rotation) on instants.
+const SETTLE_STEPS: usize = 2 * 24 * 60;
 
 /// The instant a local wall-clock time names; see the module docs.
 pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
@@ -71,28 +109,39 @@ impl<'a> ScheduleClock<'a> {
             .max(Duration::minutes(1))
     }
 
-    /// When turn `k` of `layer` begins.
-    fn turn_start(&self, layer: &Layer, k: i64) -> DateTime<Utc> {
-        let offset = Self::rotation(layer)
-            .checked_mul(k.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
-            .unwrap_or(Duration::MAX);
+    /// When turn `k` of `layer` begins; `None` past the dates chrono can
+    /// represent (a later start than any instant).
+    fn turn_start(&self, layer: &Layer, k: i64) -> Option<DateTime<Utc>> {
+        let ms = Self::rotation(layer).num_milliseconds().checked_mul(k)?;
         let local = layer
             .start
-            .checked_add_signed(offset)
-            .unwrap_or(NaiveDateTime::MAX);
-        local_to_utc(self.tz, local)
+            .checked_add_signed(Duration::try_milliseconds(ms)?)?;
+        Some(local_to_utc(self.tz, local))
     }
 
-    /// The turn under way at `t`, if the layer has begun.
+    /// Whether turn `k` begins after `t`.
+    fn starts_after(&self, layer: &Layer, k: i64, t: DateTime<Utc>) -> bool {
+        self.turn_start(layer, k).is_none_or(|s| s > t)
+    }
+
+    /// The turn under way at `t`, if the layer has begun: computed from
+    /// the local time, then settled on instants in a bounded number of
+    /// steps.
     fn turn_at(&self, layer: &Layer, t: DateTime<Utc>) -> Option<i64> {
         let local = t.with_timezone(&self.tz).naive_local();
         let rotation = Self::rotation(layer).num_seconds();
         let mut k = (local - layer.start).num_seconds().div_euclid(rotation);
         // Local time repeats or skips around a change: settle on instants.
-        while k >= 0 && self.turn_start(layer, k) > t {
+        for _ in 0..SETTLE_STEPS {
+            if k < 0 || !self.starts_after(layer, k, t) {
+                break;
+            }
             k -= 1;
         }
-        while self.turn_start(layer, k + 1) <= t {
+        for _ in 0..SETTLE_STEPS {
+            if self.starts_after(layer, k + 1, t) {
+                break;
+            }
             k += 1;
         }
         (k >= 0).then_some(k)
@@ -149,12 +198,11 @@ impl<'a> ScheduleClock<'a> {
             }
             // Bounded: a shift listing never walks more than 10,000 turns.
             let first = self.turn_at(layer, from).unwrap_or(0);
-            for k in first..first + 10_000 {
-                let start = self.turn_start(layer, k);
-                if start >= to {
-                    break;
+            for k in first..first.saturating_add(10_000) {
+                match self.turn_start(layer, k) {
+                    Some(start) if start < to => out.push(start),
+                    _ => break,
                 }
-                out.push(start);
             }
             for r in &layer.restrictions {
                 let first = local_from.pred_opt().unwrap_or(local_from);
@@ -174,6 +222,19 @@ impl<'a> ScheduleClock<'a> {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Who is on call at `at` and until when: the first shift of the
+    /// [`SHIFT_HORIZON`] after it (one that lasts past the horizon ends
+    /// there).
+    pub fn current_shift(&self, at: DateTime<Utc>) -> Result<Shift, OutOfRange> {
+        let at = check_instant(at)?;
+        let shift = self
+            .shifts(at, at + SHIFT_HORIZON)
+            .into_iter()
+            .next()
+            .expect("a range has a first shift");
+        Ok(shift)
     }
 
     /// The final schedule over `[from, to)`, gaps included.
@@ -287,13 +348,53 @@ start = "2026-10-19T09:00:00"
             Duration::days(7),
             "a week with no change is 168h"
         );
-        let first = clock.turn_start(file.schedule[0].get_ref().layer[0].get_ref(), 1)
-            - clock.turn_start(file.schedule[0].get_ref().layer[0].get_ref(), 0);
+        let layer = file.schedule[0].get_ref().layer[0].get_ref();
+        let first = clock.turn_start(layer, 1).unwrap() - clock.turn_start(layer, 0).unwrap();
         assert_eq!(
             first,
             Duration::hours(7 * 24 + 1),
             "the turn across the change is 169h"
         );
+    }
+
+    #[test]
+    fn far_instants_are_answered_at_once_and_out_of_range_ones_refused() {
+        // A one-minute rotation asked about the year 7000: about 2.6e9
+        // turns after its start once looped for ever.
+        let file = oncall(
+            r#"
+[[schedule]]
+id = "s"
+time_zone = "Europe/Berlin"
+[[schedule.layer]]
+users = ["a", "b", "c"]
+rotation = "1m"
+start = "2026-01-01T00:00:00"
+"#,
+        );
+        let clock = ScheduleClock::new(file.schedule[0].get_ref()).unwrap();
+        let far = at("7000-01-01T00:00:00Z");
+        let local = far.with_timezone(&clock.tz).naive_local();
+        let start = file.schedule[0].get_ref().layer[0].get_ref().start;
+        let turn = (local - start).num_minutes();
+        let expected = ["a", "b", "c"][turn.rem_euclid(3) as usize];
+        assert_eq!(clock.on_call(far), Some(expected));
+        let shift = clock.current_shift(far).unwrap();
+        assert_eq!(shift.start, far);
+        assert_eq!(shift.end, far + Duration::minutes(1));
+        assert_eq!(shift.user.as_deref(), Some(expected));
+        let last = clock.current_shift(LATEST).unwrap();
+        assert_eq!(last.start, LATEST, "the last instant is answered");
+
+        for refused in [
+            at("1969-12-31T23:59:59Z"),
+            LATEST + Duration::seconds(1),
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::MIN_UTC,
+        ] {
+            let e = clock.current_shift(refused).unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{e}");
+        }
     }
 
     #[test]

@@ -11,10 +11,21 @@
 //!
 //! Sends run as tasks (bounded), so a slow provider never holds up the
 //! loop; their results come back over a channel and land in the timeline.
+//!
+//! A changelog write that fails is counted and logged, never fatal: the
+//! incident stays in memory, pages still go out, and the write is tried
+//! again. Until it succeeds, its partition's position and offsets stay
+//! where they were, so a restart in between replays the events instead of
+//! losing the incident. (A notifier that exits pages nobody.)
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -33,6 +44,7 @@ use super::{
     channels::Channels,
     check::{Level, check_oncall},
     incident::{Incident, Opening},
+    limits::{MAX_FIELD_CHARS, cap_event, cut_chars},
     links::AckLinks,
     oncall::{OnCall, Target},
 };
@@ -48,6 +60,9 @@ const MAX_SENDS: usize = 64;
 /// Paging events applied together, with one round of changelog writes.
 const MAX_BATCH: usize = 500;
 const TICK: Duration = Duration::from_millis(250);
+/// How often incidents whose changelog write failed are written again
+/// when nothing else writes them sooner.
+const UNSAVED_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum NotifyError {
@@ -69,6 +84,73 @@ struct PartitionState {
     open: HashMap<String, String>,
     /// Paging events before this offset are already applied.
     position: i64,
+}
+
+impl PartitionState {
+    /// Applies an event at `now`; returns the incident it changed. An
+    /// acknowledge or resolve that names its incident acts on that one
+    /// only: when it is closed, a later incident opened under the same
+    /// dedup_key is left alone.
+    fn apply(
+        &mut self,
+        event: &PagingEvent,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+    ) -> Option<String> {
+        let by = event.by.clone().unwrap_or_else(|| {
+            event
+                .client
+                .clone()
+                .unwrap_or_else(|| "events api".to_owned())
+        });
+        let open = self
+            .open
+            .get(&event.dedup_key)
+            .filter(|open| match (event.event_action, &event.incident) {
+                (EventAction::Acknowledge | EventAction::Resolve, Some(named)) => *open == named,
+                _ => true,
+            })
+            .cloned();
+        match (event.event_action, open) {
+            (EventAction::Trigger, Some(id)) => {
+                let payload = event.payload.as_ref()?;
+                let incident = self.incidents.get_mut(&id)?;
+                incident.retrigger(&payload.summary, payload.severity.as_str(), now);
+                Some(id)
+            }
+            (EventAction::Trigger, None) => {
+                let payload = event.payload.as_ref()?;
+                let opening = Opening {
+                    dedup_key: event.dedup_key.clone(),
+                    summary: payload.summary.clone(),
+                    severity: payload.severity.as_str().to_owned(),
+                    source: Some(payload.source.clone()),
+                    policy: event.escalation_policy.clone(),
+                    target: manual_target(event),
+                };
+                let incident = Incident::open(opening, now, oncall);
+                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
+                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
+                let id = incident.id.clone();
+                self.open.insert(event.dedup_key.clone(), id.clone());
+                self.incidents.insert(id.clone(), incident);
+                Some(id)
+            }
+            (EventAction::Acknowledge, Some(id)) => {
+                let incident = self.incidents.get_mut(&id)?;
+                incident.acknowledge(&by, now, oncall).then_some(id)
+            }
+            (EventAction::Resolve, Some(id)) => {
+                self.open.remove(&event.dedup_key);
+                let incident = self.incidents.get_mut(&id)?;
+                incident.resolve(&by, now).then_some(id)
+            }
+            (action, None) => {
+                tracing::info!(dedup_key = %event.dedup_key, incident = ?event.incident, action = action_name(action), "no open incident; event ignored");
+                None
+            }
+        }
+    }
 }
 
 /// A finished send, back to the loop.
@@ -152,6 +234,11 @@ pub struct Notifier {
     results_tx: mpsc::Sender<SendResult>,
     results_rx: mpsc::Receiver<SendResult>,
     sends: Arc<Semaphore>,
+    /// Incidents whose latest version the changelog lacks (a failed write),
+    /// by partition and id.
+    unsaved: HashSet<(i32, String)>,
+    /// When `unsaved` is tried again.
+    unsaved_retry_at: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -197,6 +284,8 @@ impl Notifier {
             results_tx,
             results_rx,
             sends: Arc::new(Semaphore::new(MAX_SENDS)),
+            unsaved: HashSet::new(),
+            unsaved_retry_at: tokio::time::Instant::now(),
             oncall,
             config,
         })
@@ -274,6 +363,8 @@ impl Notifier {
     async fn rebalance(&mut self) -> Result<(), NotifyError> {
         for (_, partition) in self.consumer.context().take_revoked() {
             self.partitions.remove(&partition);
+            // Its position was held back: the new owner replays those events.
+            self.unsaved.retain(|(p, _)| *p != partition);
         }
         let assigned: Vec<i32> = self
             .consumer
@@ -297,6 +388,7 @@ impl Notifier {
         .await
         .expect("the changelog reader does not panic")?;
         let now = Utc::now();
+        let mut recovered = Vec::new();
         for partition in assigned {
             let mut state = PartitionState::default();
             if let Some((_, log)) = logs.iter().find(|(p, _)| *p == partition) {
@@ -308,16 +400,8 @@ impl Notifier {
                             .open
                             .insert(incident.dedup_key.clone(), incident.id.clone());
                     }
-                    let before = incident.timeline.len();
-                    incident.recover(now);
-                    if incident.timeline.len() != before {
-                        write_incident(
-                            &self.producer,
-                            &self.config.notify.incidents_topic,
-                            partition,
-                            &incident,
-                        )
-                        .await?;
+                    if incident.recover(now) {
+                        recovered.push((partition, incident.id.clone()));
                     }
                     state.incidents.insert(incident.id.clone(), incident);
                 }
@@ -331,7 +415,49 @@ impl Notifier {
             );
             self.partitions.insert(partition, state);
         }
+        self.save(recovered).await;
         Ok(())
+    }
+
+    /// Writes these incidents, and those whose write failed before when
+    /// their retry is due, to the changelog. A failure is counted, logged
+    /// and remembered in `unsaved`; it never stops the notifier.
+    async fn save(&mut self, mut which: Vec<(i32, String)>) {
+        if !self.unsaved.is_empty() && tokio::time::Instant::now() >= self.unsaved_retry_at {
+            which.extend(self.unsaved.iter().cloned());
+        }
+        which.sort();
+        which.dedup();
+        let (producer, topic) = (&self.producer, &self.config.notify.incidents_topic);
+        let partitions = &self.partitions;
+        let writes = which.iter().map(|(partition, id)| async move {
+            let incident = partitions.get(partition)?.incidents.get(id)?;
+            let result = write_incident(producer, topic, *partition, incident).await;
+            Some(result.map_err(|e| {
+                let bytes = serde_json::to_vec(incident).map_or(0, |b| b.len());
+                (e, bytes)
+            }))
+        });
+        let results = futures::future::join_all(writes).await;
+        for ((partition, id), result) in which.into_iter().zip(results) {
+            match result {
+                Some(Err((error, bytes))) => {
+                    tracing::error!(partition, incident = %id, bytes, %error, "incident not written to the changelog; paging goes on from memory, the write is tried again");
+                    metrics::counter!("klaxon_notify_changelog_write_failures_total").increment(1);
+                    self.unsaved.insert((partition, id));
+                    self.unsaved_retry_at = tokio::time::Instant::now() + UNSAVED_RETRY;
+                }
+                // Written, or no longer here to write.
+                Some(Ok(())) | None => {
+                    self.unsaved.remove(&(partition, id));
+                }
+            }
+        }
+    }
+
+    /// Whether the changelog lacks a change to an incident of `partition`.
+    fn has_unsaved(&self, partition: i32) -> bool {
+        self.unsaved.iter().any(|(p, _)| *p == partition)
     }
 
     /// Applies a batch of paging events. The incidents they change are
@@ -352,7 +478,13 @@ impl Notifier {
             }
             next_offsets.insert((message.topic(), partition), offset + 1);
             let payload = message.payload().unwrap_or_default();
-            match parse_event(payload) {
+            match parse_event(payload).map(|(event, cut)| {
+                if !cut.is_empty() {
+                    tracing::warn!(partition, offset, fields = ?cut, "event fields over klaxon's limits were cut");
+                    metrics::counter!("klaxon_notify_events_truncated_total").increment(1);
+                }
+                event
+            }) {
                 Err((reason, detail)) => {
                     tracing::warn!(partition, offset, reason, %detail, "event refused to the dead-letter topic");
                     let origin = Origin {
@@ -381,21 +513,33 @@ impl Notifier {
                 }
             }
         }
-        let topic = &self.config.notify.incidents_topic;
-        let writes = changed.iter().map(|(partition, id)| {
-            let incident = &self.partitions[partition].incidents[id];
-            write_incident(&self.producer, topic, *partition, incident)
-        });
-        futures::future::try_join_all(writes).await?;
-        let positions = next_offsets
-            .iter()
-            .map(|(&(_, partition), &next)| write_position(&self.producer, topic, partition, next));
-        futures::future::try_join_all(positions).await?;
-        let mut offsets = TopicPartitionList::new();
-        for (&(source, partition), &next) in &next_offsets {
+        self.save(changed).await;
+        for (&(_, partition), &next) in &next_offsets {
             if let Some(state) = self.partitions.get_mut(&partition) {
                 state.position = next;
             }
+        }
+        // A partition with an unsaved incident keeps its old position and
+        // offset: a restart replays its events rather than lose the change.
+        next_offsets.retain(|&(_, partition), _| !self.has_unsaved(partition));
+        let (producer, topic) = (&self.producer, &self.config.notify.incidents_topic);
+        let positions = next_offsets
+            .iter()
+            .map(|(&(_, partition), &next)| async move {
+                let result = write_position(producer, topic, partition, next).await;
+                (partition, result)
+            });
+        let mut offsets = TopicPartitionList::new();
+        for (partition, result) in futures::future::join_all(positions).await {
+            if let Err(error) = result {
+                tracing::error!(partition, %error, "position not written to the changelog; its events may be applied again after a restart");
+                metrics::counter!("klaxon_notify_changelog_write_failures_total").increment(1);
+                continue;
+            }
+            let (&(source, _), &next) = next_offsets
+                .iter()
+                .find(|((_, p), _)| *p == partition)
+                .expect("a position written was in the map");
             offsets.add_partition_offset(source, partition, Offset::Offset(next))?;
         }
         if offsets.count() > 0
@@ -410,63 +554,18 @@ impl Notifier {
 
     /// Applies an event; returns the incident it changed.
     fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
-        let now = Utc::now();
-        let oncall = &self.oncall.oncall;
-        let state = self.partitions.entry(partition).or_default();
-        let by = event.by.clone().unwrap_or_else(|| {
-            event
-                .client
-                .clone()
-                .unwrap_or_else(|| "events api".to_owned())
-        });
-        let open = state.open.get(&event.dedup_key).cloned();
-        match (event.event_action, open) {
-            (EventAction::Trigger, Some(id)) => {
-                let payload = event.payload.as_ref()?;
-                let incident = state.incidents.get_mut(&id)?;
-                incident.retrigger(&payload.summary, payload.severity.as_str(), now);
-                Some(id)
-            }
-            (EventAction::Trigger, None) => {
-                let payload = event.payload.as_ref()?;
-                let opening = Opening {
-                    dedup_key: event.dedup_key.clone(),
-                    summary: payload.summary.clone(),
-                    severity: payload.severity.as_str().to_owned(),
-                    source: Some(payload.source.clone()),
-                    policy: event.escalation_policy.clone(),
-                    target: manual_target(event),
-                };
-                let incident = Incident::open(opening, now, oncall);
-                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
-                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
-                let id = incident.id.clone();
-                state.open.insert(event.dedup_key.clone(), id.clone());
-                state.incidents.insert(id.clone(), incident);
-                Some(id)
-            }
-            (EventAction::Acknowledge, Some(id)) => {
-                let incident = state.incidents.get_mut(&id)?;
-                incident.acknowledge(&by, now, oncall).then_some(id)
-            }
-            (EventAction::Resolve, Some(id)) => {
-                state.open.remove(&event.dedup_key);
-                let incident = state.incidents.get_mut(&id)?;
-                incident.resolve(&by, now).then_some(id)
-            }
-            (action, None) => {
-                tracing::info!(dedup_key = %event.dedup_key, action = action_name(action), "no open incident; event ignored");
-                None
-            }
-        }
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .apply(event, Utc::now(), &self.oncall.oncall)
     }
 
     /// Advances timers and starts every notification that is due.
     async fn on_tick(&mut self) -> Result<(), NotifyError> {
         let now = Utc::now();
-        let topic = self.config.notify.incidents_topic.clone();
         let mut to_send = Vec::new();
         let mut advanced = Vec::new();
+        let unsaved = &self.unsaved;
         for (partition, state) in &mut self.partitions {
             for incident in state.incidents.values_mut() {
                 if incident.next_wakeup().is_none_or(|t| t > now) {
@@ -480,20 +579,18 @@ impl Notifier {
                 for seq in due {
                     to_send.push((*partition, incident.clone(), seq));
                 }
-                advanced.push((*partition, incident.clone()));
+                advanced.push((*partition, incident.id.clone()));
             }
             // Closed incidents with nothing left to send (or being sent)
-            // leave memory; the changelog keeps them.
-            state
-                .incidents
-                .retain(|_, i| i.is_open() || i.has_pending());
+            // leave memory once the changelog has them.
+            state.incidents.retain(|id, i| {
+                i.is_open() || i.has_pending() || unsaved.contains(&(*partition, id.clone()))
+            });
         }
         // Durable before sending: after a crash these are "uncertain" and go
-        // again, never silently lost.
-        let writes = advanced.iter().map(|(partition, incident)| {
-            write_incident(&self.producer, &topic, *partition, incident)
-        });
-        futures::future::try_join_all(writes).await?;
+        // again, never silently lost. A failed write does not hold the page
+        // back: better twice than never.
+        self.save(advanced).await;
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
                 .acquire_owned()
@@ -543,13 +640,7 @@ impl Notifier {
             metrics::counter!("klaxon_notify_notifications_total", "channel" => n.kind.as_str(), "outcome" => outcome).increment(1);
         }
         incident.delivered(done.seq, done.result, Utc::now(), &self.oncall.oncall);
-        write_incident(
-            &self.producer,
-            &self.config.notify.incidents_topic,
-            done.partition,
-            incident,
-        )
-        .await?;
+        self.save(vec![(done.partition, done.incident)]).await;
         Ok(())
     }
 }
@@ -575,8 +666,11 @@ fn manual_target(event: &PagingEvent) -> Option<Target> {
         .map(|s| Target::Schedule(s.to_owned()))
 }
 
-/// An Events v2 event, or the dead-letter reason and detail.
-pub fn parse_event(payload: &[u8]) -> Result<PagingEvent, (&'static str, String)> {
+/// An Events v2 event with every field cut to klaxon's limits, and the
+/// names of the fields cut; or the dead-letter reason and detail.
+pub fn parse_event(
+    payload: &[u8],
+) -> Result<(PagingEvent, Vec<&'static str>), (&'static str, String)> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
     if value
@@ -586,24 +680,144 @@ pub fn parse_event(payload: &[u8]) -> Result<PagingEvent, (&'static str, String)
     {
         return Err(("missing_dedup_key", "dedup_key is required".to_owned()));
     }
-    let event: PagingEvent =
-        serde_json::from_value(value).map_err(|e| ("invalid_event", e.to_string()))?;
+    let mut event: PagingEvent = serde_json::from_value(value).map_err(|e| {
+        // serde quotes the offending value, which the sender controls.
+        let mut detail = e.to_string();
+        cut_chars(&mut detail, MAX_FIELD_CHARS);
+        ("invalid_event", detail)
+    })?;
     if event.event_action == EventAction::Trigger && event.payload.is_none() {
         return Err((
             "missing_payload",
             "a trigger needs payload.summary, source and severity".to_owned(),
         ));
     }
-    Ok(event)
+    let cut = cap_event(&mut event);
+    Ok((event, cut))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::{Status, client::action_event};
+
+    #[tokio::test]
+    async fn a_failed_changelog_write_is_kept_and_the_page_still_goes_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oncall.toml");
+        std::fs::write(
+            &file,
+            r#"
+default_policy = "p"
+[[user]]
+id = "a"
+contact = [{ type = "console", address = "log" }]
+[[policy]]
+id = "p"
+[[policy.level]]
+targets = [{ user = "a" }]
+delay = "5m"
+"#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        // Nothing listens there: every changelog write fails, quickly.
+        config.kafka.brokers = "127.0.0.1:1".into();
+        config
+            .kafka
+            .properties
+            .insert("message.timeout.ms".into(), "200".into());
+        let loaded = LoadedOnCall::load(file).unwrap();
+        let mut notifier = Notifier::new(config, loaded).unwrap();
+        let (trigger, _) = parse_event(
+            br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
+        )
+        .unwrap();
+        let id = notifier.apply(0, &trigger).unwrap();
+        notifier.save(vec![(0, id.clone())]).await;
+        assert!(notifier.has_unsaved(0), "the failed write is remembered");
+
+        notifier
+            .on_tick()
+            .await
+            .expect("a failed write does not stop the notifier");
+        let sent = notifier.results_rx.recv().await.unwrap();
+        assert_eq!(sent.incident, id);
+        assert_eq!(sent.result, Ok(()), "the page went out all the same");
+        notifier.on_sent(sent).await.unwrap();
+        assert!(notifier.has_unsaved(0), "and is still to be written");
+        assert!(
+            notifier.partitions[&0].incidents.contains_key(&id),
+            "kept in memory until written"
+        );
+    }
+
+    #[test]
+    fn an_ack_for_a_closed_incident_leaves_the_next_one_alone() {
+        let oncall: OnCall = toml::from_str(
+            r#"
+default_policy = "p"
+[[user]]
+id = "a"
+contact = [{ type = "webhook", address = "http://127.0.0.1:1/a" }]
+[[policy]]
+id = "p"
+[[policy.level]]
+targets = [{ user = "a" }]
+delay = "5m"
+"#,
+        )
+        .unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let trigger = parse_event(
+            br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
+        )
+        .unwrap()
+        .0;
+        let for_incident = |action, id: &str| {
+            let mut e = action_event(action, "k", "someone", "test");
+            e.incident = Some(id.to_owned());
+            e
+        };
+        let mut state = PartitionState::default();
+        let first = state
+            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall)
+            .unwrap();
+        let resolve = action_event(EventAction::Resolve, "k", "someone", "test");
+        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall);
+        let second = state
+            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall)
+            .unwrap();
+        assert_ne!(first, second);
+
+        let stale = for_incident(EventAction::Acknowledge, &first);
+        assert_eq!(
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            None
+        );
+        let stale = for_incident(EventAction::Resolve, &first);
+        assert_eq!(
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            None
+        );
+        assert_eq!(state.incidents[&second].status, Status::Triggered);
+        let ack = for_incident(EventAction::Acknowledge, &second);
+        assert_eq!(
+            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall),
+            Some(second.clone())
+        );
+        assert_eq!(state.incidents[&second].status, Status::Acknowledged);
+    }
 
     #[test]
     fn bad_events_get_a_reason() {
         let reason = |text: &str| parse_event(text.as_bytes()).err().map(|(r, _)| r);
+        let long_action = format!(
+            r#"{{"event_action":"{}","dedup_key":"k"}}"#,
+            "x".repeat(600_000)
+        );
+        let (_, detail) = parse_event(long_action.as_bytes()).unwrap_err();
+        assert!(detail.len() < 4096, "the detail quotes no 600 KB value");
         assert_eq!(reason("not json"), Some("invalid_json"));
         assert_eq!(
             reason(r#"{"event_action":"trigger"}"#),

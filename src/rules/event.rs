@@ -74,6 +74,12 @@ pub struct PagingEvent {
     /// sent by people (CLI, HTTP API, links).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The incident an `acknowledge` or `resolve` is for (signed links, the
+    /// CLI, the API): it acts on that incident only, never on a later one
+    /// opened under the same dedup_key. Without it, the open incident of
+    /// the dedup_key, as in Events v2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 impl Severity {
@@ -96,7 +102,13 @@ const MAX_DEDUP_KEY: usize = 255;
 /// a SHA-256 of the whole, so they stay unique and stable.
 pub fn dedup_key(rule: &str, labels: &BTreeMap<String, String>) -> String {
     let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let key = format!("{rule}{{{}}}", body.join(","));
+    bound_dedup_key(format!("{rule}{{{}}}", body.join(",")))
+}
+
+/// `key` if it fits Events v2's 255 characters, else a readable prefix and a
+/// SHA-256 of the whole, so a long key stays unique and stable wherever it
+/// is shortened (here for rules, at the notifier's intake for any producer).
+pub fn bound_dedup_key(key: String) -> String {
     if key.len() <= MAX_DEDUP_KEY {
         return key;
     }

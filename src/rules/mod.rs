@@ -33,7 +33,7 @@ pub use checkpoint::{
 pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
 pub use engine::{CheckpointDelta, EngineOptions, Recorded, RuleCheckpoint, RuleEngine, Tick};
 pub use evaluate::{CompiledRule, EvalLimits, render};
-pub use event::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
+pub use event::{EventAction, Link, PagingEvent, Payload, Window, bound_dedup_key, dedup_key};
 pub use replay::{replay, resolve_orphan, to_event};
 pub use ruleset::{Reload, RuleSet};
 pub use runner::{RunnerError, run_rules};

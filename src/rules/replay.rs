@@ -99,6 +99,7 @@ pub fn to_event(rule: &Rule, transition: &Transition, start: i64, end: i64) -> P
         window: Some(window.clone()),
         escalation_policy: rule.escalation_policy.clone(),
         by: None,
+        incident: None,
     };
     match transition {
         Transition::Resolve { value, .. } => event.value = *value,
@@ -175,5 +176,6 @@ pub fn resolve_orphan(rule: &str, firing: &Firing) -> PagingEvent {
         window: None,
         escalation_policy: None,
         by: None,
+        incident: None,
     }
 }
