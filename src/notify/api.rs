@@ -39,14 +39,14 @@ use super::{
     worker::{LoadedOnCall, parse_event},
 };
 use crate::{
-    config::Config,
+    config::{Config, Secret},
     rules::{EventAction, PagingEvent, Payload, Severity},
 };
 
 #[derive(Debug)]
 struct ApiState {
     config: Config,
-    token: Option<String>,
+    token: Option<Secret>,
     links: Option<AckLinks>,
     oncall: Option<PathBuf>,
 }
