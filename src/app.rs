@@ -14,7 +14,7 @@ use crate::{
         OncallArgs, OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs,
         UpArgs,
     },
-    config::Config,
+    config::{Config, Secret, short_secret},
     ingest::{Ingest, IngestArgs},
     lake::Lake,
     notify::{LoadedOnCall, Notifier, client},
@@ -75,11 +75,24 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         config.lake.url = lake.clone();
     }
     // Secrets are better kept out of config files.
-    let secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let Some(key) = secret("KLAXON_SIGNING_KEY") {
+    let secret = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    };
+    // klaxon's own credentials get the config file's length check.
+    let own_secret = |name: &str| match secret(name) {
+        Some(value) => match short_secret(name, &value) {
+            Some(problem) => bail!(problem),
+            None => Ok(Some(value)),
+        },
+        None => Ok(None),
+    };
+    if let Some(key) = own_secret("KLAXON_SIGNING_KEY")? {
         config.notify.signing_key = Some(key);
     }
-    if let Some(token) = secret("KLAXON_API_TOKEN") {
+    if let Some(token) = own_secret("KLAXON_API_TOKEN")? {
         config.notify.api_token = Some(token);
     }
     // vars_os: `vars` panics on a variable that is not Unicode.
@@ -96,7 +109,10 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         let name = name.to_lowercase();
         crate::config::check_integration_key(&name, key)
             .map_err(|problem| anyhow::anyhow!("{var}: {problem}"))?;
-        config.notify.integration_keys.insert(name, key.to_owned());
+        config
+            .notify
+            .integration_keys
+            .insert(name, Secret::new(key));
     }
     if let Some(token) = secret("KLAXON_TWILIO_AUTH_TOKEN") {
         config.notify.twilio.auth_token = Some(token);
@@ -271,6 +287,15 @@ async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
     Ok(())
 }
 
+/// `[http]` with `--http-listen` on top.
+fn http_config(config: &Config, http_listen: Option<String>) -> crate::config::HttpConfig {
+    let mut http = config.http.clone();
+    if let Some(listen) = http_listen {
+        http.listen = listen;
+    }
+    http
+}
+
 /// What `up` and `ingest` share: the topics, the lake, `/metrics` and
 /// `routes` (on `http_listen` or `http.listen`), and an ingest member ready
 /// to run.
@@ -282,10 +307,9 @@ async fn start_ingest(
 ) -> Result<(std::net::SocketAddr, Ingest)> {
     prepare_topics(config).await?;
     let lake = Lake::open(&config.lake)?;
-    let listen = http_listen.unwrap_or_else(|| config.http.listen.clone());
+    let http = http_config(config, http_listen);
     let (addr, _server) =
-        crate::http::serve_with(&listen, telemetry::init_metrics(), routes, shutdown.clone())
-            .await?;
+        crate::http::serve_with(&http, telemetry::init_metrics(), routes, shutdown.clone()).await?;
     let ingest = Ingest::new(IngestArgs {
         brokers: config.kafka.brokers.clone(),
         config: config.clone(),
@@ -449,11 +473,9 @@ async fn rules_run(mut config: Config, args: RulesRunArgs) -> Result<()> {
     let set = load_rules(&dir).await?;
     let shutdown = shutdown::on_signals(GRACE);
     create_rules_topics(&config).await?;
-    let listen = args
-        .http_listen
-        .unwrap_or_else(|| config.http.listen.clone());
+    let http = http_config(&config, args.http_listen);
     let (addr, _server) =
-        crate::http::serve(&listen, telemetry::init_metrics(), shutdown.clone()).await?;
+        crate::http::serve(&http, telemetry::init_metrics(), shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
     crate::rules::run_rules(&config, set, shutdown).await?;
     Ok(())
@@ -616,12 +638,10 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
     let loaded = load_oncall(&file)?;
     let shutdown = shutdown::on_signals(GRACE);
     create_notify_topics(&config).await?;
-    let listen = args
-        .http_listen
-        .unwrap_or_else(|| config.http.listen.clone());
+    let http = http_config(&config, args.http_listen);
     let api = crate::notify::api::router(&config);
     let (addr, _server) =
-        crate::http::serve_with(&listen, telemetry::init_metrics(), api, shutdown.clone()).await?;
+        crate::http::serve_with(&http, telemetry::init_metrics(), api, shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
     Notifier::new(config, loaded)?.run(shutdown).await?;
     Ok(())

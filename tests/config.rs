@@ -107,3 +107,33 @@ fn bad_config_is_refused_with_file_line_and_reason() {
     assert!(err.contains("line 3"), "{err}");
     assert!(err.contains("unknown field `flush_intervall`"), "{err}");
 }
+
+#[test]
+fn short_credentials_are_refused_from_the_file_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, "[notify]\napi_token = \"\"\n").unwrap();
+    let out = Command::new(KLAXON)
+        .args(["--config", path.to_str().unwrap(), "query", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("klaxon.toml"), "{err}");
+    assert!(
+        err.contains("notify.api_token must be at least 16 bytes"),
+        "{err}"
+    );
+
+    let out = Command::new(KLAXON)
+        .args(["query", "SELECT 1"])
+        .env("KLAXON_SIGNING_KEY", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("KLAXON_SIGNING_KEY must be at least 16 bytes"),
+        "{err}"
+    );
+}

@@ -66,7 +66,7 @@ fn config(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
 [notify]
 reload_interval = "200ms"
 public_url = "http://klaxon.example"
-signing_key = "test-key"
+signing_key = "test-signing-key-0123"
 retry = {{ attempts = 2, backoff = "100ms" }}
 [notify.twilio]
 base_url = "{}"
@@ -424,15 +424,16 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     let s = Setup::new().await;
     std::fs::write(
         &s.config,
-        std::fs::read_to_string(&s.config)
-            .unwrap()
-            .replace("[notify]\n", "[notify]\napi_token = \"t0ken\"\n"),
+        std::fs::read_to_string(&s.config).unwrap().replace(
+            "[notify]\n",
+            "[notify]\napi_token = \"t0ken-t0ken-t0ken\"\n",
+        ),
     )
     .unwrap();
     let notifier = s.notifier("notify.log").await;
     let base = format!("http://{}", http_addr(&notifier));
     let http = reqwest::Client::new();
-    let auth = "Bearer t0ken";
+    let auth = "Bearer t0ken-t0ken-t0ken";
 
     let refused = http
         .get(format!("{base}/api/v1/incidents"))
@@ -498,7 +499,7 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     .await;
 
     // PagerDuty's Events v2 endpoint shape, the routing key as credential.
-    let resolve = json!({ "routing_key": "t0ken", "event_action": "resolve", "dedup_key": "alertmanager/f00d" });
+    let resolve = json!({ "routing_key": "t0ken-t0ken-t0ken", "event_action": "resolve", "dedup_key": "alertmanager/f00d" });
     let done = http
         .post(format!("{base}/v2/enqueue"))
         .header("content-type", "application/json")
@@ -546,6 +547,162 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     )
     .await;
     assert_eq!(oncall["oncall"][0]["user"], "alice", "{oncall}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_cannot_hold_the_http_api() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::new().await;
+    let config = std::fs::read_to_string(&s.config).unwrap().replace(
+        "[notify]\n",
+        "[notify]\napi_token = \"t0ken-t0ken-t0ken\"\n",
+    );
+    std::fs::write(
+        &s.config,
+        format!("{config}\n[http]\nheader_read_timeout = \"2s\"\nrequest_timeout = \"3s\"\n"),
+    )
+    .unwrap();
+    let notifier = s.notifier("notify.log").await;
+    let addr = http_addr(&notifier);
+    let auth = "Bearer t0ken-t0ken-t0ken";
+
+    // A slowloris: 200 clients send half a request's headers and stay; 20
+    // more send whole headers and part of the body.
+    let mut slow = Vec::new();
+    for i in 0..220 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let half = if i < 200 {
+            "POST /api/v1/events HTTP/1.1\r\nHost: klaxon\r\nContent-Le".to_owned()
+        } else {
+            format!(
+                "POST /api/v1/events HTTP/1.1\r\nHost: klaxon\r\nauthorization: {auth}\r\ncontent-length: 1000\r\n\r\n{{\"event"
+            )
+        };
+        c.write_all(half.as_bytes()).await.unwrap();
+        slow.push(c);
+    }
+
+    // Meanwhile /healthz and the API answer.
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let listing = api_get(&http, &format!("http://{addr}/api/v1/incidents"), auth).await;
+    assert!(listing["incidents"].is_array(), "{listing}");
+
+    // And the server closes every slow connection: half-sent headers
+    // without an answer, half-sent bodies with a 503.
+    let reads = slow.into_iter().map(|mut c| async move {
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let answers = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(reads))
+        .await
+        .expect("slow connections stayed open");
+    assert!(answers[..200].iter().all(String::is_empty), "{answers:?}");
+    for answer in &answers[200..] {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("http.request_timeout"), "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
+    let s = Setup::new().await;
+    // dave's webhook is down; its URL holds credentials in path and query.
+    let mut oncall = std::fs::read_to_string(&s.oncall).unwrap();
+    oncall.push_str(
+        "\n[[user]]\nid = \"dave\"\ncontact = [{ type = \"webhook\", address = \"http://127.0.0.1:1/hooks/T0SECRET?token=Q1SECRET\" }]\n",
+    );
+    std::fs::write(&s.oncall, oncall).unwrap();
+    let notifier = s.notifier("notify.log").await;
+
+    // Summaries come from producers (and from tag values through rules).
+    let summary = "<!channel> db-1 down, see <http://evil.example|the runbook> & call";
+    produce_all(&s.producer(), "paging", &[trigger("esc{}", summary)]).await;
+    let slack = s.recorder.wait_for("/slack/bob", 1).await;
+    let body: Value = serde_json::from_str(&slack[0].body).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "&lt;!channel&gt; db-1 down, see &lt;http://evil.example|the runbook&gt; &amp; call"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<http://evil"),
+        "{text}"
+    );
+    assert!(
+        text.contains("|Acknowledge>"),
+        "klaxon's own link stays: {text}"
+    );
+
+    // alice hears of the resolve after bob was paged on Slack: her webhook
+    // learns the incident and its timeline, not bob's Slack URL.
+    s.klaxon(&["resolve", "esc{}", "--by", "carol"]);
+    let told = |r: &Recorded| r.body.contains(r#""event":"resolved""#);
+    wait_until(Duration::from_secs(60), "alice told of the resolve", || {
+        let done = s.recorder.to("/alice").iter().any(told);
+        async move { done }
+    })
+    .await;
+    let alice = s.recorder.to("/alice");
+    let resolved: Value =
+        serde_json::from_str(&alice.iter().find(|r| told(r)).unwrap().body).unwrap();
+    let incident = &resolved["incident"];
+    assert_eq!(incident["summary"], summary);
+    assert_eq!(incident["dedup_key"], "esc{}");
+    assert_eq!(incident["status"], "resolved");
+    assert!(incident.get("notifications").is_none(), "{incident}");
+    let timeline = incident["timeline"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap().contains("bob paged by slack")),
+        "{incident}"
+    );
+    for r in &alice {
+        assert!(!r.body.contains("/slack/"), "{}", r.body);
+    }
+
+    // dave's page fails: the timeline and the log name the host only.
+    let out = s.klaxon(&["page", "--user", "dave", "--summary", "for dave"]);
+    let dedup_key = out
+        .split("(dedup_key ")
+        .nth(1)
+        .and_then(|rest| rest.trim().strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let mut detail = String::new();
+    wait_until(Duration::from_secs(60), "dave's failed page", || {
+        // Not found until the notifier has written the incident.
+        let out = Command::new(KLAXON)
+            .args(["--config", s.config.to_str().unwrap()])
+            .args(["--brokers", &s.broker.bootstrap(), "incident", &dedup_key])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        detail = String::from_utf8_lossy(&out.stdout).into_owned();
+        let done = detail.contains("no contact method left");
+        async move { done }
+    })
+    .await;
+    assert!(
+        detail.contains("request to http://127.0.0.1:1 failed"),
+        "{detail}"
+    );
+    let log = notifier.log_text();
+    for text in [&detail, &log] {
+        assert!(
+            !text.contains("T0SECRET") && !text.contains("Q1SECRET"),
+            "{text}"
+        );
+    }
 }
 
 /// A throwaway CA and a certificate for `localhost` signed by it, made with

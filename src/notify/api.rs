@@ -56,16 +56,16 @@ use super::{
     worker::{LoadedOnCall, parse_event},
 };
 use crate::{
-    config::Config,
+    config::{Config, Secret},
     rules::{EventAction, PagingEvent, Payload, Severity},
 };
 
 #[derive(Debug)]
 struct ApiState {
     config: Config,
-    token: Option<String>,
+    token: Option<Secret>,
     /// Intake-only credentials, by integration name.
-    integration_keys: Vec<(String, String)>,
+    integration_keys: Vec<(String, Secret)>,
     links: Option<AckLinks>,
     oncall: Option<PathBuf>,
 }

@@ -33,6 +33,8 @@ impl Channels {
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // A receiver's redirect would re-post the page elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client builds");
         Self {
@@ -78,12 +80,18 @@ impl Channels {
                     "user": n.user,
                     "message": text,
                     "ack_url": self.ack_url(incident),
-                    "incident": incident,
+                    "incident": webhook_incident(incident),
                 });
                 self.post_json(&n.address, &body).await
             }
             ContactKind::Slack => {
-                let mut line = format!("*{}* {text}", incident.severity.to_uppercase());
+                // Summaries come from producers and tag values: escaped, a
+                // `<!channel>` or `<http://evil|docs>` in one stays text.
+                let mut line = format!(
+                    "*{}* {}",
+                    slack_escape(&incident.severity.to_uppercase()),
+                    slack_escape(&text)
+                );
                 if let (Purpose::Page, Some(url)) = (n.purpose, self.ack_url(incident)) {
                     line.push_str(&format!("\n<{url}|Acknowledge>"));
                 }
@@ -141,7 +149,7 @@ impl Channels {
             .to(n
                 .address
                 .parse()
-                .map_err(|e| format!("address {}: {e}", n.address))?)
+                .map_err(|e| format!("the contact address does not parse: {e}"))?)
             .subject(subject)
             .body(body)
             .map_err(|e| e.to_string())?;
@@ -167,7 +175,7 @@ impl Channels {
             builder = builder.port(port);
         }
         if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder = builder.credentials(Credentials::new(user.clone(), password.to_string()));
         }
         builder
             .build()
@@ -189,7 +197,7 @@ impl Channels {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| request_error(url, e))?;
         check(response).await
     }
 
@@ -208,12 +216,12 @@ impl Channels {
         form.extend_from_slice(fields);
         let response = self
             .http
-            .post(url)
+            .post(&url)
             .basic_auth(sid, t.auth_token.as_deref())
             .form(&form)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| request_error(&url, e))?;
         check(response).await
     }
 }
@@ -228,6 +236,74 @@ async fn check(response: reqwest::Response) -> Result<(), String> {
         "HTTP {status}: {}",
         body.chars().take(200).collect::<String>()
     ))
+}
+
+/// A failed request, as the timeline and the log say it: the URL's scheme
+/// and host only. Webhook and Slack URLs are credentials (whoever holds one
+/// can post) and Twilio's names the account; reqwest's own message carries
+/// the whole URL.
+fn request_error(url: &str, e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = format!("request to {} failed: {e}", url_origin(url));
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// `scheme://host[:port]` of `url`, without user, path or query.
+fn url_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or(""))
+        }
+        Err(_) => "an unparsable URL".to_owned(),
+    }
+}
+
+/// What a webhook receiver learns of an incident: not its notifications,
+/// whose addresses (Slack URLs, phone numbers, mail) belong to other users,
+/// and a timeline with any address taken out.
+fn webhook_incident(incident: &Incident) -> serde_json::Value {
+    let addresses: Vec<&str> = incident
+        .notifications
+        .iter()
+        .map(|n| n.address.as_str())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let timeline: Vec<serde_json::Value> = incident
+        .timeline
+        .iter()
+        .map(|entry| {
+            let detail = addresses
+                .iter()
+                .fold(entry.detail.clone(), |d, a| d.replace(a, "<address>"));
+            json!({ "at": entry.at, "kind": entry.kind, "detail": detail })
+        })
+        .collect();
+    json!({
+        "id": incident.id,
+        "dedup_key": incident.dedup_key,
+        "status": incident.status,
+        "summary": incident.summary,
+        "severity": incident.severity,
+        "source": incident.source,
+        "policy": incident.policy,
+        "opened_at": incident.opened_at,
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_by": incident.resolved_by,
+        "timeline": timeline,
+    })
+}
+
+/// Slack's mrkdwn control characters, escaped as Slack documents: text
+/// from producers must not mention `<!channel>` or show a disguised link.
+fn slack_escape(s: &str) -> String {
+    // The same three characters as XML text.
+    xml_escape(s)
 }
 
 /// The one-line text every channel carries.

@@ -4,6 +4,11 @@
 //! `date` and `hour` as columns. Time predicates on `time` are turned into
 //! partition predicates ([`pruning`]) so a query over an hour reads that hour's
 //! files only.
+//!
+//! [`QueryEngine::sql`] runs anything DataFusion runs, `COPY ... TO` any
+//! path and `CREATE EXTERNAL TABLE` on any file included: that is `klaxon
+//! query`, for the lake's owner at a shell. SQL from a remote caller (an HTTP
+//! console) goes through [`QueryEngine::sql_read_only`] instead.
 
 mod output;
 mod pruning;
@@ -18,6 +23,7 @@ use datafusion::{
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::DataFusionError,
+    execution::context::SQLOptions,
     prelude::{SessionConfig, SessionContext},
 };
 use thiserror::Error;
@@ -117,7 +123,85 @@ impl QueryEngine {
         Ok(frame.collect().await?)
     }
 
+    /// [`Self::sql`] for SQL from a remote caller: only queries run. DDL
+    /// (`CREATE EXTERNAL TABLE` reads any file the process can), DML
+    /// (`COPY ... TO` writes any path, `INSERT`) and statements (`SET`
+    /// changes the session) are refused as a user error before anything runs.
+    pub async fn sql_read_only(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let frame = self.ctx.sql_with_options(sql, read_only()).await?;
+        Ok(frame.collect().await?)
+    }
+
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+}
+
+/// What [`QueryEngine::sql_read_only`] allows: queries, nothing else.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LakeConfig;
+
+    async fn engine(dir: &std::path::Path) -> QueryEngine {
+        let lake = Lake::open(&LakeConfig {
+            url: dir.join("lake").display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        QueryEngine::open(&lake).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn read_only_sql_runs_queries_and_refuses_everything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        let secret = dir.path().join("secret.csv");
+        std::fs::write(&secret, "a\nhunter2\n").unwrap();
+        let engine = engine(dir.path()).await;
+        let rows = engine
+            .sql_read_only("SELECT count(*) FROM metrics")
+            .await
+            .unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+        let refused = [
+            format!(
+                "COPY (SELECT 1 AS a) TO '{}' STORED AS CSV",
+                target.display()
+            ),
+            format!(
+                "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+                secret.display()
+            ),
+            "CREATE TABLE t AS SELECT 1 AS a".to_owned(),
+            "CREATE VIEW v AS SELECT 1 AS a".to_owned(),
+            "INSERT INTO metrics (name, value) VALUES ('x', 1)".to_owned(),
+            "DROP TABLE metrics".to_owned(),
+            "SET datafusion.execution.batch_size = 1".to_owned(),
+        ];
+        for sql in &refused {
+            let err = engine.sql_read_only(sql).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::User, "{sql}: {err}");
+            assert!(err.to_string().contains("not supported"), "{sql}: {err}");
+        }
+        assert!(!target.exists(), "COPY wrote {}", target.display());
+        assert!(
+            engine.sql("SELECT * FROM leak").await.is_err(),
+            "the external table was created"
+        );
+        assert!(
+            engine.sql("SELECT * FROM metrics").await.is_ok(),
+            "metrics dropped"
+        );
+        // The owner's path still does all of it.
+        engine.sql(&refused[0]).await.unwrap();
+        assert!(target.exists());
     }
 }

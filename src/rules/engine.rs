@@ -64,6 +64,10 @@ pub struct EngineOptions {
     pub max_line_bytes: usize,
     pub max_past: Duration,
     pub max_future: Duration,
+    /// Tag caps, the same as ingest's (`ingest.max_tags_per_point`,
+    /// `max_tag_keys`); the key cap holds for the points of one tick.
+    pub max_tags_per_point: usize,
+    pub max_tag_keys: usize,
     /// The memory pool and time limit of one evaluation (`rules.eval_memory`,
     /// `rules.eval_timeout`).
     pub eval_memory: usize,
@@ -86,6 +90,8 @@ impl Default for EngineOptions {
             max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
             max_past: ingest.max_past,
             max_future: ingest.max_future,
+            max_tags_per_point: ingest.max_tags_per_point,
+            max_tag_keys: ingest.max_tag_keys,
             eval_memory: rules.eval_memory.as_u64() as usize,
             eval_timeout: rules.eval_timeout,
         }
@@ -387,6 +393,8 @@ impl RuleEngine {
             max_line_bytes: self.options.max_line_bytes,
             min_time_ms: wall_ms.saturating_sub(ms(self.options.max_past)),
             max_time_ms: wall_ms.saturating_add(ms(self.options.max_future)),
+            max_tags_per_point: self.options.max_tags_per_point,
+            max_tag_keys: self.options.max_tag_keys,
         };
         let points = decode_record(
             format,

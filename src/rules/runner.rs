@@ -125,6 +125,8 @@ pub async fn run_rules(
         max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
         max_past: ingest.max_past,
         max_future: ingest.max_future,
+        max_tags_per_point: ingest.max_tags_per_point,
+        max_tag_keys: ingest.max_tag_keys,
         eval_memory: settings.eval_memory.as_u64() as usize,
         eval_timeout: settings.eval_timeout,
         ..EngineOptions::default()
