@@ -386,6 +386,29 @@ impl Ingest {
         }
     }
 
+    /// Waits for a partition's dead letters; if `stop` comes first, abandons
+    /// the partition (see [`Ingest::abandon`]) and returns false.
+    async fn drain_or_abandon(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        stop: &CancellationToken,
+    ) -> bool {
+        let drained = self
+            .dead_letters
+            .drain_partition(topic, partition, stop)
+            .await;
+        if drained.is_err() {
+            tracing::warn!(
+                topic,
+                partition,
+                "stopping before its dead letters were written; the partition replays from its last commit"
+            );
+            self.abandon(topic, partition);
+        }
+        drained.is_ok()
+    }
+
     /// Drops what a partition holds, committing nothing: the next owner (or
     /// the next start) replays it from the last commit.
     fn abandon(&mut self, topic: &str, partition: i32) {
@@ -423,19 +446,7 @@ impl Ingest {
         // Dead letters first: a partition whose dead letters are not written
         // by `stop` is left uncommitted, to be replayed...
         for (topic, partition) in &due {
-            if self
-                .dead_letters
-                .drain_partition(topic, *partition, stop)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    topic,
-                    partition,
-                    "stopping before its dead letters were written; the partition replays from its last commit"
-                );
-                self.abandon(topic, *partition);
-            }
+            self.drain_or_abandon(topic, *partition, stop).await;
         }
         // ...and what those still have queued is dropped, so that a broker
         // slow to take dead letters can take the commits of the others.
@@ -493,18 +504,7 @@ impl Ingest {
         partition: i32,
         stop: &CancellationToken,
     ) -> Result<(), IngestError> {
-        if self
-            .dead_letters
-            .drain_partition(topic, partition, stop)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                topic,
-                partition,
-                "stopping before its dead letters were written; the partition replays from its last commit"
-            );
-            self.abandon(topic, partition);
+        if !self.drain_or_abandon(topic, partition, stop).await {
             return Ok(());
         }
         let Some(state) = self

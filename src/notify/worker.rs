@@ -701,23 +701,30 @@ mod tests {
     use super::*;
     use crate::notify::{Status, client::action_event};
 
+    /// One user `a`, reached by `contact`, under the default policy `p`.
+    fn one_user_oncall(contact: &str) -> String {
+        format!(
+            r#"
+default_policy = "p"
+[[user]]
+id = "a"
+contact = [{contact}]
+[[policy]]
+id = "p"
+[[policy.level]]
+targets = [{{ user = "a" }}]
+delay = "5m"
+"#
+        )
+    }
+
     #[tokio::test]
     async fn a_failed_changelog_write_is_kept_and_the_page_still_goes_out() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("oncall.toml");
         std::fs::write(
             &file,
-            r#"
-default_policy = "p"
-[[user]]
-id = "a"
-contact = [{ type = "console", address = "log" }]
-[[policy]]
-id = "p"
-[[policy.level]]
-targets = [{ user = "a" }]
-delay = "5m"
-"#,
+            one_user_oncall(r#"{ type = "console", address = "log" }"#),
         )
         .unwrap();
         let mut config = Config::default();
@@ -754,19 +761,9 @@ delay = "5m"
 
     #[test]
     fn an_ack_for_a_closed_incident_leaves_the_next_one_alone() {
-        let oncall: OnCall = toml::from_str(
-            r#"
-default_policy = "p"
-[[user]]
-id = "a"
-contact = [{ type = "webhook", address = "http://127.0.0.1:1/a" }]
-[[policy]]
-id = "p"
-[[policy.level]]
-targets = [{ user = "a" }]
-delay = "5m"
-"#,
-        )
+        let oncall: OnCall = toml::from_str(&one_user_oncall(
+            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
+        ))
         .unwrap();
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let trigger = parse_event(

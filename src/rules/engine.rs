@@ -79,11 +79,16 @@ const PANE_REPROBE: u32 = 32;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        let ingest = IngestConfig::default();
-        let rules = RulesConfig::default();
+        Self::from_config(&IngestConfig::default(), &RulesConfig::default())
+    }
+}
+
+impl EngineOptions {
+    /// The options `rules.*` sets, with ingest's bounds on points (`ingest.*`).
+    pub fn from_config(ingest: &IngestConfig, rules: &RulesConfig) -> Self {
         Self {
-            idle_timeout: Duration::from_secs(30),
-            allowed_lateness: Duration::from_secs(5),
+            idle_timeout: rules.idle_timeout,
+            allowed_lateness: rules.allowed_lateness,
             // Measured (benches/rules.rs, 100k series): at 6 points per state
             // row panes were 8% slower than whole windows; at 600, 4.4x faster.
             pane_min_yield: 10.0,

@@ -118,19 +118,7 @@ pub async fn run_rules(
     let producer = keyed_producer(&config.kafka, &brokers)?;
     warm_up(&producer, &settings.paging_topic).await;
     let meters = Meters::new();
-    let ingest = &config.ingest;
-    let options = EngineOptions {
-        idle_timeout: settings.idle_timeout,
-        allowed_lateness: settings.allowed_lateness,
-        max_line_bytes: ingest.max_line_bytes.as_u64() as usize,
-        max_past: ingest.max_past,
-        max_future: ingest.max_future,
-        max_tags_per_point: ingest.max_tags_per_point,
-        max_tag_keys: ingest.max_tag_keys,
-        eval_memory: settings.eval_memory.as_u64() as usize,
-        eval_timeout: settings.eval_timeout,
-        ..EngineOptions::default()
-    };
+    let options = EngineOptions::from_config(&config.ingest, settings);
     let mut engine = RuleEngine::new(rules.rules(), options);
 
     let stored = {
