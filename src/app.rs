@@ -120,6 +120,10 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(password) = secret("KLAXON_SMTP_PASSWORD") {
         config.notify.smtp.password = Some(password);
     }
+    // Again, with the environment applied: an integration key from it must
+    // not be the API token from it either.
+    let path = common.config.as_ref().map(|p| p.display().to_string());
+    config.validate(path.as_deref())?;
     Ok(config)
 }
 

@@ -551,8 +551,11 @@ impl Config {
                     .to_owned(),
             );
         }
-        if self.topics.dead_letter_max_bytes.as_u64() < 1024 {
-            problems.push("topics.dead_letter_max_bytes must be at least 1KiB".to_owned());
+        // Headers and key ride on top of the value: stay well under Kafka's
+        // default 1 MB record limit.
+        if !(1024..=768 * 1024).contains(&self.topics.dead_letter_max_bytes.as_u64()) {
+            problems
+                .push("topics.dead_letter_max_bytes must be between 1KiB and 768KiB".to_owned());
         }
         if self.topics.partitions < 1 {
             problems.push("topics.partitions must be at least 1".to_owned());

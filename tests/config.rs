@@ -137,3 +137,24 @@ fn short_credentials_are_refused_from_the_file_and_the_environment() {
         "{err}"
     );
 }
+
+#[test]
+fn an_integration_key_from_the_environment_may_not_be_the_api_token() {
+    let token = "0123456789abcdef-operator";
+    let out = Command::new(KLAXON)
+        .args(["query", "SELECT 1"])
+        .env("KLAXON_API_TOKEN", token)
+        .env("KLAXON_INTEGRATION_KEY_GRAFANA", token)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the operator token would pass as an integration key"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("notify.integration_keys.grafana is the API token"),
+        "{err}"
+    );
+    assert!(!err.contains(token), "no credential in the error: {err}");
+}

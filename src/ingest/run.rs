@@ -316,7 +316,12 @@ impl Ingest {
         let Some(topic_state) = self.topics.get_mut(topic) else {
             return Ok(());
         };
-        let state = topic_state.partitions.entry(partition).or_default();
+        // Gone if that flush abandoned the partition (a stop while its dead
+        // letters were in flight) or found it moved: this record must not
+        // start a new buffer, or a commit would skip the records dropped.
+        let Some(state) = topic_state.partitions.get_mut(&partition) else {
+            return Ok(());
+        };
         self.rejects.clear();
         let points = decode_record(
             topic_state.format,

@@ -40,6 +40,9 @@ pub(crate) const MAX_DETAIL_BYTES: usize = 1024;
 const MAX_IN_FLIGHT: usize = 1_000;
 const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 
+/// How long [`DeadLetters::publish`] waits for the broker.
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a dead letter may wait for room in the producer's queue before
 /// it counts as failed (the broker's answer is bounded by `message.timeout.ms`).
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -118,12 +121,22 @@ impl DeadLetters {
     }
 
     /// Publishes one rejection and waits until the broker has it (or it
-    /// failed, which is counted), for callers that reject rarely.
+    /// failed, which is counted), for callers that reject rarely. Waits at
+    /// most [`PUBLISH_WAIT`]: a dead-letter topic that cannot be written
+    /// must not hold up the pages behind a bad event for librdkafka's
+    /// `message.timeout.ms`. What is not confirmed by then is left to the
+    /// producer, and settled by a later call.
     pub async fn publish(&mut self, origin: Origin<'_>, rejection: Rejection<'_>) {
         let never = CancellationToken::new();
-        // Cannot stop: `never` is never cancelled.
-        let _ = self.enqueue(origin, rejection, &never).await;
-        self.drain().await;
+        let published = tokio::time::timeout(PUBLISH_WAIT, async {
+            // Cannot stop: `never` is never cancelled.
+            let _ = self.enqueue(origin, rejection, &never).await;
+            self.drain().await;
+        })
+        .await;
+        if published.is_err() {
+            tracing::warn!(topic = %self.topic, "dead letter not confirmed within {PUBLISH_WAIT:?}; moving on");
+        }
     }
 
     /// Hands one rejection to the producer without waiting for the broker.
