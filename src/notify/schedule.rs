@@ -9,7 +9,12 @@
 //!   first occurrence. Turns are settled on those UTC instants, so a handoff
 //!   happens exactly once.
 //! - Restrictions are local wall-clock windows; outside them the layer has
-//!   nobody.
+//!   nobody. A window's start and end are turned into instants by the same
+//!   rule as handoffs, and membership is judged on those instants, so "who is
+//!   on call" and "until when" agree: a window 02:30–03:30 on the autumn
+//!   change day runs from the first 02:30 to 03:30 and covers the whole
+//!   second pass of the repeated hour; one 01:30–01:45 in New York covers
+//!   only the first pass.
 //! - The final schedule: the latest override covering the instant, else the
 //!   highest layer (last in the file) with someone on call, else nobody. A gap
 //!   is an explicit answer (`None`), never a silent skip: escalation records
@@ -19,7 +24,9 @@
 //!   instant (`klaxon oncall --at`, the API) must fall in
 //!   [`EARLIEST`]..=[`LATEST`]; others are refused with [`OutOfRange`].
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 use thiserror::Error;
 use toml::Spanned;
@@ -158,12 +165,41 @@ impl<'a> ScheduleClock<'a> {
             return None;
         }
         let k = self.turn_at(layer, t)?;
-        let local = t.with_timezone(&self.tz).naive_local();
-        if !layer.restrictions.is_empty() && !layer.restrictions.iter().any(|r| within(r, local)) {
+        if !layer.restrictions.is_empty() && !layer.restrictions.iter().any(|r| self.within(r, t)) {
             return None;
         }
         let n = layer.users.len() as i64;
         Some(layer.users[k.rem_euclid(n) as usize].as_str())
+    }
+
+    /// Whether `t` falls in one of the restriction's windows, judged on
+    /// instants (see the module docs), as [`Self::boundaries`] lists them.
+    fn within(&self, r: &Restriction, t: DateTime<Utc>) -> bool {
+        let today = t.with_timezone(&self.tz).date_naive();
+        // A window covering `t` opened on its local day or, running past
+        // midnight, the day before; a day more each way absorbs a change
+        // that moves the local date.
+        let first = today.checked_sub_days(Days::new(2)).unwrap_or(today);
+        first
+            .iter_days()
+            .take(4)
+            .filter_map(|day| self.window(r, day))
+            .any(|(start, end)| start <= t && t < end)
+    }
+
+    /// The window `r` opens on local `day`, as instants; `None` on a day it
+    /// does not open.
+    fn window(&self, r: &Restriction, day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let opens = r.days.is_empty() || r.days.iter().any(|d| day.weekday() == (*d).into());
+        if !opens {
+            return None;
+        }
+        // An end at or before the start is on the next day.
+        let end_day = if r.from < r.to { day } else { day.succ_opt()? };
+        Some((
+            local_to_utc(self.tz, day.and_time(r.from)),
+            local_to_utc(self.tz, end_day.and_time(r.to)),
+        ))
     }
 
     /// Who the schedule has on call at `t`: overrides, then layers from the
@@ -206,11 +242,11 @@ impl<'a> ScheduleClock<'a> {
             }
             for r in &layer.restrictions {
                 let first = local_from.pred_opt().unwrap_or(local_from);
+                // The same windows, on the same instants, as `within` judges.
                 for day in first.iter_days().take_while(|d| *d <= local_to) {
-                    out.push(local_to_utc(self.tz, day.and_time(r.from)));
-                    // The window may end on the next day; that edge is
-                    // today's `to` either way.
-                    out.push(local_to_utc(self.tz, day.and_time(r.to)));
+                    if let Some((start, end)) = self.window(r, day) {
+                        out.extend([start, end]);
+                    }
                 }
             }
         }
@@ -255,19 +291,6 @@ impl<'a> ScheduleClock<'a> {
             }
         }
         shifts
-    }
-}
-
-/// Whether local time `t` falls in the restriction window.
-fn within(r: &Restriction, t: NaiveDateTime) -> bool {
-    let day_ok = |d: chrono::Weekday| r.days.is_empty() || r.days.iter().any(|x| d == (*x).into());
-    let time = t.time();
-    if r.from < r.to {
-        day_ok(t.weekday()) && r.from <= time && time < r.to
-    } else {
-        // Runs past midnight: the part after `from` today, or the part
-        // before `to` of a window that started yesterday.
-        (day_ok(t.weekday()) && time >= r.from) || (day_ok(t.weekday().pred()) && time < r.to)
     }
 }
 
@@ -524,5 +547,129 @@ end = "2026-01-07T12:00:00Z"
         assert_eq!(gaps.len(), 2, "Saturday and Sunday daytime: {gaps:?}");
         assert_eq!(gaps[0].start, at("2026-01-10T08:00:00Z"));
         assert_eq!(gaps[0].end, at("2026-01-10T18:00:00Z"));
+    }
+
+    /// A layer restricted to `restriction` (an inline table) over a daily
+    /// layer of `daily` users handing off at `handoff`, in `zone`.
+    fn restricted_over_daily(zone: &str, restriction: &str, daily: &str, handoff: &str) -> OnCall {
+        oncall(&format!(
+            r#"
+[[schedule]]
+id = "s"
+time_zone = "{zone}"
+[[schedule.layer]]
+users = [{daily}]
+rotation = "1d"
+start = "2026-01-01T{handoff}:00"
+[[schedule.layer]]
+users = ["erin"]
+rotation = "1w"
+start = "2026-01-01T00:00:00"
+restrictions = [{restriction}]
+"#
+        ))
+    }
+
+    fn answer(clock: &ScheduleClock, t: &str) -> (Option<String>, DateTime<Utc>) {
+        let shift = clock.current_shift(at(t)).unwrap();
+        (shift.user, shift.end)
+    }
+
+    #[test]
+    fn a_restriction_in_the_repeated_hour_is_judged_on_first_occurrences() {
+        // Berlin, 25 October 2026: 03:00 CEST (01:00Z) falls back to 02:00
+        // CET. 02:30–03:30 runs from the first 02:30 (00:30Z) to 03:30 CET
+        // (02:30Z), the whole second pass included.
+        let sunday =
+            |from: &str, to: &str| format!(r#"{{ days = ["sun"], from = "{from}", to = "{to}" }}"#);
+        let file = restricted_over_daily(
+            "Europe/Berlin",
+            &sunday("02:30", "03:30"),
+            r#""dana""#,
+            "09:00",
+        );
+        let clock = ScheduleClock::new(file.schedule[0].get_ref()).unwrap();
+        let erin = |until: &str| (Some("erin".to_owned()), at(until));
+        for t in [
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:00:00Z",
+            "2026-10-25T01:29:00Z",
+            "2026-10-25T01:30:00Z",
+        ] {
+            assert_eq!(answer(&clock, t), erin("2026-10-25T02:30:00Z"), "at {t}");
+        }
+        assert_eq!(clock.on_call(at("2026-10-25T02:30:00Z")), Some("dana"));
+
+        // New York, 1 November 2026: 02:00 EDT (06:00Z) falls back to 01:00
+        // EST. 01:30–01:45 is 05:30Z–05:45Z; the second pass is not in it.
+        let file = restricted_over_daily(
+            "America/New_York",
+            &sunday("01:30", "01:45"),
+            r#""dana""#,
+            "09:00",
+        );
+        let clock = ScheduleClock::new(file.schedule[0].get_ref()).unwrap();
+        assert_eq!(
+            answer(&clock, "2026-11-01T05:30:00Z"),
+            erin("2026-11-01T05:45:00Z")
+        );
+        for t in ["2026-11-01T06:30:00Z", "2026-11-01T06:44:00Z"] {
+            assert_eq!(
+                answer(&clock, t),
+                (Some("dana".to_owned()), at("2026-11-08T06:30:00Z")),
+                "at {t}, 01:3x EST"
+            );
+        }
+    }
+
+    #[test]
+    fn every_until_agrees_with_the_answers_that_follow_it() {
+        // The instants of 2026's changes; 3 hours either side are swept.
+        let changes = [
+            ("Europe/Berlin", "2026-03-29T01:00:00Z"),
+            ("Europe/Berlin", "2026-10-25T01:00:00Z"),
+            ("America/New_York", "2026-03-08T07:00:00Z"),
+            ("America/New_York", "2026-11-01T06:00:00Z"),
+            ("Australia/Sydney", "2026-04-04T16:00:00Z"),
+            ("Australia/Sydney", "2026-10-03T16:00:00Z"),
+        ];
+        // Windows that start or end in the hours the changes skip or repeat
+        // (01:00–02:00 in New York's autumn, 02:00–03:00 otherwise), one of
+        // them past midnight, over handoffs in those hours too.
+        let restrictions = [
+            r#"{ days = ["sun"], from = "02:30", to = "03:30" }"#,
+            r#"{ days = ["sun"], from = "01:30", to = "01:45" }"#,
+            r#"{ days = ["sat"], from = "23:00", to = "02:10" }"#,
+            r#"{ days = ["sun"], from = "01:15", to = "00:30" }"#,
+        ];
+        for ((zone, change), restriction) in changes
+            .into_iter()
+            .flat_map(|c| restrictions.map(|r| (c, r)))
+        {
+            let file = restricted_over_daily(zone, restriction, r#""dana", "dave""#, "02:15");
+            let clock = ScheduleClock::new(file.schedule[0].get_ref()).unwrap();
+            let change = at(change);
+            let mut t = change - Duration::hours(3);
+            // The last answer whose "until" is still ahead.
+            let mut held: Option<Shift> = None;
+            while t <= change + Duration::hours(3) {
+                let shift = clock.current_shift(t).unwrap();
+                let case = format!("{zone} {restriction} at {t}: {shift:?}");
+                assert!(shift.end > t, "{case}");
+                assert_eq!(clock.on_call(t), shift.user.as_deref(), "{case}");
+                // Not at "until": someone else, or nobody.
+                assert_ne!(clock.on_call(shift.end), shift.user.as_deref(), "{case}");
+                match &held {
+                    Some(h) if t < h.end => assert_eq!(
+                        (&shift.user, shift.end),
+                        (&h.user, h.end),
+                        "{case}: the answer at {} was {h:?}",
+                        h.start
+                    ),
+                    _ => held = Some(shift),
+                }
+                t += Duration::minutes(1);
+            }
+        }
     }
 }

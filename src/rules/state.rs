@@ -57,8 +57,24 @@ enum Phase {
 struct Instance {
     #[serde(flatten)]
     phase: Phase,
-    /// Severity of the last match, for hysteresis.
-    level: Option<Severity>,
+}
+
+impl Instance {
+    /// The level hysteresis holds: the severity of an alert that is firing
+    /// and matched at its last evaluation. A pending alert has not reached a
+    /// level yet, and one kept firing by `keep_firing_for` has already
+    /// crossed its recovery line, so neither is held: only a value at the
+    /// threshold matches them again. (Checkpoints written before this kept a
+    /// separate `level` field; serde ignores it.)
+    fn hysteresis_level(&self) -> Option<Severity> {
+        match self.phase {
+            Phase::Firing {
+                severity,
+                cleared_since: None,
+            } => Some(severity),
+            _ => None,
+        }
+    }
 }
 
 /// Every instance of one rule. Serialises (for the runner's checkpoint) as
@@ -146,7 +162,10 @@ impl AlertStates {
                     no_data: true,
                 });
             }
-            let previous = self.instances.get(&o.labels).and_then(|i| i.level);
+            let previous = self
+                .instances
+                .get(&o.labels)
+                .and_then(Instance::hysteresis_level);
             if let Some(severity) = severity_of(rule, o.value, previous) {
                 matched.insert(o.labels.clone(), (severity, o));
             }
@@ -156,9 +175,7 @@ impl AlertStates {
         for (labels, (severity, o)) in &matched {
             let instance = self.instances.entry(labels.clone()).or_insert(Instance {
                 phase: Phase::Pending { since: now_ms },
-                level: None,
             });
-            instance.level = Some(*severity);
             let fire = match instance.phase {
                 Phase::Pending { since } => now_ms - since >= pending_ms,
                 Phase::Firing {
@@ -234,8 +251,9 @@ impl AlertStates {
     }
 }
 
-/// The severity a value earns, if any. `previous` is the instance's level at
-/// its last match: a level is kept until the value crosses its recovery line.
+/// The severity a value earns, if any. `previous` is the level the instance
+/// holds (see `Instance::hysteresis_level`): a level is kept until the
+/// value crosses its recovery line.
 pub fn severity_of(rule: &Rule, value: f64, previous: Option<Severity>) -> Option<Severity> {
     let Some(t) = rule.thresholds.as_ref().map(|t| t.get_ref()) else {
         return rule.severity;
@@ -449,5 +467,35 @@ mod tests {
         );
         assert_eq!(back.firing().len(), 1);
         assert!(back.firing()[0].no_data);
+    }
+
+    #[test]
+    fn a_kept_firing_alert_is_not_held_by_hysteresis() {
+        let r = rule(
+            "keep_firing_for = \"2m\"\n[rule.thresholds]\ncolumn = \"v\"\nwarning = 10\nwarning_recovery = 8\n",
+        );
+        let mut s = AlertStates::default();
+        assert_eq!(kinds(&s.advance(&r, M, &obs(12.0))), ["fire warning"]);
+        assert!(
+            s.advance(&r, 2 * M, &obs(7.0)).is_empty(),
+            "recovered, kept"
+        );
+        assert!(
+            s.advance(&r, 3 * M, &obs(9.0)).is_empty(),
+            "below the threshold: still kept, not matched again"
+        );
+        assert_eq!(kinds(&s.advance(&r, 4 * M, &obs(9.0))), ["resolve"]);
+    }
+
+    #[test]
+    fn checkpoints_with_the_old_level_field_still_load() {
+        let r = rule("[rule.thresholds]\ncolumn = \"v\"\nwarning = 10\nwarning_recovery = 8\n");
+        let mut s = AlertStates::default();
+        s.advance(&r, M, &obs(12.0));
+        let mut json = serde_json::to_value(&s).unwrap();
+        json["instances"][0][1]["level"] = "warning".into();
+        let mut back: AlertStates = serde_json::from_value(json).unwrap();
+        assert!(back.advance(&r, 2 * M, &obs(9.0)).is_empty(), "held");
+        assert_eq!(kinds(&back.advance(&r, 3 * M, &obs(8.0))), ["resolve"]);
     }
 }
