@@ -2,11 +2,12 @@
 //! do not auto-create topics, and an auto-created topic would get the broker's
 //! default partition count rather than the configured one.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
     error::KafkaError,
     types::RDKafkaErrorCode,
 };
@@ -52,14 +53,22 @@ pub struct TopicSpec {
 }
 
 /// Creates each topic that does not exist yet; existing topics are left as they are.
+///
+/// Asks the brokers which topics exist first and creates only the others:
+/// a broker asked to create a topic it has may log that as an error (tansu
+/// logs `ERROR … TopicAlreadyExists` for each), which on every restart
+/// reads as a failure. Two components creating the same new topic at once
+/// can still meet that answer; it is taken as success.
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
     brokers: &str,
     topics: &[TopicSpec],
 ) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka, brokers).create()?;
+    let existing = existing_topics(kafka, brokers).await?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
+        .filter(|t| !existing.contains(&t.name))
         .map(|t| {
             let mut topic = NewTopic::new(
                 &t.name,
@@ -72,6 +81,9 @@ pub async fn ensure_topics(
             topic
         })
         .collect();
+    if new_topics.is_empty() {
+        return Ok(());
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(new_topics.iter(), &options).await? {
         match result {
@@ -87,4 +99,27 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The names of the topics the cluster has. Metadata for all topics, not
+/// for the ones wanted: asking for a missing topic by name makes brokers
+/// with `auto.create.topics.enable` create it with their defaults.
+async fn existing_topics(
+    kafka: &KafkaConfig,
+    brokers: &str,
+) -> Result<HashSet<String>, KafkaError> {
+    let config = client_config(kafka, brokers);
+    // rdkafka's metadata call blocks; a plain consumer (no group) makes it.
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = config.create()?;
+        let metadata = client.fetch_metadata(None, Duration::from_secs(30))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect())
+    })
+    .await
+    .expect("reading topic metadata does not panic")
 }

@@ -1326,3 +1326,223 @@ async fn the_oncall_api_answers_far_instants_and_refuses_out_of_range_ones() {
         "{reply}"
     );
 }
+
+/// The examples `schemas/paging-event.schema.json` documents the paging
+/// topic with.
+fn schema_examples() -> Vec<Value> {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/paging-event.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    schema["examples"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!("api_token = \"{TOKEN}\""));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+    let enqueue = format!("{base}/v2/enqueue");
+    // Authorization schemes are case-insensitive: curl users write `bearer`.
+    let lower = format!("bearer {TOKEN}");
+
+    // Every event the schema shows is taken by both intake routes.
+    for mut example in schema_examples() {
+        example["routing_key"] = TOKEN.into();
+        let (status, reply) = post_json(&http, &enqueue, None, example.to_string()).await;
+        assert_eq!(status, 202, "{example}: {reply}");
+        assert_eq!(reply["status"], "success", "{reply}");
+        assert_eq!(reply["dedup_key"], example["dedup_key"], "{reply}");
+        let events = format!("{base}/api/v1/events");
+        let (status, reply) = post_json(&http, &events, Some(&lower), example.to_string()).await;
+        assert_eq!(status, 202, "{example}: {reply}");
+    }
+
+    // A trigger without dedup_key gets one, returned as PagerDuty does, and
+    // that key resolves the incident.
+    let mut keyless: Value = serde_json::from_str(&trigger_body("unused", "no key given")).unwrap();
+    keyless["routing_key"] = TOKEN.into();
+    keyless.as_object_mut().unwrap().remove("dedup_key");
+    let (status, reply) = post_json(&http, &enqueue, None, keyless.to_string()).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["message"], "Event processed", "{reply}");
+    let key = reply["dedup_key"].as_str().unwrap().to_owned();
+    assert_eq!(key.len(), 32, "{key}");
+    let incident_url = format!("{base}/api/v1/incidents/{key}");
+    wait_until(
+        Duration::from_secs(30),
+        "the key-less trigger's incident",
+        || {
+            let (http, url, auth) = (http.clone(), incident_url.clone(), lower.clone());
+            async move { api_get(&http, &url, &auth).await["summary"] == "no key given" }
+        },
+    )
+    .await;
+    let (status, reply) = post_json(&http, &enqueue, None, keyless.to_string()).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_ne!(
+        reply["dedup_key"],
+        key.as_str(),
+        "each key-less trigger is its own"
+    );
+    for action in ["acknowledge", "resolve"] {
+        let body = json!({ "routing_key": TOKEN, "event_action": action });
+        let (status, reply) = post_json(&http, &enqueue, None, body.to_string()).await;
+        assert_eq!(status, 400, "{action} without dedup_key: {reply}");
+    }
+    let resolve = json!({ "routing_key": TOKEN, "event_action": "resolve", "dedup_key": key });
+    let (status, _) = post_json(&http, &enqueue, None, resolve.to_string()).await;
+    assert_eq!(status, 202);
+    wait_until(
+        Duration::from_secs(30),
+        "the resolve by the given key",
+        || {
+            let (http, url, auth) = (http.clone(), incident_url.clone(), lower.clone());
+            async move { api_get(&http, &url, &auth).await["status"] == "resolved" }
+        },
+    )
+    .await;
+
+    // Malformed bodies are the sender's error (400, in the API's shape), not
+    // a wrong key; a time that is not one is refused.
+    let (status, reply) = post_json(&http, &enqueue, None, "not json".into()).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("invalid_json"),
+        "{reply}"
+    );
+    let mut yesterday: Value = serde_json::from_str(&trigger_body("k-y", "when?")).unwrap();
+    yesterday["routing_key"] = TOKEN.into();
+    yesterday["payload"]["timestamp"] = "yesterday".into();
+    let (status, reply) = post_json(&http, &enqueue, None, yesterday.to_string()).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("payload.timestamp"),
+        "{reply}"
+    );
+
+    // The Alertmanager route checks the credential before the body, and
+    // answers in the API's shape.
+    let am = format!("{base}/api/v1/alertmanager");
+    let (status, reply) = post_json(&http, &am, None, "not json".into()).await;
+    assert_eq!(status, 401, "{reply}");
+    assert!(reply["error"].is_string(), "{reply}");
+    let plain = http.post(&am).body("not json").send().await.unwrap();
+    assert_eq!(plain.status(), 401, "without a content type too");
+    let (status, reply) = post_json(&http, &am, Some(&lower), "not json".into()).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].is_string(), "{reply}");
+
+    // Produced straight to the topic, an event whose link has no text is
+    // paged, not dead-lettered.
+    let mut linked = schema_examples()
+        .into_iter()
+        .find(|e| e["links"][0].get("href").is_some() && e["links"][0].get("text").is_none())
+        .expect("an example with a link without text");
+    linked["dedup_key"] = "from-the-topic".into();
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[("from-the-topic".into(), linked.to_string())],
+    )
+    .await;
+    let url = format!("{base}/api/v1/incidents/from-the-topic");
+    wait_until(
+        Duration::from_secs(30),
+        "the topic event's incident",
+        || {
+            let (http, url, auth) = (http.clone(), url.clone(), lower.clone());
+            async move { api_get(&http, &url, &auth).await["dedup_key"] == "from-the-topic" }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_commands_and_restarts_log_no_errors() {
+    let s = Setup::new().await;
+    let first = s.notifier("notify-1.log").await;
+    produce_all(
+        &s.producer(),
+        "paging",
+        &[trigger("quiet{}", "quiet please")],
+    )
+    .await;
+    let pages = s.recorder.wait_for("/alice", 1).await;
+    let body: Value = serde_json::from_str(&pages[0].body).unwrap();
+    let id = body["incident"]["id"].as_str().unwrap().to_owned();
+    drop(first);
+    // A restart finds its topics there and asks for none of them again.
+    let second = s.notifier("notify-2.log").await;
+    for args in [vec!["incidents"], vec!["incident", &id]] {
+        let out = Command::new(KLAXON)
+            .args(["--config", s.config.to_str().unwrap()])
+            .args(["--brokers", &s.broker.bootstrap()])
+            .args(&args)
+            // The filter a user has: klaxon's default.
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stdout.contains(&id), "{args:?}: {stdout}");
+        assert!(
+            !stderr.contains("ERROR"),
+            "{args:?} logged an error:\n{stderr}"
+        );
+    }
+    for log in [second.log_text(), s.broker.proc.log_text()] {
+        for noise in ["PartitionEOF", "TopicAlreadyExists"] {
+            assert!(!log.contains(noise), "{noise} in\n{log}");
+        }
+    }
+}
+
+/// Runs tests/pdpyras_client.py: one event sent by pdpyras, PagerDuty's
+/// Python client; the dedup_key it got back.
+fn pdpyras(base: &str, routing_key: &str, action: &str, arg: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pdpyras_client.py");
+    let mut command = Command::new(test_python());
+    command.arg(script).args([base, routing_key, action, arg]);
+    run_ok(&mut command).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagerdutys_python_client_triggers_acknowledges_and_resolves() {
+    const KEY: &str = "pdpyras-key-0123456789abcdef";
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ pdpyras = \"{KEY}\" }}"
+    ));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    let http = http_client();
+    let auth = format!("Bearer {TOKEN}");
+
+    let key = pdpyras(&base, KEY, "trigger", "disk full on db-3");
+    assert_eq!(key.len(), 32, "klaxon made the dedup_key: {key}");
+    let pages = s.recorder.wait_for("/alice", 1).await;
+    let body: Value = serde_json::from_str(&pages[0].body).unwrap();
+    assert_eq!(body["incident"]["summary"], "disk full on db-3");
+    assert_eq!(body["incident"]["dedup_key"], key.as_str());
+    let url = format!("{base}/api/v1/incidents/{key}");
+    for (action, status) in [("acknowledge", "acknowledged"), ("resolve", "resolved")] {
+        assert_eq!(pdpyras(&base, KEY, action, &key), key);
+        wait_until(Duration::from_secs(30), status, || {
+            let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
+            async move { api_get(&http, &url, &auth).await["status"] == status }
+        })
+        .await;
+    }
+}

@@ -13,7 +13,10 @@ use rdkafka::{
     error::KafkaError,
 };
 
-use crate::{config::KafkaConfig, kafka::client_config};
+use crate::{
+    config::KafkaConfig,
+    kafka::{EndOfPartitionIsNoError, client_config},
+};
 
 /// The latest value of each key, per partition.
 pub type Latest = HashMap<(i32, String), Vec<u8>>;
@@ -28,11 +31,11 @@ pub fn read_compacted(
     limit: Duration,
 ) -> Result<Latest, KafkaError> {
     // No group: the reader assigns partitions itself and commits nothing.
-    let consumer: BaseConsumer = client_config(kafka, brokers)
+    let consumer: BaseConsumer<EndOfPartitionIsNoError> = client_config(kafka, brokers)
         .set("group.id", "klaxon-changelog-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(EndOfPartitionIsNoError)?;
     let metadata = consumer.fetch_metadata(Some(topic), limit)?;
     let mut assignment = TopicPartitionList::new();
     let mut open = 0;

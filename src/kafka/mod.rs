@@ -8,9 +8,33 @@ mod group;
 pub use compacted::{Latest, read_compacted};
 pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext, error::KafkaError, types::RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
+
+/// The context of a client that reads to the end of partitions (with
+/// `enable.partition.eof`): librdkafka reports each end reached as an
+/// error event, which rdkafka's default context logs at ERROR although the
+/// poll also returns it as the expected `PartitionEOF`. A user reads those
+/// lines as failures of a command that succeeded, so they are dropped here;
+/// every other error is logged as before.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EndOfPartitionIsNoError;
+
+impl ClientContext for EndOfPartitionIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_partition_eof(&error) {
+            tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndOfPartitionIsNoError {}
+
+fn is_partition_eof(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+}
 
 /// A client config for `brokers` with the user's extra properties applied last,
 /// so they can override any default klaxon picks.
@@ -87,6 +111,17 @@ pub fn paging_consumer_config(kafka: &KafkaConfig, brokers: &str, group_id: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_end_of_a_partition_is_not_an_error() {
+        assert!(is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_partition_eof(&KafkaError::PartitionEOF(3)));
+        assert!(!is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
 
     #[test]
     fn paging_members_fail_over_within_seconds_unless_told_otherwise() {

@@ -34,10 +34,7 @@ use std::{path::PathBuf, sync::Arc};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{
-        DefaultBodyLimit, Path, Query, State,
-        rejection::{BytesRejection, JsonRejection},
-    },
+    extract::{DefaultBodyLimit, Path, Query, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -53,7 +50,7 @@ use super::{
     limits::{MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES, cap_event},
     links::AckLinks,
     schedule::{ScheduleClock, check_instant},
-    worker::{LoadedOnCall, parse_event},
+    worker::{LoadedOnCall, parse_event_value},
 };
 use crate::{
     config::{Config, Secret},
@@ -147,11 +144,14 @@ fn caller(state: &ApiState, given: &str) -> Option<Caller> {
     found
 }
 
+/// The token of an `Authorization: Bearer …` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` count too.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// Checks the bearer token of a route that reads or changes incidents;
@@ -417,7 +417,12 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
                     .or_else(|| text(&a.labels, "job"))
                     .unwrap_or_else(|| "alertmanager".to_owned()),
                 severity,
-                timestamp: a.starts_at.clone().unwrap_or_default(),
+                // Only a real time: the event's schema says date-time.
+                timestamp: a
+                    .starts_at
+                    .clone()
+                    .filter(|t| DateTime::parse_from_rfc3339(t).is_ok())
+                    .unwrap_or_default(),
                 component: text(&a.labels, "service"),
                 group: text(&a.labels, "team"),
                 class: Some(alertname),
@@ -444,14 +449,26 @@ async fn alertmanager(
     State(s): Shared,
     headers: HeaderMap,
     Query(q): Query<AlertmanagerQuery>,
-    message: Result<Json<AlertmanagerMessage>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The credential first: a caller without one learns nothing about
+    // what klaxon would make of the body.
     if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
-    let message = match message {
-        Ok(Json(m)) => m,
+    let body = match body {
+        Ok(body) => body,
         Err(e) => return body_refused(e.status(), e.body_text(), MAX_WEBHOOK_BYTES),
+    };
+    // Read whatever the content type says, as Events v2 bodies are read.
+    let message: AlertmanagerMessage = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not an Alertmanager webhook (version 4): {e}"),
+            );
+        }
     };
     if message.version != "4" {
         return error(
@@ -473,10 +490,34 @@ async fn alertmanager(
     }
 }
 
-/// Validates one Events v2 body as the notifier would, cutting fields over
+/// The answer to an Events v2 body that is not JSON: the sender's error.
+fn not_json(e: serde_json::Error) -> Response {
+    error(StatusCode::BAD_REQUEST, format!("invalid_json: {e}"))
+}
+
+/// Gives a trigger without `dedup_key` one, as PagerDuty does; the reply
+/// returns it so the sender can acknowledge or resolve later. A UUIDv7 in
+/// PagerDuty's 32-hex form: unique, so two such triggers are two incidents
+/// as at PagerDuty (a hash of the body would merge repeats PagerDuty keeps
+/// apart), and time-ordered, so the keys sort by arrival in listings.
+/// Acknowledge and resolve still need the key: they have nothing to act on
+/// without one.
+fn fill_dedup_key(event: &mut Value) {
+    let is_trigger = event.get("event_action").and_then(Value::as_str) == Some("trigger");
+    let missing = event
+        .get("dedup_key")
+        .is_none_or(|k| k.is_null() || k.as_str() == Some(""));
+    if let (true, true, Some(fields)) = (is_trigger, missing, event.as_object_mut()) {
+        let key = uuid::Uuid::now_v7().simple().to_string();
+        fields.insert("dedup_key".into(), key.into());
+    }
+}
+
+/// Validates one Events v2 event as the notifier would, cutting fields over
 /// their limits, then enqueues it. The reply lists the fields cut.
-async fn enqueue_body(s: &ApiState, body: &[u8]) -> Response {
-    let (event, cut) = match parse_event(body) {
+async fn enqueue_event(s: &ApiState, mut event: Value) -> Response {
+    fill_dedup_key(&mut event);
+    let (event, cut) = match parse_event_value(event) {
         Ok(parsed) => parsed,
         Err((reason, detail)) => {
             return error(StatusCode::BAD_REQUEST, format!("{reason}: {detail}"));
@@ -503,9 +544,13 @@ async fn events(
     if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
-    match body {
-        Ok(body) => enqueue_body(&s, &body).await,
-        Err(e) => body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+    };
+    match serde_json::from_slice(&body) {
+        Ok(event) => enqueue_event(&s, event).await,
+        Err(e) => not_json(e),
     }
 }
 
@@ -515,15 +560,17 @@ async fn enqueue(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Respo
         Ok(body) => body,
         Err(e) => return body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
     };
-    let routing_key = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-        v.get("routing_key")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    if let Some(r) = intake_refused(&s, routing_key.as_deref()) {
+    // The credential is inside the body, so a body that is not JSON has
+    // none to check: that is the sender's malformed request (400, as
+    // PagerDuty answers), not a wrong key.
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(event) => event,
+        Err(e) => return not_json(e),
+    };
+    if let Some(r) = intake_refused(&s, event.get("routing_key").and_then(Value::as_str)) {
         return r;
     }
-    enqueue_body(&s, &body).await
+    enqueue_event(&s, event).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -649,6 +696,48 @@ async fn ack_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", value.parse().unwrap());
+            bearer(&headers).map(str::to_owned)
+        };
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert_eq!(with(value).as_deref(), Some("t0k"), "{value}");
+        }
+        assert_eq!(with("Basic dTpw"), None);
+        assert_eq!(with("Bearert0k"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_a_trigger_without_dedup_key_gets_one() {
+        let mut a = json!({ "event_action": "trigger", "payload": {} });
+        let mut b = json!({ "event_action": "trigger", "dedup_key": "" });
+        fill_dedup_key(&mut a);
+        fill_dedup_key(&mut b);
+        let (a, b) = (
+            a["dedup_key"].as_str().unwrap(),
+            b["dedup_key"].as_str().unwrap(),
+        );
+        assert_eq!(a.len(), 32, "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b, "two triggers, two incidents");
+        let mut kept = json!({ "event_action": "trigger", "dedup_key": "mine" });
+        fill_dedup_key(&mut kept);
+        assert_eq!(kept["dedup_key"], "mine");
+        for action in ["acknowledge", "resolve"] {
+            let mut event = json!({ "event_action": action });
+            fill_dedup_key(&mut event);
+            assert_eq!(
+                event.get("dedup_key"),
+                None,
+                "{action} names what it acts on"
+            );
+        }
+    }
 
     #[test]
     fn alertmanager_alerts_become_events_v2() {

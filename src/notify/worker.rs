@@ -666,13 +666,23 @@ fn manual_target(event: &PagingEvent) -> Option<Target> {
         .map(|s| Target::Schedule(s.to_owned()))
 }
 
+/// Why an event is refused (the dead-letter reason, a metric label) and
+/// the detail for the sender.
+pub type Refusal = (&'static str, String);
+
 /// An Events v2 event with every field cut to klaxon's limits, and the
 /// names of the fields cut; or the dead-letter reason and detail.
-pub fn parse_event(
-    payload: &[u8],
-) -> Result<(PagingEvent, Vec<&'static str>), (&'static str, String)> {
+pub fn parse_event(payload: &[u8]) -> Result<(PagingEvent, Vec<&'static str>), Refusal> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
+    parse_event_value(value)
+}
+
+/// [`parse_event`] of a body already read as JSON (the HTTP intake reads
+/// it first for its routing key and to fill in a missing dedup_key).
+pub fn parse_event_value(
+    value: serde_json::Value,
+) -> Result<(PagingEvent, Vec<&'static str>), Refusal> {
     if value
         .get("dedup_key")
         .and_then(|k| k.as_str())
@@ -692,8 +702,40 @@ pub fn parse_event(
             "a trigger needs payload.summary, source and severity".to_owned(),
         ));
     }
+    check_times(&event)?;
     let cut = cap_event(&mut event);
     Ok((event, cut))
+}
+
+/// The schema says `date-time` (RFC 3339) for `payload.timestamp` and the
+/// window's ends: refuse anything else rather than carry "yesterday" into
+/// incidents and pages as if it were a time.
+fn check_times(event: &PagingEvent) -> Result<(), Refusal> {
+    let timestamp = event
+        .payload
+        .as_ref()
+        .map(|p| ("payload.timestamp", &p.timestamp));
+    let window = event
+        .window
+        .iter()
+        .flat_map(|w| [("window.start", &w.start), ("window.end", &w.end)]);
+    for (field, text) in timestamp.into_iter().chain(window) {
+        // An empty timestamp is an absent one (Events v2 makes it optional).
+        if field == "payload.timestamp" && text.is_empty() {
+            continue;
+        }
+        if DateTime::parse_from_rfc3339(text).is_err() {
+            let mut shown = text.clone();
+            cut_chars(&mut shown, 64);
+            return Err((
+                "invalid_event",
+                format!(
+                    "{field} {shown:?} is not an RFC 3339 date-time (e.g. 2026-11-25T10:00:00Z)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -832,5 +874,50 @@ delay = "5m"
             reason(r#"{"event_action":"resolve","dedup_key":"k","routing_key":"r"}"#),
             None
         );
+    }
+
+    /// The schema the paging topic is documented by, and its examples.
+    fn schema_and_examples() -> (serde_json::Value, Vec<serde_json::Value>) {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/paging-event.schema.json")).unwrap();
+        let examples = schema["examples"].as_array().cloned().unwrap_or_default();
+        assert!(examples.len() >= 5, "the schema shows its events");
+        (schema, examples)
+    }
+
+    #[test]
+    fn every_schema_example_is_taken_from_the_paging_topic() {
+        let (schema, examples) = schema_and_examples();
+        for example in examples {
+            assert!(jsonschema::is_valid(&schema, &example), "{example}");
+            let bytes = serde_json::to_vec(&example).unwrap();
+            let (event, cut) = parse_event(&bytes).unwrap_or_else(|e| panic!("{example}: {e:?}"));
+            assert_eq!(cut, Vec::<&str>::new(), "{example}");
+            assert_eq!(event.dedup_key, example["dedup_key"].as_str().unwrap());
+            // What klaxon writes back validates too, links without text included.
+            let again = serde_json::to_value(&event).unwrap();
+            assert!(jsonschema::is_valid(&schema, &again), "{again}");
+            assert_eq!(again.get("links"), example.get("links"), "{example}");
+        }
+    }
+
+    #[test]
+    fn times_must_be_rfc3339_date_times_as_the_schema_says() {
+        let with = |timestamp: &str| {
+            let event = serde_json::json!({
+                "event_action": "trigger", "dedup_key": "k",
+                "payload": { "summary": "s", "source": "x", "severity": "info", "timestamp": timestamp },
+            });
+            parse_event(event.to_string().as_bytes()).map(|_| ())
+        };
+        let (reason, detail) = with("yesterday").unwrap_err();
+        assert_eq!(reason, "invalid_event");
+        assert!(detail.contains("payload.timestamp"), "{detail}");
+        assert!(with("2026-13-01T00:00:00Z").is_err());
+        assert!(with("2026-11-25T10:00:00Z").is_ok());
+        assert!(with("2026-11-25T10:00:00.5-05:00").is_ok());
+        let window = r#"{"event_action":"resolve","dedup_key":"k","window":{"start":"then","end":"2026-11-25T10:00:00Z"}}"#;
+        let (_, detail) = parse_event(window.as_bytes()).unwrap_err();
+        assert!(detail.contains("window.start"), "{detail}");
     }
 }

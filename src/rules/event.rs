@@ -19,6 +19,8 @@ pub enum EventAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     pub href: String,
+    /// Optional in Events v2 (PagerDuty shows the href): empty when absent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
 }
 
