@@ -207,6 +207,8 @@ impl Ingest {
             .iter()
             .map(|s| (s.topic.clone(), TopicState::new(&s.topic, s.format)))
             .collect();
+        crate::telemetry::register_unlabeled("klaxon_ingest_");
+        crate::telemetry::register_unlabeled("klaxon_lake_");
         Ok(Self {
             dead_letters: DeadLetters::new(
                 producer,

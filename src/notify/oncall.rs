@@ -92,6 +92,17 @@ pub enum ContactKind {
 }
 
 impl ContactKind {
+    /// Every kind (a new one goes here and in `as_str`), so the notifier's
+    /// counters by channel exist at zero from the start.
+    pub const ALL: [ContactKind; 6] = [
+        ContactKind::Slack,
+        ContactKind::Phone,
+        ContactKind::Sms,
+        ContactKind::Email,
+        ContactKind::Webhook,
+        ContactKind::Console,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ContactKind::Slack => "slack",

@@ -46,7 +46,7 @@ use super::{
     incident::{Incident, Opening},
     limits::{MAX_FIELD_CHARS, cap_event, cut_chars},
     links::AckLinks,
-    oncall::{OnCall, Target},
+    oncall::{ContactKind, OnCall, Target},
 };
 use crate::{
     ErrorKind,
@@ -271,6 +271,7 @@ impl Notifier {
             links,
         );
         let (results_tx, results_rx) = mpsc::channel(MAX_SENDS);
+        register_metrics();
         Ok(Self {
             dead_letters: DeadLetters::new(
                 producer.clone(),
@@ -645,6 +646,44 @@ impl Notifier {
     }
 }
 
+/// Registers the notifier's counters at zero: those without labels, events
+/// by action and by refusal reason, notifications by channel and outcome.
+fn register_metrics() {
+    use crate::telemetry::{register_unlabeled, register_zero};
+    register_unlabeled("klaxon_notify_");
+    for action in [
+        EventAction::Trigger,
+        EventAction::Acknowledge,
+        EventAction::Resolve,
+    ] {
+        register_zero(
+            "klaxon_notify_events_total",
+            &[("action", action_name(action).to_owned())],
+        );
+    }
+    for reason in EVENT_REJECT_REASONS {
+        register_zero(
+            "klaxon_notify_events_rejected_total",
+            &[("reason", reason.to_owned())],
+        );
+    }
+    for channel in ContactKind::ALL.map(ContactKind::as_str) {
+        for outcome in ["delivered", "failed"] {
+            register_zero(
+                "klaxon_notify_notifications_total",
+                &[
+                    ("channel", channel.to_owned()),
+                    ("outcome", outcome.to_owned()),
+                ],
+            );
+        }
+        register_zero(
+            "klaxon_notify_delivery_retries_total",
+            &[("channel", channel.to_owned())],
+        );
+    }
+}
+
 fn action_name(action: EventAction) -> &'static str {
     match action {
         EventAction::Trigger => "trigger",
@@ -670,8 +709,17 @@ fn manual_target(event: &PagingEvent) -> Option<Target> {
 /// the detail for the sender.
 pub type Refusal = (&'static str, String);
 
+/// Every reason [`parse_event`] gives for refusing an event.
+const EVENT_REJECT_REASONS: [&str; 4] = [
+    "invalid_json",
+    "missing_dedup_key",
+    "invalid_event",
+    "missing_payload",
+];
+
 /// An Events v2 event with every field cut to klaxon's limits, and the
-/// names of the fields cut; or the dead-letter reason and detail.
+/// names of the fields cut; or the dead-letter reason and detail (one of
+/// [`EVENT_REJECT_REASONS`]).
 pub fn parse_event(payload: &[u8]) -> Result<(PagingEvent, Vec<&'static str>), Refusal> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
@@ -919,5 +967,20 @@ delay = "5m"
         let window = r#"{"event_action":"resolve","dedup_key":"k","window":{"start":"then","end":"2026-11-25T10:00:00Z"}}"#;
         let (_, detail) = parse_event(window.as_bytes()).unwrap_err();
         assert!(detail.contains("window.start"), "{detail}");
+    }
+
+    #[test]
+    fn every_refusal_reason_is_registered_at_zero() {
+        let refused: &[&[u8]] = &[
+            b"not json",
+            br#"{"event_action":"trigger"}"#,
+            br#"{"event_action":"explode","dedup_key":"k"}"#,
+            br#"{"event_action":"trigger","dedup_key":"k"}"#,
+        ];
+        let reasons: Vec<&str> = refused
+            .iter()
+            .map(|payload| parse_event(payload).unwrap_err().0)
+            .collect();
+        assert_eq!(reasons, EVENT_REJECT_REASONS);
     }
 }

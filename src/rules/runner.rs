@@ -45,7 +45,7 @@ use super::{
 use crate::{
     ErrorKind,
     config::Config,
-    decode::Format,
+    decode::{Format, RejectReason},
     kafka::{GroupContext, keyed_producer, paging_consumer_config},
 };
 
@@ -91,7 +91,21 @@ struct Meters {
 }
 
 impl Meters {
-    fn new() -> Self {
+    /// Registers the runner's metrics, the counters at zero: those without
+    /// labels, and the rejected points of every source topic and reason.
+    fn new(config: &Config) -> Self {
+        crate::telemetry::register_unlabeled("klaxon_rules_");
+        for source in config.sources() {
+            for reason in RejectReason::ALL {
+                crate::telemetry::register_zero(
+                    "klaxon_rules_rejected_points_total",
+                    &[
+                        ("topic", source.topic.clone()),
+                        ("reason", reason.as_str().to_owned()),
+                    ],
+                );
+            }
+        }
         Self {
             points: metrics::counter!("klaxon_rules_points_total"),
             late: metrics::counter!("klaxon_rules_late_points_total"),
@@ -103,6 +117,18 @@ impl Meters {
             points_held: metrics::gauge!("klaxon_rules_points_held"),
             active_rules: metrics::gauge!("klaxon_rules_active"),
             tick_seconds: metrics::histogram!("klaxon_rules_tick_duration_seconds"),
+        }
+    }
+
+    /// Counts the active rules and registers each one's failures at zero.
+    fn rules_active(&self, engine: &RuleEngine) {
+        let names = engine.rule_names();
+        self.active_rules.set(names.len() as f64);
+        for rule in names {
+            crate::telemetry::register_zero(
+                "klaxon_rules_evaluation_failures_total",
+                &[("rule", rule.to_owned())],
+            );
         }
     }
 }
@@ -117,7 +143,7 @@ pub async fn run_rules(
     let brokers = config.kafka.brokers.clone();
     let producer = keyed_producer(&config.kafka, &brokers)?;
     warm_up(&producer, &settings.paging_topic).await;
-    let meters = Meters::new();
+    let meters = Meters::new(config);
     let options = EngineOptions::from_config(&config.ingest, settings);
     let mut engine = RuleEngine::new(rules.rules(), options);
 
@@ -159,7 +185,7 @@ pub async fn run_rules(
         .collect();
     let topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
-    meters.active_rules.set(engine.rule_names().len() as f64);
+    meters.rules_active(&engine);
     tracing::info!(rules = ?engine.rule_names(), ?topics, "rules started");
 
     let mut ticker = tokio::time::interval(TICK);
@@ -204,7 +230,7 @@ pub async fn run_rules(
                 if reload.changed {
                     let events = engine.reload(rules.rules());
                     meters.reloads.increment(1);
-                    meters.active_rules.set(engine.rule_names().len() as f64);
+                    meters.rules_active(&engine);
                     tracing::info!(rules = ?engine.rule_names(), "rules reloaded");
                     publish(&producer, &settings.paging_topic, &events, &meters).await?;
                     state.checkpoint(&consumer, &mut engine, &meters).await;
