@@ -1,0 +1,279 @@
+//! Typed configuration, read from a TOML file and overridden by flags and
+//! `KLAXON_*` environment variables (see `cli`).
+//!
+//! Every struct refuses unknown keys, so a typo is an error with the file, line
+//! and key rather than a silently ignored setting. Durations are written as
+//! `"30s"`, sizes as `"64MiB"`.
+
+mod notify;
+mod secret;
+mod sections;
+
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use self::{
+    notify::{
+        MIN_INTEGRATION_KEY_CHARS, NotifyConfig, RetryConfig, SmtpConfig, SmtpTls, TwilioConfig,
+        check_integration_key,
+    },
+    secret::{MIN_SECRET_BYTES, Secret, is_secret_key, short_secret},
+    sections::{
+        HttpConfig, IngestConfig, KafkaConfig, LakeConfig, RulesConfig, S3Config, SourceConfig,
+        TopicsConfig,
+    },
+};
+use crate::decode::Format;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// `toml`'s message already carries the line, column, key and reason.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config{}: {}", .path.as_deref().map(|p| format!(" file {p}")).unwrap_or_default(), .problems.join("; "))]
+    Invalid {
+        path: Option<String>,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    /// Which topics carry metric points, and in which format.
+    pub sources: Vec<SourceConfig>,
+    pub ingest: IngestConfig,
+    pub lake: LakeConfig,
+    pub http: HttpConfig,
+    pub rules: RulesConfig,
+    pub notify: NotifyConfig,
+}
+
+impl Config {
+    /// Reads and validates a config file. Errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text, Some(&display))
+    }
+
+    /// Parses config text; `path` only labels error messages.
+    pub fn parse(text: &str, path: Option<&str>) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.unwrap_or("<inline>").to_owned(),
+            message: secret::redact_secrets(e.to_string().trim_end(), text),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, collecting every problem before failing.
+    pub fn validate(&self, path: Option<&str>) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let i = &self.ingest;
+        if i.flush_rows == 0 {
+            problems.push("ingest.flush_rows must be at least 1".to_owned());
+        }
+        if i.flush_interval.is_zero() {
+            problems.push("ingest.flush_interval must be longer than 0s".to_owned());
+        }
+        if i.row_group_rows == 0 {
+            problems.push("ingest.row_group_rows must be at least 1".to_owned());
+        }
+        if i.memory_budget.as_u64() < 4 * 1024 * 1024 {
+            problems.push("ingest.memory_budget must be at least 4MiB".to_owned());
+        }
+        if i.max_tags_per_point == 0 || i.max_tag_keys < i.max_tags_per_point {
+            problems.push(
+                "ingest.max_tags_per_point must be at least 1 and at most ingest.max_tag_keys"
+                    .to_owned(),
+            );
+        }
+        // Headers and key ride on top of the value: stay well under Kafka's
+        // default 1 MB record limit.
+        if !(1024..=768 * 1024).contains(&self.topics.dead_letter_max_bytes.as_u64()) {
+            problems
+                .push("topics.dead_letter_max_bytes must be between 1KiB and 768KiB".to_owned());
+        }
+        if self.topics.partitions < 1 {
+            problems.push("topics.partitions must be at least 1".to_owned());
+        }
+        if self.topics.replication_factor < 1 {
+            problems.push("topics.replication_factor must be at least 1".to_owned());
+        }
+        if self.rules.reload_interval.is_zero() {
+            problems.push("rules.reload_interval must be longer than 0s".to_owned());
+        }
+        let h = &self.http;
+        if h.header_read_timeout.is_zero() {
+            problems.push("http.header_read_timeout must be longer than 0s".to_owned());
+        }
+        if h.request_timeout.is_zero() {
+            problems.push("http.request_timeout must be longer than 0s".to_owned());
+        }
+        if h.max_connections == 0 {
+            problems.push("http.max_connections must be at least 1".to_owned());
+        }
+        let n = &self.notify;
+        for (key, value) in [
+            ("notify.api_token", &n.api_token),
+            ("notify.signing_key", &n.signing_key),
+        ] {
+            if let Some(problem) = value.as_ref().and_then(|v| short_secret(key, v)) {
+                problems.push(problem);
+            }
+        }
+        if self.notify.retry.attempts == 0 {
+            problems.push("notify.retry.attempts must be at least 1".to_owned());
+        }
+        if self.notify.reload_interval.is_zero() {
+            problems.push("notify.reload_interval must be longer than 0s".to_owned());
+        }
+        for (name, key) in &self.notify.integration_keys {
+            if let Err(problem) = check_integration_key(name, key) {
+                problems.push(problem);
+            }
+            if self.notify.api_token.as_ref() == Some(key) {
+                problems.push(format!(
+                    "notify.integration_keys.{name} is the API token: give the integration its own key"
+                ));
+            }
+        }
+        if self.rules.paging_topic == self.rules.state_topic {
+            problems.push("rules.paging_topic and rules.state_topic must differ".to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.sources {
+            if s.topic.is_empty() {
+                problems.push("sources: topic must not be empty".to_owned());
+            }
+            if !seen.insert(&s.topic) {
+                problems.push(format!("sources: topic {:?} is listed twice", s.topic));
+            }
+            if s.topic == self.topics.dead_letter {
+                problems.push(format!(
+                    "sources: topic {:?} is also the dead-letter topic",
+                    s.topic
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.map(str::to_owned),
+                problems,
+            })
+        }
+    }
+
+    /// The topics to read points from; `metrics` in JSON when none are configured.
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        if self.sources.is_empty() {
+            vec![SourceConfig {
+                topic: "metrics".into(),
+                format: Format::Json,
+            }]
+        } else {
+            self.sources.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let c = Config::parse("", None).unwrap();
+        assert_eq!(c.ingest.group_id, "klaxon-ingest");
+        assert_eq!(c.sources()[0].topic, "metrics");
+        assert_eq!(c.ingest.flush_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "[ingest]\nflush_rows = 10\nflush_rowz = 11\n";
+        let err = Config::parse(text, Some("klaxon.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("klaxon.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("flush_rowz"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sizes_are_human_readable() {
+        let c = Config::parse(
+            "[ingest]\nflush_interval = \"250ms\"\nflush_bytes = \"8MiB\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.ingest.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.ingest.flush_bytes.as_u64(), 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_format_is_refused_with_its_line() {
+        let err = Config::parse("[[sources]]\ntopic = \"m\"\nformat = \"xml\"\n", Some("f"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn integration_keys_must_be_long_and_not_the_api_token() {
+        let ok = Config::parse(
+            "[notify]\napi_token = \"an-operator-token-xyz\"\nintegration_keys = { alertmanager = \"0123456789abcdef\" }\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            &*ok.notify.integration_keys["alertmanager"],
+            "0123456789abcdef"
+        );
+        let err = Config::parse(
+            "[notify]\napi_token = \"an-operator-token-xyz\"\nintegration_keys = { grafana = \"short\", am = \"an-operator-token-xyz\" }\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("integration_keys.grafana must be at least 16 characters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("integration_keys.am is the API token"),
+            "{err}"
+        );
+        assert!(!err.contains("short\""), "no key in the message: {err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let err = Config::parse(
+            "[ingest]\nflush_rows = 0\n[topics]\npartitions = 0\n",
+            Some("f"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("flush_rows"), "{err}");
+        assert!(err.contains("partitions"), "{err}");
+    }
+}
