@@ -10,11 +10,10 @@ use crate::{
     bench::{BenchOptions, run_bench},
     broker::{self, BrokerOptions},
     cli::{
-        ActionArgs, BenchArgs, BrokerArgs, Cli, Command, CommonArgs, IngestCmdArgs, NotifyArgs,
-        OncallArgs, OncallCommand, PageArgs, ProduceArgs, QueryArgs, RulesCommand, RulesRunArgs,
-        UpArgs,
+        ActionArgs, BenchArgs, BrokerArgs, Cli, Command, CommonArgs, OncallArgs, OncallCommand,
+        PageArgs, ProduceArgs, QueryArgs, RulesCommand, UpArgs,
     },
-    config::{Config, Secret, short_secret},
+    config::{Config, EnvSecrets, Overrides},
     ingest::{Ingest, IngestArgs},
     lake::Lake,
     notify::{LoadedOnCall, Notifier, client},
@@ -28,10 +27,10 @@ use crate::{
 const GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let config = load_config(&cli.common)?;
+    let config = load_config(&cli.common, &cli.command)?;
     match cli.command {
         Command::Up(args) => up(config, args).await,
-        Command::Ingest(args) => ingest(config, args).await,
+        Command::Ingest(_) => ingest(config).await,
         Command::Query(args) => query(config, args).await,
         Command::Produce(args) => produce_cmd(config, args).await,
         Command::Broker(args) => broker_cmd(args).await,
@@ -43,13 +42,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             points,
             format,
         }) => rules_test(&rules, &points, format).await,
-        Command::Rules(RulesCommand::Run(args)) => rules_run(config, args).await,
+        Command::Rules(RulesCommand::Run(_)) => rules_run(config).await,
         Command::Oncall(OncallArgs {
             command: Some(OncallCommand::Check { file }),
             ..
         }) => oncall_check(&file),
         Command::Oncall(args) => oncall_now(config, args),
-        Command::Notify(args) => notify_cmd(config, args).await,
+        Command::Notify(_) => notify_cmd(config).await,
         Command::Incidents { status } => incidents_cmd(config, status.as_deref()).await,
         Command::Incident { id } => incident_cmd(config, &id).await,
         Command::Ack(args) => incident_action(config, args, EventAction::Acknowledge).await,
@@ -59,72 +58,38 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `KLAXON_INTEGRATION_KEY_ALERTMANAGER=…` is `notify.integration_keys.alertmanager`.
-const INTEGRATION_KEY_PREFIX: &str = "KLAXON_INTEGRATION_KEY_";
-
-/// The config file, then flags and `KLAXON_*` variables on top.
-fn load_config(common: &CommonArgs) -> Result<Config> {
-    let mut config = match &common.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+/// The config file, then flags and `KLAXON_*` variables on top, then validated.
+fn load_config(common: &CommonArgs, command: &Command) -> Result<Config> {
+    let mut overrides = Overrides {
+        brokers: common.brokers.clone(),
+        lake: common.lake.clone(),
+        secrets: EnvSecrets::from_env()?,
+        ..Overrides::default()
     };
-    if let Some(brokers) = &common.brokers {
-        config.kafka.brokers = brokers.clone();
-    }
-    if let Some(lake) = &common.lake {
-        config.lake.url = lake.clone();
-    }
-    // Secrets are better kept out of config files.
-    let secret = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
-    };
-    // klaxon's own credentials get the config file's length check.
-    let own_secret = |name: &str| match secret(name) {
-        Some(value) => match short_secret(name, &value) {
-            Some(problem) => bail!(problem),
-            None => Ok(Some(value)),
-        },
-        None => Ok(None),
-    };
-    if let Some(key) = own_secret("KLAXON_SIGNING_KEY")? {
-        config.notify.signing_key = Some(key);
-    }
-    if let Some(token) = own_secret("KLAXON_API_TOKEN")? {
-        config.notify.api_token = Some(token);
-    }
-    // vars_os: `vars` panics on a variable that is not Unicode.
-    for (var, key) in std::env::vars_os() {
-        let (Some(var), Some(key)) = (var.to_str(), key.to_str()) else {
-            continue;
-        };
-        let Some(name) = var.strip_prefix(INTEGRATION_KEY_PREFIX) else {
-            continue;
-        };
-        if key.is_empty() {
-            continue;
+    match command {
+        Command::Up(args) => {
+            overrides.http_listen = args.http_listen.clone();
+            overrides.rules_dir = args.rules.clone();
+            overrides.oncall = args.oncall.clone();
         }
-        let name = name.to_lowercase();
-        crate::config::check_integration_key(&name, key)
-            .map_err(|problem| anyhow::anyhow!("{var}: {problem}"))?;
-        config
-            .notify
-            .integration_keys
-            .insert(name, Secret::new(key));
+        Command::Ingest(args) => overrides.http_listen = args.http_listen.clone(),
+        Command::Rules(RulesCommand::Run(args)) => {
+            overrides.http_listen = args.http_listen.clone();
+            overrides.rules_dir = args.rules.clone();
+            overrides.rules_paging_topic = args.paging_topic.clone();
+            overrides.rules_state_topic = args.state_topic.clone();
+            overrides.rules_idle_timeout = args.idle_timeout;
+            overrides.rules_allowed_lateness = args.allowed_lateness;
+            overrides.rules_reload_interval = args.reload_interval;
+        }
+        Command::Notify(args) => {
+            overrides.http_listen = args.http_listen.clone();
+            overrides.oncall = args.oncall.clone();
+        }
+        Command::Oncall(args) => overrides.oncall = args.file.clone(),
+        _ => {}
     }
-    if let Some(token) = secret("KLAXON_TWILIO_AUTH_TOKEN") {
-        config.notify.twilio.auth_token = Some(token);
-    }
-    if let Some(password) = secret("KLAXON_SMTP_PASSWORD") {
-        config.notify.smtp.password = Some(password);
-    }
-    // Again, with the environment applied: an integration key from it must
-    // not be the API token from it either.
-    let path = common.config.as_ref().map(|p| p.display().to_string());
-    config.validate(path.as_deref())?;
-    Ok(config)
+    Ok(Config::load_with(common.config.as_deref(), overrides)?)
 }
 
 /// Creates the named topics that are missing, with the partitions and
@@ -187,18 +152,12 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
             config.lake.url = args.data_dir.join("lake").display().to_string();
         }
     }
-    if let Some(dir) = args.rules {
-        config.rules.dir = Some(dir);
-    }
     // Rules are checked before anything starts, so a broken rule stops `up`
     // with its file and line instead of running without alerts.
     let rules = match &config.rules.dir {
         Some(dir) => Some((dir.clone(), load_rules(dir).await?)),
         None => None,
     };
-    if let Some(file) = args.oncall {
-        config.notify.oncall = Some(file);
-    }
     let oncall = match &config.notify.oncall {
         Some(file) => Some(load_oncall(file)?),
         None => None,
@@ -207,7 +166,7 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
         Some(_) => crate::notify::api::router(&config),
         None => axum::Router::new(),
     };
-    let (addr, ingest) = start_ingest(&config, args.http_listen, api, &shutdown).await?;
+    let (addr, ingest) = start_ingest(&config, api, &shutdown).await?;
     let lake = ingest.lake_location();
 
     let mut banner = String::new();
@@ -279,41 +238,34 @@ async fn up(mut config: Config, args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-async fn ingest(config: Config, args: IngestCmdArgs) -> Result<()> {
+async fn ingest(config: Config) -> Result<()> {
     if config.kafka.brokers.is_empty() {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
     }
     let shutdown = shutdown::on_signals(GRACE);
-    let (addr, ingest) =
-        start_ingest(&config, args.http_listen, axum::Router::new(), &shutdown).await?;
+    let (addr, ingest) = start_ingest(&config, axum::Router::new(), &shutdown).await?;
     tracing::info!(%addr, "serving /metrics");
     ingest.run(shutdown).await?;
     Ok(())
 }
 
-/// `[http]` with `--http-listen` on top.
-fn http_config(config: &Config, http_listen: Option<String>) -> crate::config::HttpConfig {
-    let mut http = config.http.clone();
-    if let Some(listen) = http_listen {
-        http.listen = listen;
-    }
-    http
-}
-
 /// What `up` and `ingest` share: the topics, the lake, `/metrics` and
-/// `routes` (on `http_listen` or `http.listen`), and an ingest member ready
+/// `routes` (on `http.listen`), and an ingest member ready
 /// to run.
 async fn start_ingest(
     config: &Config,
-    http_listen: Option<String>,
     routes: axum::Router,
     shutdown: &CancellationToken,
 ) -> Result<(std::net::SocketAddr, Ingest)> {
     prepare_topics(config).await?;
     let lake = Lake::open(&config.lake)?;
-    let http = http_config(config, http_listen);
-    let (addr, _server) =
-        crate::http::serve_with(&http, telemetry::init_metrics(), routes, shutdown.clone()).await?;
+    let (addr, _server) = crate::http::serve_with(
+        &config.http,
+        telemetry::init_metrics(),
+        routes,
+        shutdown.clone(),
+    )
+    .await?;
     let ingest = Ingest::new(IngestArgs {
         brokers: config.kafka.brokers.clone(),
         config: config.clone(),
@@ -447,39 +399,18 @@ async fn create_compacted_topic(config: &Config, name: &str, partitions: i32) ->
     Ok(())
 }
 
-async fn rules_run(mut config: Config, args: RulesRunArgs) -> Result<()> {
+async fn rules_run(config: Config) -> Result<()> {
     if config.kafka.brokers.is_empty() {
         bail!("no brokers: pass --brokers or set kafka.brokers in the config file");
     }
-    let settings = &mut config.rules;
-    if let Some(dir) = args.rules {
-        settings.dir = Some(dir);
-    }
-    if let Some(topic) = args.paging_topic {
-        settings.paging_topic = topic;
-    }
-    if let Some(topic) = args.state_topic {
-        settings.state_topic = topic;
-    }
-    if let Some(d) = args.idle_timeout {
-        settings.idle_timeout = d;
-    }
-    if let Some(d) = args.allowed_lateness {
-        settings.allowed_lateness = d;
-    }
-    if let Some(d) = args.reload_interval {
-        settings.reload_interval = d;
-    }
-    config.validate(None)?;
     let Some(dir) = config.rules.dir.clone() else {
         bail!("no rules: pass a rules directory or set rules.dir in the config file");
     };
     let set = load_rules(&dir).await?;
     let shutdown = shutdown::on_signals(GRACE);
     create_rules_topics(&config).await?;
-    let http = http_config(&config, args.http_listen);
     let (addr, _server) =
-        crate::http::serve(&http, telemetry::init_metrics(), shutdown.clone()).await?;
+        crate::http::serve(&config.http, telemetry::init_metrics(), shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics");
     crate::rules::run_rules(&config, set, shutdown).await?;
     Ok(())
@@ -579,7 +510,7 @@ fn oncall_check(file: &std::path::Path) -> Result<()> {
 /// `klaxon oncall`: who each schedule has on call at an instant, and until when.
 fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
     use crate::notify::ScheduleClock;
-    let Some(file) = args.file.or(config.notify.oncall) else {
+    let Some(file) = config.notify.oncall else {
         bail!("no on-call file: pass --file or set notify.oncall in the config file");
     };
     let oncall = load_oncall(&file)?.oncall;
@@ -631,21 +562,22 @@ fn need_brokers(config: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
+async fn notify_cmd(config: Config) -> Result<()> {
     need_brokers(&config)?;
-    if let Some(file) = args.oncall {
-        config.notify.oncall = Some(file);
-    }
     let Some(file) = config.notify.oncall.clone() else {
         bail!("no on-call file: pass --oncall or set notify.oncall in the config file");
     };
     let loaded = load_oncall(&file)?;
     let shutdown = shutdown::on_signals(GRACE);
     create_notify_topics(&config).await?;
-    let http = http_config(&config, args.http_listen);
     let api = crate::notify::api::router(&config);
-    let (addr, _server) =
-        crate::http::serve_with(&http, telemetry::init_metrics(), api, shutdown.clone()).await?;
+    let (addr, _server) = crate::http::serve_with(
+        &config.http,
+        telemetry::init_metrics(),
+        api,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(%addr, "serving /metrics");
     Notifier::new(config, loaded)?.run(shutdown).await?;
     Ok(())

@@ -158,3 +158,22 @@ fn an_integration_key_from_the_environment_may_not_be_the_api_token() {
     );
     assert!(!err.contains(token), "no credential in the error: {err}");
 }
+
+#[test]
+fn rules_and_notifier_paging_topics_set_apart_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, "[notify]\npaging_topic = \"paging\"\n").unwrap();
+    let out = Command::new(KLAXON)
+        .args(["--config", path.to_str().unwrap(), "rules", "run"])
+        .args(["--paging-topic", "alerts", "--brokers", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("klaxon.toml"), "{err}");
+    assert!(
+        err.contains("rules.paging_topic \"alerts\" and notify.paging_topic \"paging\" differ"),
+        "{err}"
+    );
+}

@@ -19,6 +19,7 @@ use super::{
     sql_over_lake,
 };
 use crate::{
+    config::SourceConfig,
     decode::Format,
     ingest::prefetch_limits,
     kafka::client_config,
@@ -99,29 +100,19 @@ pub(crate) async fn drain(
 
     let lake = env.work.join(format!("lake-{label}"));
     let port = free_port()?;
-    let config = env.write_config(
-        &format!("ingest-{label}.toml"),
-        &format!(
-            r#"dead_letter = {dlq:?}
-[[sources]]
-topic = {topic:?}
-format = "{label}"
-[ingest]
-group_id = {group:?}
-memory_budget = "{budget}"
-# Short, so the last partial buffers reach the lake soon after the backlog ends.
-flush_interval = "1s"
-[lake]
-url = {lake:?}
-[http]
-listen = "127.0.0.1:{port}"
-"#,
-            dlq = env.name("dlq"),
-            group = env.name(&format!("ingest-{label}")),
-            budget = options.memory_budget.display().iec(),
-            lake = lake.display().to_string(),
-        ),
-    )?;
+    let mut config = env.config();
+    config.topics.dead_letter = env.name("dlq");
+    config.sources = vec![SourceConfig {
+        topic: topic.clone(),
+        format,
+    }];
+    config.ingest.group_id = env.name(&format!("ingest-{label}"));
+    config.ingest.memory_budget = options.memory_budget;
+    // Short, so the last partial buffers reach the lake soon after the backlog ends.
+    config.ingest.flush_interval = Duration::from_secs(1);
+    config.lake.url = lake.display().to_string();
+    config.http.listen = format!("127.0.0.1:{port}");
+    let config = env.write_config(&format!("ingest-{label}.toml"), &config)?;
     let config = config.display().to_string();
     let mut ingest = Child::spawn(
         &format!("ingest-{label}"),

@@ -29,7 +29,10 @@ use super::{
     BenchEnv, BenchError, BenchOptions,
     child::{Child, free_port, scrape, wait_until},
 };
-use crate::{kafka::client_config, produce::send_when_queued, rules::dedup_key};
+use crate::{
+    config::SourceConfig, decode::Format, kafka::client_config, produce::send_when_queued,
+    rules::dedup_key,
+};
 
 const RULE: &str = "bench-latency";
 
@@ -117,36 +120,26 @@ delay = "1h"
 "#
         ),
     )?;
-    let config = env.write_config(
-        &format!("{scope}.toml"),
-        &format!(
-            r#"dead_letter = {dlq:?}
-[[sources]]
-topic = {topic:?}
-format = "json"
-[rules]
-group_id = {rules_group:?}
-paging_topic = {paging:?}
-state_topic = {state:?}
-allowed_lateness = "0s"
-# Every partition gets points each window; none is idle.
-idle_timeout = "1h"
-[notify]
-oncall = {oncall:?}
-group_id = {notify_group:?}
-paging_topic = {paging:?}
-incidents_topic = {incidents:?}
-dead_letter = {paging_dlq:?}
-"#,
-            dlq = env.name("dlq"),
-            rules_group = env.name(&format!("{scope}-rules")),
-            state = env.name(&format!("{scope}-state")),
-            oncall = oncall.display().to_string(),
-            notify_group = env.name(&format!("{scope}-notify")),
-            incidents = env.name(&format!("{scope}-incidents")),
-            paging_dlq = env.name(&format!("{scope}-paging-dlq")),
-        ),
-    )?;
+    let mut config = env.config();
+    config.topics.dead_letter = env.name("dlq");
+    config.sources = vec![SourceConfig {
+        topic: topic.clone(),
+        format: Format::Json,
+    }];
+    let rules = &mut config.rules;
+    rules.group_id = env.name(&format!("{scope}-rules"));
+    rules.paging_topic = paging.clone();
+    rules.state_topic = env.name(&format!("{scope}-state"));
+    rules.allowed_lateness = Duration::ZERO;
+    // Every partition gets points each window; none is idle.
+    rules.idle_timeout = Duration::from_secs(3600);
+    let notify = &mut config.notify;
+    notify.oncall = Some(oncall.clone());
+    notify.group_id = env.name(&format!("{scope}-notify"));
+    notify.paging_topic = paging.clone();
+    notify.incidents_topic = env.name(&format!("{scope}-incidents"));
+    notify.dead_letter = env.name(&format!("{scope}-paging-dlq"));
+    let config = env.write_config(&format!("{scope}.toml"), &config)?;
     let config = config.display().to_string();
     let rules_port = free_port()?;
     let rules_listen = format!("127.0.0.1:{rules_port}");

@@ -26,7 +26,6 @@ mod queries;
 mod report;
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -43,7 +42,7 @@ use self::{
 };
 use crate::{
     ErrorKind,
-    config::{KafkaConfig, LakeConfig},
+    config::{Config, KafkaConfig, LakeConfig},
     decode::Format,
     lake::{Lake, LakeError},
     query::{QueryEngine, QueryError},
@@ -64,6 +63,8 @@ pub enum BenchError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error("writing a child's config: {0}")]
+    Config(#[from] toml::ser::Error),
     #[error("webhook receiver: {0}")]
     Http(#[from] reqwest::Error),
     #[error("{name} exited ({status}); its log ends with:\n{log_tail}")]
@@ -144,24 +145,20 @@ impl BenchEnv {
         Ok(())
     }
 
-    /// A config file for a child process: this run's brokers and Kafka
-    /// properties, then `sections` (TOML). `sections` continues the
-    /// `[topics]` table, so it may start with keys of that table.
-    pub(crate) fn write_config(&self, file: &str, sections: &str) -> Result<PathBuf, BenchError> {
-        let properties: BTreeMap<&str, &str> = self
-            .kafka
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let properties = toml::to_string(&properties).expect("strings serialise");
-        let text = format!(
-            "[kafka]\nbrokers = {brokers:?}\n[kafka.properties]\n{properties}\n[topics]\npartitions = {partitions}\n{sections}",
-            brokers = self.brokers,
-            partitions = self.partitions,
-        );
+    /// The config every child process starts from: this run's brokers,
+    /// Kafka properties and partitions, defaults elsewhere.
+    pub(crate) fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.kafka.brokers = self.brokers.clone();
+        config.kafka.properties = self.kafka.properties.clone();
+        config.topics.partitions = self.partitions;
+        config
+    }
+
+    /// Writes `config` to `file` in the work directory for a child process.
+    pub(crate) fn write_config(&self, file: &str, config: &Config) -> Result<PathBuf, BenchError> {
         let path = self.work.join(file);
-        std::fs::write(&path, text)?;
+        std::fs::write(&path, toml::to_string(config)?)?;
         Ok(path)
     }
 }

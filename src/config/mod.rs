@@ -6,12 +6,13 @@
 //! `"30s"`, sizes as `"64MiB"`.
 
 mod notify;
+mod overrides;
 mod secret;
 mod sections;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::{
@@ -19,6 +20,7 @@ pub use self::{
         MIN_INTEGRATION_KEY_CHARS, NotifyConfig, RetryConfig, SmtpConfig, SmtpTls, TwilioConfig,
         check_integration_key,
     },
+    overrides::{EnvSecrets, Overrides},
     secret::{MIN_SECRET_BYTES, Secret, is_secret_key, short_secret},
     sections::{
         HttpConfig, IngestConfig, KafkaConfig, LakeConfig, RulesConfig, S3Config, SourceConfig,
@@ -42,9 +44,15 @@ pub enum ConfigError {
         path: Option<String>,
         problems: Vec<String>,
     },
+    /// A `KLAXON_*` variable refused; the message names it.
+    #[error("{0}")]
+    Environment(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Everything klaxon reads from its config file. `Serialize` writes a file
+/// [`Config::parse`] reads back the same, credentials included (see
+/// [`Secret`]): the bench writes its child processes' configs this way.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -56,26 +64,79 @@ pub struct Config {
     pub http: HttpConfig,
     pub rules: RulesConfig,
     pub notify: NotifyConfig,
+    /// Which of the keys that must agree were given (in the file or by a
+    /// flag) rather than left to their defaults.
+    #[serde(skip)]
+    given: Given,
+}
+
+/// Keys whose defaults agree, so [`Config::validate`] compares them only
+/// when both were chosen.
+#[derive(Debug, Clone, Copy, Default)]
+struct Given {
+    rules_paging_topic: bool,
+    notify_paging_topic: bool,
+}
+
+impl Given {
+    /// Which of the keys a config file's text names.
+    fn from_text(text: &str) -> Self {
+        let Ok(table) = toml::from_str::<toml::Table>(text) else {
+            return Self::default();
+        };
+        let names = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(key))
+        };
+        Self {
+            rules_paging_topic: names("rules", "paging_topic"),
+            notify_paging_topic: names("notify", "paging_topic"),
+        }
+    }
+}
+
+/// Sizes are written as exact byte counts, which read back unchanged (the
+/// human form `256.0 MiB` rounds).
+pub(crate) fn exact_bytes<S: serde::Serializer>(
+    size: &bytesize::ByteSize,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(size.as_u64())
 }
 
 impl Config {
     /// Reads and validates a config file. Errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.validate(Some(&path.display().to_string()))?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `path` only labels error messages.
+    pub fn parse(text: &str, path: Option<&str>) -> Result<Self, ConfigError> {
+        let config = Self::parse_unchecked(text, path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads a config file without validating it (overrides come first).
+    fn read(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: display.clone(),
             source,
         })?;
-        Self::parse(&text, Some(&display))
+        Self::parse_unchecked(&text, Some(&display))
     }
 
-    /// Parses config text; `path` only labels error messages.
-    pub fn parse(text: &str, path: Option<&str>) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    fn parse_unchecked(text: &str, path: Option<&str>) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.unwrap_or("<inline>").to_owned(),
             message: secret::redact_secrets(e.to_string().trim_end(), text),
         })?;
-        config.validate(path)?;
+        config.given = Given::from_text(text);
         Ok(config)
     }
 
@@ -150,6 +211,19 @@ impl Config {
                     "notify.integration_keys.{name} is the API token: give the integration its own key"
                 ));
             }
+        }
+        // Both default to `paging`; a key set on one side only is left alone,
+        // so `rules run --paging-topic` works for a runner whose events some
+        // other consumer reads.
+        if self.given.rules_paging_topic
+            && self.given.notify_paging_topic
+            && self.rules.paging_topic != self.notify.paging_topic
+        {
+            problems.push(format!(
+                "rules.paging_topic {:?} and notify.paging_topic {:?} differ: the notifier would \
+                 never see the rules' alerts; name one topic in both",
+                self.rules.paging_topic, self.notify.paging_topic
+            ));
         }
         if self.rules.paging_topic == self.rules.state_topic {
             problems.push("rules.paging_topic and rules.state_topic must differ".to_owned());
@@ -275,5 +349,106 @@ mod tests {
         .to_string();
         assert!(err.contains("flush_rows"), "{err}");
         assert!(err.contains("partitions"), "{err}");
+    }
+
+    #[test]
+    fn serializing_writes_a_file_that_reads_back_the_same() {
+        let text = r#"
+[kafka]
+brokers = "k1:9092,k2:9092"
+[kafka.properties]
+"sasl.password" = "hunter2-sasl"
+[[sources]]
+topic = "graphite"
+format = "graphite"
+[ingest]
+memory_budget = "300MB"
+flush_interval = "1s 500ms"
+[rules]
+dir = "/etc/klaxon/rules"
+paging_topic = "alerts"
+[notify]
+paging_topic = "alerts"
+api_token = "hunter2-api-token"
+integration_keys = { grafana = "0123456789abcdef" }
+[notify.smtp]
+tls = "none"
+password = "hunter2-smtp"
+"#;
+        let config = Config::parse(text, None).unwrap();
+        let written = toml::to_string(&config).unwrap();
+        let again = Config::parse(&written, None).unwrap();
+        assert_eq!(toml::to_string(&again).unwrap(), written);
+        // Exact, where the human form of a size would round.
+        assert_eq!(again.ingest.memory_budget.as_u64(), 300_000_000);
+        assert_eq!(again.ingest.flush_interval, Duration::from_millis(1500));
+        assert_eq!(again.sources, config.sources);
+        assert_eq!(again.notify.api_token.as_deref(), Some("hunter2-api-token"));
+        assert_eq!(again.notify.smtp.tls, SmtpTls::None);
+        assert_eq!(again.kafka.properties["sasl.password"], "hunter2-sasl");
+        // Serializing is for a child's config file, never for logs.
+        assert!(!format!("{again:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn paging_topics_set_on_both_sides_must_agree() {
+        let err = Config::parse(
+            "[rules]\npaging_topic = \"alerts\"\n[notify]\npaging_topic = \"paging\"\n",
+            Some("klaxon.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("klaxon.toml"), "{err}");
+        assert!(
+            err.contains("rules.paging_topic \"alerts\" and notify.paging_topic \"paging\" differ"),
+            "{err}"
+        );
+        // One side set, the other left to the shared default: a runner whose
+        // events another consumer reads.
+        for text in [
+            "[rules]\npaging_topic = \"alerts\"\n",
+            "[notify]\npaging_topic = \"alerts\"\n",
+            "[rules]\npaging_topic = \"alerts\"\n[notify]\npaging_topic = \"alerts\"\n",
+        ] {
+            Config::parse(text, None).unwrap();
+        }
+        // A flag counts as set.
+        let mut config = Config::parse("[notify]\npaging_topic = \"paging\"\n", None).unwrap();
+        config.apply(Overrides {
+            rules_paging_topic: Some("alerts".into()),
+            ..Overrides::default()
+        });
+        assert!(config.validate(None).is_err());
+    }
+
+    #[test]
+    fn overrides_are_validated_like_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("klaxon.toml");
+        std::fs::write(&path, "[rules]\nreload_interval = \"1s\"\n").unwrap();
+        let err = Config::load_with(
+            Some(&path),
+            Overrides {
+                rules_reload_interval: Some(Duration::ZERO),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("klaxon.toml"), "{err}");
+        assert!(err.contains("rules.reload_interval"), "{err}");
+        // A file refused on its own is accepted once a flag corrects it.
+        std::fs::write(&path, "[rules]\nreload_interval = \"0s\"\n").unwrap();
+        let config = Config::load_with(
+            Some(&path),
+            Overrides {
+                rules_reload_interval: Some(Duration::from_secs(2)),
+                brokers: Some("k:9092".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.rules.reload_interval, Duration::from_secs(2));
+        assert_eq!(config.kafka.brokers, "k:9092");
     }
 }

@@ -3,12 +3,12 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Secret;
 
 /// The notifier (`klaxon notify`) and the on-call commands.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// The on-call file: users, schedules, escalation policies.
@@ -69,7 +69,7 @@ impl Default for NotifyConfig {
 
 /// How a failed delivery is retried before it falls through to the user's
 /// next contact method.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub attempts: u32,
@@ -88,7 +88,7 @@ impl Default for RetryConfig {
 }
 
 /// E-mail pages over SMTP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: Option<String>,
@@ -118,7 +118,7 @@ impl Default for SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS (required).
@@ -131,7 +131,7 @@ pub enum SmtpTls {
 
 /// SMS and phone calls through Twilio's REST API, or anything that speaks
 /// its request shape.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwilioConfig {
     pub base_url: String,

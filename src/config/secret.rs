@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The shortest `api_token` or `signing_key` accepted: an empty token let
 /// `routing_key: ""` page anonymously, an empty key let forged links act.
@@ -14,7 +14,9 @@ pub const MIN_SECRET_BYTES: usize = 16;
 /// A credential from the config file or the environment. `Debug` prints
 /// `<redacted>` and there is no `Display`, so neither a `{:?}` of a config
 /// nor a log line shows it; code that needs the value derefs to `str`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// It serializes as its value, for the one writer that needs it: a config
+/// file for a child process (`klaxon bench`).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 

@@ -5,12 +5,12 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::is_secret_key;
 use crate::decode::Format;
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`. Empty means "start the embedded
@@ -57,7 +57,7 @@ impl Default for KafkaConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
     /// Create missing topics at start-up. Brokers such as tansu do not
@@ -71,6 +71,7 @@ pub struct TopicsConfig {
     /// rejected line is cut to this, and its headers say so and carry its full
     /// length and SHA-256, so a dead letter always fits the broker's limit
     /// (Kafka's default `max.message.bytes` is about 1MB).
+    #[serde(serialize_with = "super::exact_bytes")]
     pub dead_letter_max_bytes: ByteSize,
 }
 
@@ -86,7 +87,7 @@ impl Default for TopicsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub topic: String,
@@ -94,13 +95,14 @@ pub struct SourceConfig {
     pub format: Format,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     pub group_id: String,
     /// Flush a partition's buffer once it holds this many points...
     pub flush_rows: usize,
     /// ...or this many bytes of input...
+    #[serde(serialize_with = "super::exact_bytes")]
     pub flush_bytes: ByteSize,
     /// ...or once its oldest point has waited this long, so a quiet topic
     /// still reaches the lake.
@@ -110,8 +112,10 @@ pub struct IngestConfig {
     /// for buffered points, a quarter for the flush being encoded (so a flush
     /// is never larger). When it is reached ingest flushes and stops fetching
     /// rather than growing. The process itself needs about 35 MiB more.
+    #[serde(serialize_with = "super::exact_bytes")]
     pub memory_budget: ByteSize,
     /// A line longer than this is rejected to the dead-letter topic.
+    #[serde(serialize_with = "super::exact_bytes")]
     pub max_line_bytes: ByteSize,
     /// Points older than now minus this are rejected as out of range.
     #[serde(with = "humantime_serde")]
@@ -147,7 +151,7 @@ impl Default for IngestConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     /// A local directory, `file:///abs/path`, `s3://bucket/prefix` or `memory://`.
@@ -166,7 +170,7 @@ impl Default for LakeConfig {
 
 /// Settings for `s3://` lakes. Credentials come from the usual `AWS_*`
 /// environment variables so they never sit in a config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// For MinIO and other S3-compatible stores, e.g. `http://127.0.0.1:9000`.
@@ -176,7 +180,7 @@ pub struct S3Config {
     pub allow_http: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Where `/metrics` (Prometheus text format) and `/healthz` are served.
@@ -191,6 +195,7 @@ pub struct HttpConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// A request body larger than this is refused with 413.
+    #[serde(serialize_with = "super::exact_bytes")]
     pub max_body_bytes: ByteSize,
     /// Connections served at once; more wait in the listen backlog until one
     /// closes, so slow clients cannot exhaust file descriptors or memory.
@@ -210,7 +215,7 @@ impl Default for HttpConfig {
 }
 
 /// The rules runner (`klaxon rules run`, and `klaxon up` when `dir` is set).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     /// Directory of `*.toml` rule files; `klaxon up` evaluates them when set.
@@ -232,6 +237,7 @@ pub struct RulesConfig {
     pub reload_interval: Duration,
     /// Memory one evaluation of a rule may hold (DataFusion's pool; nothing
     /// spills to disk). A rule that needs more fails that window alone.
+    #[serde(serialize_with = "super::exact_bytes")]
     pub eval_memory: ByteSize,
     /// Time one evaluation of a rule may take; a rule that runs longer
     /// fails that window alone.

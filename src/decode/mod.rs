@@ -21,7 +21,9 @@ use crate::{
 };
 
 /// The wire format of a topic, set per topic in config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// `{"name": ..., "time": ..., "value": ..., "tags": {...}}`, one per line.
