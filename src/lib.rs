@@ -17,10 +17,9 @@
 //! Every arrow between components is a Kafka topic, so each component scales
 //! out as a consumer group and restarts from its committed offsets.
 
-pub mod app;
 pub mod bench;
 pub mod broker;
-pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod error;

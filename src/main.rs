@@ -1,13 +1,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = klaxon::cli::Cli::parse();
+    let cli = klaxon::commands::Cli::parse();
     klaxon::telemetry::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(klaxon::app::run(cli)) {
+    match runtime.block_on(klaxon::commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -13,7 +13,11 @@ use rdkafka::{
 };
 use thiserror::Error;
 
-use crate::{config::KafkaConfig, error::ErrorKind, kafka::client_config};
+use crate::{
+    config::{KafkaConfig, TopicsConfig},
+    error::ErrorKind,
+    kafka::client_config,
+};
 
 #[derive(Debug, Error)]
 pub enum TopicError {
@@ -50,6 +54,27 @@ pub struct TopicSpec {
     pub replication_factor: i32,
     /// Extra topic configs, e.g. `cleanup.policy=compact` for changelogs.
     pub configs: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    /// A topic with the partitions and replication `[topics]` gives.
+    pub fn plain(name: &str, topics: &TopicsConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            partitions: topics.partitions,
+            replication_factor: topics.replication_factor,
+            configs: Vec::new(),
+        }
+    }
+
+    /// A compacted (changelog) topic: the last record per key is kept.
+    pub fn compacted(name: &str, partitions: i32, topics: &TopicsConfig) -> Self {
+        Self {
+            partitions,
+            configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
+            ..Self::plain(name, topics)
+        }
+    }
 }
 
 /// Creates each topic that does not exist yet; existing topics are left as they are.

@@ -11,7 +11,7 @@ mod run;
 
 use thiserror::Error;
 
-use crate::{error::ErrorKind, lake::LakeError};
+use crate::{config::Config, error::ErrorKind, lake::LakeError, topics::TopicSpec};
 
 pub(crate) use run::prefetch_limits;
 pub use run::{Ingest, IngestArgs};
@@ -37,4 +37,15 @@ impl IngestError {
             IngestError::NoBrokers => ErrorKind::User,
         }
     }
+}
+
+/// The topics ingest reads, and its dead-letter topic.
+pub fn topics(config: &Config) -> Vec<TopicSpec> {
+    let mut topics: Vec<TopicSpec> = config
+        .sources()
+        .iter()
+        .map(|s| TopicSpec::plain(&s.topic, &config.topics))
+        .collect();
+    topics.push(TopicSpec::plain(&config.topics.dead_letter, &config.topics));
+    topics
 }

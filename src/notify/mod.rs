@@ -30,3 +30,17 @@ pub use incident::{Incident, Opening, Status};
 pub use oncall::OnCall;
 pub use schedule::{ScheduleClock, Shift};
 pub use worker::{LoadedOnCall, Notifier, NotifyError, parse_event};
+
+use crate::{config::Config, topics::TopicSpec};
+
+/// The paging topic, its dead-letter topic, and the incidents changelog:
+/// compacted, with as many partitions as paging so partition `p` of one
+/// holds the incidents of partition `p` of the other.
+pub fn topics(config: &Config) -> Vec<TopicSpec> {
+    let (n, t) = (&config.notify, &config.topics);
+    vec![
+        TopicSpec::plain(&n.paging_topic, t),
+        TopicSpec::plain(&n.dead_letter, t),
+        TopicSpec::compacted(&n.incidents_topic, t.partitions, t),
+    ]
+}

@@ -39,3 +39,22 @@ pub use ruleset::{Reload, RuleSet};
 pub use runner::{RunnerError, run_rules};
 pub use state::{AlertStates, Firing, Labels, Observation, Transition, severity_of};
 pub use watermark::{Arrival, MAX_WINDOWS_PER_CALL, PartitionKey, Watermarks};
+
+use crate::{config::Config, topics::TopicSpec};
+
+/// The topics the rules runner reads and writes. Its state topic is
+/// compacted, with one partition so one read rebuilds it in order.
+pub fn topics(config: &Config) -> Vec<TopicSpec> {
+    let mut topics: Vec<TopicSpec> = config
+        .sources()
+        .iter()
+        .map(|s| TopicSpec::plain(&s.topic, &config.topics))
+        .collect();
+    topics.push(TopicSpec::plain(&config.rules.paging_topic, &config.topics));
+    topics.push(TopicSpec::compacted(
+        &config.rules.state_topic,
+        1,
+        &config.topics,
+    ));
+    topics
+}

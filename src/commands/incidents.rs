@@ -1,0 +1,152 @@
+//! `klaxon incidents`, `incident ID`, `ack ID` and `resolve ID`: incidents
+//! as the notifier's changelog holds them, and the events that change them.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use clap::Args;
+
+use super::need_brokers;
+use crate::{
+    config::Config,
+    notify::{Incident, Status, client},
+    rules::EventAction,
+};
+
+#[derive(Debug, Args)]
+pub struct IncidentsArgs {
+    /// Only these: triggered, acknowledged, resolved, or open (not resolved).
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentArgs {
+    /// Incident id, or its dedup_key.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// Incident id, or its dedup_key.
+    pub id: String,
+    /// Who is doing it, for the timeline (default: $USER).
+    #[arg(long, env = "USER")]
+    pub by: Option<String>,
+    /// How long to wait for the notifier to apply it (0s: do not wait).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub wait: Duration,
+}
+
+/// `klaxon incidents`: one line per incident.
+pub async fn list(config: Config, args: IncidentsArgs) -> Result<()> {
+    need_brokers(&config)?;
+    let status = args.status.as_deref();
+    let incidents = client::all_incidents(&config).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
+    for (_, i) in incidents.iter().filter(|(_, i)| match status {
+        None => true,
+        Some("open") => i.is_open(),
+        Some(s) => i.status.as_str() == s,
+    }) {
+        writeln!(
+            stdout,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            i.id,
+            i.status.as_str(),
+            i.severity,
+            i.opened_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            i.summary,
+            i.dedup_key
+        )?;
+    }
+    Ok(())
+}
+
+/// `klaxon incident ID`: details and timeline.
+pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
+    need_brokers(&config)?;
+    let (_, i) = client::find_incident(&config, &args.id).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "incident   {}", i.id)?;
+    writeln!(out, "status     {}", i.status.as_str())?;
+    writeln!(out, "summary    {}", i.summary)?;
+    writeln!(out, "severity   {}", i.severity)?;
+    writeln!(out, "dedup_key  {}", i.dedup_key)?;
+    writeln!(
+        out,
+        "policy     {}",
+        i.policy.as_deref().unwrap_or("(none)")
+    )?;
+    writeln!(out, "triggers   {}", i.triggers)?;
+    writeln!(out, "timeline")?;
+    for e in &i.timeline {
+        let kind = serde_json::to_value(e.kind)?;
+        writeln!(
+            out,
+            "  {}  {:<18} {}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            kind.as_str().unwrap_or_default(),
+            e.detail
+        )?;
+    }
+    Ok(())
+}
+
+/// `klaxon ack` and `klaxon resolve`: an event on the paging topic, so every
+/// incident has one ordered log; then wait for the notifier to apply it.
+pub async fn act(config: Config, args: ActionArgs, action: EventAction) -> Result<()> {
+    need_brokers(&config)?;
+    let incident = send_action(&config, &args, action).await?;
+    let (now, applied) = wait_until_applied(&config, &incident.id, action, args.wait).await?;
+    if applied {
+        println!("incident {} is {}", now.id, now.status.as_str());
+    } else {
+        println!(
+            "sent; incident {} is still {} (is a notifier running?)",
+            now.id,
+            now.status.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Publishes the acknowledge or resolve event for the incident `args.id`
+/// names; returns that incident as it was.
+async fn send_action(config: &Config, args: &ActionArgs, action: EventAction) -> Result<Incident> {
+    let by = args.by.clone().unwrap_or_else(|| "klaxon-cli".to_owned());
+    Ok(client::act(config, &args.id, action, &by, "klaxon-cli").await?)
+}
+
+/// Reads the incident until the notifier has applied `action` (a resolve
+/// also satisfies an acknowledge) or `wait` has passed; returns it as last
+/// read, and whether it was applied.
+async fn wait_until_applied(
+    config: &Config,
+    id: &str,
+    action: EventAction,
+    wait: Duration,
+) -> Result<(Incident, bool)> {
+    let wanted = match action {
+        EventAction::Acknowledge => Status::Acknowledged,
+        _ => Status::Resolved,
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let (_, now) = client::find_incident(config, id).await?;
+        if now.status == wanted
+            || (wanted == Status::Acknowledged && now.status == Status::Resolved)
+        {
+            return Ok((now, true));
+        }
+        if Instant::now() >= deadline {
+            return Ok((now, false));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,122 @@
+//! `klaxon oncall [check FILE]`: who is on call, or whether an on-call file
+//! holds together.
+
+use std::{io::Write, path::Path, path::PathBuf};
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::{
+    config::{Config, Overrides},
+    notify::{LoadedOnCall, ScheduleClock},
+};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OncallArgs {
+    #[command(subcommand)]
+    pub command: Option<OncallCommand>,
+    /// The on-call file. Overrides notify.oncall.
+    #[arg(long, env = "KLAXON_ONCALL")]
+    pub file: Option<PathBuf>,
+    /// Only this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// An RFC 3339 instant, e.g. 2026-12-24T20:00:00Z (default: now).
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OncallCommand {
+    /// Validate an on-call file: unknown users, schedules or policies nobody
+    /// can be paged by, users with no contact method, overlapping layers,
+    /// bad time zones; warns about gaps in the next two weeks. Prints each
+    /// as FILE:LINE and exits non-zero on any error.
+    Check {
+        /// The on-call file (TOML).
+        file: PathBuf,
+    },
+}
+
+impl OncallArgs {
+    pub(super) fn overrides(&self, overrides: &mut Overrides) {
+        overrides.oncall = self.file.clone();
+    }
+}
+
+pub fn run(config: Config, args: OncallArgs) -> Result<()> {
+    match args.command {
+        Some(OncallCommand::Check { file }) => check(&file),
+        None => now(config, args),
+    }
+}
+
+/// Reads and checks an on-call file, printing every finding as FILE:LINE;
+/// any error refuses it.
+pub(super) fn load_oncall(file: &Path) -> Result<LoadedOnCall> {
+    match LoadedOnCall::load(file.to_owned()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Ok(loaded)
+        }
+        Err(findings) => {
+            for f in &findings {
+                eprintln!("{f}");
+            }
+            bail!("{} refused", file.display())
+        }
+    }
+}
+
+fn check(file: &Path) -> Result<()> {
+    let oncall = load_oncall(file)?.oncall;
+    println!(
+        "{}: OK ({} users, {} schedules, {} policies)",
+        file.display(),
+        oncall.user.len(),
+        oncall.schedule.len(),
+        oncall.policy.len()
+    );
+    Ok(())
+}
+
+/// `klaxon oncall`: who each schedule has on call at an instant, and until when.
+fn now(config: Config, args: OncallArgs) -> Result<()> {
+    let Some(file) = config.notify.oncall else {
+        bail!("no on-call file: pass --file or set notify.oncall in the config file");
+    };
+    let oncall = load_oncall(&file)?.oncall;
+    let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
+    crate::notify::schedule::check_instant(at)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut found = false;
+    for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
+        if args.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
+            continue;
+        }
+        found = true;
+        let clock =
+            ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
+        let shift = clock.current_shift(at)?;
+        let until = if shift.end >= at + crate::notify::schedule::SHIFT_HORIZON {
+            "for the next 8 weeks at least".to_owned()
+        } else {
+            format!("until {}", shift.end.to_rfc3339())
+        };
+        match shift.user {
+            Some(user) => writeln!(stdout, "{}\t{user}\t{until}", schedule.id)?,
+            None => writeln!(stdout, "{}\t(nobody)\t{until}", schedule.id)?,
+        }
+    }
+    if !found {
+        bail!(
+            "no schedule {:?} in {}",
+            args.schedule.unwrap_or_default(),
+            file.display()
+        );
+    }
+    Ok(())
+}
