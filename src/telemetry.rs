@@ -114,6 +114,13 @@ pub const METRICS: &[MetricInfo] = &[
         &[],
         "Connections closed because request headers did not arrive within http.header_read_timeout (idle keep-alive connections included).",
     ),
+    metric(
+        "klaxon_http_tls_handshake_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "HTTPS connections closed because the TLS handshake failed or did not finish within http.header_read_timeout.",
+    ),
     // Ingest.
     metric(
         "klaxon_ingest_records_total",

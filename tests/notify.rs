@@ -7,13 +7,17 @@
 
 mod common;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use common::*;
 use rdkafka::{ClientConfig, Message, message::Headers, producer::FutureProducer};
 use serde_json::{Value, json};
 
-fn oncall_file(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
+fn oncall_file(dir: &Path, recorder: &Recorder) -> PathBuf {
     let path = dir.join("oncall.toml");
     let text = format!(
         r#"
@@ -58,7 +62,7 @@ delay = "3s"
     path
 }
 
-fn config(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
+fn config(dir: &Path, recorder: &Recorder) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -83,8 +87,8 @@ struct Setup {
     dir: tempfile::TempDir,
     broker: Broker,
     recorder: Recorder,
-    config: std::path::PathBuf,
-    oncall: std::path::PathBuf,
+    config: PathBuf,
+    oncall: PathBuf,
 }
 
 impl Setup {
@@ -705,69 +709,38 @@ async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
     }
 }
 
-/// A throwaway CA and a certificate for `localhost` signed by it, made with
-/// the openssl command; returns (CA, certificate, key) paths.
-fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let file = |name: &str| dir.join(name);
-    std::fs::write(
-        file("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").current_dir(dir).args(args));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=klaxon test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-    ]);
-    (file("ca.pem"), file("cert.pem"), file("key.pem"))
+/// A CA, and a certificate it signed for 127.0.0.1 and localhost: the paths
+/// of the CA's certificate, the server's certificate and its key.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "klaxon test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
     let s = Setup::new().await;
-    let (ca, cert, key) = test_certificates(s.dir.path());
+    let (ca, cert, key) = tls_files(s.dir.path());
     let port = free_port();
     let maildir = s.dir.path().join("maildir");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
@@ -1515,40 +1488,125 @@ async fn read_only_commands_and_restarts_log_no_errors() {
     }
 }
 
-/// Runs tests/pdpyras_client.py: one event sent by pdpyras, PagerDuty's
-/// Python client; the dedup_key it got back.
-fn pdpyras(base: &str, routing_key: &str, action: &str, arg: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pdpyras_client.py");
+/// Runs tests/events_client.py: one event sent by `library`, one of
+/// PagerDuty's Python clients, trusting only `ca` when given; the dedup_key
+/// it got back.
+fn python_client(
+    library: &str,
+    base: &str,
+    routing_key: &str,
+    action: &str,
+    arg: &str,
+    ca: Option<&Path>,
+) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events_client.py");
     let mut command = Command::new(test_python());
-    command.arg(script).args([base, routing_key, action, arg]);
+    command
+        .arg(script)
+        .args([library, base, routing_key, action, arg]);
+    if let Some(ca) = ca {
+        command.env("KLAXON_TEST_CA", ca);
+    }
     run_ok(&mut command).trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pagerdutys_python_client_triggers_acknowledges_and_resolves() {
-    const KEY: &str = "pdpyras-key-0123456789abcdef";
-    let s = Setup::new().await;
-    s.notify_settings(&format!(
-        "api_token = \"{TOKEN}\"\nintegration_keys = {{ pdpyras = \"{KEY}\" }}"
-    ));
-    let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
-    let http = http_client();
-    let auth = format!("Bearer {TOKEN}");
-
-    let key = pdpyras(&base, KEY, "trigger", "disk full on db-3");
+/// Triggers, acknowledges and resolves an incident with `library`, as its
+/// defaults send them, and checks each step on klaxon's side.
+async fn python_client_round_trip(
+    s: &Setup,
+    library: &str,
+    base: &str,
+    http: &reqwest::Client,
+    ca: Option<&Path>,
+) {
+    let key = python_client(
+        library,
+        base,
+        INTEGRATION_KEY,
+        "trigger",
+        "disk full on db-3",
+        ca,
+    );
     assert_eq!(key.len(), 32, "klaxon made the dedup_key: {key}");
     let pages = s.recorder.wait_for("/alice", 1).await;
     let body: Value = serde_json::from_str(&pages[0].body).unwrap();
     assert_eq!(body["incident"]["summary"], "disk full on db-3");
     assert_eq!(body["incident"]["dedup_key"], key.as_str());
     let url = format!("{base}/api/v1/incidents/{key}");
+    let auth = format!("Bearer {TOKEN}");
     for (action, status) in [("acknowledge", "acknowledged"), ("resolve", "resolved")] {
-        assert_eq!(pdpyras(&base, KEY, action, &key), key);
+        assert_eq!(
+            python_client(library, base, INTEGRATION_KEY, action, &key, ca),
+            key
+        );
         wait_until(Duration::from_secs(30), status, || {
             let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
             async move { api_get(&http, &url, &auth).await["status"] == status }
         })
         .await;
     }
+}
+
+const INTEGRATION_KEY: &str = "python-key-0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagerdutys_python_client_triggers_acknowledges_and_resolves() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ python = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", http_addr(&notifier));
+    python_client_round_trip(&s, "pdpyras", &base, &http_client(), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_https_pagerdutys_maintained_client_triggers_acknowledges_and_resolves() {
+    let s = Setup::new().await;
+    let (ca, cert, key) = tls_files(s.dir.path());
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ python = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(&format!(
+        "\n[http]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    std::fs::write(&s.config, text).unwrap();
+    let notifier = s.notifier("notify.log").await;
+    let addr = http_addr(&notifier);
+
+    // HTTPS only: a plain request gets no answer, and a client that does not
+    // trust the CA refuses the certificate.
+    let plain = http_client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    let untrusting = http_client()
+        .get(format!("https://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "an unknown CA was accepted: {untrusting:?}"
+    );
+    let https = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let health = https
+        .get(format!("https://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+
+    // The maintained client refuses http:// URLs; over HTTPS it works.
+    let base = format!("https://{addr}");
+    python_client_round_trip(&s, "pagerduty", &base, &https, Some(&ca)).await;
 }
