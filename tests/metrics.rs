@@ -23,12 +23,7 @@ fn promtool() -> PathBuf {
     if let Some(path) = std::env::var_os("KLAXON_TEST_PROMTOOL") {
         return PathBuf::from(path);
     }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
+    program_on_path(&["promtool"]).unwrap_or_else(|| {
         panic!(
             "promtool is not installed: run scripts/test (it installs Debian's `prometheus` \
              package as root), or `apt-get install -y --no-install-recommends prometheus`, \

@@ -1610,3 +1610,154 @@ async fn over_https_pagerdutys_maintained_client_triggers_acknowledges_and_resol
     let base = format!("https://{addr}");
     python_client_round_trip(&s, "pagerduty", &base, &https, Some(&ca)).await;
 }
+
+/// Alertmanager, or a failure that says how to get it.
+fn alertmanager() -> PathBuf {
+    program_on_path(&["alertmanager", "prometheus-alertmanager"]).unwrap_or_else(|| {
+        panic!(
+            "Alertmanager is not installed: run scripts/test (it installs Debian's \
+             `prometheus-alertmanager` package as root), or `apt-get install -y \
+             --no-install-recommends prometheus-alertmanager`"
+        )
+    })
+}
+
+/// The README's Alertmanager configuration, with the test's addresses: alerts
+/// labelled `via="events"` go out as PagerDuty Events v2, the others as
+/// Alertmanager's own webhook.
+fn alertmanager_config(klaxon: &str) -> String {
+    format!(
+        r#"
+route:
+  receiver: klaxon
+  group_by: [alertname, via]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['via="events"']
+      receiver: klaxon-events-v2
+receivers:
+  - name: klaxon
+    webhook_configs:
+      - url: {klaxon}/api/v1/alertmanager
+        http_config:
+          authorization:
+            credentials: {TOKEN}
+  - name: klaxon-events-v2
+    pagerduty_configs:
+      - url: {klaxon}/v2/enqueue
+        routing_key: {INTEGRATION_KEY}
+        severity: '{{{{ .CommonLabels.severity }}}}'
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_pages_through_its_webhook_and_its_pagerduty_receiver() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ alertmanager = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let notifier = s.notifier("notify.log").await;
+    let klaxon = format!("http://{}", http_addr(&notifier));
+    let config = s.dir.path().join("alertmanager.yml");
+    std::fs::write(&config, alertmanager_config(&klaxon)).unwrap();
+    let port = free_port();
+    let am = Proc::spawn_program(
+        alertmanager().to_str().unwrap(),
+        s.dir.path(),
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", s.dir.path().join("am").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            // A single instance: no gossip port.
+            "--cluster.listen-address=",
+        ],
+        &[],
+        s.dir.path().join("alertmanager.log"),
+    );
+    let am_url = format!("http://127.0.0.1:{port}");
+    let http = http_client();
+    wait_until(Duration::from_secs(30), "Alertmanager", || {
+        let (http, url) = (http.clone(), format!("{am_url}/-/ready"));
+        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+
+    // What Prometheus would send: two alerts, one to each receiver.
+    let alerts = |ends_at: Option<String>| {
+        let alert = |via: &str| {
+            let mut alert = json!({
+                "labels": {"alertname": "DiskFull", "severity": "warning", "instance": "db-3", "via": via},
+                "annotations": {"summary": format!("disk full on db-3 ({via})")},
+            });
+            if let Some(ends_at) = &ends_at {
+                alert["endsAt"] = json!(ends_at);
+            }
+            alert
+        };
+        json!([alert("webhook"), alert("events")])
+    };
+    let post = |body: Value| {
+        let (http, url) = (http.clone(), format!("{am_url}/api/v2/alerts"));
+        async move {
+            let answer = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+        }
+    };
+    post(alerts(None)).await;
+
+    let auth = format!("Bearer {TOKEN}");
+    let list = |status: &'static str| {
+        let (http, url, auth) = (
+            http.clone(),
+            format!("{klaxon}/api/v1/incidents?status={status}"),
+            auth.clone(),
+        );
+        async move { api_get(&http, &url, &auth).await["incidents"].clone() }
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "two incidents from Alertmanager",
+        || {
+            let open = list("open");
+            async move { open.await.as_array().is_some_and(|a| a.len() == 2) }
+        },
+    )
+    .await;
+    let open = list("open").await;
+    let open = open.as_array().unwrap();
+    let (webhook, events): (Vec<&Value>, Vec<&Value>) = open.iter().partition(|i| {
+        i["dedup_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("alertmanager/")
+    });
+    assert_eq!((webhook.len(), events.len()), (1, 1), "{open:?}");
+    assert_eq!(webhook[0]["summary"], "disk full on db-3 (webhook)");
+    // The Events v2 receiver sends its own summary; the severity is the
+    // alert's, not Alertmanager's default `error`, thanks to the template.
+    for incident in [webhook[0], events[0]] {
+        assert_eq!(incident["severity"], "warning", "{incident}");
+    }
+
+    // Prometheus resolves an alert by sending it with `endsAt` in the past.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    post(alerts(Some(past))).await;
+    wait_until(Duration::from_secs(60), "both incidents resolved", || {
+        let (open, resolved) = (list("open"), list("resolved"));
+        async move {
+            open.await.as_array().is_some_and(|a| a.is_empty())
+                && resolved.await.as_array().is_some_and(|a| a.len() == 2)
+        }
+    })
+    .await;
+    drop(am);
+}

@@ -538,3 +538,11 @@ pub fn assert_events_match(
         );
     }
 }
+
+/// The first of `names` found on PATH.
+pub fn program_on_path(names: &[&str]) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|p| p.is_file())
+}
