@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{path::Path, process::Command, time::Duration};
 
 use common::*;
 use rdkafka::{Message, message::Headers};
@@ -118,6 +118,73 @@ format = "influx"
         async move { text.contains(r#"klaxon_ingest_consumer_lag{topic="metrics",partition="#) }
     })
     .await;
+}
+
+/// A producer klaxon did not write, in each format: kafka-python with its own
+/// partitioner, batching and gzip (tests/kafka_python_producer.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn points_from_kafka_python_land_exactly_once_in_each_format() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        r#"
+[[sources]]
+topic = "py-json"
+format = "json"
+[[sources]]
+topic = "py-graphite"
+format = "graphite"
+[[sources]]
+topic = "py-influx"
+format = "influx"
+"#,
+    );
+    let lake = dir.path().join("lake");
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    // Ingest creates its topics before it starts consuming.
+    wait_until(Duration::from_secs(60), "ingest to start", || {
+        let log = ingest.log_text();
+        async move { log.contains("ingest started") }
+    })
+    .await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_python_producer.py");
+    let out = run_ok(Command::new(test_python()).arg(script).args([
+        &broker.bootstrap(),
+        "py-json",
+        "py-graphite",
+        "py-influx",
+    ]));
+    assert!(out.contains("sent 2000 json"), "{out}");
+
+    let sql = "SELECT name, count(*) AS n, count(DISTINCT value) AS d, \
+               count(DISTINCT host) AS h, min(value) AS lo, max(value) AS hi \
+               FROM metrics GROUP BY name ORDER BY name";
+    let want = "\
++--------------+------+------+---+-----+--------+
+| name         | n    | d    | h | lo  | hi     |
++--------------+------+------+---+-----+--------+
+| py.load      | 500  | 500  | 5 | 0.0 | 499.0  |
+| py.requests  | 2000 | 2000 | 4 | 0.0 | 1999.0 |
+| py_disk.free | 300  | 300  | 3 | 0.0 | 299.0  |
+| py_disk.used | 300  | 300  | 3 | 0.5 | 299.5  |
++--------------+------+------+---+-----+--------+";
+    let lake_path = lake.clone();
+    wait_until(Duration::from_secs(60), "3,100 points in the lake", || {
+        let lake = lake_path.clone();
+        async move {
+            let b = query(&lake, "SELECT count(*) FROM metrics").await;
+            arrow::util::pretty::pretty_format_batches(&b)
+                .unwrap()
+                .to_string()
+                .contains("| 3100 ")
+        }
+    })
+    .await;
+    let table = arrow::util::pretty::pretty_format_batches(&query(&lake, sql).await)
+        .unwrap()
+        .to_string();
+    assert_eq!(table, want);
 }
 
 #[tokio::test(flavor = "multi_thread")]
