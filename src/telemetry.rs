@@ -200,6 +200,27 @@ pub const METRICS: &[MetricInfo] = &[
         "Lake writes that failed and were retried.",
     ),
     metric(
+        "klaxon_lake_compacted_files_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Data files merged into larger ones by compaction.",
+    ),
+    metric(
+        "klaxon_lake_compaction_outputs_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Merged files compaction wrote.",
+    ),
+    metric(
+        "klaxon_lake_compaction_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Compaction runs of files that failed and left their files as they were.",
+    ),
+    metric(
         "klaxon_dead_letters_written_total",
         Counter,
         Unit::Count,

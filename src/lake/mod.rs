@@ -13,7 +13,10 @@
 //! flush under way; see [`layout::InflightMarker`] for how it keeps the lake
 //! exactly-once when a replay flushes at different boundaries.
 
+pub mod compact;
+pub mod files;
 pub mod layout;
+mod readable;
 mod store;
 pub mod writer;
 

@@ -146,6 +146,12 @@ impl Lake {
         self.store.clone()
     }
 
+    /// The store as queries should see it: without the data files a
+    /// compaction has merged but not yet deleted.
+    pub fn readable_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(super::readable::CoveredFilesHidden::new(self.store.clone()))
+    }
+
     pub fn store_url(&self) -> &Url {
         &self.store_url
     }
@@ -198,6 +204,34 @@ impl Lake {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every object under `relative`, recursively: its path relative to the
+    /// lake root and its size. An absent directory lists nothing.
+    pub async fn list(&self, relative: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        use futures::TryStreamExt;
+        if let Some(root) = &self.local_root
+            && !root.join(relative).exists()
+        {
+            return Ok(Vec::new());
+        }
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&self.object_path(relative)))
+            .try_collect()
+            .await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<_> = meta.location.prefix_match(&self.prefix)?.collect();
+                let path = parts
+                    .iter()
+                    .map(|p| p.as_ref())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                Some((path, meta.size))
+            })
+            .collect())
     }
 
     /// Deletes an object; an absent one is fine.
