@@ -221,6 +221,13 @@ pub const METRICS: &[MetricInfo] = &[
         "Compaction runs of files that failed and left their files as they were.",
     ),
     metric(
+        "klaxon_lake_retention_deleted_files_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Data files deleted because their hour was past the table's retention.",
+    ),
+    metric(
         "klaxon_dead_letters_written_total",
         Counter,
         Unit::Count,

@@ -58,8 +58,13 @@ impl DataFile {
 
     /// The hour of the directory, in hours since the epoch.
     pub fn hour(&self) -> Option<i64> {
-        let date = self.dir.split("/date=").nth(1)?.get(..10)?;
-        let hour: u32 = self.dir.split("/hour=").nth(1)?.parse().ok()?;
+        Self::hour_of_dir(&self.dir)
+    }
+
+    /// The hour of a `…/date=YYYY-MM-DD/hour=HH` directory.
+    pub fn hour_of_dir(dir: &str) -> Option<i64> {
+        let date = dir.split("/date=").nth(1)?.get(..10)?;
+        let hour: u32 = dir.split("/hour=").nth(1)?.parse().ok()?;
         let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
         let start = day.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis();
         Some(start.div_euclid(crate::points::MS_PER_HOUR))

@@ -17,6 +17,8 @@ pub mod compact;
 pub mod files;
 pub mod layout;
 mod readable;
+pub mod retention;
+pub mod stats;
 mod store;
 pub mod writer;
 
