@@ -31,7 +31,7 @@ use super::{
     Lake, LakeError,
     files::{DataFile, split_covered},
     layout::{self, TABLE_DIR},
-    writer::encode_parquet,
+    writer::{Encoding, encode_parquet},
 };
 use crate::points::{MS_PER_HOUR, sort_by_series, string_type};
 
@@ -185,7 +185,10 @@ async fn merge_run(
     }
     let (rows, encoded) = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
         let merged = sort_by_series(&concat_unified(decode_all(inputs)?)?)?;
-        Ok((merged.num_rows(), encode_parquet(&merged, row_group_rows)?))
+        Ok((
+            merged.num_rows(),
+            encode_parquet(&merged, row_group_rows, Encoding::Compact)?,
+        ))
     })
     .await
     .expect("compaction task panicked")?;
@@ -412,9 +415,12 @@ mod tests {
         };
         let merged = sort_by_series(&concat_unified(decode_all(inputs).unwrap()).unwrap()).unwrap();
         let output = layout::data_file("m", 0, 0, 29, HOUR);
-        lake.put_durable(&output, encode_parquet(&merged, 1024).unwrap())
-            .await
-            .unwrap();
+        lake.put_durable(
+            &output,
+            encode_parquet(&merged, 1024, Encoding::Compact).unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(lake.list(TABLE_DIR).await.unwrap().len(), 4);
         assert_eq!(count(&lake, SUMMARY).await, before);
 

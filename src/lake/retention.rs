@@ -81,7 +81,10 @@ mod tests {
     use super::*;
     use crate::{
         config::LakeConfig,
-        lake::{layout::data_file, writer::encode_parquet},
+        lake::{
+            layout::data_file,
+            writer::{Encoding, encode_parquet},
+        },
         points::PointBatchBuilder,
     };
 
@@ -96,7 +99,7 @@ mod tests {
         let now_hour = 500_000;
         let mut b = PointBatchBuilder::default();
         b.push("x", 0, 1.0, &[] as &[(&str, &str)]);
-        let bytes = encode_parquet(&b.finish().unwrap(), 10).unwrap();
+        let bytes = encode_parquet(&b.finish().unwrap(), 10, Encoding::Fast).unwrap();
         // Hours 0..=5 before now, two files each.
         for back in 0..=5 {
             for first in [0, 10] {
