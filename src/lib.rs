@@ -46,6 +46,7 @@
 //! - [`config`]: typed TOML configuration, overridden by flags and `KLAXON_*` variables.
 //! - [`cli`] and [`app`]: the command line and what each command does.
 //! - [`bench`]: `klaxon bench`, the end-to-end benchmark.
+//! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
 //! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
 //!   error enum, and commands join them with `anyhow` at the edge.
 
@@ -56,6 +57,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod harness;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
