@@ -45,7 +45,7 @@
 //! - [`shutdown`]: the one shutdown coordinator (SIGTERM: stop fetching, flush, commit).
 //! - [`config`]: typed TOML configuration, overridden by flags and `KLAXON_*` variables.
 //! - [`cli`] and [`app`]: the command line and what each command does.
-//! - [`bench`]: `klaxon bench`, the end-to-end benchmark.
+//! - [`bench`](mod@bench): `klaxon bench`, the end-to-end benchmark.
 //! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
 //! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
 //!   error enum, and commands join them with `anyhow` at the edge.
