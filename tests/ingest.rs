@@ -6,7 +6,6 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use common::*;
-use rdkafka::{Message, message::Headers};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_point_lands_exactly_once_in_each_format() {
@@ -243,11 +242,7 @@ async fn members_joining_and_leaving_duplicate_nothing() {
 
     let b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
     produce_all(&producer, "metrics", &json_points(5000, 5000, 20)).await;
-    wait_until(Duration::from_secs(60), "b to get partitions", || {
-        let log = b.log_text();
-        async move { log.contains("partition assigned") }
-    })
-    .await;
+    b.wait_for_log("partition assigned").await;
     produce_all(&producer, "metrics", &json_points(10_000, 5000, 20)).await;
 
     assert!(
@@ -349,28 +344,19 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
 
     assert_exactly_once(&lake, 100).await;
 
-    let consumer = topic_reader(&broker.bootstrap(), "metrics.dlq");
-    let mut seen = Vec::new();
-    while seen.len() < 6 {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+    let mut seen: Vec<(String, String, String, String)> =
+        read_dead_letters(&broker.bootstrap(), "metrics.dlq", 6)
             .await
-            .expect("dead letters arrive")
-            .unwrap();
-        let headers = m.headers().unwrap();
-        let header = |k: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == k)
-                .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-                .unwrap_or_default()
-        };
-        seen.push((
-            header("klaxon.reason"),
-            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            header("klaxon.topic"),
-            header("klaxon.line"),
-        ));
-    }
+            .iter()
+            .map(|l| {
+                (
+                    l.header("klaxon.reason").to_owned(),
+                    l.payload_text(),
+                    l.header("klaxon.topic").to_owned(),
+                    l.header("klaxon.line").to_owned(),
+                )
+            })
+            .collect();
     seen.sort();
     let reasons: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
@@ -403,35 +389,6 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
             "{series} in\n{metrics}"
         );
     }
-}
-
-/// Reads `n` records of `topic` (from its start) as (headers, payload length).
-async fn read_dead_letters(
-    brokers: &str,
-    topic: &str,
-    n: usize,
-) -> Vec<(std::collections::HashMap<String, String>, Vec<u8>)> {
-    let consumer = topic_reader(brokers, topic);
-    let mut seen = Vec::with_capacity(n);
-    while seen.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{n} dead letters arrive; {} so far", seen.len()))
-            .unwrap();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_owned(), value.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        seen.push((headers, m.payload().unwrap_or_default().to_vec()));
-    }
-    seen
 }
 
 /// A producer that sends records up to 16 MB, as a careless producer might.
@@ -470,8 +427,8 @@ async fn oversized_lines_are_dead_lettered_cut_and_the_rest_lands() {
 
     assert_exactly_once(&lake, 101).await;
     let mut letters = read_dead_letters(&broker.bootstrap(), "metrics.dlq", 2).await;
-    letters.sort_by_key(|(h, _)| h["klaxon.original_bytes"].len());
-    for ((headers, payload), original) in letters.iter().zip([&huge, &huger]) {
+    letters.sort_by_key(|l| l.headers["klaxon.original_bytes"].len());
+    for (DeadLetter { headers, payload }, original) in letters.iter().zip([&huge, &huger]) {
         assert_eq!(headers["klaxon.reason"], "line_too_long");
         assert_eq!(headers["klaxon.truncated"], "true");
         assert_eq!(headers["klaxon.original_bytes"], original.len().to_string());
@@ -559,7 +516,7 @@ async fn tag_explosions_are_refused_and_every_point_accounted_for() {
     assert!(
         letters
             .iter()
-            .all(|(h, _)| h["klaxon.reason"] == "too_many_tags")
+            .all(|l| l.headers["klaxon.reason"] == "too_many_tags")
     );
     let columns = query(
         &lake,
@@ -659,11 +616,7 @@ async fn lake_outage_is_waited_out_without_loss() {
         &json_points(0, 1000, 20),
     )
     .await;
-    wait_until(Duration::from_secs(60), "ingest to retry the lake", || {
-        let log = ingest.log_text();
-        async move { log.contains("lake write failed; retrying") }
-    })
-    .await;
+    ingest.wait_for_log("lake write failed; retrying").await;
     assert!(
         ingest.child.try_wait().unwrap().is_none(),
         "ingest kept running"
