@@ -18,9 +18,10 @@ use crate::{
     ingest::{Ingest, IngestArgs},
     lake::Lake,
     notify::{LoadedOnCall, Notifier, client},
+    paging::{EventAction, ManualPage, PageTarget, PagingEvent, Severity},
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
-    rules::{EventAction, RuleSet},
+    rules::RuleSet,
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
 };
@@ -741,38 +742,27 @@ async fn incident_action(config: Config, args: ActionArgs, action: EventAction) 
 async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
     need_brokers(&config)?;
     let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
-    let (key, target) = match (&args.target.user, &args.target.schedule) {
-        (Some(u), _) => ("page_user", u.clone()),
-        (None, Some(s)) => ("page_schedule", s.clone()),
+    let target = match (&args.target.user, &args.target.schedule) {
+        (Some(u), _) => PageTarget::User(u.clone()),
+        (None, Some(s)) => PageTarget::Schedule(s.clone()),
         (None, None) => bail!("say whom to page: --user or --schedule"),
     };
-    let severity: crate::rules::Severity = serde_json::from_value(serde_json::Value::String(
-        args.severity.clone(),
-    ))
-    .with_context(|| {
-        format!(
-            "severity {:?}: use critical, error, warning or info",
-            args.severity
-        )
-    })?;
-    let now = chrono::Utc::now();
-    let dedup_key = format!("page/{target}/{}", now.timestamp_millis());
-    let mut custom = serde_json::Map::new();
-    custom.insert(key.to_owned(), target.clone().into());
-    custom.insert("requested_by".to_owned(), by.clone().into());
-    let mut event = client::action_event(EventAction::Trigger, &dedup_key, &by, "klaxon-cli");
-    event.payload = Some(crate::rules::Payload {
-        summary: args.summary.clone(),
-        source: format!("klaxon page by {by}"),
+    let severity: Severity = args.severity.parse()?;
+    let event = PagingEvent::manual_page(&ManualPage {
+        target: &target,
+        summary: &args.summary,
         severity,
-        timestamp: now.to_rfc3339(),
-        component: None,
-        group: None,
-        class: Some("manual page".to_owned()),
-        custom_details: custom,
+        by: &by,
+        client: "klaxon-cli",
+        at: chrono::Utc::now(),
     });
-    client::send_events(&config, &[event], None).await?;
-    println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
+    client::send_events(&config, std::slice::from_ref(&event), None).await?;
+    println!(
+        "paged {}: {} (dedup_key {})",
+        target.name(),
+        args.summary,
+        event.dedup_key
+    );
     Ok(())
 }
 

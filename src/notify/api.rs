@@ -17,7 +17,7 @@
 //! three intake routes (`/v2/enqueue` as `routing_key`, `/api/v1/events` and
 //! `/api/v1/alertmanager` as bearer token) and refused (403) everywhere
 //! else, so a sender cannot list, acknowledge or resolve incidents, nor read
-//! who is on call. Intake bodies are limited (see [`super::limits`]): 413
+//! who is on call. Intake bodies are limited (see [`crate::paging::limits`]): 413
 //! beyond, and fields over their limits are cut, which the reply lists.
 //!
 //! `GET /ack/{id}?expires=..&sig=..` is the signed link in messages: it
@@ -47,15 +47,22 @@ use sha2::{Digest, Sha256};
 use super::{
     client::{self, ClientError},
     incident::Status,
-    limits::{MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES, cap_event},
     links::AckLinks,
     schedule::{ScheduleClock, check_instant},
-    worker::{LoadedOnCall, parse_event_value},
+    worker::LoadedOnCall,
 };
 use crate::{
     config::{Config, Secret},
-    rules::{EventAction, PagingEvent, Payload, Severity},
+    paging::{
+        EventAction, Link, PagingEvent, Payload, Severity,
+        limits::{MAX_EVENT_BYTES, cap_event},
+        parse_event_value,
+    },
 };
+
+/// An Alertmanager webhook request: it carries a group of alerts, each of
+/// which becomes one event.
+pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug)]
 struct ApiState {
@@ -393,7 +400,7 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             let dedup_key = format!("alertmanager/{fingerprint}");
             let by = "alertmanager";
             if a.status != "firing" {
-                return client::action_event(EventAction::Resolve, &dedup_key, by, by);
+                return PagingEvent::resolve(&dedup_key, by, by);
             }
             let alertname = text(&a.labels, "alertname").unwrap_or_else(|| "alert".to_owned());
             let severity = match text(&a.labels, "severity").as_deref() {
@@ -409,9 +416,7 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             if let Some(url) = &message.external_url {
                 details.insert("alertmanager".into(), url.clone().into());
             }
-            let mut event = client::action_event(EventAction::Trigger, &dedup_key, by, by);
-            event.by = None;
-            event.payload = Some(Payload {
+            let payload = Payload {
                 summary: text(&a.annotations, "summary").unwrap_or_else(|| alertname.clone()),
                 source: text(&a.labels, "instance")
                     .or_else(|| text(&a.labels, "job"))
@@ -427,11 +432,12 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
                 group: text(&a.labels, "team"),
                 class: Some(alertname),
                 custom_details: details,
-            });
+            };
+            let mut event = PagingEvent::trigger(&dedup_key, payload, by);
             event.links = a
                 .generator_url
                 .iter()
-                .map(|href| crate::rules::Link {
+                .map(|href| Link {
                     href: href.clone(),
                     text: "source".to_owned(),
                 })

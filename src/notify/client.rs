@@ -2,16 +2,13 @@
 //! changelog, and send acknowledgements, resolves and pages as events on
 //! the paging topic, so every incident has one ordered log.
 
-use std::time::Duration;
-
-use rdkafka::{error::KafkaError, producer::FutureRecord};
+use rdkafka::error::KafkaError;
 use thiserror::Error;
 
 use super::{changelog::read_changelog, incident::Incident};
 use crate::{
     config::Config,
-    kafka::keyed_producer,
-    rules::{EventAction, PagingEvent, bound_dedup_key},
+    paging::{EventAction, PagingEvent, Publisher, bound_dedup_key},
 };
 
 #[derive(Debug, Error)]
@@ -69,47 +66,17 @@ pub async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident),
         .ok_or_else(|| ClientError::NotFound(id.to_owned()))
 }
 
-/// An event without payload: an acknowledgement or a resolve by someone.
-pub fn action_event(action: EventAction, dedup_key: &str, by: &str, client: &str) -> PagingEvent {
-    PagingEvent {
-        event_action: action,
-        dedup_key: dedup_key.to_owned(),
-        payload: None,
-        links: Vec::new(),
-        client: Some(client.to_owned()),
-        rule: None,
-        labels: Default::default(),
-        value: None,
-        window: None,
-        escalation_policy: None,
-        by: Some(by.to_owned()),
-        incident: None,
-    }
-}
-
-/// Produces `events` to the paging topic keyed by dedup_key; to `partition`
-/// when given (an existing incident's, so it reaches the member that holds
-/// it whatever partitioner the trigger's producer used).
+/// Publishes `events` to the notifier's paging topic, with a producer of
+/// their own (the CLI and the API send rarely); to `partition` when given
+/// (see [`Publisher::publish`]).
 pub async fn send_events(
     config: &Config,
     events: &[PagingEvent],
     partition: Option<i32>,
 ) -> Result<(), KafkaError> {
-    let producer = keyed_producer(&config.kafka, &config.kafka.brokers)?;
-    for event in events {
-        let body = serde_json::to_vec(event).expect("events serialise");
-        let mut record = FutureRecord::to(&config.notify.paging_topic)
-            .key(&event.dedup_key)
-            .payload(&body);
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)?;
-    }
-    Ok(())
+    Publisher::new(&config.kafka, &config.notify.paging_topic)?
+        .publish(events, partition)
+        .await
 }
 
 /// Acknowledges or resolves the incident `id` names; returns it as it was.
@@ -135,7 +102,7 @@ pub async fn send_action(
     by: &str,
     client: &str,
 ) -> Result<(), KafkaError> {
-    let mut event = action_event(action, &incident.dedup_key, by, client);
-    event.incident = Some(incident.id.clone());
+    let event =
+        PagingEvent::by_person(action, &incident.dedup_key, by, client).for_incident(&incident.id);
     send_events(config, &[event], Some(partition)).await
 }

@@ -10,8 +10,10 @@
 //! - [`Notifier`] ([`worker`]): consumes `paging`, keeps incidents in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
-//! - [`limits`]: the size of everything a sender controls, so no event or
-//!   incident outgrows a Kafka record.
+//!
+//! The events it reads, and those the CLI and API send, are the paging
+//! contract of [`crate::paging`] (its limits keep every event and incident
+//! within a Kafka record).
 
 pub mod api;
 pub mod changelog;
@@ -19,7 +21,6 @@ pub mod channels;
 pub mod check;
 pub mod client;
 pub mod incident;
-pub mod limits;
 pub mod links;
 pub mod oncall;
 pub mod schedule;
@@ -29,4 +30,4 @@ pub use check::{Finding, Level, check_oncall};
 pub use incident::{Incident, Opening, Status};
 pub use oncall::OnCall;
 pub use schedule::{ScheduleClock, Shift};
-pub use worker::{LoadedOnCall, Notifier, NotifyError, parse_event};
+pub use worker::{LoadedOnCall, Notifier, NotifyError};
