@@ -17,7 +17,7 @@ use crate::{
     config::{Config, Secret, short_secret},
     ingest::{Ingest, IngestArgs},
     lake::Lake,
-    notify::{LoadedOnCall, Notifier, client},
+    notify::{LoadedOnCall, Notifier, client, queries},
     paging::{EventAction, ManualPage, PageTarget, PagingEvent, Severity},
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
@@ -579,39 +579,30 @@ fn oncall_check(file: &std::path::Path) -> Result<()> {
 
 /// `klaxon oncall`: who each schedule has on call at an instant, and until when.
 fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
-    use crate::notify::ScheduleClock;
     let Some(file) = args.file.or(config.notify.oncall) else {
         bail!("no on-call file: pass --file or set notify.oncall in the config file");
     };
     let oncall = load_oncall(&file)?.oncall;
     let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
     crate::notify::schedule::check_instant(at)?;
-    let mut stdout = std::io::stdout().lock();
-    let mut found = false;
-    for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
-        if args.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
-            continue;
-        }
-        found = true;
-        let clock =
-            ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
-        let shift = clock.current_shift(at)?;
-        let until = if shift.end >= at + crate::notify::schedule::SHIFT_HORIZON {
-            "for the next 8 weeks at least".to_owned()
-        } else {
-            format!("until {}", shift.end.to_rfc3339())
-        };
-        match shift.user {
-            Some(user) => writeln!(stdout, "{}\t{user}\t{until}", schedule.id)?,
-            None => writeln!(stdout, "{}\t(nobody)\t{until}", schedule.id)?,
-        }
-    }
-    if !found {
+    let answers = queries::on_call_at(&oncall, args.schedule.as_deref(), at);
+    if answers.is_empty() {
         bail!(
             "no schedule {:?} in {}",
             args.schedule.unwrap_or_default(),
             file.display()
         );
+    }
+    let mut stdout = std::io::stdout().lock();
+    for answer in answers {
+        let shift = answer.shift?;
+        let until = if shift.open_ended {
+            "for the next 8 weeks at least".to_owned()
+        } else {
+            format!("until {}", shift.until.to_rfc3339())
+        };
+        let user = shift.user.as_deref().unwrap_or("(nobody)");
+        writeln!(stdout, "{}\t{user}\t{until}", answer.schedule)?;
     }
     Ok(())
 }
@@ -654,14 +645,10 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
 
 async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
     need_brokers(&config)?;
-    let incidents = client::all_incidents(&config).await?;
+    let incidents = queries::list_incidents(&config, status).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
-    for (_, i) in incidents.iter().filter(|(_, i)| match status {
-        None => true,
-        Some("open") => i.is_open(),
-        Some(s) => i.status.as_str() == s,
-    }) {
+    for i in &incidents {
         writeln!(
             stdout,
             "{}\t{}\t{}\t{}\t{}\t{}",
@@ -679,7 +666,7 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
 
 async fn incident_cmd(config: Config, id: &str) -> Result<()> {
     need_brokers(&config)?;
-    let (_, i) = client::find_incident(&config, id).await?;
+    let (_, i) = queries::find_incident(&config, id).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "incident   {}", i.id)?;
     writeln!(out, "status     {}", i.status.as_str())?;
@@ -718,7 +705,7 @@ async fn incident_action(config: Config, args: ActionArgs, action: EventAction) 
     };
     let deadline = std::time::Instant::now() + args.wait;
     loop {
-        let (_, now) = client::find_incident(&config, &incident.id).await?;
+        let (_, now) = queries::find_incident(&config, &incident.id).await?;
         if now.status == wanted
             || (wanted == crate::notify::Status::Acknowledged
                 && now.status == crate::notify::Status::Resolved)

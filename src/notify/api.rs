@@ -48,8 +48,9 @@ use super::{
     client::{self, ClientError},
     incident::Status,
     links::AckLinks,
-    schedule::{ScheduleClock, check_instant},
-    worker::LoadedOnCall,
+    oncall_file::LoadedOnCall,
+    queries::{self, NoAnswer},
+    schedule::check_instant,
 };
 use crate::{
     config::{Config, Secret},
@@ -233,27 +234,8 @@ async fn list(State(s): Shared, headers: HeaderMap, Query(q): Query<ListQuery>) 
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
-    match client::all_incidents(&s.config).await {
-        Ok(all) => {
-            let chosen: Vec<Value> = all
-                .into_iter()
-                .map(|(_, i)| i)
-                .filter(|i| match q.status.as_deref() {
-                    None => true,
-                    Some("open") => i.is_open(),
-                    Some(status) => i.status.as_str() == status,
-                })
-                .map(|i| {
-                    json!({
-                        "id": i.id, "status": i.status, "summary": i.summary,
-                        "severity": i.severity, "dedup_key": i.dedup_key,
-                        "opened_at": i.opened_at, "acknowledged_by": i.acknowledged_by,
-                        "resolved_by": i.resolved_by, "policy": i.policy,
-                    })
-                })
-                .collect();
-            Json(json!({ "incidents": chosen })).into_response()
-        }
+    match queries::list_incidents(&s.config, q.status.as_deref()).await {
+        Ok(rows) => Json(json!({ "incidents": rows })).into_response(),
         Err(e) => client_error(e),
     }
 }
@@ -262,7 +244,7 @@ async fn show(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> R
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
-    match client::find_incident(&s.config, &id).await {
+    match queries::find_incident(&s.config, &id).await {
         Ok((_, incident)) => Json(incident).into_response(),
         Err(e) => client_error(e),
     }
@@ -335,21 +317,22 @@ async fn oncall(State(s): Shared, headers: HeaderMap, Query(q): Query<OncallQuer
         Ok(at) => at,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let mut out = Vec::new();
-    for schedule in loaded.oncall.schedule.iter().map(toml::Spanned::get_ref) {
-        if q.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
-            continue;
-        }
-        let Ok(clock) = ScheduleClock::new(schedule) else {
-            continue;
-        };
-        let shift = clock.current_shift(at).ok();
-        out.push(json!({
-            "schedule": schedule.id,
-            "user": shift.as_ref().and_then(|s| s.user.clone()),
-            "until": shift.map(|s| s.end),
-        }));
-    }
+    let out: Vec<Value> = queries::on_call_at(&loaded.oncall, q.schedule.as_deref(), at)
+        .into_iter()
+        .filter_map(|answer| {
+            let shift = match answer.shift {
+                Ok(shift) => Some(shift),
+                // Not an answer the caller can use; the file check reports it.
+                Err(NoAnswer::UnknownZone(_)) => return None,
+                Err(NoAnswer::OutOfRange(_)) => None,
+            };
+            Some(json!({
+                "schedule": answer.schedule,
+                "user": shift.as_ref().and_then(|s| s.user.clone()),
+                "until": shift.map(|s| s.until),
+            }))
+        })
+        .collect();
     Json(json!({ "at": at, "oncall": out })).into_response()
 }
 
@@ -630,7 +613,7 @@ async fn ack_page(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
-    let incident = match client::find_by_id(&s.config, &id).await {
+    let incident = match queries::find_by_id(&s.config, &id).await {
         Ok((_, incident)) => incident,
         Err(e) => return client_error(e),
     };
@@ -668,7 +651,7 @@ async fn ack_link(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
-    let (partition, incident) = match client::find_by_id(&s.config, &id).await {
+    let (partition, incident) = match queries::find_by_id(&s.config, &id).await {
         Ok(found) => found,
         Err(e) => return client_error(e),
     };

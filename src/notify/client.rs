@@ -1,14 +1,14 @@
-//! What the CLI and the HTTP API do with incidents: read them from the
-//! changelog, and send acknowledgements, resolves and pages as events on
-//! the paging topic, so every incident has one ordered log.
+//! What the CLI and the HTTP API send: acknowledgements, resolves and pages
+//! as events on the paging topic, so every incident has one ordered log.
+//! What they read is in [`super::queries`].
 
 use rdkafka::error::KafkaError;
 use thiserror::Error;
 
-use super::{changelog::read_changelog, incident::Incident};
+use super::{incident::Incident, queries::find_incident};
 use crate::{
     config::Config,
-    paging::{EventAction, PagingEvent, Publisher, bound_dedup_key},
+    paging::{EventAction, PagingEvent, Publisher},
 };
 
 #[derive(Debug, Error)]
@@ -17,53 +17,6 @@ pub enum ClientError {
     NotFound(String),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-}
-
-/// Every incident in the changelog with its partition, oldest first.
-pub async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>, ClientError> {
-    let (kafka, brokers, topic) = (
-        config.kafka.clone(),
-        config.kafka.brokers.clone(),
-        config.notify.incidents_topic.clone(),
-    );
-    let logs = tokio::task::spawn_blocking(move || read_changelog(&kafka, &brokers, &topic, None))
-        .await
-        .expect("the changelog reader does not panic")?;
-    let mut incidents: Vec<(i32, Incident)> = logs
-        .into_iter()
-        .flat_map(|(p, l)| l.incidents.into_iter().map(move |i| (p, i)))
-        .collect();
-    incidents.sort_by_key(|(_, i)| i.opened_at);
-    Ok(incidents)
-}
-
-/// The incident with this id, with its partition.
-pub async fn find_by_id(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
-    all_incidents(config)
-        .await?
-        .into_iter()
-        .find(|(_, i)| i.id == id)
-        .ok_or_else(|| ClientError::NotFound(id.to_owned()))
-}
-
-/// The incident an id or dedup_key names (the open one, for a dedup_key),
-/// with its partition.
-pub async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
-    let incidents = all_incidents(config).await?;
-    // Stored as the notifier's intake shortened it.
-    let key = bound_dedup_key(id.to_owned());
-    incidents
-        .iter()
-        .find(|(_, i)| i.id == id)
-        .or_else(|| {
-            incidents
-                .iter()
-                .rev()
-                .find(|(_, i)| i.dedup_key == key && i.is_open())
-        })
-        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == key))
-        .cloned()
-        .ok_or_else(|| ClientError::NotFound(id.to_owned()))
 }
 
 /// Publishes `events` to the notifier's paging topic, with a producer of

@@ -20,12 +20,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::FutureExt as _;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -34,7 +33,6 @@ use rdkafka::{
     message::BorrowedMessage,
     producer::FutureProducer,
 };
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -42,16 +40,16 @@ use tokio_util::sync::CancellationToken;
 use super::{
     changelog::{read_changelog, write_incident, write_position},
     channels::Channels,
-    check::{Level, check_oncall},
-    incident::{Incident, Opening},
     links::AckLinks,
-    oncall::{ContactKind, OnCall, Target},
+    oncall::ContactKind,
+    oncall_file::LoadedOnCall,
+    partition::PartitionState,
 };
 use crate::{
     ErrorKind,
     config::Config,
     kafka::{DeadLetters, GroupContext, Origin, Rejection, keyed_producer, paging_consumer_config},
-    paging::{EVENT_REJECT_REASONS, EventAction, PageTarget, PagingEvent, parse_event},
+    paging::{EVENT_REJECT_REASONS, EventAction, PagingEvent, parse_event},
 };
 
 /// At most this many sends in flight.
@@ -75,83 +73,6 @@ impl NotifyError {
     }
 }
 
-/// The incidents of one paging partition.
-#[derive(Debug, Default)]
-struct PartitionState {
-    incidents: HashMap<String, Incident>,
-    /// Open incident per dedup_key.
-    open: HashMap<String, String>,
-    /// Paging events before this offset are already applied.
-    position: i64,
-}
-
-impl PartitionState {
-    /// Applies an event at `now`; returns the incident it changed. An
-    /// acknowledge or resolve that names its incident acts on that one
-    /// only: when it is closed, a later incident opened under the same
-    /// dedup_key is left alone.
-    fn apply(
-        &mut self,
-        event: &PagingEvent,
-        now: DateTime<Utc>,
-        oncall: &OnCall,
-    ) -> Option<String> {
-        let by = event.by.clone().unwrap_or_else(|| {
-            event
-                .client
-                .clone()
-                .unwrap_or_else(|| "events api".to_owned())
-        });
-        let open = self
-            .open
-            .get(&event.dedup_key)
-            .filter(|open| match (event.event_action, &event.incident) {
-                (EventAction::Acknowledge | EventAction::Resolve, Some(named)) => *open == named,
-                _ => true,
-            })
-            .cloned();
-        match (event.event_action, open) {
-            (EventAction::Trigger, Some(id)) => {
-                let payload = event.payload.as_ref()?;
-                let incident = self.incidents.get_mut(&id)?;
-                incident.retrigger(&payload.summary, payload.severity, now);
-                Some(id)
-            }
-            (EventAction::Trigger, None) => {
-                let payload = event.payload.as_ref()?;
-                let opening = Opening {
-                    dedup_key: event.dedup_key.clone(),
-                    summary: payload.summary.clone(),
-                    severity: payload.severity,
-                    source: Some(payload.source.clone()),
-                    policy: event.escalation_policy.clone(),
-                    target: manual_target(event),
-                };
-                let incident = Incident::open(opening, now, oncall);
-                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
-                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
-                let id = incident.id.clone();
-                self.open.insert(event.dedup_key.clone(), id.clone());
-                self.incidents.insert(id.clone(), incident);
-                Some(id)
-            }
-            (EventAction::Acknowledge, Some(id)) => {
-                let incident = self.incidents.get_mut(&id)?;
-                incident.acknowledge(&by, now, oncall).then_some(id)
-            }
-            (EventAction::Resolve, Some(id)) => {
-                self.open.remove(&event.dedup_key);
-                let incident = self.incidents.get_mut(&id)?;
-                incident.resolve(&by, now).then_some(id)
-            }
-            (action, None) => {
-                tracing::info!(dedup_key = %event.dedup_key, incident = ?event.incident, action = action.as_str(), "no open incident; event ignored");
-                None
-            }
-        }
-    }
-}
-
 /// A finished send, back to the loop.
 #[derive(Debug)]
 struct SendResult {
@@ -159,66 +80,6 @@ struct SendResult {
     incident: String,
     seq: u32,
     result: Result<(), String>,
-}
-
-/// The on-call file as loaded, with the digest that tells a change.
-#[derive(Debug)]
-pub struct LoadedOnCall {
-    pub path: PathBuf,
-    pub oncall: OnCall,
-    /// The loaded version's warnings (gaps ahead), as FILE:LINE lines.
-    pub warnings: Vec<String>,
-    digest: [u8; 32],
-}
-
-impl LoadedOnCall {
-    /// Reads and checks the file. `Err` is every finding, as FILE:LINE
-    /// lines in line order, when any of them is an error.
-    pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-        let (oncall, findings) =
-            check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
-        if findings.iter().any(|f| f.level == Level::Error) {
-            return Err(findings.iter().map(|f| f.display(&path)).collect());
-        }
-        Ok(Self {
-            warnings: findings.iter().map(|f| f.display(&path)).collect(),
-            path,
-            oncall,
-            digest,
-        })
-    }
-
-    /// Reads the file again if it changed; a broken new version is refused
-    /// (logged with its lines) and this one stays.
-    fn reload(&mut self) {
-        let Ok(text) = std::fs::read(&self.path) else {
-            return;
-        };
-        let digest: [u8; 32] = Sha256::digest(&text).into();
-        if digest == self.digest {
-            return;
-        }
-        match Self::load(self.path.clone()) {
-            Ok(next) => {
-                for warning in &next.warnings {
-                    tracing::warn!("{warning}");
-                }
-                *self = next;
-                tracing::info!(file = %self.path.display(), "on-call file reloaded");
-            }
-            Err(problems) => {
-                for p in problems {
-                    tracing::error!("{p} (refused; the previous on-call config stays active)");
-                }
-                // Report this version once.
-                self.digest = digest;
-                metrics::counter!("klaxon_notify_oncall_reload_failures_total").increment(1);
-            }
-        }
-    }
 }
 
 /// One member of the notifier group.
@@ -683,36 +544,10 @@ fn register_metrics() {
     }
 }
 
-/// A manual page names its target in klaxon's `page_user` or
-/// `page_schedule` custom details.
-fn manual_target(event: &PagingEvent) -> Option<Target> {
-    Some(match PageTarget::of(event)? {
-        PageTarget::User(u) => Target::User(u),
-        PageTarget::Schedule(s) => Target::Schedule(s),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Status;
-
-    /// One user `a`, reached by `contact`, under the default policy `p`.
-    fn one_user_oncall(contact: &str) -> String {
-        format!(
-            r#"
-default_policy = "p"
-[[user]]
-id = "a"
-contact = [{contact}]
-[[policy]]
-id = "p"
-[[policy.level]]
-targets = [{{ user = "a" }}]
-delay = "5m"
-"#
-        )
-    }
+    use crate::notify::partition::tests::one_user_oncall;
 
     #[tokio::test]
     async fn a_failed_changelog_write_is_kept_and_the_page_still_goes_out() {
@@ -753,50 +588,5 @@ delay = "5m"
             notifier.partitions[&0].incidents.contains_key(&id),
             "kept in memory until written"
         );
-    }
-
-    #[test]
-    fn an_ack_for_a_closed_incident_leaves_the_next_one_alone() {
-        let oncall: OnCall = toml::from_str(&one_user_oncall(
-            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
-        ))
-        .unwrap();
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let trigger = parse_event(
-            br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
-        )
-        .unwrap()
-        .0;
-        let for_incident = |action, id: &str| {
-            PagingEvent::by_person(action, "k", "someone", "test").for_incident(id)
-        };
-        let mut state = PartitionState::default();
-        let first = state
-            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall)
-            .unwrap();
-        let resolve = PagingEvent::resolve("k", "someone", "test");
-        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall);
-        let second = state
-            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall)
-            .unwrap();
-        assert_ne!(first, second);
-
-        let stale = for_incident(EventAction::Acknowledge, &first);
-        assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
-            None
-        );
-        let stale = for_incident(EventAction::Resolve, &first);
-        assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
-            None
-        );
-        assert_eq!(state.incidents[&second].status, Status::Triggered);
-        let ack = for_incident(EventAction::Acknowledge, &second);
-        assert_eq!(
-            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall),
-            Some(second.clone())
-        );
-        assert_eq!(state.incidents[&second].status, Status::Acknowledged);
     }
 }
