@@ -17,10 +17,11 @@ use crate::{
     config::{Config, Secret, short_secret},
     ingest::{Ingest, IngestArgs},
     lake::Lake,
-    notify::{LoadedOnCall, Notifier, client},
+    notify::{LoadedOnCall, Notifier, client, queries},
+    paging::{EventAction, ManualPage, PageTarget, PagingEvent, Severity},
     produce::{ProduceOptions, produce},
     query::{OutputFormat, QueryEngine, write_batches},
-    rules::{EventAction, RuleSet},
+    rules::RuleSet,
     shutdown, telemetry,
     topics::{TopicSpec, ensure_topics},
 };
@@ -578,39 +579,30 @@ fn oncall_check(file: &std::path::Path) -> Result<()> {
 
 /// `klaxon oncall`: who each schedule has on call at an instant, and until when.
 fn oncall_now(config: Config, args: OncallArgs) -> Result<()> {
-    use crate::notify::ScheduleClock;
     let Some(file) = args.file.or(config.notify.oncall) else {
         bail!("no on-call file: pass --file or set notify.oncall in the config file");
     };
     let oncall = load_oncall(&file)?.oncall;
     let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
     crate::notify::schedule::check_instant(at)?;
-    let mut stdout = std::io::stdout().lock();
-    let mut found = false;
-    for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
-        if args.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
-            continue;
-        }
-        found = true;
-        let clock =
-            ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
-        let shift = clock.current_shift(at)?;
-        let until = if shift.end >= at + crate::notify::schedule::SHIFT_HORIZON {
-            "for the next 8 weeks at least".to_owned()
-        } else {
-            format!("until {}", shift.end.to_rfc3339())
-        };
-        match shift.user {
-            Some(user) => writeln!(stdout, "{}\t{user}\t{until}", schedule.id)?,
-            None => writeln!(stdout, "{}\t(nobody)\t{until}", schedule.id)?,
-        }
-    }
-    if !found {
+    let answers = queries::on_call_at(&oncall, args.schedule.as_deref(), at);
+    if answers.is_empty() {
         bail!(
             "no schedule {:?} in {}",
             args.schedule.unwrap_or_default(),
             file.display()
         );
+    }
+    let mut stdout = std::io::stdout().lock();
+    for answer in answers {
+        let shift = answer.shift?;
+        let until = if shift.open_ended {
+            "for the next 8 weeks at least".to_owned()
+        } else {
+            format!("until {}", shift.until.to_rfc3339())
+        };
+        let user = shift.user.as_deref().unwrap_or("(nobody)");
+        writeln!(stdout, "{}\t{user}\t{until}", answer.schedule)?;
     }
     Ok(())
 }
@@ -653,14 +645,10 @@ async fn notify_cmd(mut config: Config, args: NotifyArgs) -> Result<()> {
 
 async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
     need_brokers(&config)?;
-    let incidents = client::all_incidents(&config).await?;
+    let incidents = queries::list_incidents(&config, status).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
-    for (_, i) in incidents.iter().filter(|(_, i)| match status {
-        None => true,
-        Some("open") => i.is_open(),
-        Some(s) => i.status.as_str() == s,
-    }) {
+    for i in &incidents {
         writeln!(
             stdout,
             "{}\t{}\t{}\t{}\t{}\t{}",
@@ -678,7 +666,7 @@ async fn incidents_cmd(config: Config, status: Option<&str>) -> Result<()> {
 
 async fn incident_cmd(config: Config, id: &str) -> Result<()> {
     need_brokers(&config)?;
-    let (_, i) = client::find_incident(&config, id).await?;
+    let (_, i) = queries::find_incident(&config, id).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "incident   {}", i.id)?;
     writeln!(out, "status     {}", i.status.as_str())?;
@@ -717,7 +705,7 @@ async fn incident_action(config: Config, args: ActionArgs, action: EventAction) 
     };
     let deadline = std::time::Instant::now() + args.wait;
     loop {
-        let (_, now) = client::find_incident(&config, &incident.id).await?;
+        let (_, now) = queries::find_incident(&config, &incident.id).await?;
         if now.status == wanted
             || (wanted == crate::notify::Status::Acknowledged
                 && now.status == crate::notify::Status::Resolved)
@@ -741,38 +729,27 @@ async fn incident_action(config: Config, args: ActionArgs, action: EventAction) 
 async fn page_cmd(config: Config, args: PageArgs) -> Result<()> {
     need_brokers(&config)?;
     let by = args.by.unwrap_or_else(|| "klaxon-cli".to_owned());
-    let (key, target) = match (&args.target.user, &args.target.schedule) {
-        (Some(u), _) => ("page_user", u.clone()),
-        (None, Some(s)) => ("page_schedule", s.clone()),
+    let target = match (&args.target.user, &args.target.schedule) {
+        (Some(u), _) => PageTarget::User(u.clone()),
+        (None, Some(s)) => PageTarget::Schedule(s.clone()),
         (None, None) => bail!("say whom to page: --user or --schedule"),
     };
-    let severity: crate::rules::Severity = serde_json::from_value(serde_json::Value::String(
-        args.severity.clone(),
-    ))
-    .with_context(|| {
-        format!(
-            "severity {:?}: use critical, error, warning or info",
-            args.severity
-        )
-    })?;
-    let now = chrono::Utc::now();
-    let dedup_key = format!("page/{target}/{}", now.timestamp_millis());
-    let mut custom = serde_json::Map::new();
-    custom.insert(key.to_owned(), target.clone().into());
-    custom.insert("requested_by".to_owned(), by.clone().into());
-    let mut event = client::action_event(EventAction::Trigger, &dedup_key, &by, "klaxon-cli");
-    event.payload = Some(crate::rules::Payload {
-        summary: args.summary.clone(),
-        source: format!("klaxon page by {by}"),
+    let severity: Severity = args.severity.parse()?;
+    let event = PagingEvent::manual_page(&ManualPage {
+        target: &target,
+        summary: &args.summary,
         severity,
-        timestamp: now.to_rfc3339(),
-        component: None,
-        group: None,
-        class: Some("manual page".to_owned()),
-        custom_details: custom,
+        by: &by,
+        client: "klaxon-cli",
+        at: chrono::Utc::now(),
     });
-    client::send_events(&config, &[event], None).await?;
-    println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
+    client::send_events(&config, std::slice::from_ref(&event), None).await?;
+    println!(
+        "paged {}: {} (dedup_key {})",
+        target.name(),
+        args.summary,
+        event.dedup_key
+    );
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod lake;
 pub mod notify;
+pub mod paging;
 pub mod points;
 pub mod produce;
 pub mod query;

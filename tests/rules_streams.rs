@@ -33,9 +33,10 @@ use common::{assert_events_match, json_lines, repo_file, sorted_entries};
 
 use klaxon::{
     decode::Format,
+    paging::PagingEvent,
     rules::{
-        CheckpointDelta, CompiledRule, EngineOptions, PagingEvent, PartitionKey, RuleCheckpoint,
-        RuleEngine, RuleSet,
+        CheckpointDelta, CompiledRule, EngineOptions, PartitionKey, RuleCheckpoint, RuleEngine,
+        RuleSet,
     },
 };
 use serde_json::Value;

@@ -29,7 +29,7 @@ use super::{
     BenchEnv, BenchError, BenchOptions,
     child::{Child, free_port, scrape, wait_until},
 };
-use crate::{kafka::client_config, produce::send_when_queued, rules::dedup_key};
+use crate::{kafka::client_config, paging::dedup_key, produce::send_when_queued};
 
 const RULE: &str = "bench-latency";
 
