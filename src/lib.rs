@@ -32,7 +32,8 @@
 //! - [`points`]: metric points as Arrow, the SQL surface (`time`, `name`, `value`, tags).
 //! - [`decode`]: JSON, Graphite and Influx lines into [`points`], rejecting bad lines with a reason.
 //! - [`ingest`]: one member of `klaxon-ingest`, buffering per partition and flushing to the lake.
-//! - [`lake`]: the Parquet lake, written exactly once (deterministic names, commit after fsync).
+//! - [`lake`]: the Parquet lake, written exactly once (deterministic names, commit after fsync),
+//!   compacted and expired as it ages.
 //! - [`query`]: batch SQL over the lake with DataFusion, pruned by time.
 //! - [`rules`]: alert rules as SQL over event-time windows, their engine, state and runner.
 //! - [`notify`]: the notifier: on-call file and schedules, incidents, escalation,
@@ -47,6 +48,7 @@
 //! - [`cli`] and [`app`]: the command line and what each command does.
 //! - [`bench`](mod@bench): `klaxon bench`, the end-to-end benchmark.
 //! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
+//! - [`crash`]: named crash points that tests use to prove recovery paths.
 //! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
 //!   error enum, and commands join them with `anyhow` at the edge.
 
@@ -55,6 +57,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod decode;
 pub mod error;
 pub mod harness;

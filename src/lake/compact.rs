@@ -206,8 +206,12 @@ async fn merge_run(
     );
     let bytes = encoded.len() as u64;
     lake.put_durable(&output, encoded).await?;
-    for file in run {
+    crate::crash::point("compact.after_output");
+    for (i, file) in run.iter().enumerate() {
         lake.delete(&file.path).await?;
+        if i == 0 {
+            crate::crash::point("compact.after_first_delete");
+        }
     }
     Ok(Merged { rows, bytes })
 }
