@@ -8,7 +8,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use klaxon::{
     decode::{Format, Limits, decode_record},
-    lake::writer::encode_parquet,
+    lake::writer::{Encoding, encode_parquet},
     points::{PointBatchBuilder, sort_by_series},
     produce::synthetic_point,
 };
@@ -114,7 +114,9 @@ fn parquet(c: &mut Criterion) {
     let mut group = c.benchmark_group("lake");
     group.throughput(Throughput::Elements(POINTS));
     group.bench_function("sort_and_encode_parquet", |b| {
-        b.iter(|| encode_parquet(&sort_by_series(&batch).unwrap(), 128 * 1024).unwrap())
+        b.iter(|| {
+            encode_parquet(&sort_by_series(&batch).unwrap(), 128 * 1024, Encoding::Fast).unwrap()
+        })
     });
     group.finish();
 }

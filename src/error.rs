@@ -1,9 +1,15 @@
-//! The crate's error type: one enum per module, joined here with `#[from]`.
+//! Whose fault an error is.
 //!
-//! Every variant says whose fault it is (see [`ErrorKind`]) so callers can decide
-//! between refusing input, retrying, and reporting a bug.
-
-use thiserror::Error;
+//! Each module has its own error enum (`LakeError`, `IngestError`,
+//! `QueryError`, `TopicError`, `RunnerError`, `NotifyError`, `BenchError`,
+//! …) whose `kind()` answers with an [`ErrorKind`], so a caller can decide
+//! between refusing input, retrying, and reporting a bug: ingest, for one,
+//! retries a lake write that failed for an [`ErrorKind::External`] reason.
+//! Commands join the modules' errors with `anyhow` at the edge (`main`), so
+//! there is no crate-wide error enum.
+//!
+//! This module imports nothing from the crate, so every module can use it
+//! without an import cycle.
 
 /// Whose fault an error is, and so whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,40 +22,3 @@ pub enum ErrorKind {
     /// A bug in klaxon.
     Internal,
 }
-
-#[derive(Debug, Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Lake(#[from] crate::lake::LakeError),
-    #[error(transparent)]
-    Ingest(#[from] crate::ingest::IngestError),
-    #[error(transparent)]
-    Query(#[from] crate::query::QueryError),
-    #[error(transparent)]
-    Topics(#[from] crate::topics::TopicError),
-    #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
-    #[error(transparent)]
-    Rules(#[from] crate::rules::RunnerError),
-    #[error(transparent)]
-    Notify(#[from] crate::notify::NotifyError),
-}
-
-impl Error {
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::Config(_) => ErrorKind::User,
-            Error::Lake(e) => e.kind(),
-            Error::Ingest(e) => e.kind(),
-            Error::Query(e) => e.kind(),
-            Error::Topics(e) => e.kind(),
-            Error::Broker(_) => ErrorKind::External,
-            Error::Rules(e) => e.kind(),
-            Error::Notify(e) => e.kind(),
-        }
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,33 +1,71 @@
 //! klaxon: an incident-management pipeline on a message bus.
 //!
 //! ```text
-//! services ──produce──▶ topic `metrics` ──▶ ingest (group `klaxon-ingest`) ──▶ Parquet lake
-//!                         │   decode lines into Arrow, flush on size or age,       ▲
-//!                         │   commit offsets only after the files are durable      │
-//!                         └─▶ bad lines ──▶ topic `metrics.dlq` (reason in headers) │
-//!                                                       query: DataFusion SQL ──────┘
+//! services ──produce──▶ topic `metrics` (keyed by series)
+//!                          │
+//!          ┌───────────────┴────────────────────┐
+//!          ▼                                    ▼
+//!  ingest (group `klaxon-ingest`):        rules run (group `klaxon-rules`):
+//!  decode lines into Arrow, flush on      event-time windows per partition,
+//!  size or age, commit offsets only       DataFusion SQL per window; state on
+//!  after the files are durable;           the compacted `klaxon-rules-state`
+//!  bad lines ──▶ `metrics.dlq`                  │
+//!          │                                    ▼
+//!          ▼                              topic `paging` (keyed by dedup_key) ◀── ack / resolve /
+//!  Parquet lake (dir or object store),          │                             manual page: CLI,
+//!  hive-partitioned by date and hour            ▼                             HTTP API, ack links,
+//!          ▲                              notify (group `klaxon-notify`):     any Events v2 sender
+//!  query: DataFusion SQL, CLI             incidents, on-call schedules, escalation
+//!                                         ──▶ channels (webhook, Slack, SMS, phone,
+//!                                         e-mail, console); its state on the compacted
+//!                                         `incidents` changelog; bad events ──▶ `paging.dlq`
 //! ```
 //!
-//! - [`decode`] turns JSON, Graphite and Influx lines into Arrow rows ([`points`]).
-//! - [`ingest`] is one member of the consumer group; [`lake`] writes Parquet
-//!   exactly once (deterministic file names, an in-flight marker, commit after fsync).
-//! - [`query`] runs SQL over the lake; [`produce`] generates load.
-//! - [`broker`] embeds tansu so `klaxon up` needs no broker install.
-//!
 //! Every arrow between components is a Kafka topic, so each component scales
-//! out as a consumer group and restarts from its committed offsets.
+//! out as a consumer group and restarts from its committed offsets. Every
+//! long-running component serves `/metrics` and `/healthz` ([`http`]); the
+//! notifier adds its API there.
+//!
+//! The modules, in the order of the flow:
+//!
+//! - [`produce`]: `klaxon produce`, a load generator writing synthetic points.
+//! - [`points`]: metric points as Arrow, the SQL surface (`time`, `name`, `value`, tags).
+//! - [`decode`]: JSON, Graphite and Influx lines into [`points`], rejecting bad lines with a reason.
+//! - [`ingest`]: one member of `klaxon-ingest`, buffering per partition and flushing to the lake.
+//! - [`lake`]: the Parquet lake, written exactly once (deterministic names, commit after fsync),
+//!   compacted and expired as it ages.
+//! - [`query`]: batch SQL over the lake with DataFusion, pruned by time.
+//! - [`rules`]: alert rules as SQL over event-time windows, their engine, state and runner.
+//! - [`notify`]: the notifier: on-call file and schedules, incidents, escalation,
+//!   channels, the `incidents` changelog and the HTTP API.
+//! - [`kafka`]: client settings by role, consumer-group callbacks, compacted topics, dead letters.
+//! - [`topics`]: creates the topics each stage needs when they are missing.
+//! - [`broker`]: the embedded tansu broker, so `klaxon up` needs no broker install.
+//! - [`http`]: the bounded HTTP server (`/metrics`, `/healthz`, the notifier's API).
+//! - [`telemetry`]: logs and the one list of metrics klaxon emits.
+//! - [`shutdown`]: the one shutdown coordinator (SIGTERM: stop fetching, flush, commit).
+//! - [`config`]: typed TOML configuration, overridden by flags and `KLAXON_*` variables.
+//! - [`cli`] and [`app`]: the command line and what each command does.
+//! - [`bench`](mod@bench): `klaxon bench`, the end-to-end benchmark.
+//! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
+//! - [`crash`]: named crash points that tests use to prove recovery paths.
+//! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
+//!   error enum, and commands join them with `anyhow` at the edge.
 
 pub mod bench;
 pub mod broker;
 pub mod commands;
 pub mod config;
+pub mod crash;
 pub mod decode;
 pub mod error;
+pub mod harness;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod lake;
 pub mod notify;
+pub mod paging;
 pub mod points;
 pub mod produce;
 pub mod query;
@@ -36,4 +74,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::ErrorKind;

@@ -114,6 +114,13 @@ pub const METRICS: &[MetricInfo] = &[
         &[],
         "Connections closed because request headers did not arrive within http.header_read_timeout (idle keep-alive connections included).",
     ),
+    metric(
+        "klaxon_http_tls_handshake_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "HTTPS connections closed because the TLS handshake failed or did not finish within http.header_read_timeout.",
+    ),
     // Ingest.
     metric(
         "klaxon_ingest_records_total",
@@ -191,6 +198,34 @@ pub const METRICS: &[MetricInfo] = &[
         Unit::Count,
         &[],
         "Lake writes that failed and were retried.",
+    ),
+    metric(
+        "klaxon_lake_compacted_files_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Data files merged into larger ones by compaction.",
+    ),
+    metric(
+        "klaxon_lake_compaction_outputs_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Merged files compaction wrote.",
+    ),
+    metric(
+        "klaxon_lake_compaction_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Compaction runs of files that failed and left their files as they were.",
+    ),
+    metric(
+        "klaxon_lake_retention_deleted_files_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Data files deleted because their hour was past the table's retention.",
     ),
     metric(
         "klaxon_dead_letters_written_total",

@@ -16,18 +16,7 @@ use rdkafka::{
 async fn a_fetch_from_inside_a_batch_starts_at_that_offset() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    klaxon::topics::ensure_topics(
-        &Default::default(),
-        &broker.bootstrap(),
-        &[klaxon::topics::TopicSpec {
-            name: "batched".into(),
-            partitions: 1,
-            replication_factor: 1,
-            configs: vec![],
-        }],
-    )
-    .await
-    .unwrap();
+    broker.create_topic("batched", 1).await;
     // Lingering lets the producer put all 50 records in one batch.
     let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -74,15 +63,7 @@ async fn a_dead_members_partitions_move_to_the_survivors() {
     let config = write_config(dir.path(), "");
     let lake = dir.path().join("lake");
     let mut doomed = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "doomed");
-    wait_until(
-        Duration::from_secs(60),
-        "the first member's assignment",
-        || {
-            let log = doomed.log_text();
-            async move { log.contains("partition assigned") }
-        },
-    )
-    .await;
+    doomed.wait_for_log("partition assigned").await;
 
     let survivor: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())

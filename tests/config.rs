@@ -1,28 +1,25 @@
 //! The shipped example config parses, the schemas accept what klaxon accepts,
 //! and a bad config stops the binary with file, line and reason.
 
+mod common;
+
 use std::process::Command;
 
+use common::{KLAXON, repo_file, run};
 use klaxon::config::Config;
 
-const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
-
-fn root(path: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 fn schema(name: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root(&format!("schemas/{name}"))).unwrap();
+    let text = std::fs::read_to_string(repo_file(&format!("schemas/{name}"))).unwrap();
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
 }
 
 #[test]
 fn example_config_parses_and_matches_its_schema() {
-    let config = Config::load(&root("docker/klaxon.toml")).unwrap();
+    let config = Config::load(&repo_file("docker/klaxon.toml")).unwrap();
     assert_eq!(config.sources().len(), 3);
     let as_json = serde_json::to_value(
         toml::from_str::<toml::Value>(
-            &std::fs::read_to_string(root("docker/klaxon.toml")).unwrap(),
+            &std::fs::read_to_string(repo_file("docker/klaxon.toml")).unwrap(),
         )
         .unwrap(),
     )
@@ -97,12 +94,9 @@ fn bad_config_is_refused_with_file_line_and_reason() {
         "[ingest]\nflush_interval = \"10s\"\nflush_intervall = \"5s\"\n",
     )
     .unwrap();
-    let out = Command::new(KLAXON)
-        .args(["--config", path.to_str().unwrap(), "query", "SELECT 1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (ok, _, err) =
+        run(Command::new(KLAXON).args(["--config", path.to_str().unwrap(), "query", "SELECT 1"]));
+    assert!(!ok);
     assert!(err.contains("bad.toml"), "{err}");
     assert!(err.contains("line 3"), "{err}");
     assert!(err.contains("unknown field `flush_intervall`"), "{err}");
@@ -113,25 +107,19 @@ fn short_credentials_are_refused_from_the_file_and_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("klaxon.toml");
     std::fs::write(&path, "[notify]\napi_token = \"\"\n").unwrap();
-    let out = Command::new(KLAXON)
-        .args(["--config", path.to_str().unwrap(), "query", "SELECT 1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (ok, _, err) =
+        run(Command::new(KLAXON).args(["--config", path.to_str().unwrap(), "query", "SELECT 1"]));
+    assert!(!ok);
     assert!(err.contains("klaxon.toml"), "{err}");
     assert!(
         err.contains("notify.api_token must be at least 16 bytes"),
         "{err}"
     );
 
-    let out = Command::new(KLAXON)
+    let (ok, _, err) = run(Command::new(KLAXON)
         .args(["query", "SELECT 1"])
-        .env("KLAXON_SIGNING_KEY", "short")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+        .env("KLAXON_SIGNING_KEY", "short"));
+    assert!(!ok);
     assert!(
         err.contains("KLAXON_SIGNING_KEY must be at least 16 bytes"),
         "{err}"
@@ -141,17 +129,11 @@ fn short_credentials_are_refused_from_the_file_and_the_environment() {
 #[test]
 fn an_integration_key_from_the_environment_may_not_be_the_api_token() {
     let token = "0123456789abcdef-operator";
-    let out = Command::new(KLAXON)
+    let (ok, _, err) = run(Command::new(KLAXON)
         .args(["query", "SELECT 1"])
         .env("KLAXON_API_TOKEN", token)
-        .env("KLAXON_INTEGRATION_KEY_GRAFANA", token)
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "the operator token would pass as an integration key"
-    );
-    let err = String::from_utf8(out.stderr).unwrap();
+        .env("KLAXON_INTEGRATION_KEY_GRAFANA", token));
+    assert!(!ok, "the operator token would pass as an integration key");
     assert!(
         err.contains("notify.integration_keys.grafana is the API token"),
         "{err}"

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{path::Path, process::Command, time::Duration};
 
 use common::*;
-use rdkafka::{Message, message::Headers};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_point_lands_exactly_once_in_each_format() {
@@ -120,6 +119,73 @@ format = "influx"
     .await;
 }
 
+/// A producer klaxon did not write, in each format: kafka-python with its own
+/// partitioner, batching and gzip (tests/kafka_python_producer.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn points_from_kafka_python_land_exactly_once_in_each_format() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        r#"
+[[sources]]
+topic = "py-json"
+format = "json"
+[[sources]]
+topic = "py-graphite"
+format = "graphite"
+[[sources]]
+topic = "py-influx"
+format = "influx"
+"#,
+    );
+    let lake = dir.path().join("lake");
+    let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    // Ingest creates its topics before it starts consuming.
+    wait_until(Duration::from_secs(60), "ingest to start", || {
+        let log = ingest.log_text();
+        async move { log.contains("ingest started") }
+    })
+    .await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_python_producer.py");
+    let out = run_ok(Command::new(test_python()).arg(script).args([
+        &broker.bootstrap(),
+        "py-json",
+        "py-graphite",
+        "py-influx",
+    ]));
+    assert!(out.contains("sent 2000 json"), "{out}");
+
+    let sql = "SELECT name, count(*) AS n, count(DISTINCT value) AS d, \
+               count(DISTINCT host) AS h, min(value) AS lo, max(value) AS hi \
+               FROM metrics GROUP BY name ORDER BY name";
+    let want = "\
++--------------+------+------+---+-----+--------+
+| name         | n    | d    | h | lo  | hi     |
++--------------+------+------+---+-----+--------+
+| py.load      | 500  | 500  | 5 | 0.0 | 499.0  |
+| py.requests  | 2000 | 2000 | 4 | 0.0 | 1999.0 |
+| py_disk.free | 300  | 300  | 3 | 0.0 | 299.0  |
+| py_disk.used | 300  | 300  | 3 | 0.5 | 299.5  |
++--------------+------+------+---+-----+--------+";
+    let lake_path = lake.clone();
+    wait_until(Duration::from_secs(60), "3,100 points in the lake", || {
+        let lake = lake_path.clone();
+        async move {
+            let b = query(&lake, "SELECT count(*) FROM metrics").await;
+            arrow::util::pretty::pretty_format_batches(&b)
+                .unwrap()
+                .to_string()
+                .contains("| 3100 ")
+        }
+    })
+    .await;
+    let table = arrow::util::pretty::pretty_format_batches(&query(&lake, sql).await)
+        .unwrap()
+        .to_string();
+    assert_eq!(table, want);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_moment_loses_and_duplicates_nothing() {
     let dir = test_dir();
@@ -176,11 +242,7 @@ async fn members_joining_and_leaving_duplicate_nothing() {
 
     let b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
     produce_all(&producer, "metrics", &json_points(5000, 5000, 20)).await;
-    wait_until(Duration::from_secs(60), "b to get partitions", || {
-        let log = b.log_text();
-        async move { log.contains("partition assigned") }
-    })
-    .await;
+    b.wait_for_log("partition assigned").await;
     produce_all(&producer, "metrics", &json_points(10_000, 5000, 20)).await;
 
     assert!(
@@ -282,28 +344,19 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
 
     assert_exactly_once(&lake, 100).await;
 
-    let consumer = topic_reader(&broker.bootstrap(), "metrics.dlq");
-    let mut seen = Vec::new();
-    while seen.len() < 6 {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+    let mut seen: Vec<(String, String, String, String)> =
+        read_dead_letters(&broker.bootstrap(), "metrics.dlq", 6)
             .await
-            .expect("dead letters arrive")
-            .unwrap();
-        let headers = m.headers().unwrap();
-        let header = |k: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == k)
-                .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-                .unwrap_or_default()
-        };
-        seen.push((
-            header("klaxon.reason"),
-            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            header("klaxon.topic"),
-            header("klaxon.line"),
-        ));
-    }
+            .iter()
+            .map(|l| {
+                (
+                    l.header("klaxon.reason").to_owned(),
+                    l.payload_text(),
+                    l.header("klaxon.topic").to_owned(),
+                    l.header("klaxon.line").to_owned(),
+                )
+            })
+            .collect();
     seen.sort();
     let reasons: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
@@ -336,35 +389,6 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
             "{series} in\n{metrics}"
         );
     }
-}
-
-/// Reads `n` records of `topic` (from its start) as (headers, payload length).
-async fn read_dead_letters(
-    brokers: &str,
-    topic: &str,
-    n: usize,
-) -> Vec<(std::collections::HashMap<String, String>, Vec<u8>)> {
-    let consumer = topic_reader(brokers, topic);
-    let mut seen = Vec::with_capacity(n);
-    while seen.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{n} dead letters arrive; {} so far", seen.len()))
-            .unwrap();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_owned(), value.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        seen.push((headers, m.payload().unwrap_or_default().to_vec()));
-    }
-    seen
 }
 
 /// A producer that sends records up to 16 MB, as a careless producer might.
@@ -403,8 +427,8 @@ async fn oversized_lines_are_dead_lettered_cut_and_the_rest_lands() {
 
     assert_exactly_once(&lake, 101).await;
     let mut letters = read_dead_letters(&broker.bootstrap(), "metrics.dlq", 2).await;
-    letters.sort_by_key(|(h, _)| h["klaxon.original_bytes"].len());
-    for ((headers, payload), original) in letters.iter().zip([&huge, &huger]) {
+    letters.sort_by_key(|l| l.headers["klaxon.original_bytes"].len());
+    for (DeadLetter { headers, payload }, original) in letters.iter().zip([&huge, &huger]) {
         assert_eq!(headers["klaxon.reason"], "line_too_long");
         assert_eq!(headers["klaxon.truncated"], "true");
         assert_eq!(headers["klaxon.original_bytes"], original.len().to_string());
@@ -492,7 +516,7 @@ async fn tag_explosions_are_refused_and_every_point_accounted_for() {
     assert!(
         letters
             .iter()
-            .all(|(h, _)| h["klaxon.reason"] == "too_many_tags")
+            .all(|l| l.headers["klaxon.reason"] == "too_many_tags")
     );
     let columns = query(
         &lake,
@@ -592,11 +616,7 @@ async fn lake_outage_is_waited_out_without_loss() {
         &json_points(0, 1000, 20),
     )
     .await;
-    wait_until(Duration::from_secs(60), "ingest to retry the lake", || {
-        let log = ingest.log_text();
-        async move { log.contains("lake write failed; retrying") }
-    })
-    .await;
+    ingest.wait_for_log("lake write failed; retrying").await;
     assert!(
         ingest.child.try_wait().unwrap().is_none(),
         "ingest kept running"

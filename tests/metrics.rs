@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -23,12 +23,7 @@ fn promtool() -> PathBuf {
     if let Some(path) = std::env::var_os("KLAXON_TEST_PROMTOOL") {
         return PathBuf::from(path);
     }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
+    program_on_path(&["promtool"]).unwrap_or_else(|| {
         panic!(
             "promtool is not installed: run scripts/test (it installs Debian's `prometheus` \
              package as root), or `apt-get install -y --no-install-recommends prometheus`, \
@@ -94,28 +89,6 @@ async fn check_component(name: &str, proc: &Proc, zeros: &[&str]) {
     }
 }
 
-fn klaxon(dir: &Path, config: &Path, broker: &Broker, args: &[&str], log: &str) -> Proc {
-    let bootstrap = broker.bootstrap();
-    let mut all = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--brokers",
-        &bootstrap,
-    ];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--http-listen", "127.0.0.1:0"]);
-    Proc::spawn_program(KLAXON, dir, &all, &[], dir.join(log))
-}
-
-async fn wait_for_log(proc: &Proc, line: &str) {
-    wait_until(Duration::from_secs(60), line, || {
-        let log = proc.log_text();
-        let line = line.to_owned();
-        async move { log.contains(&line) }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_component_passes_promtool_with_known_series_at_zero() {
     // Fail before starting anything when promtool is missing.
@@ -124,9 +97,9 @@ async fn every_component_passes_promtool_with_known_series_at_zero() {
     let dir = dir.path();
     let broker = Broker::start(dir).await;
     let config = write_config(dir, "");
-    std::fs::create_dir_all(dir.join("rules")).unwrap();
-    std::fs::write(
-        dir.join("rules/seen.toml"),
+    write_rules(
+        dir,
+        "seen.toml",
         r#"
 [[rule]]
 name = "points-seen"
@@ -134,33 +107,19 @@ sql = "SELECT count(*) AS points FROM metrics HAVING count(*) > 0"
 window = "1m"
 severity = "info"
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("oncall.toml"),
-        r#"
-default_policy = "ops"
-[[user]]
-id = "operator"
-contact = [{ type = "console" }]
-[[policy]]
-id = "ops"
-[[policy.level]]
-targets = [{ user = "operator" }]
-delay = "5m"
-"#,
-    )
-    .unwrap();
+    );
+    console_oncall(dir);
 
     let lake = dir.join("lake");
-    let ingest = klaxon(
+    let ingest = Proc::component(
         dir,
         &config,
-        &broker,
+        &broker.bootstrap(),
         &["ingest", "--lake", lake.to_str().unwrap()],
+        &[],
         "ingest.log",
     );
-    wait_for_log(&ingest, "ingest started").await;
+    ingest.wait_for_log("ingest started").await;
     check_component(
         "ingest",
         &ingest,
@@ -172,14 +131,15 @@ delay = "5m"
     )
     .await;
 
-    let rules = klaxon(
+    let rules = Proc::component(
         dir,
         &config,
-        &broker,
+        &broker.bootstrap(),
         &["rules", "run", "rules"],
+        &[],
         "rules.log",
     );
-    wait_for_log(&rules, "rules started").await;
+    rules.wait_for_log("rules started").await;
     check_component(
         "rules run",
         &rules,
@@ -191,14 +151,15 @@ delay = "5m"
     )
     .await;
 
-    let notify = klaxon(
+    let notify = Proc::component(
         dir,
         &config,
-        &broker,
+        &broker.bootstrap(),
         &["notify", "--oncall", "oncall.toml"],
+        &[],
         "notify.log",
     );
-    wait_for_log(&notify, "restored incidents").await;
+    notify.wait_for_log("restored incidents").await;
     check_component(
         "notify",
         &notify,

@@ -7,13 +7,17 @@
 
 mod common;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use common::*;
-use rdkafka::{ClientConfig, Message, message::Headers, producer::FutureProducer};
+use rdkafka::{ClientConfig, producer::FutureProducer};
 use serde_json::{Value, json};
 
-fn oncall_file(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
+fn oncall_file(dir: &Path, recorder: &Recorder) -> PathBuf {
     let path = dir.join("oncall.toml");
     let text = format!(
         r#"
@@ -58,7 +62,7 @@ delay = "3s"
     path
 }
 
-fn config(dir: &Path, recorder: &Recorder) -> std::path::PathBuf {
+fn config(dir: &Path, recorder: &Recorder) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -83,8 +87,8 @@ struct Setup {
     dir: tempfile::TempDir,
     broker: Broker,
     recorder: Recorder,
-    config: std::path::PathBuf,
-    oncall: std::path::PathBuf,
+    config: PathBuf,
+    oncall: PathBuf,
 }
 
 impl Setup {
@@ -109,44 +113,44 @@ impl Setup {
 
     /// `klaxon notify` with extra environment variables, once it consumes.
     async fn notifier_with_env(&self, log: &str, env: &[(&str, &str)]) -> Proc {
-        let proc = Proc::spawn_program(
-            KLAXON,
+        let proc = Proc::component(
             self.dir.path(),
-            &[
-                "--config",
-                self.config.to_str().unwrap(),
-                "--brokers",
-                &self.broker.bootstrap(),
-                "notify",
-                "--oncall",
-                self.oncall.to_str().unwrap(),
-                "--http-listen",
-                "127.0.0.1:0",
-            ],
+            &self.config,
+            &self.broker.bootstrap(),
+            &["notify", "--oncall", self.oncall.to_str().unwrap()],
             env,
-            self.dir.path().join(log),
+            log,
         );
-        wait_until(Duration::from_secs(60), "the notifier", || {
-            let log = proc.log_text();
-            async move { log.contains("restored incidents") }
-        })
-        .await;
+        proc.wait_for_log("restored incidents").await;
         proc
     }
 
-    /// Runs a klaxon command against this broker and config.
-    fn klaxon(&self, args: &[&str]) -> String {
+    /// `klaxon --config CONFIG --brokers BROKERS ARGS` against this broker
+    /// and config.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(KLAXON);
         command
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "--brokers",
-                &self.broker.bootstrap(),
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn");
-        run_ok(&mut command)
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(["--brokers", &self.broker.bootstrap()])
+            .args(args);
+        command
+    }
+
+    /// Runs a klaxon command against this broker and config; its stdout.
+    fn klaxon(&self, args: &[&str]) -> String {
+        run_ok(self.command(args).env("RUST_LOG", "warn"))
+    }
+
+    /// Waits for alice's first page: its body and the id of its incident.
+    async fn alices_first_page(&self) -> (Value, String) {
+        let body = self.recorder.wait_for("/alice", 1).await[0].json();
+        let id = incident_id(&body);
+        (body, id)
+    }
+
+    /// Produces one trigger event to `paging`.
+    async fn trigger(&self, dedup_key: &str, summary: &str) {
+        produce_all(&self.producer(), "paging", &[trigger(dedup_key, summary)]).await;
     }
 
     /// A producer partitioning keys like a Java client.
@@ -157,6 +161,11 @@ impl Setup {
             .create()
             .unwrap()
     }
+}
+
+/// The id of the incident a webhook page is about.
+fn incident_id(page: &Value) -> String {
+    page["incident"]["id"].as_str().unwrap().to_owned()
 }
 
 fn trigger(dedup_key: &str, summary: &str) -> (String, String) {
@@ -173,19 +182,12 @@ fn trigger(dedup_key: &str, summary: &str) -> (String, String) {
 async fn pages_escalate_until_acknowledged_from_the_cli() {
     let s = Setup::new().await;
     let _notifier = s.notifier("notify.log").await;
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("db{host=db-1}", "db-1 is down")],
-    )
-    .await;
+    s.trigger("db{host=db-1}", "db-1 is down").await;
 
-    let pages = s.recorder.wait_for("/alice", 1).await;
-    let body: Value = serde_json::from_str(&pages[0].body).unwrap();
+    let (body, id) = s.alices_first_page().await;
     assert_eq!(body["event"], "page");
     assert_eq!(body["user"], "alice");
     assert_eq!(body["incident"]["summary"], "db-1 is down");
-    let id = body["incident"]["id"].as_str().unwrap().to_owned();
     assert!(
         body["ack_url"]
             .as_str()
@@ -195,9 +197,8 @@ async fn pages_escalate_until_acknowledged_from_the_cli() {
     );
 
     // Nobody acknowledges: level 2 pages bob on Slack after the 3s delay.
-    let slack = s.recorder.wait_for("/slack/bob", 1).await;
-    let text: Value = serde_json::from_str(&slack[0].body).unwrap();
-    let text = text["text"].as_str().unwrap();
+    let slack = s.recorder.wait_for("/slack/bob", 1).await[0].json();
+    let text = slack["text"].as_str().unwrap();
     assert!(
         text.contains("db-1 is down") && text.contains("|Acknowledge>"),
         "{text}"
@@ -247,7 +248,7 @@ async fn pages_escalate_until_acknowledged_from_the_cli() {
 async fn a_kill_9_loses_no_incident_and_repeats_no_delivered_page() {
     let s = Setup::new().await;
     let mut notifier = s.notifier("notify-1.log").await;
-    produce_all(&s.producer(), "paging", &[trigger("api{}", "api latency")]).await;
+    s.trigger("api{}", "api latency").await;
     s.recorder.wait_for("/alice", 1).await;
     notifier.kill();
 
@@ -265,8 +266,7 @@ async fn a_kill_9_loses_no_incident_and_repeats_no_delivered_page() {
     assert!(out.ends_with("is resolved\n"), "{out}");
     // Everyone reached hears of the resolve, once.
     let alice = s.recorder.wait_for("/alice", 2).await;
-    let last: Value = serde_json::from_str(&alice[1].body).unwrap();
-    assert_eq!(last["event"], "resolved");
+    assert_eq!(alice[1].json()["event"], "resolved");
     let bob = s.recorder.wait_for("/slack/bob", 2).await;
     assert!(
         bob[1].body.contains("RESOLVED: api latency"),
@@ -289,30 +289,15 @@ async fn bad_events_go_to_the_dead_letter_topic_with_their_reason() {
     ];
     produce_all(&s.producer(), "paging", &bad).await;
     // A good event after them is still handled: nothing stalls.
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("after{}", "still paging")],
-    )
-    .await;
+    s.trigger("after{}", "still paging").await;
     s.recorder.wait_for("/alice", 1).await;
 
-    let reader = topic_reader(&s.broker.bootstrap(), "paging.dlq");
-    let mut reasons = Vec::new();
-    while reasons.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+    let mut reasons: Vec<(String, String)> =
+        read_dead_letters(&s.broker.bootstrap(), "paging.dlq", 3)
             .await
-            .expect("dead letters")
-            .unwrap();
-        let headers = m.headers().unwrap();
-        let reason = headers
             .iter()
-            .find(|h| h.key == "klaxon.reason")
-            .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-            .unwrap();
-        let original = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
-        reasons.push((reason, original));
-    }
+            .map(|l| (l.header("klaxon.reason").to_owned(), l.payload_text()))
+            .collect();
     reasons.sort();
     assert_eq!(reasons[0], ("invalid_event".to_owned(), bad[1].1.clone()));
     assert_eq!(reasons[1], ("invalid_json".to_owned(), bad[0].1.clone()));
@@ -320,6 +305,13 @@ async fn bad_events_go_to_the_dead_letter_topic_with_their_reason() {
         reasons[2],
         ("missing_dedup_key".to_owned(), bad[2].1.clone())
     );
+}
+
+/// The fields of a form-encoded request, as Twilio's API receives them.
+fn form_fields(request: &Recorded) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(request.body.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,17 +333,10 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
         .recorder
         .wait_for("/2010-04-01/Accounts/AC123/Messages.json", 1)
         .await;
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(sms[0].body.as_bytes())
-        .into_owned()
-        .collect();
-    let field = |k: &str| {
-        form.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(field("To").as_deref(), Some("+15550102"));
-    assert_eq!(field("From").as_deref(), Some("+15550000"));
-    assert!(field("Body").unwrap().contains("need a DBA"), "{form:?}");
+    let form = form_fields(&sms[0]);
+    assert_eq!(form["To"], "+15550102", "{form:?}");
+    assert_eq!(form["From"], "+15550000", "{form:?}");
+    assert!(form["Body"].contains("need a DBA"), "{form:?}");
     use base64::Engine;
     let basic = format!(
         "Basic {}",
@@ -363,16 +348,9 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
         .recorder
         .wait_for("/2010-04-01/Accounts/AC123/Calls.json", 1)
         .await;
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(call[0].body.as_bytes())
-        .into_owned()
-        .collect();
-    let field = |k: &str| {
-        form.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(field("To").as_deref(), Some("+15550103"));
-    let twiml = field("Twiml").unwrap();
+    let form = form_fields(&call[0]);
+    assert_eq!(form["To"], "+15550103", "{form:?}");
+    let twiml = &form["Twiml"];
     assert!(
         twiml.starts_with("<Response><Say>klaxon. [critical] need a DBA"),
         "{twiml}"
@@ -395,6 +373,20 @@ async fn manual_pages_reach_sms_and_failing_channels_fall_through() {
     );
 }
 
+/// Waits (30s at most) until the API's answer at `url` satisfies `done`.
+async fn wait_for_api(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) {
+    wait_until(Duration::from_secs(30), what, async || {
+        done(&api_get(http, url, auth).await)
+    })
+    .await;
+}
+
 /// GETs `url` with the bearer header, as JSON.
 async fn api_get(http: &reqwest::Client, url: &str, auth: &str) -> Value {
     let text = http
@@ -409,16 +401,6 @@ async fn api_get(http: &reqwest::Client, url: &str, auth: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
 }
 
-/// The `host:port` a klaxon process logged for its HTTP server.
-fn http_addr(proc: &Proc) -> String {
-    proc.log_text()
-        .lines()
-        .find_map(|l| l.split("serving /metrics addr=").nth(1))
-        .expect("the process logs its HTTP address")
-        .trim()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     let s = Setup::new().await;
@@ -431,7 +413,7 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
     )
     .unwrap();
     let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = reqwest::Client::new();
     let auth = "Bearer t0ken-t0ken-t0ken";
 
@@ -458,11 +440,9 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
         .await
         .unwrap();
     assert_eq!(sent.status(), 202, "{}", sent.text().await.unwrap());
-    let page = s.recorder.wait_for("/alice", 1).await;
-    let body: Value = serde_json::from_str(&page[0].body).unwrap();
+    let (body, id) = s.alices_first_page().await;
     assert_eq!(body["incident"]["summary"], "db-2 is down");
     assert_eq!(body["incident"]["dedup_key"], "alertmanager/f00d");
-    let id = body["incident"]["id"].as_str().unwrap().to_owned();
 
     let open = api_get(&http, &format!("{base}/api/v1/incidents?status=open"), auth).await;
     assert_eq!(open["incidents"][0]["id"], id.as_str(), "{open}");
@@ -489,12 +469,9 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
             .unwrap()
             .starts_with(&format!("Acknowledged incident {id}"))
     );
-    wait_until(Duration::from_secs(30), "the acknowledgement", || {
-        let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
-        async move {
-            let i: Value = api_get(&http, &url, auth).await;
-            i["status"] == "acknowledged" && i["acknowledged_by"] == "acknowledge link"
-        }
+    let incident = format!("{base}/api/v1/incidents/{id}");
+    wait_for_api(&http, &incident, auth, "the acknowledgement", |i| {
+        i["status"] == "acknowledged" && i["acknowledged_by"] == "acknowledge link"
     })
     .await;
 
@@ -531,12 +508,8 @@ async fn the_http_api_takes_alertmanager_and_events_v2_and_signed_ack_links() {
         400,
         "a trigger without payload is refused at the door"
     );
-    wait_until(Duration::from_secs(30), "the resolve", || {
-        let (http, url) = (http.clone(), format!("{base}/api/v1/incidents/{id}"));
-        async move {
-            let i: Value = api_get(&http, &url, auth).await;
-            i["status"] == "resolved"
-        }
+    wait_for_api(&http, &incident, auth, "the resolve", |i| {
+        i["status"] == "resolved"
     })
     .await;
 
@@ -563,7 +536,7 @@ async fn slow_clients_cannot_hold_the_http_api() {
     )
     .unwrap();
     let notifier = s.notifier("notify.log").await;
-    let addr = http_addr(&notifier);
+    let addr = notifier.http_addr();
     let auth = "Bearer t0ken-t0ken-t0ken";
 
     // A slowloris: 200 clients send half a request's headers and stay; 20
@@ -623,10 +596,9 @@ async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
 
     // Summaries come from producers (and from tag values through rules).
     let summary = "<!channel> db-1 down, see <http://evil.example|the runbook> & call";
-    produce_all(&s.producer(), "paging", &[trigger("esc{}", summary)]).await;
-    let slack = s.recorder.wait_for("/slack/bob", 1).await;
-    let body: Value = serde_json::from_str(&slack[0].body).unwrap();
-    let text = body["text"].as_str().unwrap();
+    s.trigger("esc{}", summary).await;
+    let slack = s.recorder.wait_for("/slack/bob", 1).await[0].json();
+    let text = slack["text"].as_str().unwrap();
     assert!(
         text.contains(
             "&lt;!channel&gt; db-1 down, see &lt;http://evil.example|the runbook&gt; &amp; call"
@@ -652,8 +624,7 @@ async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
     })
     .await;
     let alice = s.recorder.to("/alice");
-    let resolved: Value =
-        serde_json::from_str(&alice.iter().find(|r| told(r)).unwrap().body).unwrap();
+    let resolved = alice.iter().find(|r| told(r)).unwrap().json();
     let incident = &resolved["incident"];
     assert_eq!(incident["summary"], summary);
     assert_eq!(incident["dedup_key"], "esc{}");
@@ -681,9 +652,8 @@ async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
     let mut detail = String::new();
     wait_until(Duration::from_secs(60), "dave's failed page", || {
         // Not found until the notifier has written the incident.
-        let out = Command::new(KLAXON)
-            .args(["--config", s.config.to_str().unwrap()])
-            .args(["--brokers", &s.broker.bootstrap(), "incident", &dedup_key])
+        let out = s
+            .command(&["incident", &dedup_key])
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -705,72 +675,41 @@ async fn pages_carry_no_other_addresses_and_slack_text_is_escaped() {
     }
 }
 
-/// A throwaway CA and a certificate for `localhost` signed by it, made with
-/// the openssl command; returns (CA, certificate, key) paths.
-fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let file = |name: &str| dir.join(name);
-    std::fs::write(
-        file("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").current_dir(dir).args(args));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=klaxon test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-    ]);
-    (file("ca.pem"), file("cert.pem"), file("key.pem"))
+/// A CA, and a certificate it signed for 127.0.0.1 and localhost: the paths
+/// of the CA's certificate, the server's certificate and its key.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "klaxon test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
     let s = Setup::new().await;
-    let (ca, cert, key) = test_certificates(s.dir.path());
+    let (ca, cert, key) = tls_files(s.dir.path());
     let port = free_port();
     let maildir = s.dir.path().join("maildir");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+    let script = repo_file("tests/smtp_server.py");
     let smtp = Proc::spawn_program(
         test_python().to_str().unwrap(),
         s.dir.path(),
@@ -787,11 +726,7 @@ async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
         &[],
         s.dir.path().join("smtp.log"),
     );
-    wait_until(Duration::from_secs(30), "the SMTP server", || {
-        let up = smtp.log_text().contains("ready");
-        async move { up }
-    })
-    .await;
+    smtp.wait_for_log("ready").await;
     let mut config = std::fs::read_to_string(&s.config).unwrap();
     config.push_str(&format!(
         "\n[notify.smtp]\nhost = \"localhost\"\nport = {port}\ntls = \"starttls\"\nusername = \"klaxon\"\nfrom = \"klaxon@example.com\"\nca_file = \"{}\"\n",
@@ -834,13 +769,7 @@ async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
 
 /// The incident ids in the bodies of webhook pages.
 fn paged_ids(requests: &[Recorded]) -> Vec<String> {
-    let mut ids: Vec<String> = requests
-        .iter()
-        .map(|r| {
-            let body: Value = serde_json::from_str(&r.body).unwrap();
-            body["incident"]["id"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let mut ids: Vec<String> = requests.iter().map(|r| incident_id(&r.json())).collect();
     ids.sort();
     ids
 }
@@ -919,12 +848,7 @@ async fn a_broken_oncall_file_is_refused_and_the_previous_one_stays() {
         async move { log.contains(&expected) && log.contains("previous on-call config stays active") }
     })
     .await;
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("still{}", "still works")],
-    )
-    .await;
+    s.trigger("still{}", "still works").await;
     let page = s.recorder.wait_for("/alice", 1).await;
     assert!(
         page[0].body.contains("still works"),
@@ -987,7 +911,7 @@ async fn oversized_events_are_refused_or_cut_and_paging_goes_on() {
     let s = Setup::new().await;
     s.notify_settings(&format!("api_token = \"{TOKEN}\""));
     let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = http_client();
     let auth = format!("Bearer {TOKEN}");
     let events = format!("{base}/api/v1/events");
@@ -1026,18 +950,8 @@ async fn oversized_events_are_refused_or_cut_and_paging_goes_on() {
     // Anyone may produce to the paging topic: a 900 KB summary there is cut
     // the same way, the incident fits its changelog record, and the
     // notifier keeps paging.
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("direct-1", &"z".repeat(900_000))],
-    )
-    .await;
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("after-1", "still paging")],
-    )
-    .await;
+    s.trigger("direct-1", &"z".repeat(900_000)).await;
+    s.trigger("after-1", "still paging").await;
     // (Escalation may page alice again for the earlier incidents.)
     wait_until(
         Duration::from_secs(60),
@@ -1091,10 +1005,9 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
     let s = Setup::new().await;
     s.notify_settings(&format!("api_token = \"{TOKEN}\""));
     let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = http_client();
     let auth = format!("Bearer {TOKEN}");
-    let page_of = |r: &Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
     let local = |link: &Value| {
         let path = link.as_str().unwrap();
         format!(
@@ -1102,18 +1015,10 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
             path.strip_prefix("http://klaxon.example").unwrap()
         )
     };
-    let status_of = |id: String| {
-        let (http, url, auth) = (
-            http.clone(),
-            format!("{base}/api/v1/incidents/{id}"),
-            auth.clone(),
-        );
-        async move { api_get(&http, &url, &auth).await }
-    };
+    let incident = |id: &str| format!("{base}/api/v1/incidents/{id}");
 
-    produce_all(&s.producer(), "paging", &[trigger("disk-1", "disk full")]).await;
-    let first = page_of(&s.recorder.wait_for("/alice", 1).await[0]);
-    let first_id = first["incident"]["id"].as_str().unwrap().to_owned();
+    s.trigger("disk-1", "disk full").await;
+    let (first, first_id) = s.alices_first_page().await;
     let first_link = local(&first["ack_url"]);
     let (status, reply) = post_json(
         &http,
@@ -1123,24 +1028,18 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
     )
     .await;
     assert_eq!(status, 202, "{reply}");
-    wait_until(Duration::from_secs(30), "the resolve", || {
-        let incident = status_of(first_id.clone());
-        async move { incident.await["status"] == "resolved" }
+    wait_for_api(&http, &incident(&first_id), &auth, "the resolve", |i| {
+        i["status"] == "resolved"
     })
     .await;
 
     // The same alert fires again: a new incident under the same dedup_key.
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("disk-1", "disk full again")],
-    )
-    .await;
+    s.trigger("disk-1", "disk full again").await;
     let second_page = || {
         s.recorder
             .to("/alice")
             .iter()
-            .map(page_of)
+            .map(|r| r.json())
             .find(|p| p["event"] == "page" && p["incident"]["id"] != first_id.as_str())
     };
     wait_until(
@@ -1153,7 +1052,7 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
     )
     .await;
     let second = second_page().unwrap();
-    let second_id = second["incident"]["id"].as_str().unwrap().to_owned();
+    let second_id = incident_id(&second);
 
     // The first incident's link says it is closed, and acknowledges nothing.
     let page = http.get(&first_link).send().await.unwrap();
@@ -1173,19 +1072,17 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
     // Whatever the link sent is before this trigger on the incident's
     // partition: once the trigger is applied, the second incident shows
     // whether the link touched it.
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("disk-1", "disk still full")],
+    s.trigger("disk-1", "disk still full").await;
+    wait_for_api(
+        &http,
+        &incident(&second_id),
+        &auth,
+        "the repeated trigger",
+        |i| i["triggers"] == 2,
     )
     .await;
-    wait_until(Duration::from_secs(30), "the repeated trigger", || {
-        let incident = status_of(second_id.clone());
-        async move { incident.await["triggers"] == 2 }
-    })
-    .await;
     assert_eq!(
-        status_of(second_id.clone()).await["status"],
+        api_get(&http, &incident(&second_id), &auth).await["status"],
         "triggered",
         "the first incident's link acknowledged the second"
     );
@@ -1193,10 +1090,13 @@ async fn an_ack_link_acts_on_its_own_incident_only() {
     // Its own link does.
     let pressed = http.post(local(&second["ack_url"])).send().await.unwrap();
     assert_eq!(pressed.status(), 200);
-    wait_until(Duration::from_secs(30), "the acknowledgement", || {
-        let incident = status_of(second_id.clone());
-        async move { incident.await["status"] == "acknowledged" }
-    })
+    wait_for_api(
+        &http,
+        &incident(&second_id),
+        &auth,
+        "the acknowledgement",
+        |i| i["status"] == "acknowledged",
+    )
     .await;
 }
 
@@ -1212,7 +1112,7 @@ async fn integration_keys_send_events_but_cannot_read_or_act() {
     let notifier = s
         .notifier_with_env("notify.log", &[("KLAXON_INTEGRATION_KEY_GRAFANA", GRAFANA)])
         .await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = http_client();
 
     // Each key sends on the intake routes.
@@ -1297,7 +1197,7 @@ async fn the_oncall_api_answers_far_instants_and_refuses_out_of_range_ones() {
     );
     std::fs::write(&s.oncall, oncall).unwrap();
     let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = http_client();
     let auth = format!("Bearer {TOKEN}");
 
@@ -1337,10 +1237,7 @@ async fn the_oncall_api_answers_far_instants_and_refuses_out_of_range_ones() {
 /// topic with.
 fn schema_examples() -> Vec<Value> {
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/paging-event.schema.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(repo_file("schemas/paging-event.schema.json")).unwrap(),
     )
     .unwrap();
     schema["examples"].as_array().unwrap().clone()
@@ -1351,7 +1248,7 @@ async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
     let s = Setup::new().await;
     s.notify_settings(&format!("api_token = \"{TOKEN}\""));
     let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
+    let base = format!("http://{}", notifier.http_addr());
     let http = http_client();
     let enqueue = format!("{base}/v2/enqueue");
     // Authorization schemes are case-insensitive: curl users write `bearer`.
@@ -1380,13 +1277,12 @@ async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
     let key = reply["dedup_key"].as_str().unwrap().to_owned();
     assert_eq!(key.len(), 32, "{key}");
     let incident_url = format!("{base}/api/v1/incidents/{key}");
-    wait_until(
-        Duration::from_secs(30),
+    wait_for_api(
+        &http,
+        &incident_url,
+        &lower,
         "the key-less trigger's incident",
-        || {
-            let (http, url, auth) = (http.clone(), incident_url.clone(), lower.clone());
-            async move { api_get(&http, &url, &auth).await["summary"] == "no key given" }
-        },
+        |i| i["summary"] == "no key given",
     )
     .await;
     let (status, reply) = post_json(&http, &enqueue, None, keyless.to_string()).await;
@@ -1404,13 +1300,12 @@ async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
     let resolve = json!({ "routing_key": TOKEN, "event_action": "resolve", "dedup_key": key });
     let (status, _) = post_json(&http, &enqueue, None, resolve.to_string()).await;
     assert_eq!(status, 202);
-    wait_until(
-        Duration::from_secs(30),
+    wait_for_api(
+        &http,
+        &incident_url,
+        &lower,
         "the resolve by the given key",
-        || {
-            let (http, url, auth) = (http.clone(), incident_url.clone(), lower.clone());
-            async move { api_get(&http, &url, &auth).await["status"] == "resolved" }
-        },
+        |i| i["status"] == "resolved",
     )
     .await;
 
@@ -1461,14 +1356,9 @@ async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
     )
     .await;
     let url = format!("{base}/api/v1/incidents/from-the-topic");
-    wait_until(
-        Duration::from_secs(30),
-        "the topic event's incident",
-        || {
-            let (http, url, auth) = (http.clone(), url.clone(), lower.clone());
-            async move { api_get(&http, &url, &auth).await["dedup_key"] == "from-the-topic" }
-        },
-    )
+    wait_for_api(&http, &url, &lower, "the topic event's incident", |i| {
+        i["dedup_key"] == "from-the-topic"
+    })
     .await;
 }
 
@@ -1476,23 +1366,14 @@ async fn events_v2_senders_are_answered_as_pagerduty_answers_them() {
 async fn read_only_commands_and_restarts_log_no_errors() {
     let s = Setup::new().await;
     let first = s.notifier("notify-1.log").await;
-    produce_all(
-        &s.producer(),
-        "paging",
-        &[trigger("quiet{}", "quiet please")],
-    )
-    .await;
-    let pages = s.recorder.wait_for("/alice", 1).await;
-    let body: Value = serde_json::from_str(&pages[0].body).unwrap();
-    let id = body["incident"]["id"].as_str().unwrap().to_owned();
+    s.trigger("quiet{}", "quiet please").await;
+    let (_, id) = s.alices_first_page().await;
     drop(first);
     // A restart finds its topics there and asks for none of them again.
     let second = s.notifier("notify-2.log").await;
     for args in [vec!["incidents"], vec!["incident", &id]] {
-        let out = Command::new(KLAXON)
-            .args(["--config", s.config.to_str().unwrap()])
-            .args(["--brokers", &s.broker.bootstrap()])
-            .args(&args)
+        let out = s
+            .command(&args)
             // The filter a user has: klaxon's default.
             .env_remove("RUST_LOG")
             .output()
@@ -1515,40 +1396,271 @@ async fn read_only_commands_and_restarts_log_no_errors() {
     }
 }
 
-/// Runs tests/pdpyras_client.py: one event sent by pdpyras, PagerDuty's
-/// Python client; the dedup_key it got back.
-fn pdpyras(base: &str, routing_key: &str, action: &str, arg: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pdpyras_client.py");
+/// Runs tests/events_client.py: one event sent by `library`, one of
+/// PagerDuty's Python clients, trusting only `ca` when given; the dedup_key
+/// it got back.
+fn python_client(
+    library: &str,
+    base: &str,
+    routing_key: &str,
+    action: &str,
+    arg: &str,
+    ca: Option<&Path>,
+) -> String {
+    let script = repo_file("tests/events_client.py");
     let mut command = Command::new(test_python());
-    command.arg(script).args([base, routing_key, action, arg]);
+    command
+        .arg(script)
+        .args([library, base, routing_key, action, arg]);
+    if let Some(ca) = ca {
+        command.env("KLAXON_TEST_CA", ca);
+    }
     run_ok(&mut command).trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pagerdutys_python_client_triggers_acknowledges_and_resolves() {
-    const KEY: &str = "pdpyras-key-0123456789abcdef";
-    let s = Setup::new().await;
-    s.notify_settings(&format!(
-        "api_token = \"{TOKEN}\"\nintegration_keys = {{ pdpyras = \"{KEY}\" }}"
-    ));
-    let notifier = s.notifier("notify.log").await;
-    let base = format!("http://{}", http_addr(&notifier));
-    let http = http_client();
-    let auth = format!("Bearer {TOKEN}");
-
-    let key = pdpyras(&base, KEY, "trigger", "disk full on db-3");
+/// Triggers, acknowledges and resolves an incident with `library`, as its
+/// defaults send them, and checks each step on klaxon's side.
+async fn python_client_round_trip(
+    s: &Setup,
+    library: &str,
+    base: &str,
+    http: &reqwest::Client,
+    ca: Option<&Path>,
+) {
+    let key = python_client(
+        library,
+        base,
+        INTEGRATION_KEY,
+        "trigger",
+        "disk full on db-3",
+        ca,
+    );
     assert_eq!(key.len(), 32, "klaxon made the dedup_key: {key}");
-    let pages = s.recorder.wait_for("/alice", 1).await;
-    let body: Value = serde_json::from_str(&pages[0].body).unwrap();
+    let (body, _) = s.alices_first_page().await;
     assert_eq!(body["incident"]["summary"], "disk full on db-3");
     assert_eq!(body["incident"]["dedup_key"], key.as_str());
     let url = format!("{base}/api/v1/incidents/{key}");
+    let auth = format!("Bearer {TOKEN}");
     for (action, status) in [("acknowledge", "acknowledged"), ("resolve", "resolved")] {
-        assert_eq!(pdpyras(&base, KEY, action, &key), key);
-        wait_until(Duration::from_secs(30), status, || {
-            let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
-            async move { api_get(&http, &url, &auth).await["status"] == status }
-        })
-        .await;
+        assert_eq!(
+            python_client(library, base, INTEGRATION_KEY, action, &key, ca),
+            key
+        );
+        wait_for_api(http, &url, &auth, status, |i| i["status"] == status).await;
     }
+}
+
+const INTEGRATION_KEY: &str = "python-key-0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagerdutys_python_client_triggers_acknowledges_and_resolves() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ python = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let notifier = s.notifier("notify.log").await;
+    let base = format!("http://{}", notifier.http_addr());
+    python_client_round_trip(&s, "pdpyras", &base, &http_client(), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_https_pagerdutys_maintained_client_triggers_acknowledges_and_resolves() {
+    let s = Setup::new().await;
+    let (ca, cert, key) = tls_files(s.dir.path());
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ python = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(&format!(
+        "\n[http]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    std::fs::write(&s.config, text).unwrap();
+    let notifier = s.notifier("notify.log").await;
+    let addr = notifier.http_addr();
+
+    // HTTPS only: a plain request gets no answer, and a client that does not
+    // trust the CA refuses the certificate.
+    let plain = http_client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    let untrusting = http_client()
+        .get(format!("https://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "an unknown CA was accepted: {untrusting:?}"
+    );
+    let https = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let health = https
+        .get(format!("https://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+
+    // The maintained client refuses http:// URLs; over HTTPS it works.
+    let base = format!("https://{addr}");
+    python_client_round_trip(&s, "pagerduty", &base, &https, Some(&ca)).await;
+}
+
+/// Alertmanager, or a failure that says how to get it.
+fn alertmanager() -> PathBuf {
+    program_on_path(&["alertmanager", "prometheus-alertmanager"]).unwrap_or_else(|| {
+        panic!(
+            "Alertmanager is not installed: run scripts/test (it installs Debian's \
+             `prometheus-alertmanager` package as root), or `apt-get install -y \
+             --no-install-recommends prometheus-alertmanager`"
+        )
+    })
+}
+
+/// The README's Alertmanager configuration, with the test's addresses: alerts
+/// labelled `via="events"` go out as PagerDuty Events v2, the others as
+/// Alertmanager's own webhook.
+fn alertmanager_config(klaxon: &str) -> String {
+    format!(
+        r#"
+route:
+  receiver: klaxon
+  group_by: [alertname, via]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['via="events"']
+      receiver: klaxon-events-v2
+receivers:
+  - name: klaxon
+    webhook_configs:
+      - url: {klaxon}/api/v1/alertmanager
+        http_config:
+          authorization:
+            credentials: {TOKEN}
+  - name: klaxon-events-v2
+    pagerduty_configs:
+      - url: {klaxon}/v2/enqueue
+        routing_key: {INTEGRATION_KEY}
+        severity: '{{{{ .CommonLabels.severity }}}}'
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_pages_through_its_webhook_and_its_pagerduty_receiver() {
+    let s = Setup::new().await;
+    s.notify_settings(&format!(
+        "api_token = \"{TOKEN}\"\nintegration_keys = {{ alertmanager = \"{INTEGRATION_KEY}\" }}"
+    ));
+    let notifier = s.notifier("notify.log").await;
+    let klaxon = format!("http://{}", notifier.http_addr());
+    let config = s.dir.path().join("alertmanager.yml");
+    std::fs::write(&config, alertmanager_config(&klaxon)).unwrap();
+    let port = free_port();
+    let am = Proc::spawn_program(
+        alertmanager().to_str().unwrap(),
+        s.dir.path(),
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", s.dir.path().join("am").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            // A single instance: no gossip port.
+            "--cluster.listen-address=",
+        ],
+        &[],
+        s.dir.path().join("alertmanager.log"),
+    );
+    let am_url = format!("http://127.0.0.1:{port}");
+    let http = http_client();
+    wait_until(Duration::from_secs(30), "Alertmanager", || {
+        let (http, url) = (http.clone(), format!("{am_url}/-/ready"));
+        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+
+    // What Prometheus would send: two alerts, one to each receiver.
+    let alerts = |ends_at: Option<String>| {
+        let alert = |via: &str| {
+            let mut alert = json!({
+                "labels": {"alertname": "DiskFull", "severity": "warning", "instance": "db-3", "via": via},
+                "annotations": {"summary": format!("disk full on db-3 ({via})")},
+            });
+            if let Some(ends_at) = &ends_at {
+                alert["endsAt"] = json!(ends_at);
+            }
+            alert
+        };
+        json!([alert("webhook"), alert("events")])
+    };
+    let post = |body: Value| {
+        let (http, url) = (http.clone(), format!("{am_url}/api/v2/alerts"));
+        async move {
+            let answer = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+        }
+    };
+    post(alerts(None)).await;
+
+    let auth = format!("Bearer {TOKEN}");
+    let list = |status: &'static str| {
+        let (http, url, auth) = (
+            http.clone(),
+            format!("{klaxon}/api/v1/incidents?status={status}"),
+            auth.clone(),
+        );
+        async move { api_get(&http, &url, &auth).await["incidents"].clone() }
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "two incidents from Alertmanager",
+        || {
+            let open = list("open");
+            async move { open.await.as_array().is_some_and(|a| a.len() == 2) }
+        },
+    )
+    .await;
+    let open = list("open").await;
+    let open = open.as_array().unwrap();
+    let (webhook, events): (Vec<&Value>, Vec<&Value>) = open.iter().partition(|i| {
+        i["dedup_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("alertmanager/")
+    });
+    assert_eq!((webhook.len(), events.len()), (1, 1), "{open:?}");
+    assert_eq!(webhook[0]["summary"], "disk full on db-3 (webhook)");
+    // The Events v2 receiver sends its own summary; the severity is the
+    // alert's, not Alertmanager's default `error`, thanks to the template.
+    for incident in [webhook[0], events[0]] {
+        assert_eq!(incident["severity"], "warning", "{incident}");
+    }
+
+    // Prometheus resolves an alert by sending it with `endsAt` in the past.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    post(alerts(Some(past))).await;
+    wait_until(Duration::from_secs(60), "both incidents resolved", || {
+        let (open, resolved) = (list("open"), list("resolved"));
+        async move {
+            open.await.as_array().is_some_and(|a| a.is_empty())
+                && resolved.await.as_array().is_some_and(|a| a.len() == 2)
+        }
+    })
+    .await;
+    drop(am);
 }

@@ -2,26 +2,19 @@
 //! example checks clean and matches its schema, a broken file is refused
 //! with file and line, and who is on call follows the file.
 
+mod common;
+
 use std::process::Command;
 
-const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
-
-fn root(path: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use common::{KLAXON, repo_file, run};
 
 fn klaxon(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(KLAXON).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(Command::new(KLAXON).args(args))
 }
 
 #[test]
 fn the_example_checks_clean_and_matches_its_schema() {
-    let example = root("docker/oncall.toml");
+    let example = repo_file("docker/oncall.toml");
     let (ok, stdout, stderr) = klaxon(&["oncall", "check", example.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(
@@ -32,9 +25,10 @@ fn the_example_checks_clean_and_matches_its_schema() {
 
     let text = std::fs::read_to_string(&example).unwrap();
     let as_json = serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root("schemas/oncall.schema.json")).unwrap())
-            .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("schemas/oncall.schema.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&as_json)
@@ -70,7 +64,7 @@ fn a_broken_file_is_refused_with_file_line_and_reason() {
 
 #[test]
 fn oncall_answers_who_and_until_when() {
-    let example = root("docker/oncall.toml");
+    let example = repo_file("docker/oncall.toml");
     let file = example.to_str().unwrap();
     // Wednesday 25 November 2026, 10:00 Berlin: week 4 of the rotation
     // (alice, bob, carol from 2 November), so alice until the evening layer.

@@ -5,7 +5,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use common::KLAXON;
+use common::{KLAXON, run};
 use klaxon::{
     config::LakeConfig,
     lake::{
@@ -45,18 +45,11 @@ async fn write_lake(dir: &Path) -> Lake {
 }
 
 fn klaxon_query(lake: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(KLAXON)
+    run(Command::new(KLAXON)
         .arg("query")
         .arg("--lake")
         .arg(lake)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+        .args(args))
 }
 
 #[tokio::test]

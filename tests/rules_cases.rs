@@ -5,25 +5,17 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
-use common::{KLAXON, assert_events_match, json_lines};
+use common::{KLAXON, assert_events_match, json_lines, repo_file, sorted_entries};
 use serde_json::Value;
 
 #[test]
 fn every_case_raises_exactly_its_expected_events() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules_cases");
-    let mut cases: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    cases.sort();
+    let cases = sorted_entries(&repo_file("tests/rules_cases"));
     assert!(cases.len() >= 4);
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/paging-event.schema.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(repo_file("schemas/paging-event.schema.json")).unwrap(),
     )
     .unwrap();
     let schema = jsonschema::validator_for(&schema).unwrap();

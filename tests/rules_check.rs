@@ -8,12 +8,10 @@ use klaxon::rules::check_dir;
 
 mod common;
 
-use common::KLAXON;
+use common::{KLAXON, repo_file, sorted_entries};
 
 fn cases(dir: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/rules_check")
-        .join(dir)
+    repo_file("tests/rules_check").join(dir)
 }
 
 #[tokio::test]
@@ -25,12 +23,7 @@ async fn good_rules_pass() {
 
 #[tokio::test]
 async fn each_bad_rule_file_gives_exactly_its_expected_problems() {
-    let dir = cases("bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = sorted_entries(&cases("bad"));
     assert!(files.len() >= 8);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -6,10 +6,7 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use common::*;
-use klaxon::{
-    config::KafkaConfig,
-    topics::{TopicSpec, ensure_topics},
-};
+use klaxon::config::KafkaConfig;
 use rdkafka::{Message, consumer::StreamConsumer};
 use serde_json::Value;
 
@@ -36,14 +33,11 @@ async fn start_rules_idle(
     idle_timeout: &str,
 ) -> Proc {
     let config = write_config(dir, "");
-    let runner = Proc::spawn_program(
-        KLAXON,
+    let runner = Proc::component(
         dir,
+        &config,
+        &broker.bootstrap(),
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "--brokers",
-            &broker.bootstrap(),
             "rules",
             "run",
             rules.to_str().unwrap(),
@@ -53,17 +47,11 @@ async fn start_rules_idle(
             "0s",
             "--reload-interval",
             "200ms",
-            "--http-listen",
-            "127.0.0.1:0",
         ],
         &[],
-        dir.join(log),
+        log,
     );
-    wait_until(Duration::from_secs(60), "the rules runner", || {
-        let log = runner.log_text();
-        async move { log.contains("rules started") }
-    })
-    .await;
+    runner.wait_for_log("rules started").await;
     runner
 }
 
@@ -109,9 +97,7 @@ fn rfc(ms: i64) -> String {
 async fn points_on_metrics_raise_and_resolve_an_alert_on_paging() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("errors.toml"), ERRORS_RULE).unwrap();
+    let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
     let runner = start_rules(dir.path(), &broker, &rules, "rules.log").await;
 
     let t0 = minute_half_an_hour_ago();
@@ -184,24 +170,11 @@ async fn wait_for_checkpoint(brokers: &str, rule: &str, end: i64) {
 async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("errors.toml"), ERRORS_RULE).unwrap();
+    let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
     // One partition, which never goes idle here: windows close on its event
     // time alone. With idle partitions, [1m, 2m) would close on the wall
     // clock whenever the kill came later than the idle timeout.
-    ensure_topics(
-        &KafkaConfig::default(),
-        &broker.bootstrap(),
-        &[TopicSpec {
-            name: "metrics".into(),
-            partitions: 1,
-            replication_factor: 1,
-            configs: Vec::new(),
-        }],
-    )
-    .await
-    .unwrap();
+    broker.create_topic("metrics", 1).await;
     let mut runner = start_rules_idle(dir.path(), &broker, &rules, "rules-1.log", "10m").await;
     let producer = producer(&broker.bootstrap());
     let t0 = minute_half_an_hour_ago();
@@ -285,21 +258,8 @@ async fn wait_for_stored(brokers: &str, rule: &str, end: i64) -> klaxon::rules::
 async fn a_rule_with_thousands_of_firing_instances_checkpoints_and_restarts() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("hosts.toml"), HOSTS_RULE).unwrap();
-    ensure_topics(
-        &KafkaConfig::default(),
-        &broker.bootstrap(),
-        &[TopicSpec {
-            name: "metrics".into(),
-            partitions: 1,
-            replication_factor: 1,
-            configs: Vec::new(),
-        }],
-    )
-    .await
-    .unwrap();
+    let rules = write_rules(dir.path(), "hosts.toml", HOSTS_RULE);
+    broker.create_topic("metrics", 1).await;
     let mut runner = start_rules_idle(dir.path(), &broker, &rules, "rules-1.log", "10m").await;
     let producer = producer(&broker.bootstrap());
     let t0 = minute_half_an_hour_ago();
@@ -365,10 +325,8 @@ async fn a_rule_with_thousands_of_firing_instances_checkpoints_and_restarts() {
 async fn rule_files_reload_and_a_broken_one_keeps_its_previous_version() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
+    let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
     let errors = rules.join("errors.toml");
-    std::fs::write(&errors, ERRORS_RULE).unwrap();
     let runner = start_rules(dir.path(), &broker, &rules, "rules.log").await;
 
     std::fs::write(

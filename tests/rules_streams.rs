@@ -29,13 +29,14 @@ mod common;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use common::{assert_events_match, json_lines};
+use common::{assert_events_match, json_lines, repo_file, sorted_entries};
 
 use klaxon::{
     decode::Format,
+    paging::PagingEvent,
     rules::{
-        CheckpointDelta, CompiledRule, EngineOptions, PagingEvent, PartitionKey, RuleCheckpoint,
-        RuleEngine, RuleSet,
+        CheckpointDelta, CompiledRule, EngineOptions, PartitionKey, RuleCheckpoint, RuleEngine,
+        RuleSet,
     },
 };
 use serde_json::Value;
@@ -198,12 +199,7 @@ async fn run_case(case: &Path) -> Vec<PagingEvent> {
 
 #[tokio::test]
 async fn every_stream_case_raises_exactly_its_expected_events() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules_streams");
-    let mut cases: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    cases.sort();
+    let cases = sorted_entries(&repo_file("tests/rules_streams"));
     assert!(cases.len() >= 5, "{cases:?}");
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{io::Write, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use common::*;
 
@@ -30,14 +30,7 @@ async fn s3_server(dir: &std::path::Path, bucket: &str) -> (Proc, u16) {
     })
     .await;
     // CreateBucket is a bare PUT on the bucket.
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let response = http_request(&addr, "PUT", &format!("/{bucket}"));
     assert!(
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
         "{response}"

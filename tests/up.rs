@@ -15,9 +15,9 @@ async fn up_runs_everything_from_an_empty_directory() {
     let listen = format!("127.0.0.1:{port}");
     // A rule that fires on any point, with short event-time waits so the
     // window closes soon after producing stops.
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/seen.toml"),
+    write_rules(
+        dir.path(),
+        "seen.toml",
         r#"
 [[rule]]
 name = "points-seen"
@@ -25,24 +25,9 @@ sql = "SELECT count(*) AS points FROM metrics HAVING count(*) > 0"
 window = "5s"
 severity = "info"
 "#,
-    )
-    .unwrap();
+    );
     // The notifier pages the operator on klaxon's console.
-    std::fs::write(
-        dir.path().join("oncall.toml"),
-        r#"
-default_policy = "ops"
-[[user]]
-id = "operator"
-contact = [{ type = "console" }]
-[[policy]]
-id = "ops"
-[[policy.level]]
-targets = [{ user = "operator" }]
-delay = "5m"
-"#,
-    )
-    .unwrap();
+    console_oncall(dir.path());
     std::fs::write(
         dir.path().join("klaxon.toml"),
         "[rules]\nidle_timeout = \"2s\"\nallowed_lateness = \"0s\"\n",
@@ -71,11 +56,7 @@ delay = "5m"
         .await
         .unwrap();
     // Topics exist once ingest runs; produce after the banner's metrics line.
-    wait_until(Duration::from_secs(60), "klaxon up to start ingest", || {
-        let log = up.log_text();
-        async move { log.contains("ingest started") }
-    })
-    .await;
+    up.wait_for_log("ingest started").await;
 
     run_ok(Command::new(KLAXON).args([
         "produce",

@@ -9,6 +9,8 @@ use std::{
     time::Duration,
 };
 
+pub(crate) use crate::harness::free_port;
+
 use super::BenchError;
 
 /// CPU time (user + system) and peak resident memory of a process so far.
@@ -108,13 +110,6 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-pub(crate) fn free_port() -> Result<u16, BenchError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Polls `ready` every 50ms until it holds, failing after `timeout` or as
 /// soon as one of `children` exits.
 pub(crate) async fn wait_until<F, Fut>(
@@ -127,28 +122,33 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if ready().await {
-            return Ok(());
-        }
-        for child in children.iter_mut() {
-            child.ensure_running()?;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let logs = children
-                .iter()
-                .map(|c| format!("--- {}.log\n{}", c.name, tail(&c.log_text(), 20)))
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(BenchError::Timeout {
-                what: what.to_owned(),
-                timeout,
-                logs,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = crate::harness::poll_until(
+        timeout,
+        Duration::from_millis(50),
+        async || -> Result<bool, BenchError> {
+            if ready().await {
+                return Ok(true);
+            }
+            for child in children.iter_mut() {
+                child.ensure_running()?;
+            }
+            Ok(false)
+        },
+    )
+    .await?;
+    if held {
+        return Ok(());
     }
+    let logs = children
+        .iter()
+        .map(|c| format!("--- {}.log\n{}", c.name, tail(&c.log_text(), 20)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(BenchError::Timeout {
+        what: what.to_owned(),
+        timeout,
+        logs,
+    })
 }
 
 /// Reads a component's `/metrics` and sums every series of `name`

@@ -30,8 +30,8 @@ use super::{
     child::{Child, free_port, scrape, wait_until},
 };
 use crate::{
-    config::SourceConfig, decode::Format, kafka::client_config, produce::send_when_queued,
-    rules::dedup_key,
+    config::SourceConfig, decode::Format, kafka::client_config, paging::dedup_key,
+    produce::send_when_queued,
 };
 
 const RULE: &str = "bench-latency";

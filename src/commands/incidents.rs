@@ -12,8 +12,8 @@ use clap::Args;
 use super::need_brokers;
 use crate::{
     config::Config,
-    notify::{Incident, Status, client},
-    rules::EventAction,
+    notify::{Incident, Status, client, queries},
+    paging::EventAction,
 };
 
 #[derive(Debug, Args)]
@@ -44,15 +44,10 @@ pub struct ActionArgs {
 /// `klaxon incidents`: one line per incident.
 pub async fn list(config: Config, args: IncidentsArgs) -> Result<()> {
     need_brokers(&config)?;
-    let status = args.status.as_deref();
-    let incidents = client::all_incidents(&config).await?;
+    let incidents = queries::list_incidents(&config, args.status.as_deref()).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ID\tSTATUS\tSEVERITY\tOPENED\tSUMMARY\tDEDUP_KEY")?;
-    for (_, i) in incidents.iter().filter(|(_, i)| match status {
-        None => true,
-        Some("open") => i.is_open(),
-        Some(s) => i.status.as_str() == s,
-    }) {
+    for i in &incidents {
         writeln!(
             stdout,
             "{}\t{}\t{}\t{}\t{}\t{}",
@@ -71,7 +66,7 @@ pub async fn list(config: Config, args: IncidentsArgs) -> Result<()> {
 /// `klaxon incident ID`: details and timeline.
 pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
     need_brokers(&config)?;
-    let (_, i) = client::find_incident(&config, &args.id).await?;
+    let (_, i) = queries::find_incident(&config, &args.id).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "incident   {}", i.id)?;
     writeln!(out, "status     {}", i.status.as_str())?;
@@ -138,7 +133,7 @@ async fn wait_until_applied(
     };
     let deadline = Instant::now() + wait;
     loop {
-        let (_, now) = client::find_incident(config, id).await?;
+        let (_, now) = queries::find_incident(config, id).await?;
         if now.status == wanted
             || (wanted == Status::Acknowledged && now.status == Status::Resolved)
         {

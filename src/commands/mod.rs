@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{Config, EnvSecrets, Overrides},
-    rules::EventAction,
+    paging::EventAction,
     topics::{TopicSpec, ensure_topics},
 };
 

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::{
     config::{Config, Overrides},
-    notify::{LoadedOnCall, ScheduleClock},
+    notify::{LoadedOnCall, queries},
 };
 
 #[derive(Debug, Args)]
@@ -91,32 +91,24 @@ fn now(config: Config, args: OncallArgs) -> Result<()> {
     let oncall = load_oncall(&file)?.oncall;
     let at = args.at.map_or_else(chrono::Utc::now, |t| t.to_utc());
     crate::notify::schedule::check_instant(at)?;
-    let mut stdout = std::io::stdout().lock();
-    let mut found = false;
-    for schedule in oncall.schedule.iter().map(toml::Spanned::get_ref) {
-        if args.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
-            continue;
-        }
-        found = true;
-        let clock =
-            ScheduleClock::new(schedule).map_err(|z| anyhow::anyhow!("unknown time zone {z}"))?;
-        let shift = clock.current_shift(at)?;
-        let until = if shift.end >= at + crate::notify::schedule::SHIFT_HORIZON {
-            "for the next 8 weeks at least".to_owned()
-        } else {
-            format!("until {}", shift.end.to_rfc3339())
-        };
-        match shift.user {
-            Some(user) => writeln!(stdout, "{}\t{user}\t{until}", schedule.id)?,
-            None => writeln!(stdout, "{}\t(nobody)\t{until}", schedule.id)?,
-        }
-    }
-    if !found {
+    let answers = queries::on_call_at(&oncall, args.schedule.as_deref(), at);
+    if answers.is_empty() {
         bail!(
             "no schedule {:?} in {}",
             args.schedule.unwrap_or_default(),
             file.display()
         );
+    }
+    let mut stdout = std::io::stdout().lock();
+    for answer in answers {
+        let shift = answer.shift?;
+        let until = if shift.open_ended {
+            "for the next 8 weeks at least".to_owned()
+        } else {
+            format!("until {}", shift.until.to_rfc3339())
+        };
+        let user = shift.user.as_deref().unwrap_or("(nobody)");
+        writeln!(stdout, "{}\t{user}\t{until}", answer.schedule)?;
     }
     Ok(())
 }

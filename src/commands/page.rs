@@ -1,13 +1,13 @@
 //! `klaxon page`: page a user or a schedule for help, outside any rule.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::need_brokers;
 use crate::{
     config::Config,
     notify::client,
-    rules::{EventAction, PagingEvent, Severity},
+    paging::{self, ManualPage, PagingEvent, Severity},
 };
 
 #[derive(Debug, Args)]
@@ -39,40 +39,32 @@ pub struct PageArgs {
 pub async fn run(config: Config, args: PageArgs) -> Result<()> {
     need_brokers(&config)?;
     let by = args.by.clone().unwrap_or_else(|| "klaxon-cli".to_owned());
-    let (target, dedup_key, event) = manual_page(&args, &by)?;
-    client::send_events(&config, &[event], None).await?;
-    println!("paged {target}: {} (dedup_key {dedup_key})", args.summary);
+    let (target, event) = manual_page(&args, &by)?;
+    client::send_events(&config, std::slice::from_ref(&event), None).await?;
+    println!(
+        "paged {}: {} (dedup_key {})",
+        target.name(),
+        args.summary,
+        event.dedup_key
+    );
     Ok(())
 }
 
-fn parse_severity(severity: &str) -> Result<Severity> {
-    serde_json::from_value(serde_json::Value::String(severity.to_owned()))
-        .with_context(|| format!("severity {severity:?}: use critical, error, warning or info"))
-}
-
-/// The trigger event of a manual page: whom it is for, its dedup_key, the event.
-fn manual_page(args: &PageArgs, by: &str) -> Result<(String, String, PagingEvent)> {
-    let (key, target) = match (&args.target.user, &args.target.schedule) {
-        (Some(u), _) => ("page_user", u.clone()),
-        (None, Some(s)) => ("page_schedule", s.clone()),
+/// The trigger event of a manual page, and whom it is for.
+fn manual_page(args: &PageArgs, by: &str) -> Result<(paging::PageTarget, PagingEvent)> {
+    let target = match (&args.target.user, &args.target.schedule) {
+        (Some(u), _) => paging::PageTarget::User(u.clone()),
+        (None, Some(s)) => paging::PageTarget::Schedule(s.clone()),
         (None, None) => bail!("say whom to page: --user or --schedule"),
     };
-    let severity = parse_severity(&args.severity)?;
-    let now = chrono::Utc::now();
-    let dedup_key = format!("page/{target}/{}", now.timestamp_millis());
-    let mut custom = serde_json::Map::new();
-    custom.insert(key.to_owned(), target.clone().into());
-    custom.insert("requested_by".to_owned(), by.to_owned().into());
-    let mut event = client::action_event(EventAction::Trigger, &dedup_key, by, "klaxon-cli");
-    event.payload = Some(crate::rules::Payload {
-        summary: args.summary.clone(),
-        source: format!("klaxon page by {by}"),
+    let severity: Severity = args.severity.parse()?;
+    let event = PagingEvent::manual_page(&ManualPage {
+        target: &target,
+        summary: &args.summary,
         severity,
-        timestamp: now.to_rfc3339(),
-        component: None,
-        group: None,
-        class: Some("manual page".to_owned()),
-        custom_details: custom,
+        by,
+        client: "klaxon-cli",
+        at: chrono::Utc::now(),
     });
-    Ok((target, dedup_key, event))
+    Ok((target, event))
 }

@@ -187,6 +187,9 @@ impl Config {
         if h.max_connections == 0 {
             problems.push("http.max_connections must be at least 1".to_owned());
         }
+        if h.tls_cert.is_some() != h.tls_key.is_some() {
+            problems.push("http.tls_cert and http.tls_key must be set together".to_owned());
+        }
         let n = &self.notify;
         for (key, value) in [
             ("notify.api_token", &n.api_token),

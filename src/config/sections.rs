@@ -200,6 +200,11 @@ pub struct HttpConfig {
     /// Connections served at once; more wait in the listen backlog until one
     /// closes, so slow clients cannot exhaust file descriptors or memory.
     pub max_connections: usize,
+    /// PEM certificate chain (leaf first). With `tls_key`, `listen` serves
+    /// HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -210,6 +215,8 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: ByteSize::mib(1),
             max_connections: 256,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Client settings shared by every Kafka client klaxon creates, and the
 //! consumer-group callbacks its members share.
 
+mod committed;
 mod compacted;
 mod dead_letter;
 mod group;
 
+pub use committed::committed_offsets;
 pub use compacted::{Latest, read_compacted};
 pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;

@@ -13,7 +13,12 @@
 //! flush under way; see [`layout::InflightMarker`] for how it keeps the lake
 //! exactly-once when a replay flushes at different boundaries.
 
+pub mod compact;
+pub mod files;
 pub mod layout;
+mod readable;
+pub mod retention;
+pub mod stats;
 mod store;
 pub mod writer;
 

@@ -146,6 +146,12 @@ impl Lake {
         self.store.clone()
     }
 
+    /// The store as queries should see it: without the data files a
+    /// compaction has merged but not yet deleted.
+    pub fn readable_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(super::readable::CoveredFilesHidden::new(self.store.clone()))
+    }
+
     pub fn store_url(&self) -> &Url {
         &self.store_url
     }
@@ -198,6 +204,80 @@ impl Lake {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every object under `relative`, recursively: its path relative to the
+    /// lake root and its size. An absent directory lists nothing.
+    pub async fn list(&self, relative: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        use futures::TryStreamExt;
+        if let Some(root) = &self.local_root
+            && !root.join(relative).exists()
+        {
+            return Ok(Vec::new());
+        }
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&self.object_path(relative)))
+            .try_collect()
+            .await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<_> = meta.location.prefix_match(&self.prefix)?.collect();
+                let path = parts
+                    .iter()
+                    .map(|p| p.as_ref())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                Some((path, meta.size))
+            })
+            .collect())
+    }
+
+    /// The row count in a Parquet file's footer: two ranged reads, no data.
+    pub async fn parquet_rows(&self, relative: &str, size: u64) -> Result<u64, LakeError> {
+        use parquet::{errors::ParquetError, file::metadata::ParquetMetaDataReader};
+        let path = self.object_path(relative);
+        let bad =
+            |what: &str| LakeError::Parquet(ParquetError::General(format!("{relative}: {what}")));
+        // A file ends with the footer's length (4 bytes, little-endian) and
+        // the magic `PAR1`.
+        let tail = self
+            .store
+            .get_range(
+                &path,
+                size.checked_sub(8).ok_or_else(|| bad("too short"))?..size,
+            )
+            .await?;
+        if &tail[4..] != b"PAR1" {
+            return Err(bad("not a Parquet file"));
+        }
+        let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+        let start = (size - 8)
+            .checked_sub(footer)
+            .ok_or_else(|| bad("footer longer than the file"))?;
+        let metadata = self.store.get_range(&path, start..size - 8).await?;
+        let metadata = ParquetMetaDataReader::decode_metadata(&metadata)?;
+        Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
+    }
+
+    /// Removes the local directory `relative` and then its parent, each only
+    /// if empty. Object stores have no directories: nothing to do there.
+    pub async fn remove_empty_dirs(&self, relative: &str) -> Result<(), LakeError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let dir = root.join(relative);
+        for dir in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+            if dir == root.as_path() {
+                break;
+            }
+            // Not empty (or already gone): leave it.
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes an object; an absent one is fine.

@@ -6,15 +6,16 @@ use arrow::array::RecordBatch;
 use bytes::Bytes;
 use parquet::{
     arrow::ArrowWriter,
-    basic::{Compression, ZstdLevel},
+    basic::{Compression, Encoding as ParquetEncoding, ZstdLevel},
     file::{
         metadata::SortingColumn,
         properties::{EnabledStatistics, WriterProperties},
     },
+    schema::types::ColumnPath,
 };
 
 use super::{Lake, LakeError, layout};
-use crate::points::{sort_by_series, split_by_hour};
+use crate::points::{TIME, VALUE, sort_by_series, split_by_hour};
 
 /// What one flush covers: a contiguous offset range of one topic partition.
 #[derive(Debug, Clone)]
@@ -46,7 +47,11 @@ pub async fn write_flush(
         let mut encoded = Vec::new();
         for (hour, part) in split_by_hour(&sorted)? {
             let rows = part.num_rows();
-            encoded.push((hour, rows, encode_parquet(&part, row_group_rows)?));
+            encoded.push((
+                hour,
+                rows,
+                encode_parquet(&part, row_group_rows, Encoding::Fast)?,
+            ));
         }
         Ok(encoded)
     })
@@ -116,9 +121,27 @@ pub async fn discard_uncommitted(
     Ok(marker.files)
 }
 
+/// How hard to work on a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Ingest's small files: dictionaries everywhere, zstd level 3. Cheap
+    /// to write, since a flush is on the path to the offset commit.
+    Fast,
+    /// Compaction's large files, written once and read for months: `time`
+    /// delta-encoded and `value` plain (no dictionaries: neither repeats
+    /// much), zstd level 9. On 2M points of `klaxon bench`'s shape in one
+    /// sorted file: 0.97 bytes per point, against 1.34 for `Fast` and 1.52
+    /// with byte-stream-split values (measured while choosing; see README).
+    Compact,
+}
+
 /// Encodes one batch as a zstd Parquet file with statistics for pruning and
 /// the sort order recorded in its metadata.
-pub fn encode_parquet(batch: &RecordBatch, row_group_rows: usize) -> Result<Bytes, LakeError> {
+pub fn encode_parquet(
+    batch: &RecordBatch,
+    row_group_rows: usize,
+    encoding: Encoding,
+) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
     // name, then every tag column, then time: the order of `sort_by_series`.
     let mut sorting = vec![SortingColumn {
@@ -136,13 +159,24 @@ pub fn encode_parquet(batch: &RecordBatch, row_group_rows: usize) -> Result<Byte
         descending: false,
         nulls_first: true,
     });
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+    let level = match encoding {
+        Encoding::Fast => 3,
+        Encoding::Compact => 9,
+    };
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
-        .set_created_by(format!("klaxon {}", env!("CARGO_PKG_VERSION")))
-        .build();
+        .set_created_by(format!("klaxon {}", env!("CARGO_PKG_VERSION")));
+    if encoding == Encoding::Compact {
+        let (time, value) = (ColumnPath::from(TIME), ColumnPath::from(VALUE));
+        props = props
+            .set_column_dictionary_enabled(time.clone(), false)
+            .set_column_encoding(time, ParquetEncoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled(value, false);
+    }
+    let props = props.build();
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
     writer.write(batch)?;

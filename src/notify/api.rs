@@ -17,7 +17,7 @@
 //! three intake routes (`/v2/enqueue` as `routing_key`, `/api/v1/events` and
 //! `/api/v1/alertmanager` as bearer token) and refused (403) everywhere
 //! else, so a sender cannot list, acknowledge or resolve incidents, nor read
-//! who is on call. Intake bodies are limited (see [`super::limits`]): 413
+//! who is on call. Intake bodies are limited (see [`crate::paging::limits`]): 413
 //! beyond, and fields over their limits are cut, which the reply lists.
 //!
 //! `GET /ack/{id}?expires=..&sig=..` is the signed link in messages: it
@@ -47,15 +47,23 @@ use sha2::{Digest, Sha256};
 use super::{
     client::{self, ClientError},
     incident::Status,
-    limits::{MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES, cap_event},
     links::AckLinks,
-    schedule::{ScheduleClock, check_instant},
-    worker::{LoadedOnCall, parse_event_value},
+    oncall_file::LoadedOnCall,
+    queries::{self, NoAnswer},
+    schedule::check_instant,
 };
 use crate::{
     config::{Config, Secret},
-    rules::{EventAction, PagingEvent, Payload, Severity},
+    paging::{
+        EventAction, Link, PagingEvent, Payload, Severity,
+        limits::{MAX_EVENT_BYTES, cap_event},
+        parse_event_value,
+    },
 };
+
+/// An Alertmanager webhook request: it carries a group of alerts, each of
+/// which becomes one event.
+pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug)]
 struct ApiState {
@@ -226,27 +234,8 @@ async fn list(State(s): Shared, headers: HeaderMap, Query(q): Query<ListQuery>) 
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
-    match client::all_incidents(&s.config).await {
-        Ok(all) => {
-            let chosen: Vec<Value> = all
-                .into_iter()
-                .map(|(_, i)| i)
-                .filter(|i| match q.status.as_deref() {
-                    None => true,
-                    Some("open") => i.is_open(),
-                    Some(status) => i.status.as_str() == status,
-                })
-                .map(|i| {
-                    json!({
-                        "id": i.id, "status": i.status, "summary": i.summary,
-                        "severity": i.severity, "dedup_key": i.dedup_key,
-                        "opened_at": i.opened_at, "acknowledged_by": i.acknowledged_by,
-                        "resolved_by": i.resolved_by, "policy": i.policy,
-                    })
-                })
-                .collect();
-            Json(json!({ "incidents": chosen })).into_response()
-        }
+    match queries::list_incidents(&s.config, q.status.as_deref()).await {
+        Ok(rows) => Json(json!({ "incidents": rows })).into_response(),
         Err(e) => client_error(e),
     }
 }
@@ -255,7 +244,7 @@ async fn show(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> R
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
-    match client::find_incident(&s.config, &id).await {
+    match queries::find_incident(&s.config, &id).await {
         Ok((_, incident)) => Json(incident).into_response(),
         Err(e) => client_error(e),
     }
@@ -328,21 +317,22 @@ async fn oncall(State(s): Shared, headers: HeaderMap, Query(q): Query<OncallQuer
         Ok(at) => at,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let mut out = Vec::new();
-    for schedule in loaded.oncall.schedule.iter().map(toml::Spanned::get_ref) {
-        if q.schedule.as_ref().is_some_and(|s| *s != schedule.id) {
-            continue;
-        }
-        let Ok(clock) = ScheduleClock::new(schedule) else {
-            continue;
-        };
-        let shift = clock.current_shift(at).ok();
-        out.push(json!({
-            "schedule": schedule.id,
-            "user": shift.as_ref().and_then(|s| s.user.clone()),
-            "until": shift.map(|s| s.end),
-        }));
-    }
+    let out: Vec<Value> = queries::on_call_at(&loaded.oncall, q.schedule.as_deref(), at)
+        .into_iter()
+        .filter_map(|answer| {
+            let shift = match answer.shift {
+                Ok(shift) => Some(shift),
+                // Not an answer the caller can use; the file check reports it.
+                Err(NoAnswer::UnknownZone(_)) => return None,
+                Err(NoAnswer::OutOfRange(_)) => None,
+            };
+            Some(json!({
+                "schedule": answer.schedule,
+                "user": shift.as_ref().and_then(|s| s.user.clone()),
+                "until": shift.map(|s| s.until),
+            }))
+        })
+        .collect();
     Json(json!({ "at": at, "oncall": out })).into_response()
 }
 
@@ -393,7 +383,7 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             let dedup_key = format!("alertmanager/{fingerprint}");
             let by = "alertmanager";
             if a.status != "firing" {
-                return client::action_event(EventAction::Resolve, &dedup_key, by, by);
+                return PagingEvent::resolve(&dedup_key, by, by);
             }
             let alertname = text(&a.labels, "alertname").unwrap_or_else(|| "alert".to_owned());
             let severity = match text(&a.labels, "severity").as_deref() {
@@ -409,9 +399,7 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             if let Some(url) = &message.external_url {
                 details.insert("alertmanager".into(), url.clone().into());
             }
-            let mut event = client::action_event(EventAction::Trigger, &dedup_key, by, by);
-            event.by = None;
-            event.payload = Some(Payload {
+            let payload = Payload {
                 summary: text(&a.annotations, "summary").unwrap_or_else(|| alertname.clone()),
                 source: text(&a.labels, "instance")
                     .or_else(|| text(&a.labels, "job"))
@@ -427,11 +415,12 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
                 group: text(&a.labels, "team"),
                 class: Some(alertname),
                 custom_details: details,
-            });
+            };
+            let mut event = PagingEvent::trigger(&dedup_key, payload, by);
             event.links = a
                 .generator_url
                 .iter()
-                .map(|href| crate::rules::Link {
+                .map(|href| Link {
                     href: href.clone(),
                     text: "source".to_owned(),
                 })
@@ -624,7 +613,7 @@ async fn ack_page(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
-    let incident = match client::find_by_id(&s.config, &id).await {
+    let incident = match queries::find_by_id(&s.config, &id).await {
         Ok((_, incident)) => incident,
         Err(e) => return client_error(e),
     };
@@ -662,7 +651,7 @@ async fn ack_link(
     if let Some(r) = link_refused(&s, &id, &q) {
         return r;
     }
-    let (partition, incident) = match client::find_by_id(&s.config, &id).await {
+    let (partition, incident) = match queries::find_by_id(&s.config, &id).await {
         Ok(found) => found,
         Err(e) => return client_error(e),
     };

@@ -89,7 +89,7 @@ impl Channels {
                 // `<!channel>` or `<http://evil|docs>` in one stays text.
                 let mut line = format!(
                     "*{}* {}",
-                    slack_escape(&incident.severity.to_uppercase()),
+                    slack_escape(&incident.severity.as_str().to_uppercase()),
                     slack_escape(&text)
                 );
                 if let (Purpose::Page, Some(url)) = (n.purpose, self.ack_url(incident)) {

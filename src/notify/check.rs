@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use toml::Spanned;
 
 use super::{
-    oncall::{ContactKind, OnCall, Target},
+    oncall::{ContactKind, OnCall, Restriction, Schedule, Target},
     schedule::ScheduleClock,
 };
 
@@ -45,35 +45,81 @@ impl Finding {
 }
 
 /// Parses and checks on-call text. `Err` when it does not parse at all;
-/// otherwise the config and its findings. `now` starts the gap look-ahead.
+/// otherwise the config and its findings, in line order. `now` starts the
+/// gap look-ahead.
 pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Finding>), Finding> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let oncall: OnCall = toml::from_str(text).map_err(|e| Finding {
         level: Level::Error,
-        line: e.span().map_or(1, |s| line_of(s.start)),
+        line: e.span().map_or(1, |s| line_of(text, s.start)),
         message: e.message().trim().to_owned(),
     })?;
-    let mut out = Vec::new();
-    let mut warnings = Vec::new();
-    let mut error = |line: usize, message: String| {
-        out.push(Finding {
+    let mut found = Findings {
+        text,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    check_users(&oncall, &mut found);
+    check_schedules(&oncall, now, &mut found);
+    check_policies(&oncall, &mut found);
+    Ok((oncall, found.into_sorted()))
+}
+
+/// The line of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// What the checks found so far.
+struct Findings<'a> {
+    text: &'a str,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Findings<'_> {
+    /// The line `at` starts on.
+    fn line(&self, at: &dyn SpanOf) -> usize {
+        line_of(self.text, at.start())
+    }
+
+    fn error(&mut self, at: &dyn SpanOf, message: String) {
+        let line = self.line(at);
+        self.errors.push(Finding {
             level: Level::Error,
             line,
             message,
-        })
-    };
-    let line = |s: &dyn SpanOf| line_of(s.start());
+        });
+    }
 
-    // Users and how to reach them.
+    fn warning(&mut self, at: &dyn SpanOf, message: String) {
+        let line = self.line(at);
+        self.warnings.push(Finding {
+            level: Level::Warning,
+            line,
+            message,
+        });
+    }
+
+    /// Errors before warnings on the same line, each in the order found.
+    fn into_sorted(self) -> Vec<Finding> {
+        let mut out = self.errors;
+        out.extend(self.warnings);
+        out.sort_by_key(|f| f.line);
+        out
+    }
+}
+
+/// Users and how to reach them.
+fn check_users(oncall: &OnCall, found: &mut Findings<'_>) {
     let mut users = HashSet::new();
     for u in &oncall.user {
         let user = u.get_ref();
         if !users.insert(user.id.as_str()) {
-            error(line(u), format!("user {:?} is defined twice", user.id));
+            found.error(u, format!("user {:?} is defined twice", user.id));
         }
         if user.contact.is_empty() {
-            error(
-                line(u),
+            found.error(
+                u,
                 format!(
                     "user {:?} has no contact method: a page to them could never be delivered",
                     user.id
@@ -83,8 +129,8 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
         let mut names = HashSet::new();
         for c in &user.contact {
             if !names.insert(c.name()) {
-                error(
-                    line(u),
+                found.error(
+                    u,
                     format!(
                         "user {:?}: two contact methods are called {:?}; give them distinct ids",
                         user.id,
@@ -93,8 +139,8 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
                 );
             }
             if let Some(reason) = address_problem(c.kind, &c.address) {
-                error(
-                    line(u),
+                found.error(
+                    u,
                     format!(
                         "user {:?}: {} contact {:?}: {reason}",
                         user.id,
@@ -110,8 +156,8 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
                 .iter()
                 .any(|c| c.name() == rule.get_ref().contact)
             {
-                error(
-                    line(rule),
+                found.error(
+                    rule,
                     format!(
                         "user {:?}: notification rule names contact {:?}, which is not one of theirs ({})",
                         user.id,
@@ -126,178 +172,191 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
             }
         }
     }
+}
 
-    // Schedules.
+/// Schedules: their layers, overrides, time zone, and gaps ahead.
+fn check_schedules(oncall: &OnCall, now: DateTime<Utc>, found: &mut Findings<'_>) {
     let mut schedules = HashSet::new();
     for s in &oncall.schedule {
         let schedule = s.get_ref();
         if !schedules.insert(schedule.id.as_str()) {
-            error(
-                line(s),
-                format!("schedule {:?} is defined twice", schedule.id),
-            );
+            found.error(s, format!("schedule {:?} is defined twice", schedule.id));
         }
         if schedule.layer.is_empty() && schedule.overrides.is_empty() {
-            error(
-                line(s),
+            found.error(
+                s,
                 format!(
                     "schedule {:?} has no layers: nobody can be paged by it",
                     schedule.id
                 ),
             );
         }
-        for (i, l) in schedule.layer.iter().enumerate() {
-            let layer = l.get_ref();
-            let what = format!("schedule {:?} layer {}", schedule.id, i + 1);
-            if layer.users.is_empty() {
-                error(line(l), format!("{what} has no users"));
-            }
-            for u in &layer.users {
-                if oncall.user(u).is_none() {
-                    error(line(l), format!("{what}: unknown user {u:?}"));
-                }
-            }
-            if layer.rotation < std::time::Duration::from_secs(60) {
-                error(line(l), format!("{what}: rotation must be at least 1m"));
-            }
-            if layer.end.is_some_and(|e| e <= layer.start) {
-                error(line(l), format!("{what}: end is not after start"));
-            }
-            for (a, ra) in layer.restrictions.iter().enumerate() {
-                for rb in &layer.restrictions[a + 1..] {
-                    let share_day = ra.days.is_empty()
-                        || rb.days.is_empty()
-                        || ra.days.iter().any(|d| rb.days.contains(d));
-                    let wraps = |r: &super::oncall::Restriction| r.to <= r.from;
-                    let overlap = wraps(ra) || wraps(rb) || (ra.from < rb.to && rb.from < ra.to);
-                    if share_day && overlap {
-                        error(
-                            line(l),
-                            format!(
-                                "{what}: restrictions {}-{} and {}-{} overlap",
-                                ra.from, ra.to, rb.from, rb.to
-                            ),
-                        );
-                    }
-                }
-            }
-            // A layer wholly under an unrestricted, endless layer above it
-            // that started no later never puts anyone on call.
-            let above = schedule.layer[i + 1..]
-                .iter()
-                .map(Spanned::get_ref)
-                .position(|h| {
-                    !h.users.is_empty()
-                        && h.restrictions.is_empty()
-                        && h.end.is_none()
-                        && h.start <= layer.start
-                });
-            if let Some(j) = above {
-                error(
-                    line(l),
+        for i in 0..schedule.layer.len() {
+            check_layer(oncall, schedule, i, found);
+        }
+        check_overrides(oncall, schedule, found);
+        check_zone_and_gaps(s, now, found);
+    }
+}
+
+/// Layer `i` of `schedule`: its users, rotation, end, restrictions, and
+/// whether a layer above always hides it.
+fn check_layer(oncall: &OnCall, schedule: &Schedule, i: usize, found: &mut Findings<'_>) {
+    let l = &schedule.layer[i];
+    let layer = l.get_ref();
+    let what = format!("schedule {:?} layer {}", schedule.id, i + 1);
+    if layer.users.is_empty() {
+        found.error(l, format!("{what} has no users"));
+    }
+    for u in &layer.users {
+        if oncall.user(u).is_none() {
+            found.error(l, format!("{what}: unknown user {u:?}"));
+        }
+    }
+    if layer.rotation < std::time::Duration::from_secs(60) {
+        found.error(l, format!("{what}: rotation must be at least 1m"));
+    }
+    if layer.end.is_some_and(|e| e <= layer.start) {
+        found.error(l, format!("{what}: end is not after start"));
+    }
+    for (a, ra) in layer.restrictions.iter().enumerate() {
+        for rb in &layer.restrictions[a + 1..] {
+            let share_day = ra.days.is_empty()
+                || rb.days.is_empty()
+                || ra.days.iter().any(|d| rb.days.contains(d));
+            let wraps = |r: &Restriction| r.to <= r.from;
+            let overlap = wraps(ra) || wraps(rb) || (ra.from < rb.to && rb.from < ra.to);
+            if share_day && overlap {
+                found.error(
+                    l,
                     format!(
-                        "{what} is always covered by layer {} above it, so it never puts anyone on call",
-                        i + j + 2
+                        "{what}: restrictions {}-{} and {}-{} overlap",
+                        ra.from, ra.to, rb.from, rb.to
                     ),
                 );
             }
         }
-        for (i, o) in schedule.overrides.iter().enumerate() {
-            let ov = o.get_ref();
-            if oncall.user(&ov.user).is_none() {
-                error(
-                    line(o),
+    }
+    // A layer wholly under an unrestricted, endless layer above it that
+    // started no later never puts anyone on call.
+    let above = schedule.layer[i + 1..]
+        .iter()
+        .map(Spanned::get_ref)
+        .position(|h| {
+            !h.users.is_empty()
+                && h.restrictions.is_empty()
+                && h.end.is_none()
+                && h.start <= layer.start
+        });
+    if let Some(j) = above {
+        found.error(
+            l,
+            format!(
+                "{what} is always covered by layer {} above it, so it never puts anyone on call",
+                i + j + 2
+            ),
+        );
+    }
+}
+
+/// The overrides of `schedule`: known users, ends after starts, and
+/// overlaps between different users.
+fn check_overrides(oncall: &OnCall, schedule: &Schedule, found: &mut Findings<'_>) {
+    for (i, o) in schedule.overrides.iter().enumerate() {
+        let ov = o.get_ref();
+        if oncall.user(&ov.user).is_none() {
+            found.error(
+                o,
+                format!(
+                    "schedule {:?}: override for unknown user {:?}",
+                    schedule.id, ov.user
+                ),
+            );
+        }
+        if ov.end <= ov.start {
+            found.error(
+                o,
+                format!("schedule {:?}: override ends before it starts", schedule.id),
+            );
+        }
+        for other in &schedule.overrides[i + 1..] {
+            let b = other.get_ref();
+            if ov.start < b.end && b.start < ov.end && ov.user != b.user {
+                found.error(
+                    other,
                     format!(
-                        "schedule {:?}: override for unknown user {:?}",
-                        schedule.id, ov.user
+                        "schedule {:?}: overrides for {:?} and {:?} overlap; the later one wins",
+                        schedule.id, ov.user, b.user
                     ),
                 );
             }
-            if ov.end <= ov.start {
-                error(
-                    line(o),
-                    format!("schedule {:?}: override ends before it starts", schedule.id),
-                );
-            }
-            for other in &schedule.overrides[i + 1..] {
-                let b = other.get_ref();
-                if ov.start < b.end && b.start < ov.end && ov.user != b.user {
-                    error(
-                        line(other),
-                        format!(
-                            "schedule {:?}: overrides for {:?} and {:?} overlap; the later one wins",
-                            schedule.id, ov.user, b.user
-                        ),
-                    );
-                }
-            }
         }
-        match ScheduleClock::new(schedule) {
-            Err(zone) => error(
-                line(s),
+    }
+}
+
+/// The schedule's time zone must be known; with it, nobody on call in the
+/// next two weeks is a warning.
+fn check_zone_and_gaps(s: &Spanned<Schedule>, now: DateTime<Utc>, found: &mut Findings<'_>) {
+    let schedule = s.get_ref();
+    let clock = match ScheduleClock::new(schedule) {
+        Ok(clock) => clock,
+        Err(zone) => {
+            found.error(
+                s,
                 format!(
                     "schedule {:?}: unknown time zone {zone:?} (use an IANA name such as \"Europe/Berlin\")",
                     schedule.id
                 ),
-            ),
-            Ok(clock) => {
-                let horizon = now + Duration::weeks(2);
-                let gaps: Vec<_> = clock
-                    .shifts(now, horizon)
-                    .into_iter()
-                    .filter(|s| s.user.is_none())
-                    .collect();
-                if let Some(first) = gaps.first() {
-                    let hours: i64 = gaps
-                        .iter()
-                        .map(|g| (g.end - g.start).num_minutes())
-                        .sum::<i64>()
-                        / 60;
-                    warnings.push(Finding {
-                        level: Level::Warning,
-                        line: line(s),
-                        message: format!(
-                            "schedule {:?} has nobody on call for {hours}h of the next 2 weeks, first from {} to {}; a level that pages only this schedule then escalates at once",
-                            schedule.id,
-                            first.start.to_rfc3339(),
-                            first.end.to_rfc3339()
-                        ),
-                    });
-                }
-            }
+            );
+            return;
         }
+    };
+    let horizon = now + Duration::weeks(2);
+    let gaps: Vec<_> = clock
+        .shifts(now, horizon)
+        .into_iter()
+        .filter(|s| s.user.is_none())
+        .collect();
+    if let Some(first) = gaps.first() {
+        let hours: i64 = gaps
+            .iter()
+            .map(|g| (g.end - g.start).num_minutes())
+            .sum::<i64>()
+            / 60;
+        found.warning(
+            s,
+            format!(
+                "schedule {:?} has nobody on call for {hours}h of the next 2 weeks, first from {} to {}; a level that pages only this schedule then escalates at once",
+                schedule.id,
+                first.start.to_rfc3339(),
+                first.end.to_rfc3339()
+            ),
+        );
     }
+}
 
-    // Escalation policies.
+/// Escalation policies: levels with known targets, and the default policy.
+fn check_policies(oncall: &OnCall, found: &mut Findings<'_>) {
     let mut policies = HashSet::new();
     for p in &oncall.policy {
         let policy = p.get_ref();
         if !policies.insert(policy.id.as_str()) {
-            out.push(Finding {
-                level: Level::Error,
-                line: line(p),
-                message: format!("policy {:?} is defined twice", policy.id),
-            });
+            found.error(p, format!("policy {:?} is defined twice", policy.id));
         }
         if policy.level.is_empty() {
-            out.push(Finding {
-                level: Level::Error,
-                line: line(p),
-                message: format!(
+            found.error(
+                p,
+                format!(
                     "policy {:?} has no levels: nobody can be paged by it",
                     policy.id
                 ),
-            });
+            );
         }
         for (i, l) in policy.level.iter().enumerate() {
             let level = l.get_ref();
             let what = format!("policy {:?} level {}", policy.id, i + 1);
             if level.targets.is_empty() {
-                out.push(Finding {
-                    level: Level::Error,
-                    line: line(l),
-                    message: format!("{what} has no targets"),
-                });
+                found.error(l, format!("{what} has no targets"));
             }
             for t in &level.targets {
                 let missing = match t {
@@ -311,11 +370,7 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
                         .then(|| format!("unknown schedule {s:?}")),
                 };
                 if let Some(m) = missing {
-                    out.push(Finding {
-                        level: Level::Error,
-                        line: line(l),
-                        message: format!("{what}: {m}"),
-                    });
+                    found.error(l, format!("{what}: {m}"));
                 }
             }
         }
@@ -323,15 +378,11 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
     if let Some(d) = &oncall.default_policy
         && !policies.contains(d.get_ref().as_str())
     {
-        out.push(Finding {
-            level: Level::Error,
-            line: line(d),
-            message: format!("default_policy {:?} is not a policy", d.get_ref()),
-        });
+        found.error(
+            d,
+            format!("default_policy {:?} is not a policy", d.get_ref()),
+        );
     }
-    out.extend(warnings);
-    out.sort_by_key(|f| f.line);
-    Ok((oncall, out))
 }
 
 /// Why an address cannot work for its kind of contact.

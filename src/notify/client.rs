@@ -1,17 +1,14 @@
-//! What the CLI and the HTTP API do with incidents: read them from the
-//! changelog, and send acknowledgements, resolves and pages as events on
-//! the paging topic, so every incident has one ordered log.
+//! What the CLI and the HTTP API send: acknowledgements, resolves and pages
+//! as events on the paging topic, so every incident has one ordered log.
+//! What they read is in [`super::queries`].
 
-use std::time::Duration;
-
-use rdkafka::{error::KafkaError, producer::FutureRecord};
+use rdkafka::error::KafkaError;
 use thiserror::Error;
 
-use super::{changelog::read_changelog, incident::Incident};
+use super::{incident::Incident, queries::find_incident};
 use crate::{
     config::Config,
-    kafka::keyed_producer,
-    rules::{EventAction, PagingEvent, bound_dedup_key},
+    paging::{EventAction, PagingEvent, Publisher},
 };
 
 #[derive(Debug, Error)]
@@ -22,94 +19,17 @@ pub enum ClientError {
     Kafka(#[from] KafkaError),
 }
 
-/// Every incident in the changelog with its partition, oldest first.
-pub async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>, ClientError> {
-    let (kafka, brokers, topic) = (
-        config.kafka.clone(),
-        config.kafka.brokers.clone(),
-        config.notify.incidents_topic.clone(),
-    );
-    let logs = tokio::task::spawn_blocking(move || read_changelog(&kafka, &brokers, &topic, None))
-        .await
-        .expect("the changelog reader does not panic")?;
-    let mut incidents: Vec<(i32, Incident)> = logs
-        .into_iter()
-        .flat_map(|(p, l)| l.incidents.into_iter().map(move |i| (p, i)))
-        .collect();
-    incidents.sort_by_key(|(_, i)| i.opened_at);
-    Ok(incidents)
-}
-
-/// The incident with this id, with its partition.
-pub async fn find_by_id(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
-    all_incidents(config)
-        .await?
-        .into_iter()
-        .find(|(_, i)| i.id == id)
-        .ok_or_else(|| ClientError::NotFound(id.to_owned()))
-}
-
-/// The incident an id or dedup_key names (the open one, for a dedup_key),
-/// with its partition.
-pub async fn find_incident(config: &Config, id: &str) -> Result<(i32, Incident), ClientError> {
-    let incidents = all_incidents(config).await?;
-    // Stored as the notifier's intake shortened it.
-    let key = bound_dedup_key(id.to_owned());
-    incidents
-        .iter()
-        .find(|(_, i)| i.id == id)
-        .or_else(|| {
-            incidents
-                .iter()
-                .rev()
-                .find(|(_, i)| i.dedup_key == key && i.is_open())
-        })
-        .or_else(|| incidents.iter().rev().find(|(_, i)| i.dedup_key == key))
-        .cloned()
-        .ok_or_else(|| ClientError::NotFound(id.to_owned()))
-}
-
-/// An event without payload: an acknowledgement or a resolve by someone.
-pub fn action_event(action: EventAction, dedup_key: &str, by: &str, client: &str) -> PagingEvent {
-    PagingEvent {
-        event_action: action,
-        dedup_key: dedup_key.to_owned(),
-        payload: None,
-        links: Vec::new(),
-        client: Some(client.to_owned()),
-        rule: None,
-        labels: Default::default(),
-        value: None,
-        window: None,
-        escalation_policy: None,
-        by: Some(by.to_owned()),
-        incident: None,
-    }
-}
-
-/// Produces `events` to the paging topic keyed by dedup_key; to `partition`
-/// when given (an existing incident's, so it reaches the member that holds
-/// it whatever partitioner the trigger's producer used).
+/// Publishes `events` to the notifier's paging topic, with a producer of
+/// their own (the CLI and the API send rarely); to `partition` when given
+/// (see [`Publisher::publish`]).
 pub async fn send_events(
     config: &Config,
     events: &[PagingEvent],
     partition: Option<i32>,
 ) -> Result<(), KafkaError> {
-    let producer = keyed_producer(&config.kafka, &config.kafka.brokers)?;
-    for event in events {
-        let body = serde_json::to_vec(event).expect("events serialise");
-        let mut record = FutureRecord::to(&config.notify.paging_topic)
-            .key(&event.dedup_key)
-            .payload(&body);
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)?;
-    }
-    Ok(())
+    Publisher::new(&config.kafka, &config.notify.paging_topic)?
+        .publish(events, partition)
+        .await
 }
 
 /// Acknowledges or resolves the incident `id` names; returns it as it was.
@@ -135,7 +55,7 @@ pub async fn send_action(
     by: &str,
     client: &str,
 ) -> Result<(), KafkaError> {
-    let mut event = action_event(action, &incident.dedup_key, by, client);
-    event.incident = Some(incident.id.clone());
+    let event =
+        PagingEvent::by_person(action, &incident.dedup_key, by, client).for_incident(&incident.id);
     send_events(config, &[event], Some(partition)).await
 }

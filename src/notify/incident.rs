@@ -29,10 +29,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    limits::{MAX_DETAIL_BYTES, cut_json},
     oncall::{ContactKind, OnCall, Policy, Target},
     schedule::ScheduleClock,
 };
+use crate::paging::{Severity, limits::cut_json};
+
+/// One timeline entry's detail, measured as JSON (escapes included), so 71
+/// entries stay far below a record's limit whatever they contain.
+pub const MAX_DETAIL_BYTES: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,11 +132,11 @@ pub struct Escalation {
 }
 
 /// What the event that opens an incident says.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Opening {
     pub dedup_key: String,
     pub summary: String,
-    pub severity: String,
+    pub severity: Severity,
     pub source: Option<String>,
     pub policy: Option<String>,
     /// A manual page: this user or schedule instead of a policy.
@@ -145,7 +149,9 @@ pub struct Incident {
     pub dedup_key: String,
     pub status: Status,
     pub summary: String,
-    pub severity: String,
+    /// Lowercase, as on the wire: records written when this was a string
+    /// held one of the same four names, so they load unchanged.
+    pub severity: Severity,
     pub source: Option<String>,
     /// The escalation policy in use.
     pub policy: Option<String>,
@@ -236,11 +242,11 @@ impl Incident {
     }
 
     /// Another trigger for this open incident: noted, nobody paged again.
-    pub fn retrigger(&mut self, summary: &str, severity: &str, now: DateTime<Utc>) {
+    pub fn retrigger(&mut self, summary: &str, severity: Severity, now: DateTime<Utc>) {
         self.triggers += 1;
         let changed = self.severity != severity || self.summary != summary;
         self.summary = summary.to_owned();
-        self.severity = severity.to_owned();
+        self.severity = severity;
         let detail = if changed {
             format!("trigger {}: now {summary} ({severity})", self.triggers)
         } else {
@@ -714,8 +720,10 @@ delay = "10m"
         let opening = Opening {
             dedup_key: "errors{service=checkout}".into(),
             summary: "checkout: 12 errors".into(),
-            severity: "critical".into(),
-            ..Default::default()
+            severity: Severity::Critical,
+            source: None,
+            policy: None,
+            target: None,
         };
         Incident::open(opening, at(now), &oncall())
     }
@@ -826,7 +834,7 @@ delay = "10m"
         i.delivered(next[0], Ok(()), at("2026-03-02T22:00:02Z"), &oncall);
         i.retrigger(
             "checkout: 30 errors",
-            "critical",
+            Severity::Critical,
             at("2026-03-02T22:01:00Z"),
         );
         assert_eq!(
@@ -860,10 +868,10 @@ delay = "10m"
     fn thousands_of_triggers_keep_a_bounded_record() {
         let mut i = open("2026-03-02T10:00:00Z");
         let start = i.timeline.clone();
-        let long = "\u{1}".repeat(crate::notify::limits::MAX_SUMMARY_CHARS);
+        let long = "\u{1}".repeat(crate::paging::limits::MAX_SUMMARY_CHARS);
         for n in 0..5000 {
             let now = at("2026-03-02T10:00:00Z") + Duration::seconds(n);
-            i.retrigger(&format!("{long}{n}"), "critical", now);
+            i.retrigger(&format!("{long}{n}"), Severity::Critical, now);
         }
         assert_eq!(i.triggers, 5001, "the count stays exact");
         assert_eq!(i.timeline.len(), TIMELINE_HEAD + 1 + TIMELINE_TAIL);
@@ -909,5 +917,110 @@ delay = "10m"
             Some(at("2026-03-02T10:10:00Z")),
             "timers resume"
         );
+    }
+}
+
+/// Incidents built from whatever senders put in events stay small records.
+#[cfg(test)]
+mod bounded {
+    use proptest::prelude::*;
+    use serde_json::Map;
+
+    use super::*;
+    use crate::paging::{
+        EventAction, Link, PagingEvent, Payload,
+        limits::{MAX_EVENT_BYTES, cap_event},
+    };
+
+    /// Text that stresses the cuts: any characters, or only ones JSON
+    /// escapes (a control character takes 6 bytes), repeated up to long.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        (
+            prop_oneof!["\\PC{0,8}", "[\\x00-\\x1f\"\\\\]{1,8}"],
+            0usize..20_000,
+        )
+            .prop_map(|(unit, n)| unit.repeat(n))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever a sender puts in an event, the capped event fits one
+        /// Events v2 request, capping it again changes nothing, and the
+        /// incident it opens is a small record.
+        #[test]
+        fn capped_events_and_their_incidents_stay_bounded(
+            texts in proptest::collection::vec(hostile_text(), 10),
+            links in 0usize..40,
+        ) {
+            let mut custom_details = Map::new();
+            custom_details.insert(texts[3].clone(), texts[4].clone().into());
+            custom_details.insert("page_user".into(), texts[5].clone().into());
+            let mut event = PagingEvent {
+                event_action: EventAction::Trigger,
+                dedup_key: format!("k{}", texts[0]),
+                payload: Some(Payload {
+                    summary: texts[1].clone(),
+                    source: texts[2].clone(),
+                    severity: Severity::Critical,
+                    timestamp: String::new(),
+                    component: Some(texts[6].clone()),
+                    group: None,
+                    class: None,
+                    custom_details,
+                }),
+                links: (0..links)
+                    .map(|_| Link { href: texts[7].clone(), text: texts[8].clone() })
+                    .collect(),
+                client: None,
+                rule: None,
+                labels: [(texts[8].clone(), texts[9].clone()), ("k".into(), texts[9].clone())].into(),
+                value: None,
+                window: None,
+                escalation_policy: None,
+                by: Some(texts[9].clone()),
+                incident: None,
+            };
+            cap_event(&mut event);
+            let size = serde_json::to_vec(&event).unwrap().len();
+            prop_assert!(size <= MAX_EVENT_BYTES, "{} bytes", size);
+            let once = event.clone();
+            prop_assert_eq!(cap_event(&mut event), Vec::<&str>::new());
+            prop_assert_eq!(&event, &once);
+
+            let payload = event.payload.as_ref().unwrap();
+            let opening = Opening {
+                dedup_key: event.dedup_key.clone(),
+                summary: payload.summary.clone(),
+                severity: Severity::Critical,
+                source: Some(payload.source.clone()),
+                policy: None,
+                target: None,
+            };
+            let mut incident = Incident::open(opening, chrono::Utc::now(), &OnCall::default());
+            for _ in 0..200 {
+                incident.retrigger(&payload.summary, Severity::Critical, chrono::Utc::now());
+            }
+            let size = serde_json::to_vec(&incident).unwrap().len();
+            prop_assert!(size < 256 * 1024, "{} bytes", size);
+        }
+    }
+
+    /// What the changelog holds for an incident written before severity
+    /// was typed (a string then): it loads, and writes back the same.
+    #[test]
+    fn an_incident_in_the_old_shape_loads() {
+        let old = r#"{"id":"3f2a9c01bd","dedup_key":"errors{service=checkout}","status":"acknowledged","summary":"checkout: 12 errors","severity":"critical","source":"klaxon","policy":"p","opened_at":"2026-03-02T10:00:00Z","acknowledged_by":"alice","resolved_by":null,"triggers":2,"escalation":{"level":0,"cycle":0,"next_at":null,"ack_expires_at":null},"notifications":[{"seq":0,"user":"alice","contact":"sms","kind":"sms","address":"+15550100","purpose":"page","due_at":"2026-03-02T10:00:00Z","state":"delivered"}],"timeline":[{"at":"2026-03-02T10:00:00Z","kind":"triggered","detail":"checkout: 12 errors (critical)"},{"at":"2026-03-02T10:01:00Z","kind":"acknowledged","detail":"by alice"}]}"#;
+        let incident: Incident = serde_json::from_str(old).unwrap();
+        assert_eq!(incident.severity, Severity::Critical);
+        assert_eq!(incident.status, Status::Acknowledged);
+        let again: serde_json::Value = serde_json::to_value(&incident).unwrap();
+        let before: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(again, before, "written back in the same shape");
+        for s in ["info", "warning", "error", "critical"] {
+            let record = old.replace(r#""severity":"critical""#, &format!(r#""severity":"{s}""#));
+            let incident: Incident = serde_json::from_str(&record).unwrap();
+            assert_eq!(incident.severity.as_str(), s);
+        }
     }
 }

@@ -2,16 +2,23 @@
 //!
 //! - [`oncall`]: the on-call file (users and contact methods, schedules of
 //!   rotation layers with restrictions and overrides, escalation policies),
-//!   checked by [`check_oncall`].
+//!   checked by [`check_oncall`], loaded and reloaded as [`LoadedOnCall`]
+//!   ([`oncall_file`]).
 //! - [`schedule`]: who is on call at an instant, across time zones and
 //!   daylight-saving changes, as pure code.
 //! - [`incident`]: one incident's escalation, notifications and timeline, as
 //!   pure code.
-//! - [`Notifier`] ([`worker`]): consumes `paging`, keeps incidents in the
+//! - [`Notifier`] ([`worker`]): consumes `paging`, applies each event to the
+//!   incidents of its partition (`partition`, pure), keeps them in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
-//! - [`limits`]: the size of everything a sender controls, so no event or
-//!   incident outgrows a Kafka record.
+//! - The CLI and the HTTP API ([`api`]) answer the same questions from
+//!   [`queries`] (incidents by status, one incident, who is on call until
+//!   when) and send acknowledgements, resolves and pages through [`client`].
+//!
+//! The events it reads, and those the CLI and API send, are the paging
+//! contract of [`crate::paging`] (its limits keep every event and incident
+//! within a Kafka record).
 
 pub mod api;
 pub mod changelog;
@@ -19,17 +26,20 @@ pub mod channels;
 pub mod check;
 pub mod client;
 pub mod incident;
-pub mod limits;
 pub mod links;
 pub mod oncall;
+pub mod oncall_file;
+mod partition;
+pub mod queries;
 pub mod schedule;
 pub mod worker;
 
 pub use check::{Finding, Level, check_oncall};
 pub use incident::{Incident, Opening, Status};
 pub use oncall::OnCall;
+pub use oncall_file::LoadedOnCall;
 pub use schedule::{ScheduleClock, Shift};
-pub use worker::{LoadedOnCall, Notifier, NotifyError, parse_event};
+pub use worker::{Notifier, NotifyError};
 
 use crate::{config::Config, topics::TopicSpec};
 

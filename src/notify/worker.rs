@@ -20,12 +20,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::FutureExt as _;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -34,7 +33,6 @@ use rdkafka::{
     message::BorrowedMessage,
     producer::FutureProducer,
 };
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -42,17 +40,16 @@ use tokio_util::sync::CancellationToken;
 use super::{
     changelog::{read_changelog, write_incident, write_position},
     channels::Channels,
-    check::{Level, check_oncall},
-    incident::{Incident, Opening},
-    limits::{MAX_FIELD_CHARS, cap_event, cut_chars},
     links::AckLinks,
-    oncall::{ContactKind, OnCall, Target},
+    oncall::ContactKind,
+    oncall_file::LoadedOnCall,
+    partition::PartitionState,
 };
 use crate::{
     ErrorKind,
     config::Config,
     kafka::{DeadLetters, GroupContext, Origin, Rejection, keyed_producer, paging_consumer_config},
-    rules::{EventAction, PagingEvent},
+    paging::{EVENT_REJECT_REASONS, EventAction, PagingEvent, parse_event},
 };
 
 /// At most this many sends in flight.
@@ -76,83 +73,6 @@ impl NotifyError {
     }
 }
 
-/// The incidents of one paging partition.
-#[derive(Debug, Default)]
-struct PartitionState {
-    incidents: HashMap<String, Incident>,
-    /// Open incident per dedup_key.
-    open: HashMap<String, String>,
-    /// Paging events before this offset are already applied.
-    position: i64,
-}
-
-impl PartitionState {
-    /// Applies an event at `now`; returns the incident it changed. An
-    /// acknowledge or resolve that names its incident acts on that one
-    /// only: when it is closed, a later incident opened under the same
-    /// dedup_key is left alone.
-    fn apply(
-        &mut self,
-        event: &PagingEvent,
-        now: DateTime<Utc>,
-        oncall: &OnCall,
-    ) -> Option<String> {
-        let by = event.by.clone().unwrap_or_else(|| {
-            event
-                .client
-                .clone()
-                .unwrap_or_else(|| "events api".to_owned())
-        });
-        let open = self
-            .open
-            .get(&event.dedup_key)
-            .filter(|open| match (event.event_action, &event.incident) {
-                (EventAction::Acknowledge | EventAction::Resolve, Some(named)) => *open == named,
-                _ => true,
-            })
-            .cloned();
-        match (event.event_action, open) {
-            (EventAction::Trigger, Some(id)) => {
-                let payload = event.payload.as_ref()?;
-                let incident = self.incidents.get_mut(&id)?;
-                incident.retrigger(&payload.summary, payload.severity.as_str(), now);
-                Some(id)
-            }
-            (EventAction::Trigger, None) => {
-                let payload = event.payload.as_ref()?;
-                let opening = Opening {
-                    dedup_key: event.dedup_key.clone(),
-                    summary: payload.summary.clone(),
-                    severity: payload.severity.as_str().to_owned(),
-                    source: Some(payload.source.clone()),
-                    policy: event.escalation_policy.clone(),
-                    target: manual_target(event),
-                };
-                let incident = Incident::open(opening, now, oncall);
-                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
-                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
-                let id = incident.id.clone();
-                self.open.insert(event.dedup_key.clone(), id.clone());
-                self.incidents.insert(id.clone(), incident);
-                Some(id)
-            }
-            (EventAction::Acknowledge, Some(id)) => {
-                let incident = self.incidents.get_mut(&id)?;
-                incident.acknowledge(&by, now, oncall).then_some(id)
-            }
-            (EventAction::Resolve, Some(id)) => {
-                self.open.remove(&event.dedup_key);
-                let incident = self.incidents.get_mut(&id)?;
-                incident.resolve(&by, now).then_some(id)
-            }
-            (action, None) => {
-                tracing::info!(dedup_key = %event.dedup_key, incident = ?event.incident, action = action_name(action), "no open incident; event ignored");
-                None
-            }
-        }
-    }
-}
-
 /// A finished send, back to the loop.
 #[derive(Debug)]
 struct SendResult {
@@ -160,66 +80,6 @@ struct SendResult {
     incident: String,
     seq: u32,
     result: Result<(), String>,
-}
-
-/// The on-call file as loaded, with the digest that tells a change.
-#[derive(Debug)]
-pub struct LoadedOnCall {
-    pub path: PathBuf,
-    pub oncall: OnCall,
-    /// The loaded version's warnings (gaps ahead), as FILE:LINE lines.
-    pub warnings: Vec<String>,
-    digest: [u8; 32],
-}
-
-impl LoadedOnCall {
-    /// Reads and checks the file. `Err` is every finding, as FILE:LINE
-    /// lines in line order, when any of them is an error.
-    pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-        let (oncall, findings) =
-            check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
-        if findings.iter().any(|f| f.level == Level::Error) {
-            return Err(findings.iter().map(|f| f.display(&path)).collect());
-        }
-        Ok(Self {
-            warnings: findings.iter().map(|f| f.display(&path)).collect(),
-            path,
-            oncall,
-            digest,
-        })
-    }
-
-    /// Reads the file again if it changed; a broken new version is refused
-    /// (logged with its lines) and this one stays.
-    fn reload(&mut self) {
-        let Ok(text) = std::fs::read(&self.path) else {
-            return;
-        };
-        let digest: [u8; 32] = Sha256::digest(&text).into();
-        if digest == self.digest {
-            return;
-        }
-        match Self::load(self.path.clone()) {
-            Ok(next) => {
-                for warning in &next.warnings {
-                    tracing::warn!("{warning}");
-                }
-                *self = next;
-                tracing::info!(file = %self.path.display(), "on-call file reloaded");
-            }
-            Err(problems) => {
-                for p in problems {
-                    tracing::error!("{p} (refused; the previous on-call config stays active)");
-                }
-                // Report this version once.
-                self.digest = digest;
-                metrics::counter!("klaxon_notify_oncall_reload_failures_total").increment(1);
-            }
-        }
-    }
 }
 
 /// One member of the notifier group.
@@ -505,7 +365,7 @@ impl Notifier {
                         .increment(1);
                 }
                 Ok(event) => {
-                    metrics::counter!("klaxon_notify_events_total", "action" => action_name(event.event_action)).increment(1);
+                    metrics::counter!("klaxon_notify_events_total", "action" => event.event_action.as_str()).increment(1);
                     if let Some(id) = self.apply(partition, &event)
                         && !changed.contains(&(partition, id.clone()))
                     {
@@ -658,7 +518,7 @@ fn register_metrics() {
     ] {
         register_zero(
             "klaxon_notify_events_total",
-            &[("action", action_name(action).to_owned())],
+            &[("action", action.as_str().to_owned())],
         );
     }
     for reason in EVENT_REJECT_REASONS {
@@ -684,129 +544,10 @@ fn register_metrics() {
     }
 }
 
-fn action_name(action: EventAction) -> &'static str {
-    match action {
-        EventAction::Trigger => "trigger",
-        EventAction::Acknowledge => "acknowledge",
-        EventAction::Resolve => "resolve",
-    }
-}
-
-/// A manual page names its target in klaxon's `page_user` or
-/// `page_schedule` custom details.
-fn manual_target(event: &PagingEvent) -> Option<Target> {
-    let details = &event.payload.as_ref()?.custom_details;
-    if let Some(u) = details.get("page_user").and_then(|v| v.as_str()) {
-        return Some(Target::User(u.to_owned()));
-    }
-    details
-        .get("page_schedule")
-        .and_then(|v| v.as_str())
-        .map(|s| Target::Schedule(s.to_owned()))
-}
-
-/// Why an event is refused (the dead-letter reason, a metric label) and
-/// the detail for the sender.
-pub type Refusal = (&'static str, String);
-
-/// Every reason [`parse_event`] gives for refusing an event.
-const EVENT_REJECT_REASONS: [&str; 4] = [
-    "invalid_json",
-    "missing_dedup_key",
-    "invalid_event",
-    "missing_payload",
-];
-
-/// An Events v2 event with every field cut to klaxon's limits, and the
-/// names of the fields cut; or the dead-letter reason and detail (one of
-/// [`EVENT_REJECT_REASONS`]).
-pub fn parse_event(payload: &[u8]) -> Result<(PagingEvent, Vec<&'static str>), Refusal> {
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| ("invalid_json", e.to_string()))?;
-    parse_event_value(value)
-}
-
-/// [`parse_event`] of a body already read as JSON (the HTTP intake reads
-/// it first for its routing key and to fill in a missing dedup_key).
-pub fn parse_event_value(
-    value: serde_json::Value,
-) -> Result<(PagingEvent, Vec<&'static str>), Refusal> {
-    if value
-        .get("dedup_key")
-        .and_then(|k| k.as_str())
-        .is_none_or(str::is_empty)
-    {
-        return Err(("missing_dedup_key", "dedup_key is required".to_owned()));
-    }
-    let mut event: PagingEvent = serde_json::from_value(value).map_err(|e| {
-        // serde quotes the offending value, which the sender controls.
-        let mut detail = e.to_string();
-        cut_chars(&mut detail, MAX_FIELD_CHARS);
-        ("invalid_event", detail)
-    })?;
-    if event.event_action == EventAction::Trigger && event.payload.is_none() {
-        return Err((
-            "missing_payload",
-            "a trigger needs payload.summary, source and severity".to_owned(),
-        ));
-    }
-    check_times(&event)?;
-    let cut = cap_event(&mut event);
-    Ok((event, cut))
-}
-
-/// The schema says `date-time` (RFC 3339) for `payload.timestamp` and the
-/// window's ends: refuse anything else rather than carry "yesterday" into
-/// incidents and pages as if it were a time.
-fn check_times(event: &PagingEvent) -> Result<(), Refusal> {
-    let timestamp = event
-        .payload
-        .as_ref()
-        .map(|p| ("payload.timestamp", &p.timestamp));
-    let window = event
-        .window
-        .iter()
-        .flat_map(|w| [("window.start", &w.start), ("window.end", &w.end)]);
-    for (field, text) in timestamp.into_iter().chain(window) {
-        // An empty timestamp is an absent one (Events v2 makes it optional).
-        if field == "payload.timestamp" && text.is_empty() {
-            continue;
-        }
-        if DateTime::parse_from_rfc3339(text).is_err() {
-            let mut shown = text.clone();
-            cut_chars(&mut shown, 64);
-            return Err((
-                "invalid_event",
-                format!(
-                    "{field} {shown:?} is not an RFC 3339 date-time (e.g. 2026-11-25T10:00:00Z)"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::{Status, client::action_event};
-
-    /// One user `a`, reached by `contact`, under the default policy `p`.
-    fn one_user_oncall(contact: &str) -> String {
-        format!(
-            r#"
-default_policy = "p"
-[[user]]
-id = "a"
-contact = [{contact}]
-[[policy]]
-id = "p"
-[[policy.level]]
-targets = [{{ user = "a" }}]
-delay = "5m"
-"#
-        )
-    }
+    use crate::notify::partition::tests::one_user_oncall;
 
     #[tokio::test]
     async fn a_failed_changelog_write_is_kept_and_the_page_still_goes_out() {
@@ -847,140 +588,5 @@ delay = "5m"
             notifier.partitions[&0].incidents.contains_key(&id),
             "kept in memory until written"
         );
-    }
-
-    #[test]
-    fn an_ack_for_a_closed_incident_leaves_the_next_one_alone() {
-        let oncall: OnCall = toml::from_str(&one_user_oncall(
-            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
-        ))
-        .unwrap();
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let trigger = parse_event(
-            br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
-        )
-        .unwrap()
-        .0;
-        let for_incident = |action, id: &str| {
-            let mut e = action_event(action, "k", "someone", "test");
-            e.incident = Some(id.to_owned());
-            e
-        };
-        let mut state = PartitionState::default();
-        let first = state
-            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall)
-            .unwrap();
-        let resolve = action_event(EventAction::Resolve, "k", "someone", "test");
-        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall);
-        let second = state
-            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall)
-            .unwrap();
-        assert_ne!(first, second);
-
-        let stale = for_incident(EventAction::Acknowledge, &first);
-        assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
-            None
-        );
-        let stale = for_incident(EventAction::Resolve, &first);
-        assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
-            None
-        );
-        assert_eq!(state.incidents[&second].status, Status::Triggered);
-        let ack = for_incident(EventAction::Acknowledge, &second);
-        assert_eq!(
-            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall),
-            Some(second.clone())
-        );
-        assert_eq!(state.incidents[&second].status, Status::Acknowledged);
-    }
-
-    #[test]
-    fn bad_events_get_a_reason() {
-        let reason = |text: &str| parse_event(text.as_bytes()).err().map(|(r, _)| r);
-        let long_action = format!(
-            r#"{{"event_action":"{}","dedup_key":"k"}}"#,
-            "x".repeat(600_000)
-        );
-        let (_, detail) = parse_event(long_action.as_bytes()).unwrap_err();
-        assert!(detail.len() < 4096, "the detail quotes no 600 KB value");
-        assert_eq!(reason("not json"), Some("invalid_json"));
-        assert_eq!(
-            reason(r#"{"event_action":"trigger"}"#),
-            Some("missing_dedup_key")
-        );
-        assert_eq!(
-            reason(r#"{"event_action":"explode","dedup_key":"k"}"#),
-            Some("invalid_event")
-        );
-        assert_eq!(
-            reason(r#"{"event_action":"trigger","dedup_key":"k"}"#),
-            Some("missing_payload")
-        );
-        assert_eq!(
-            reason(r#"{"event_action":"resolve","dedup_key":"k","routing_key":"r"}"#),
-            None
-        );
-    }
-
-    /// The schema the paging topic is documented by, and its examples.
-    fn schema_and_examples() -> (serde_json::Value, Vec<serde_json::Value>) {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../schemas/paging-event.schema.json")).unwrap();
-        let examples = schema["examples"].as_array().cloned().unwrap_or_default();
-        assert!(examples.len() >= 5, "the schema shows its events");
-        (schema, examples)
-    }
-
-    #[test]
-    fn every_schema_example_is_taken_from_the_paging_topic() {
-        let (schema, examples) = schema_and_examples();
-        for example in examples {
-            assert!(jsonschema::is_valid(&schema, &example), "{example}");
-            let bytes = serde_json::to_vec(&example).unwrap();
-            let (event, cut) = parse_event(&bytes).unwrap_or_else(|e| panic!("{example}: {e:?}"));
-            assert_eq!(cut, Vec::<&str>::new(), "{example}");
-            assert_eq!(event.dedup_key, example["dedup_key"].as_str().unwrap());
-            // What klaxon writes back validates too, links without text included.
-            let again = serde_json::to_value(&event).unwrap();
-            assert!(jsonschema::is_valid(&schema, &again), "{again}");
-            assert_eq!(again.get("links"), example.get("links"), "{example}");
-        }
-    }
-
-    #[test]
-    fn times_must_be_rfc3339_date_times_as_the_schema_says() {
-        let with = |timestamp: &str| {
-            let event = serde_json::json!({
-                "event_action": "trigger", "dedup_key": "k",
-                "payload": { "summary": "s", "source": "x", "severity": "info", "timestamp": timestamp },
-            });
-            parse_event(event.to_string().as_bytes()).map(|_| ())
-        };
-        let (reason, detail) = with("yesterday").unwrap_err();
-        assert_eq!(reason, "invalid_event");
-        assert!(detail.contains("payload.timestamp"), "{detail}");
-        assert!(with("2026-13-01T00:00:00Z").is_err());
-        assert!(with("2026-11-25T10:00:00Z").is_ok());
-        assert!(with("2026-11-25T10:00:00.5-05:00").is_ok());
-        let window = r#"{"event_action":"resolve","dedup_key":"k","window":{"start":"then","end":"2026-11-25T10:00:00Z"}}"#;
-        let (_, detail) = parse_event(window.as_bytes()).unwrap_err();
-        assert!(detail.contains("window.start"), "{detail}");
-    }
-
-    #[test]
-    fn every_refusal_reason_is_registered_at_zero() {
-        let refused: &[&[u8]] = &[
-            b"not json",
-            br#"{"event_action":"trigger"}"#,
-            br#"{"event_action":"explode","dedup_key":"k"}"#,
-            br#"{"event_action":"trigger","dedup_key":"k"}"#,
-        ];
-        let reasons: Vec<&str> = refused
-            .iter()
-            .map(|payload| parse_event(payload).unwrap_err().0)
-            .collect();
-        assert_eq!(reasons, EVENT_REJECT_REASONS);
     }
 }

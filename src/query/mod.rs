@@ -80,7 +80,7 @@ impl QueryEngine {
             .set_bool("datafusion.execution.parquet.pushdown_filters", true);
         let ctx = SessionContext::new_with_config(config);
         ctx.runtime_env()
-            .register_object_store(lake.store_url(), lake.store());
+            .register_object_store(lake.store_url(), lake.readable_store());
         let url = ListingTableUrl::parse(lake.dir_url(TABLE_DIR))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")

@@ -32,8 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     evaluate::{CompiledRule, EvalLimits},
-    event::PagingEvent,
-    replay::{resolve_orphan, to_event},
+    event::{resolve_orphan, to_event},
     state::{AlertStates, Observation, Transition},
     store::PointStore,
     watermark::{Arrival, PartitionKey, Watermarks},
@@ -41,6 +40,7 @@ use super::{
 use crate::{
     config::{IngestConfig, RulesConfig},
     decode::{Format, Limits, Rejected, decode_record},
+    paging::PagingEvent,
     points::PointBatchBuilder,
 };
 

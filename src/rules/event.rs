@@ -1,149 +1,132 @@
-//! Paging events: the shape of PagerDuty Events API v2, plus klaxon's fields.
-//! `schemas/paging-event.schema.json` describes it for other producers.
+//! The rules' side of the paging contract: which [`PagingEvent`] an alert
+//! instance's transition becomes. The live engine and `klaxon rules test`
+//! both map transitions here, so a dry run shows exactly what would be sent.
 
-use std::collections::BTreeMap;
+use chrono::{DateTime, SecondsFormat, Utc};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use super::{
+    definition::Rule,
+    evaluate::render,
+    state::{Firing, Transition},
+};
+use crate::paging::{EventAction, Link, PagingEvent, Payload, Window, dedup_key};
 
-use super::definition::Severity;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventAction {
-    Trigger,
-    Acknowledge,
-    Resolve,
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Link {
-    pub href: String,
-    /// Optional in Events v2 (PagerDuty shows the href): empty when absent.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Payload {
-    pub summary: String,
-    pub source: String,
-    pub severity: Severity,
-    /// RFC 3339: when the condition was observed (the window's end). Optional
-    /// in Events v2, so other producers may leave it out.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub timestamp: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub component: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub custom_details: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The event window, in RFC 3339.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Window {
-    pub start: String,
-    pub end: String,
-}
-
-/// One event on the paging topic, keyed there by `dedup_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PagingEvent {
-    pub event_action: EventAction,
-    pub dedup_key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Payload>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<Link>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-    // klaxon's fields.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub window: Option<Window>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub escalation_policy: Option<String>,
-    /// Who acknowledged or resolved, for `acknowledge` and `resolve` events
-    /// sent by people (CLI, HTTP API, links).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-    /// The incident an `acknowledge` or `resolve` is for (signed links, the
-    /// CLI, the API): it acts on that incident only, never on a later one
-    /// opened under the same dedup_key. Without it, the open incident of
-    /// the dedup_key, as in Events v2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<String>,
-}
-
-impl Severity {
-    /// Events v2 knows critical, error, warning and info.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-            Severity::Critical => "critical",
+/// The paging event for a transition of `rule` at the window `[start, end)`.
+pub fn to_event(rule: &Rule, transition: &Transition, start: i64, end: i64) -> PagingEvent {
+    let (labels, no_data) = match transition {
+        Transition::Fire {
+            labels, no_data, ..
+        }
+        | Transition::Resolve {
+            labels, no_data, ..
+        } => (labels, *no_data),
+    };
+    let name = if no_data {
+        format!("{}:no_data", rule.name)
+    } else {
+        rule.name.clone()
+    };
+    let mut all_labels = rule.labels.clone();
+    all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let window = Window {
+        start: rfc3339(start),
+        end: rfc3339(end),
+    };
+    let mut event = PagingEvent {
+        event_action: EventAction::Resolve,
+        dedup_key: dedup_key(&name, labels),
+        payload: None,
+        links: Vec::new(),
+        client: Some("klaxon".to_owned()),
+        rule: Some(rule.name.clone()),
+        labels: all_labels.clone(),
+        value: None,
+        window: Some(window.clone()),
+        escalation_policy: rule.escalation_policy.clone(),
+        by: None,
+        incident: None,
+    };
+    match transition {
+        Transition::Resolve { value, .. } => event.value = *value,
+        Transition::Fire {
+            severity,
+            value,
+            details,
+            ..
+        } => {
+            let value = (!value.is_nan()).then_some(*value);
+            let summary = match (&rule.summary, no_data) {
+                (Some(t), false) => render(t.get_ref(), &all_labels, value, details),
+                (_, true) => format!("{}: no data since the window before {}", name, window.end),
+                (None, false) => format!("{} {}", rule.name, dedup_key("", labels)),
+            };
+            let mut custom = serde_json::Map::new();
+            if let Some(v) = value {
+                custom.insert("value".into(), v.into());
+            }
+            for (k, v) in details {
+                custom.insert(k.clone(), (*v).into());
+            }
+            custom.insert("window_start".into(), window.start.clone().into());
+            custom.insert("window_end".into(), window.end.clone().into());
+            custom.insert("sql".into(), rule.sql.get_ref().trim().into());
+            if let Some(d) = &rule.description {
+                custom.insert(
+                    "description".into(),
+                    render(d.get_ref(), &all_labels, value, details).into(),
+                );
+            }
+            event.event_action = EventAction::Trigger;
+            event.value = value;
+            event.payload = Some(Payload {
+                summary,
+                source: "klaxon".to_owned(),
+                severity: *severity,
+                timestamp: window.end.clone(),
+                component: all_labels.get("service").cloned(),
+                group: all_labels.get("team").cloned(),
+                class: Some(rule.name.clone()),
+                custom_details: custom,
+            });
+            event.links = rule
+                .runbook
+                .iter()
+                .map(|href| Link {
+                    href: href.clone(),
+                    text: "runbook".to_owned(),
+                })
+                .collect();
         }
     }
+    event
 }
 
-/// Events v2 allows 255 characters.
-const MAX_DEDUP_KEY: usize = 255;
-
-/// A stable, readable key for one alert instance: `rule{k=v,...}` with labels
-/// in key order. Keys too long for Events v2 keep a readable prefix and end in
-/// a SHA-256 of the whole, so they stay unique and stable.
-pub fn dedup_key(rule: &str, labels: &BTreeMap<String, String>) -> String {
-    let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    bound_dedup_key(format!("{rule}{{{}}}", body.join(",")))
-}
-
-/// `key` if it fits Events v2's 255 characters, else a readable prefix and a
-/// SHA-256 of the whole, so a long key stays unique and stable wherever it
-/// is shortened (here for rules, at the notifier's intake for any producer).
-pub fn bound_dedup_key(key: String) -> String {
-    if key.len() <= MAX_DEDUP_KEY {
-        return key;
-    }
-    let digest = Sha256::digest(key.as_bytes());
-    let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let mut cut = MAX_DEDUP_KEY - hash.len() - 1;
-    while !key.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}~{hash}", &key[..cut])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dedup_keys_are_readable_ordered_and_bounded() {
-        let labels: BTreeMap<String, String> = [
-            ("service".into(), "checkout".into()),
-            ("az".into(), "b".into()),
-        ]
-        .into();
-        assert_eq!(
-            dedup_key("errors", &labels),
-            "errors{az=b,service=checkout}"
-        );
-        let long: BTreeMap<String, String> = [("k".into(), "é".repeat(300))].into();
-        let a = dedup_key("r", &long);
-        assert!(a.len() <= MAX_DEDUP_KEY, "{}", a.len());
-        let mut other = long.clone();
-        other.insert("k".into(), format!("{}x", "é".repeat(299)));
-        assert_ne!(a, dedup_key("r", &other), "the hash keeps long keys unique");
-        assert_eq!(a, dedup_key("r", &long), "and stable");
+/// A resolve for an instance of a rule that no longer exists (removed while
+/// klaxon was down): only what Events v2 needs to close the incident.
+pub fn resolve_orphan(rule: &str, firing: &Firing) -> PagingEvent {
+    let name = if firing.no_data {
+        format!("{rule}:no_data")
+    } else {
+        rule.to_owned()
+    };
+    PagingEvent {
+        event_action: EventAction::Resolve,
+        dedup_key: dedup_key(&name, &firing.labels),
+        payload: None,
+        links: Vec::new(),
+        client: Some("klaxon".to_owned()),
+        rule: Some(rule.to_owned()),
+        labels: firing.labels.clone(),
+        value: None,
+        window: None,
+        escalation_policy: None,
+        by: None,
+        incident: None,
     }
 }

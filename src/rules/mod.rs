@@ -5,21 +5,21 @@
 //! `metrics`, and every row it returns is one alert instance keyed by its
 //! non-value columns ([`evaluate`], by panes where it can). Instances move
 //! through pending, firing and resolved ([`state`]); each change becomes a
-//! PagerDuty Events v2 event ([`event`]).
+//! paging event ([`to_event`], in the contract of [`crate::paging`]).
 //!
 //! The streaming side: [`RuleEngine`] keeps event time per partition
 //! ([`watermark`]), the points open windows need ([`store`]), and a
 //! checkpoint; [`run_rules`] drives it from Kafka, with its state on a
 //! compacted topic ([`checkpoint`]) and rule files reloaded as they change
-//! ([`RuleSet`]). `klaxon rules test` replays a file of points ([`replay`]).
+//! ([`RuleSet`]). `klaxon rules test` replays a file of points ([`replay`], a dry run).
 
 mod check;
 mod checkpoint;
 mod definition;
+mod dry_run;
 mod engine;
 mod evaluate;
 mod event;
-mod replay;
 mod ruleset;
 mod runner;
 mod state;
@@ -30,11 +30,11 @@ pub use check::{CheckReport, Problem, check_dir, check_file, check_files, rule_f
 pub use checkpoint::{
     CheckpointError, CheckpointWriter, MAX_STATE_RECORD_BYTES, StoredCheckpoint, read_checkpoint,
 };
-pub use definition::{Direction, NoData, Rule, RuleFile, Severity, Thresholds};
+pub use definition::{Direction, NoData, Rule, RuleFile, Thresholds};
+pub use dry_run::replay;
 pub use engine::{CheckpointDelta, EngineOptions, Recorded, RuleCheckpoint, RuleEngine, Tick};
 pub use evaluate::{CompiledRule, EvalLimits, render};
-pub use event::{EventAction, Link, PagingEvent, Payload, Window, bound_dedup_key, dedup_key};
-pub use replay::{replay, resolve_orphan, to_event};
+pub use event::{resolve_orphan, to_event};
 pub use ruleset::{Reload, RuleSet};
 pub use runner::{RunnerError, run_rules};
 pub use state::{AlertStates, Firing, Labels, Observation, Transition, severity_of};

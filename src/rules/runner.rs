@@ -30,7 +30,7 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::KafkaError,
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::FutureProducer,
 };
 use thiserror::Error;
 use tokio::time::MissedTickBehavior;
@@ -40,13 +40,13 @@ use super::{
     RuleSet,
     checkpoint::{CheckpointError, CheckpointWriter, read_checkpoint},
     engine::{EngineOptions, RuleEngine},
-    event::PagingEvent,
 };
 use crate::{
     ErrorKind,
     config::Config,
     decode::{Format, RejectReason},
     kafka::{GroupContext, keyed_producer, paging_consumer_config},
+    paging::{PagingEvent, Publisher},
 };
 
 /// How often windows are checked for closing: at most this much is added
@@ -142,7 +142,8 @@ pub async fn run_rules(
     let settings = &config.rules;
     let brokers = config.kafka.brokers.clone();
     let producer = keyed_producer(&config.kafka, &brokers)?;
-    warm_up(&producer, &settings.paging_topic).await;
+    let paging = Publisher::with_producer(producer.clone(), &settings.paging_topic);
+    paging.warm_up().await;
     let meters = Meters::new(config);
     let options = EngineOptions::from_config(&config.ingest, settings);
     let mut engine = RuleEngine::new(rules.rules(), options);
@@ -160,7 +161,7 @@ pub async fn run_rules(
         "state restored"
     );
     let orphans = engine.restore(stored.rules, stored.positions, wall_ms());
-    publish(&producer, &settings.paging_topic, &orphans, &meters).await?;
+    publish(&paging, &orphans, &meters).await?;
     let mut state = State {
         producer: &producer,
         topic: &settings.state_topic,
@@ -210,7 +211,7 @@ pub async fn run_rules(
                     tracing::error!(rule, error = %e, "evaluation failed; window skipped");
                     metrics::counter!("klaxon_rules_evaluation_failures_total", "rule" => rule.clone()).increment(1);
                 }
-                publish(&producer, &settings.paging_topic, &tick.events, &meters).await?;
+                publish(&paging, &tick.events, &meters).await?;
                 if tick.evaluations > 0 || !tick.failures.is_empty() || state.owed {
                     state.checkpoint(&consumer, &mut engine, &meters).await;
                 }
@@ -232,7 +233,7 @@ pub async fn run_rules(
                     meters.reloads.increment(1);
                     meters.rules_active(&engine);
                     tracing::info!(rules = ?engine.rule_names(), "rules reloaded");
-                    publish(&producer, &settings.paging_topic, &events, &meters).await?;
+                    publish(&paging, &events, &meters).await?;
                     state.checkpoint(&consumer, &mut engine, &meters).await;
                 }
             }
@@ -275,22 +276,6 @@ pub async fn run_rules(
     Ok(())
 }
 
-/// Looks the paging topic's partition leaders up now, so the first alert
-/// does not wait for the lookup (hundreds of milliseconds on a new client).
-async fn warm_up(producer: &FutureProducer, topic: &str) {
-    let (client, topic) = (producer.clone(), topic.to_owned());
-    let lookup = tokio::task::spawn_blocking(move || {
-        client
-            .client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map(|_| ())
-    });
-    if let Ok(Err(e)) = lookup.await {
-        // Not fatal: the first publish looks it up again.
-        tracing::warn!(error = %e, "cannot look the paging topic up yet");
-    }
-}
-
 fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEngine) {
     for partition in consumer.context().take_revoked() {
         engine.revoke(&partition);
@@ -301,28 +286,14 @@ fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEng
     }
 }
 
-/// Produces `events` to the paging topic keyed by `dedup_key`, waiting for
-/// every acknowledgement.
+/// Publishes `events` to the paging topic and counts them.
 async fn publish(
-    producer: &FutureProducer,
-    topic: &str,
+    paging: &Publisher,
     events: &[PagingEvent],
     meters: &Meters,
 ) -> Result<(), KafkaError> {
-    let bodies: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| serde_json::to_vec(e).expect("events serialise"))
-        .collect();
-    let sends = events.iter().zip(&bodies).map(|(event, body)| {
-        producer.send(
-            FutureRecord::to(topic).key(&event.dedup_key).payload(body),
-            Duration::from_secs(30),
-        )
-    });
-    for result in futures::future::join_all(sends).await {
-        result.map_err(|(e, _)| e)?;
-        meters.published.increment(1);
-    }
+    paging.publish(events, None).await?;
+    meters.published.increment(events.len() as u64);
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::definition::{Direction, Rule, Severity, Thresholds};
+use super::definition::{Direction, Rule, Thresholds};
+use crate::paging::Severity;
 
 /// An alert instance's identity: its label columns.
 pub type Labels = BTreeMap<String, String>;

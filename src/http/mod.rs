@@ -7,6 +7,12 @@
 //! `request_timeout`, bodies are capped at `max_body_bytes`, and at most
 //! `max_connections` are served at once. `axum::serve` sets none of these:
 //! 200 clients that each sent half a request held 200 connections for ever.
+//! With `tls_cert` and `tls_key` set, connections are HTTPS ([`tls`]); the
+//! TLS handshake counts against `header_read_timeout`.
+
+mod tls;
+
+pub use tls::TlsError;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -23,12 +29,29 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::config::HttpConfig;
 
 type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on http.listen {listen}: {source}")]
+    Bind {
+        listen: String,
+        source: std::io::Error,
+    },
+}
 
 /// Binds `http.listen` and serves until `shutdown`. Returns the bound
 /// address (useful with port 0) and the server task.
@@ -36,7 +59,7 @@ pub async fn serve(
     http: &HttpConfig,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, ServerTask)> {
+) -> Result<(SocketAddr, ServerTask), ServeError> {
     serve_with(http, metrics, Router::new(), shutdown).await
 }
 
@@ -46,7 +69,12 @@ pub async fn serve_with(
     metrics: PrometheusHandle,
     routes: Router,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, ServerTask)> {
+) -> Result<(SocketAddr, ServerTask), ServeError> {
+    let tls = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        // `Config::validate` refuses one without the other.
+        _ => None,
+    };
     let app = routes
         .route(
             "/metrics",
@@ -54,13 +82,17 @@ pub async fn serve_with(
         )
         .route("/healthz", get(|| std::future::ready("ok\n")));
     let app = bounded(app, http);
-    let listener = TcpListener::bind(&http.listen).await?;
-    let addr = listener.local_addr()?;
+    let bind_error = |source| ServeError::Bind {
+        listen: http.listen.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&http.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     let limits = ConnectionLimits {
         header_read_timeout: http.header_read_timeout,
         max_connections: http.max_connections.max(1),
     };
-    let task = tokio::spawn(accept_loop(listener, app, limits, shutdown));
+    let task = tokio::spawn(accept_loop(listener, tls, app, limits, shutdown));
     Ok((addr, task))
 }
 
@@ -105,6 +137,7 @@ struct ConnectionLimits {
 /// lets requests in flight finish and closes idle connections.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
@@ -128,10 +161,17 @@ async fn accept_loop(
                 }
             },
         };
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (tls, app, shutdown) = (tls.clone(), app.clone(), shutdown.clone());
         connections.spawn(async move {
             metrics::gauge!("klaxon_http_connections").increment(1);
-            serve_connection(stream, app, limits, shutdown).await;
+            match tls {
+                None => serve_connection(stream, app, limits, shutdown).await,
+                Some(tls) => {
+                    if let Some(stream) = handshake(&tls, stream, limits).await {
+                        serve_connection(stream, app, limits, shutdown).await;
+                    }
+                }
+            }
             metrics::gauge!("klaxon_http_connections").decrement(1);
             drop(slot);
         });
@@ -155,8 +195,30 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// The TLS handshake, bounded like the headers that follow it: a client
+/// that opens a connection and says nothing holds a slot no longer.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    limits: ConnectionLimits,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            metrics::counter!("klaxon_http_tls_handshake_failures_total").increment(1);
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            metrics::counter!("klaxon_http_tls_handshake_failures_total").increment(1);
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,

@@ -1,7 +1,12 @@
-//! Size limits on everything a sender controls, so that no event, and no
-//! incident built from events, can outgrow a Kafka record (1 MB by default
-//! on the broker). One 600 KB summary once made the incident's changelog
-//! record too large: the notifier exited and crash-looped, paging nobody.
+//! Size limits on everything a sender controls in a paging event, so that
+//! no event, and no incident built from events, can outgrow a Kafka record
+//! (1 MB by default on the broker). One 600 KB summary once made the
+//! incident's changelog record too large: the notifier exited and
+//! crash-looped, paging nobody.
+//!
+//! These are part of what klaxon's intake promises (the README's Events v2
+//! section lists them), so they sit with the contract and [`parse_event`]
+//! applies them, whoever reads an event.
 //!
 //! - A request to an intake route is at most [`MAX_EVENT_BYTES`] (PagerDuty's
 //!   limit for one event); larger ones are refused with 413.
@@ -12,18 +17,17 @@
 //!   `…`. A dedup_key over 255 characters becomes a readable prefix and a
 //!   hash, as the rules' own keys do. The same cuts apply to events read
 //!   from the paging topic, since anyone may produce there.
-//! - An incident's timeline keeps its first and last entries (see
-//!   `incident`), each entry's detail at most [`MAX_DETAIL_BYTES`] as JSON.
+//! - An incident's timeline keeps its first and last entries, each bounded
+//!   with [`cut_json`] (see `notify::incident`).
+//!
+//! [`parse_event`]: super::parse_event
 
 use serde_json::{Map, Value};
 
-use crate::rules::{PagingEvent, bound_dedup_key};
+use super::{Link, PAGE_SCHEDULE, PAGE_USER, PagingEvent, bound_dedup_key};
 
 /// One event in a request body, as PagerDuty's Events v2 allows.
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
-/// An Alertmanager webhook request: it carries a group of alerts, each of
-/// which becomes one event.
-pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
 /// Events v2 truncates `payload.summary` at 1024 characters.
 pub const MAX_SUMMARY_CHARS: usize = 1024;
 /// Every other text field: source, component, group, class, timestamp,
@@ -37,13 +41,10 @@ pub const MAX_URL_CHARS: usize = 4096;
 pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
 /// Links kept per event (within [`MAX_DETAILS_BYTES`]).
 pub const MAX_LINKS: usize = 20;
-/// One timeline entry's detail, measured as JSON (escapes included), so 71
-/// entries stay far below a record's limit whatever they contain.
-pub const MAX_DETAIL_BYTES: usize = 2048;
 
 /// The custom-details keys that name a manual page's target; kept first
 /// when custom details are cut, since they decide whom to page.
-const TARGET_KEYS: [&str; 2] = ["page_user", "page_schedule"];
+const TARGET_KEYS: [&str; 2] = [PAGE_USER, PAGE_SCHEDULE];
 
 /// Cuts `s` to at most `max` characters, the last of them `…`. True when
 /// it was cut.
@@ -179,7 +180,7 @@ fn json_str_len(s: &str) -> usize {
 
 /// Keeps the first [`MAX_LINKS`] links, cut, that fit in
 /// [`MAX_DETAILS_BYTES`]. True when cut.
-fn cap_links(links: &mut Vec<crate::rules::Link>) -> bool {
+fn cap_links(links: &mut Vec<Link>) -> bool {
     let mut cut = links.len() > MAX_LINKS;
     let mut used = 2;
     let all = std::mem::take(links);
@@ -219,85 +220,8 @@ fn cap_labels(labels: &mut std::collections::BTreeMap<String, String>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-    use crate::notify::{Incident, OnCall, Opening};
-    use crate::rules::{EventAction, Link, Payload, Severity};
-
-    /// Text that stresses the cuts: any characters, or only ones JSON
-    /// escapes (a control character takes 6 bytes), repeated up to long.
-    fn hostile_text() -> impl Strategy<Value = String> {
-        (
-            prop_oneof!["\\PC{0,8}", "[\\x00-\\x1f\"\\\\]{1,8}"],
-            0usize..20_000,
-        )
-            .prop_map(|(unit, n)| unit.repeat(n))
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-
-        /// Whatever a sender puts in an event, the capped event fits one
-        /// Events v2 request, capping it again changes nothing, and the
-        /// incident it opens is a small record.
-        #[test]
-        fn capped_events_and_their_incidents_stay_bounded(
-            texts in proptest::collection::vec(hostile_text(), 10),
-            links in 0usize..40,
-        ) {
-            let mut custom_details = Map::new();
-            custom_details.insert(texts[3].clone(), texts[4].clone().into());
-            custom_details.insert("page_user".into(), texts[5].clone().into());
-            let mut event = PagingEvent {
-                event_action: EventAction::Trigger,
-                dedup_key: format!("k{}", texts[0]),
-                payload: Some(Payload {
-                    summary: texts[1].clone(),
-                    source: texts[2].clone(),
-                    severity: Severity::Critical,
-                    timestamp: String::new(),
-                    component: Some(texts[6].clone()),
-                    group: None,
-                    class: None,
-                    custom_details,
-                }),
-                links: (0..links)
-                    .map(|_| Link { href: texts[7].clone(), text: texts[8].clone() })
-                    .collect(),
-                client: None,
-                rule: None,
-                labels: [(texts[8].clone(), texts[9].clone()), ("k".into(), texts[9].clone())].into(),
-                value: None,
-                window: None,
-                escalation_policy: None,
-                by: Some(texts[9].clone()),
-                incident: None,
-            };
-            cap_event(&mut event);
-            let size = serde_json::to_vec(&event).unwrap().len();
-            prop_assert!(size <= MAX_EVENT_BYTES, "{} bytes", size);
-            let once = event.clone();
-            prop_assert_eq!(cap_event(&mut event), Vec::<&str>::new());
-            prop_assert_eq!(&event, &once);
-
-            let payload = event.payload.as_ref().unwrap();
-            let opening = Opening {
-                dedup_key: event.dedup_key.clone(),
-                summary: payload.summary.clone(),
-                severity: "critical".into(),
-                source: Some(payload.source.clone()),
-                policy: None,
-                target: None,
-            };
-            let mut incident = Incident::open(opening, chrono::Utc::now(), &OnCall::default());
-            for _ in 0..200 {
-                incident.retrigger(&payload.summary, "critical", chrono::Utc::now());
-            }
-            let size = serde_json::to_vec(&incident).unwrap().len();
-            prop_assert!(size < 256 * 1024, "{} bytes", size);
-        }
-    }
+    use crate::paging::{EventAction, Payload, Severity};
 
     fn trigger(summary: String) -> PagingEvent {
         let mut custom_details = Map::new();

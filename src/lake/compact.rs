@@ -1,0 +1,485 @@
+//! Compaction: merges the small files ingest writes into files of a target
+//! size, one run of consecutive offsets of one topic partition in one hour
+//! directory at a time, sorted as ingest sorts them.
+//!
+//! Safety rests on two facts, so compaction needs no lock and no log:
+//! - only files below the group's committed offset are merged: ingest never
+//!   rewrites those (a replay after a crash starts at the committed offset,
+//!   and its orphans lie above it), and, the committed offsets being read
+//!   before the listing, every such file is in the listing;
+//! - the merged file is named after the whole offset range it covers and is
+//!   durable before any input is deleted. Until they are, its inputs are
+//!   *covered* ([`super::files`]): klaxon's readers skip them, and the next
+//!   run (of any member, or `klaxon compact`) deletes them. A compaction
+//!   killed at any moment therefore leaves every row readable exactly once,
+//!   and two compactions at once at worst write the same file twice.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use arrow::{
+    array::{ArrayRef, RecordBatch, new_null_array},
+    datatypes::{Field, Schema},
+};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{
+    Lake, LakeError,
+    files::{DataFile, split_covered},
+    layout::{self, TABLE_DIR},
+    writer::{Encoding, encode_parquet},
+};
+use crate::points::{MS_PER_HOUR, sort_by_series, string_type};
+
+/// How compaction chooses and writes.
+#[derive(Debug, Clone)]
+pub struct CompactionSettings {
+    /// Inputs of one merged file add up to at most this many bytes: the
+    /// merged file is about as large, and merging holds it decoded in memory
+    /// (roughly 5-10× its size).
+    pub target_file_size: u64,
+    /// An hour is compacted once it ended this long ago, so the late points
+    /// that still trickle in do not make every run rewrite it.
+    pub settle: Duration,
+    /// Rows per row group of merged files.
+    pub row_group_rows: usize,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Files merged into others.
+    pub merged: usize,
+    /// Merged files written.
+    pub written: usize,
+    /// Covered files deleted: inputs of an earlier run that stopped early.
+    pub covered_deleted: usize,
+    pub rows: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What a run will do, decided from the listing alone.
+#[derive(Debug, Default)]
+pub struct CompactionPlan {
+    pub covered: Vec<DataFile>,
+    /// Each run becomes one file.
+    pub runs: Vec<Vec<DataFile>>,
+}
+
+/// Chooses what to merge. `committed` holds each topic partition's committed
+/// offset (the next one the group reads), read before `files` was listed; a
+/// partition without one is left alone.
+pub fn plan(
+    files: Vec<DataFile>,
+    committed: &HashMap<(String, i32), i64>,
+    now_ms: i64,
+    settings: &CompactionSettings,
+) -> CompactionPlan {
+    let (kept, covered) = split_covered(files);
+    let settle_ms = i64::try_from(settings.settle.as_millis()).unwrap_or(i64::MAX);
+    let mut groups: HashMap<(String, String, i32), Vec<DataFile>> = HashMap::new();
+    for file in kept {
+        let Some(&next) = committed.get(&(file.topic.clone(), file.partition)) else {
+            continue;
+        };
+        let settled = file.hour().is_some_and(|h| {
+            (h + 1)
+                .saturating_mul(MS_PER_HOUR)
+                .saturating_add(settle_ms)
+                <= now_ms
+        });
+        if file.last_offset < next && settled {
+            groups
+                .entry((file.dir.clone(), file.topic.clone(), file.partition))
+                .or_default()
+                .push(file);
+        }
+    }
+    let mut runs = Vec::new();
+    for mut files in groups.into_values() {
+        // Ranges in a group are disjoint once covered files are set aside,
+        // so offset order is also the order of the ranges: a run of
+        // neighbours covers no file outside it.
+        files.sort_by_key(|f| f.first_offset);
+        let mut run: Vec<DataFile> = Vec::new();
+        let mut run_bytes = 0;
+        for file in files {
+            if !run.is_empty() && run_bytes + file.size > settings.target_file_size {
+                runs.push(std::mem::take(&mut run));
+                run_bytes = 0;
+            }
+            run_bytes += file.size;
+            run.push(file);
+        }
+        runs.push(run);
+    }
+    runs.retain(|run| run.len() > 1);
+    runs.sort_by(|a, b| a[0].path.cmp(&b[0].path));
+    CompactionPlan { covered, runs }
+}
+
+/// Lists the lake, deletes covered files and merges what [`plan`] chooses.
+pub async fn compact(
+    lake: &Lake,
+    committed: &HashMap<(String, i32), i64>,
+    now_ms: i64,
+    settings: &CompactionSettings,
+) -> Result<CompactionReport, LakeError> {
+    let files = lake
+        .list(TABLE_DIR)
+        .await?
+        .into_iter()
+        .filter_map(|(path, size)| DataFile::parse(&path, size))
+        .collect();
+    let plan = plan(files, committed, now_ms, settings);
+    let mut report = CompactionReport::default();
+    for file in &plan.covered {
+        lake.delete(&file.path).await?;
+        report.covered_deleted += 1;
+    }
+    for run in plan.runs {
+        match merge_run(lake, &run, settings.row_group_rows).await {
+            Ok(merged) => {
+                report.merged += run.len();
+                report.written += 1;
+                report.rows += merged.rows;
+                report.bytes_in += run.iter().map(|f| f.size).sum::<u64>();
+                report.bytes_out += merged.bytes;
+                metrics::counter!("klaxon_lake_compacted_files_total").increment(run.len() as u64);
+                metrics::counter!("klaxon_lake_compaction_outputs_total").increment(1);
+            }
+            // One run failing (an input deleted by a concurrent run, a bad
+            // file) leaves its inputs as they are; the others go on.
+            Err(e) => {
+                metrics::counter!("klaxon_lake_compaction_failures_total").increment(1);
+                tracing::warn!(error = %e, first = %run[0].path, "compacting a run failed; its files stay");
+            }
+        }
+    }
+    Ok(report)
+}
+
+struct Merged {
+    rows: usize,
+    bytes: u64,
+}
+
+/// Writes the run's rows as one file, durably, then deletes the inputs.
+async fn merge_run(
+    lake: &Lake,
+    run: &[DataFile],
+    row_group_rows: usize,
+) -> Result<Merged, LakeError> {
+    let mut inputs = Vec::with_capacity(run.len());
+    for file in run {
+        let bytes = lake.get(&file.path).await?.ok_or_else(|| LakeError::Io {
+            path: file.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone before it was merged"),
+        })?;
+        inputs.push(bytes);
+    }
+    let (rows, encoded) = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
+        let merged = sort_by_series(&concat_unified(decode_all(inputs)?)?)?;
+        Ok((
+            merged.num_rows(),
+            encode_parquet(&merged, row_group_rows, Encoding::Compact)?,
+        ))
+    })
+    .await
+    .expect("compaction task panicked")?;
+    let first = &run[0];
+    let hour = first.hour().expect("planned files have an hour");
+    let output = layout::data_file(
+        &first.topic,
+        first.partition,
+        first.first_offset,
+        run.iter()
+            .map(|f| f.last_offset)
+            .max()
+            .expect("runs are not empty"),
+        hour,
+    );
+    let bytes = encoded.len() as u64;
+    lake.put_durable(&output, encoded).await?;
+    crate::crash::point("compact.after_output");
+    for (i, file) in run.iter().enumerate() {
+        lake.delete(&file.path).await?;
+        if i == 0 {
+            crate::crash::point("compact.after_first_delete");
+        }
+    }
+    Ok(Merged { rows, bytes })
+}
+
+fn decode_all(inputs: Vec<Bytes>) -> Result<Vec<RecordBatch>, LakeError> {
+    let mut batches = Vec::new();
+    for bytes in inputs {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+            batches.push(batch?);
+        }
+    }
+    Ok(batches)
+}
+
+/// One batch with every tag column of the inputs (in key order, as ingest
+/// orders them), null where an input did not have it.
+fn concat_unified(batches: Vec<RecordBatch>) -> Result<RecordBatch, LakeError> {
+    let Some(first) = batches.first() else {
+        return Err(LakeError::Arrow(
+            arrow::error::ArrowError::InvalidArgumentError("nothing to merge".into()),
+        ));
+    };
+    let base: Vec<Field> = first
+        .schema()
+        .fields()
+        .iter()
+        .take(3)
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let tags: BTreeSet<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .skip(3)
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut fields = base;
+    fields.extend(tags.iter().map(|t| Field::new(t, string_type(), true)));
+    let schema = Arc::new(Schema::new(fields));
+    let aligned = batches
+        .iter()
+        .map(|b| {
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => Arc::clone(c),
+                    None => new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(Arc::clone(&schema), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow::compute::concat_batches(&schema, &aligned)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::LakeConfig,
+        lake::writer::{FlushRange, write_flush},
+        points::PointBatchBuilder,
+        query::QueryEngine,
+    };
+
+    const HOUR: i64 = 490_000;
+
+    fn settings() -> CompactionSettings {
+        CompactionSettings {
+            target_file_size: 1000,
+            settle: Duration::from_secs(600),
+            row_group_rows: 1024,
+        }
+    }
+
+    fn file(partition: i32, first: i64, last: i64, size: u64) -> DataFile {
+        DataFile::parse(&layout::data_file("m", partition, first, last, HOUR), size).unwrap()
+    }
+
+    fn committed(pairs: &[(i32, i64)]) -> HashMap<(String, i32), i64> {
+        pairs
+            .iter()
+            .map(|&(p, o)| (("m".to_owned(), p), o))
+            .collect()
+    }
+
+    fn paths(run: &[DataFile]) -> Vec<(i64, i64)> {
+        run.iter()
+            .map(|f| (f.first_offset, f.last_offset))
+            .collect()
+    }
+
+    #[test]
+    fn only_committed_settled_neighbours_are_merged_up_to_the_target_size() {
+        let settled = (HOUR + 1) * MS_PER_HOUR + 600_000;
+        let files = vec![
+            file(0, 0, 9, 400),
+            file(0, 10, 19, 400),
+            file(0, 20, 29, 400), // would pass 1000 bytes: starts the next run
+            file(0, 30, 39, 100),
+            file(0, 40, 49, 100), // not committed yet
+            file(1, 0, 9, 100),   // alone: nothing to merge with
+            file(2, 0, 9, 100),   // partition without a committed offset
+            file(2, 10, 19, 100),
+        ];
+        let plan = plan(
+            files.clone(),
+            &committed(&[(0, 40), (1, 100)]),
+            settled,
+            &settings(),
+        );
+        assert!(plan.covered.is_empty());
+        let runs: Vec<_> = plan.runs.iter().map(|r| paths(r)).collect();
+        assert_eq!(runs, vec![vec![(0, 9), (10, 19)], vec![(20, 29), (30, 39)]]);
+        // A minute too early, the hour is left to settle.
+        let early = plan_runs(files, settled - 60_000);
+        assert!(early.is_empty(), "{early:?}");
+    }
+
+    fn plan_runs(files: Vec<DataFile>, now: i64) -> Vec<Vec<(i64, i64)>> {
+        plan(files, &committed(&[(0, 40), (1, 100)]), now, &settings())
+            .runs
+            .iter()
+            .map(|r| paths(r))
+            .collect()
+    }
+
+    fn lake() -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeConfig {
+            url: dir.path().display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        (dir, lake)
+    }
+
+    /// Three flushes of one hour with different tag keys, as ingest writes them.
+    async fn three_flushes(lake: &Lake) {
+        let t0 = HOUR * MS_PER_HOUR;
+        for (flush, tags) in [[("host", "a")], [("dc", "x")], [("host", "b")]]
+            .iter()
+            .enumerate()
+        {
+            let mut b = PointBatchBuilder::default();
+            for i in 0..100 {
+                b.push("cpu", t0 + i * 1000 + flush as i64, i as f64, tags);
+            }
+            let range = FlushRange {
+                topic: "m".into(),
+                partition: 0,
+                first_offset: flush as i64 * 10,
+                last_offset: flush as i64 * 10 + 9,
+            };
+            write_flush(lake, &range, b.finish().unwrap(), 1024)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn count(lake: &Lake, sql: &str) -> String {
+        let engine = QueryEngine::open(lake).await.unwrap();
+        let batches = engine.sql(sql).await.unwrap();
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    }
+
+    const SUMMARY: &str = "SELECT count(*) AS n, count(host) AS hosts, count(dc) AS dcs, \
+                           count(DISTINCT time) AS times FROM metrics";
+
+    #[tokio::test]
+    async fn merging_keeps_every_row_once_and_a_stopped_run_is_finished_by_the_next() {
+        let (_dir, lake) = lake();
+        three_flushes(&lake).await;
+        let before = count(&lake, SUMMARY).await;
+        assert!(before.contains("| 300 | 200   | 100 | 300   |"), "{before}");
+        let now = (HOUR + 2) * MS_PER_HOUR;
+        let settings = CompactionSettings {
+            target_file_size: 1 << 30,
+            ..settings()
+        };
+        let listed = lake.list(TABLE_DIR).await.unwrap();
+        assert_eq!(listed.len(), 3);
+
+        // A run stopped after writing its output, before deleting inputs:
+        // queries still count each row once.
+        let files: Vec<_> = listed
+            .iter()
+            .filter_map(|(p, s)| DataFile::parse(p, *s))
+            .collect();
+        let mut run = files.clone();
+        run.sort_by_key(|f| f.first_offset);
+        let inputs: Vec<Bytes> = {
+            let mut v = Vec::new();
+            for f in &run {
+                v.push(lake.get(&f.path).await.unwrap().unwrap());
+            }
+            v
+        };
+        let merged = sort_by_series(&concat_unified(decode_all(inputs).unwrap()).unwrap()).unwrap();
+        let output = layout::data_file("m", 0, 0, 29, HOUR);
+        lake.put_durable(
+            &output,
+            encode_parquet(&merged, 1024, Encoding::Compact).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(lake.list(TABLE_DIR).await.unwrap().len(), 4);
+        assert_eq!(count(&lake, SUMMARY).await, before);
+
+        // The next run deletes the covered inputs and has nothing to merge.
+        let report = compact(&lake, &committed(&[(0, 30)]), now, &settings)
+            .await
+            .unwrap();
+        assert_eq!((report.covered_deleted, report.written), (3, 0));
+        let left = lake.list(TABLE_DIR).await.unwrap();
+        assert_eq!(
+            left.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            vec![output.as_str()]
+        );
+        assert_eq!(count(&lake, SUMMARY).await, before);
+    }
+
+    #[tokio::test]
+    async fn a_run_merges_sorted_with_every_tag_column() {
+        let (dir, lake) = lake();
+        three_flushes(&lake).await;
+        let before = count(&lake, SUMMARY).await;
+        let now = (HOUR + 2) * MS_PER_HOUR;
+        let settings = CompactionSettings {
+            target_file_size: 1 << 30,
+            ..settings()
+        };
+        let report = compact(&lake, &committed(&[(0, 30)]), now, &settings)
+            .await
+            .unwrap();
+        assert_eq!((report.merged, report.written, report.rows), (3, 1, 300));
+        let left = lake.list(TABLE_DIR).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, layout::data_file("m", 0, 0, 29, HOUR));
+        assert_eq!(count(&lake, SUMMARY).await, before);
+        // Sorted as ingest sorts: name, tags in key order (dc, host), time.
+        let file = std::fs::File::open(dir.path().join(&left[0].0)).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["time", "name", "value", "dc", "host"]);
+        assert_eq!(&sort_by_series(&batch).unwrap(), &batch);
+        // Nothing left to do.
+        let again = compact(&lake, &committed(&[(0, 30)]), now, &settings)
+            .await
+            .unwrap();
+        assert_eq!(again, CompactionReport::default());
+    }
+}

@@ -1,0 +1,167 @@
+//! The incidents of one paging partition and how an event changes them:
+//! one open incident per dedup_key. Pure code; time is passed in. The
+//! notifier's loop ([`super::worker`]) owns one per assigned partition.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    incident::{Incident, Opening},
+    oncall::{OnCall, Target},
+};
+use crate::paging::{EventAction, PageTarget, PagingEvent};
+
+/// The incidents of one paging partition.
+#[derive(Debug, Default)]
+pub(super) struct PartitionState {
+    pub(super) incidents: HashMap<String, Incident>,
+    /// Open incident per dedup_key.
+    pub(super) open: HashMap<String, String>,
+    /// Paging events before this offset are already applied.
+    pub(super) position: i64,
+}
+
+impl PartitionState {
+    /// Applies an event at `now`; returns the incident it changed. An
+    /// acknowledge or resolve that names its incident acts on that one
+    /// only: when it is closed, a later incident opened under the same
+    /// dedup_key is left alone.
+    pub(super) fn apply(
+        &mut self,
+        event: &PagingEvent,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+    ) -> Option<String> {
+        let by = event.by.clone().unwrap_or_else(|| {
+            event
+                .client
+                .clone()
+                .unwrap_or_else(|| "events api".to_owned())
+        });
+        let open = self
+            .open
+            .get(&event.dedup_key)
+            .filter(|open| match (event.event_action, &event.incident) {
+                (EventAction::Acknowledge | EventAction::Resolve, Some(named)) => *open == named,
+                _ => true,
+            })
+            .cloned();
+        match (event.event_action, open) {
+            (EventAction::Trigger, Some(id)) => {
+                let payload = event.payload.as_ref()?;
+                let incident = self.incidents.get_mut(&id)?;
+                incident.retrigger(&payload.summary, payload.severity, now);
+                Some(id)
+            }
+            (EventAction::Trigger, None) => {
+                let payload = event.payload.as_ref()?;
+                let opening = Opening {
+                    dedup_key: event.dedup_key.clone(),
+                    summary: payload.summary.clone(),
+                    severity: payload.severity,
+                    source: Some(payload.source.clone()),
+                    policy: event.escalation_policy.clone(),
+                    target: manual_target(event),
+                };
+                let incident = Incident::open(opening, now, oncall);
+                tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
+                metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
+                let id = incident.id.clone();
+                self.open.insert(event.dedup_key.clone(), id.clone());
+                self.incidents.insert(id.clone(), incident);
+                Some(id)
+            }
+            (EventAction::Acknowledge, Some(id)) => {
+                let incident = self.incidents.get_mut(&id)?;
+                incident.acknowledge(&by, now, oncall).then_some(id)
+            }
+            (EventAction::Resolve, Some(id)) => {
+                self.open.remove(&event.dedup_key);
+                let incident = self.incidents.get_mut(&id)?;
+                incident.resolve(&by, now).then_some(id)
+            }
+            (action, None) => {
+                tracing::info!(dedup_key = %event.dedup_key, incident = ?event.incident, action = action.as_str(), "no open incident; event ignored");
+                None
+            }
+        }
+    }
+}
+
+/// A manual page names its target in klaxon's `page_user` or
+/// `page_schedule` custom details.
+fn manual_target(event: &PagingEvent) -> Option<Target> {
+    Some(match PageTarget::of(event)? {
+        PageTarget::User(u) => Target::User(u),
+        PageTarget::Schedule(s) => Target::Schedule(s),
+    })
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::{notify::Status, paging::parse_event};
+
+    /// One user `a`, reached by `contact`, under the default policy `p`.
+    pub(in crate::notify) fn one_user_oncall(contact: &str) -> String {
+        format!(
+            r#"
+default_policy = "p"
+[[user]]
+id = "a"
+contact = [{contact}]
+[[policy]]
+id = "p"
+[[policy.level]]
+targets = [{{ user = "a" }}]
+delay = "5m"
+"#
+        )
+    }
+
+    #[test]
+    fn an_ack_for_a_closed_incident_leaves_the_next_one_alone() {
+        let oncall: OnCall = toml::from_str(&one_user_oncall(
+            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
+        ))
+        .unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let trigger = parse_event(
+            br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
+        )
+        .unwrap()
+        .0;
+        let for_incident = |action, id: &str| {
+            PagingEvent::by_person(action, "k", "someone", "test").for_incident(id)
+        };
+        let mut state = PartitionState::default();
+        let first = state
+            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall)
+            .unwrap();
+        let resolve = PagingEvent::resolve("k", "someone", "test");
+        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall);
+        let second = state
+            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall)
+            .unwrap();
+        assert_ne!(first, second);
+
+        let stale = for_incident(EventAction::Acknowledge, &first);
+        assert_eq!(
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            None
+        );
+        let stale = for_incident(EventAction::Resolve, &first);
+        assert_eq!(
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            None
+        );
+        assert_eq!(state.incidents[&second].status, Status::Triggered);
+        let ack = for_incident(EventAction::Acknowledge, &second);
+        assert_eq!(
+            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall),
+            Some(second.clone())
+        );
+        assert_eq!(state.incidents[&second].status, Status::Acknowledged);
+    }
+}
