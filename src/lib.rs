@@ -21,6 +21,7 @@ pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod error;

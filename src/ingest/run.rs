@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::{IngestError, buffer::PartitionBuffer};
 use crate::{
     ErrorKind,
+    clock::now_ms,
     config::Config,
     decode::{Format, Limits, RejectReason, Rejected, decode_record},
-    kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config},
+    kafka::{DeadLetters, GroupContext, Origin, Rejection, Role, client_config},
     lake::{
         Lake,
         writer::{FlushRange, discard_uncommitted, write_flush},
@@ -181,25 +182,15 @@ impl Ingest {
         }
         let ingest = &args.config.ingest;
         let budget = ingest.memory_budget.as_u64() as usize;
-        let mut consumer_config = client_config(&args.config.kafka, &args.brokers);
-        consumer_config
-            .set("group.id", &ingest.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000");
-        for (key, value) in prefetch_limits(budget) {
-            consumer_config.set(key, value);
-        }
-        // The user's properties win over the defaults above.
-        for (k, v) in &args.config.kafka.properties {
-            consumer_config.set(k, v);
-        }
+        let role = Role::IngestMember {
+            group_id: &ingest.group_id,
+            memory_budget: budget,
+        };
         let consumer: StreamConsumer<GroupContext> =
-            consumer_config.create_with_context(GroupContext::new("klaxon_ingest_consumer_lag"))?;
-        let producer: FutureProducer = client_config(&args.config.kafka, &args.brokers)
-            .set("enable.idempotence", "true")
-            .create()?;
+            client_config(&args.config.kafka, &args.brokers, role)
+                .create_with_context(GroupContext::new("klaxon_ingest_consumer_lag"))?;
+        let producer: FutureProducer =
+            client_config(&args.config.kafka, &args.brokers, Role::IdempotentProducer).create()?;
         let sources = args.config.sources();
         let names: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
         consumer.subscribe(&names)?;
@@ -282,9 +273,7 @@ impl Ingest {
         let partition = message.partition();
         let offset = message.offset();
         let payload = message.payload().unwrap_or_default();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         let record_time = message.timestamp().to_millis().unwrap_or(now_ms);
         let ingest = &self.args.config.ingest;
         let limits = Limits::from_config(ingest, now_ms);

@@ -51,7 +51,7 @@ use super::{
 use crate::{
     ErrorKind,
     config::Config,
-    kafka::{DeadLetters, GroupContext, Origin, Rejection, keyed_producer, paging_consumer_config},
+    kafka::{DeadLetters, GroupContext, Origin, Rejection, Role, client_config, keyed_producer},
     rules::{EventAction, PagingEvent},
 };
 
@@ -253,9 +253,14 @@ impl Notifier {
     pub fn new(config: Config, oncall: LoadedOnCall) -> Result<Self, NotifyError> {
         let settings = &config.notify;
         let brokers = &config.kafka.brokers;
-        let consumer: StreamConsumer<GroupContext> =
-            paging_consumer_config(&config.kafka, brokers, &settings.group_id)
-                .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
+        let consumer: StreamConsumer<GroupContext> = client_config(
+            &config.kafka,
+            brokers,
+            Role::PagingMember {
+                group_id: &settings.group_id,
+            },
+        )
+        .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
         consumer.subscribe(&[&settings.paging_topic])?;
         let producer = keyed_producer(&config.kafka, brokers)?;
         let links = match (&settings.public_url, &settings.signing_key) {

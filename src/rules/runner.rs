@@ -23,7 +23,7 @@
 
 use std::{
     collections::HashMap,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -44,9 +44,10 @@ use super::{
 };
 use crate::{
     ErrorKind,
+    clock::now_ms,
     config::Config,
     decode::{Format, RejectReason},
-    kafka::{GroupContext, keyed_producer, paging_consumer_config},
+    kafka::{GroupContext, Role, client_config, keyed_producer},
 };
 
 /// How often windows are checked for closing: at most this much is added
@@ -68,12 +69,6 @@ impl RunnerError {
             _ => ErrorKind::External,
         }
     }
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The runner's metrics, registered once.
@@ -159,7 +154,7 @@ pub async fn run_rules(
         topic = %settings.state_topic,
         "state restored"
     );
-    let orphans = engine.restore(stored.rules, stored.positions, wall_ms());
+    let orphans = engine.restore(stored.rules, stored.positions, now_ms());
     publish(&producer, &settings.paging_topic, &orphans, &meters).await?;
     let mut state = State {
         producer: &producer,
@@ -175,9 +170,14 @@ pub async fn run_rules(
         tracing::warn!(error = %e, "cannot delete stale checkpoint chunks yet");
     }
 
-    let consumer: StreamConsumer<GroupContext> =
-        paging_consumer_config(&config.kafka, &config.kafka.brokers, &settings.group_id)
-            .create_with_context(GroupContext::new("klaxon_rules_consumer_lag"))?;
+    let consumer: StreamConsumer<GroupContext> = client_config(
+        &config.kafka,
+        &config.kafka.brokers,
+        Role::PagingMember {
+            group_id: &settings.group_id,
+        },
+    )
+    .create_with_context(GroupContext::new("klaxon_rules_consumer_lag"))?;
     let sources = config.sources();
     let formats: HashMap<String, Format> = sources
         .iter()
@@ -202,7 +202,7 @@ pub async fn run_rules(
             _ = ticker.tick() => {
                 apply_rebalance(&consumer, &mut engine);
                 let started = Instant::now();
-                let tick = engine.tick(wall_ms()).await;
+                let tick = engine.tick(now_ms()).await;
                 meters.tick_seconds.record(started.elapsed().as_secs_f64());
                 meters.evaluations.increment(tick.evaluations);
                 meters.points_held.set(engine.points_held() as f64);
@@ -248,7 +248,7 @@ pub async fn run_rules(
                 };
                 apply_rebalance(&consumer, &mut engine);
                 let Some(format) = formats.get(message.topic()) else { continue };
-                let wall = wall_ms();
+                let wall = now_ms();
                 let recorded = engine.record(
                     &(message.topic().to_owned(), message.partition()),
                     message.offset(),
@@ -295,7 +295,7 @@ fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEng
     for partition in consumer.context().take_revoked() {
         engine.revoke(&partition);
     }
-    let wall = wall_ms();
+    let wall = now_ms();
     for partition in consumer.context().take_assigned() {
         engine.assign(partition, wall);
     }
