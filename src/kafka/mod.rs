@@ -1,13 +1,16 @@
-//! Client settings shared by every Kafka client klaxon creates, and the
-//! consumer-group callbacks its members share.
+//! Client settings shared by every Kafka client klaxon creates (by
+//! [`Role`]), and the consumer-group member loop every stage runs
+//! ([`member`]).
 
 mod compacted;
 mod dead_letter;
 mod group;
+pub mod member;
 
 pub use compacted::{Latest, read_compacted};
 pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;
+pub use member::{Commits, Committed, Member, Timer};
 use rdkafka::{ClientConfig, ClientContext, error::KafkaError, types::RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
