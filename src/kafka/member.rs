@@ -368,3 +368,38 @@ impl Backoff {
         self.next = (self.next * 2).min(self.cap);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timers_fire_at_start_only_when_asked_and_in_their_order() {
+        let timers = [
+            Timer {
+                every: Duration::from_secs(3600),
+                at_start: false,
+            },
+            Timer {
+                every: Duration::from_secs(3600),
+                at_start: true,
+            },
+            Timer {
+                every: Duration::from_secs(3600),
+                at_start: true,
+            },
+        ];
+        let mut timers: Vec<Interval> = timers.iter().map(interval).collect();
+        let first = tokio::time::timeout(Duration::from_secs(1), next_tick(&mut timers));
+        assert_eq!(first.await.unwrap(), 1, "the first timer due, in order");
+        assert_eq!(next_tick(&mut timers).await, 2);
+        let none = tokio::time::timeout(Duration::from_millis(50), next_tick(&mut timers));
+        assert!(none.await.is_err(), "a reload timer waits its period");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), next_tick(&mut []))
+                .await
+                .is_err(),
+            "no timers never fire"
+        );
+    }
+}

@@ -58,7 +58,7 @@ pub enum Role<'a> {
     /// itself and commits nothing (changelog, checkpoints).
     CompactedReader,
     /// A member of the ingest group, prefetching within `memory_budget`
-    /// bytes (see [`prefetch_limits`](crate::ingest::prefetch_limits)).
+    /// bytes (see `ingest::prefetch_limits`).
     IngestMember {
         group_id: &'a str,
         memory_budget: usize,
