@@ -56,6 +56,7 @@ pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crash;
 pub mod decode;

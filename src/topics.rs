@@ -13,7 +13,11 @@ use rdkafka::{
 };
 use thiserror::Error;
 
-use crate::{config::KafkaConfig, error::ErrorKind, kafka::client_config};
+use crate::{
+    config::KafkaConfig,
+    error::ErrorKind,
+    kafka::{Role, client_config},
+};
 
 #[derive(Debug, Error)]
 pub enum TopicError {
@@ -64,7 +68,8 @@ pub async fn ensure_topics(
     brokers: &str,
     topics: &[TopicSpec],
 ) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka, brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka, brokers, Role::Admin).create()?;
     let existing = existing_topics(kafka, brokers).await?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -108,7 +113,7 @@ async fn existing_topics(
     kafka: &KafkaConfig,
     brokers: &str,
 ) -> Result<HashSet<String>, KafkaError> {
-    let config = client_config(kafka, brokers);
+    let config = client_config(kafka, brokers, Role::Admin);
     // rdkafka's metadata call blocks; a plain consumer (no group) makes it.
     tokio::task::spawn_blocking(move || {
         let client: BaseConsumer = config.create()?;

@@ -10,7 +10,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use common::*;
@@ -84,7 +83,12 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
     // Four whole hours that ended 2-6 hours ago.
     let now = chrono::Utc::now().timestamp_millis();
     let start = (now / HOUR_MS - 6) * HOUR_MS;
-    produce_all(&producer(&broker.bootstrap()), "metrics", &past_points(start)).await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &past_points(start),
+    )
+    .await;
     assert_exactly_once(&lake, POINTS).await;
     // Stopped cleanly, ingest has committed everything it wrote.
     assert!(ingest.terminate().success());
@@ -137,7 +141,11 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
     // are deleted (the recovery path), and the rest is merged.
     let out = compact(None);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let covered: usize = stdout
         .split("deleted ")
         .nth(1)
@@ -192,7 +200,11 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
     );
     std::fs::write(&config, text).unwrap();
     let out = compact(None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let kept = POINTS / 4;
     assert_eq!(duckdb_seq_counts(&lake), (kept, kept));
     assert_eq!(seq_counts(&lake).await, (kept, kept));
