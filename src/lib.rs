@@ -54,6 +54,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crash;

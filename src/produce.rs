@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -21,7 +21,11 @@ use rdkafka::{
     producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer},
 };
 
-use crate::{config::KafkaConfig, decode::Format, kafka::client_config};
+use crate::{
+    config::KafkaConfig,
+    decode::Format,
+    kafka::{Role, client_config},
+};
 
 /// What to produce and how fast.
 #[derive(Debug, Clone)]
@@ -132,11 +136,7 @@ pub async fn produce(
 ) -> Result<ProduceReport, KafkaError> {
     let context = Deliveries::default();
     let producer: Arc<ThreadedProducer<Deliveries>> = Arc::new(
-        client_config(kafka, &options.brokers)
-            .set("linger.ms", "5")
-            .set("batch.size", "1000000")
-            .set("queue.buffering.max.kbytes", "262144")
-            .create_with_context(context)?,
+        client_config(kafka, &options.brokers, Role::BulkProducer).create_with_context(context)?,
     );
     let started = Instant::now();
     let mut report = ProduceReport::default();
@@ -171,9 +171,7 @@ pub async fn produce(
             if n == 0 {
                 break;
             }
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now_ms = crate::clock::now_ms();
             record.clear();
             for k in 0..n {
                 if k > 0 {

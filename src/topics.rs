@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::{
     config::{KafkaConfig, TopicsConfig},
     error::ErrorKind,
-    kafka::client_config,
+    kafka::{Role, client_config},
 };
 
 #[derive(Debug, Error)]
@@ -89,7 +89,8 @@ pub async fn ensure_topics(
     brokers: &str,
     topics: &[TopicSpec],
 ) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka, brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka, brokers, Role::Admin).create()?;
     let existing = existing_topics(kafka, brokers).await?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -133,7 +134,7 @@ async fn existing_topics(
     kafka: &KafkaConfig,
     brokers: &str,
 ) -> Result<HashSet<String>, KafkaError> {
-    let config = client_config(kafka, brokers);
+    let config = client_config(kafka, brokers, Role::Admin);
     // rdkafka's metadata call blocks; a plain consumer (no group) makes it.
     tokio::task::spawn_blocking(move || {
         let client: BaseConsumer = config.create()?;

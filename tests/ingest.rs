@@ -114,7 +114,9 @@ format = "influx"
     // Lag comes from librdkafka's statistics, every five seconds.
     wait_until(Duration::from_secs(30), "the consumer lag gauge", || {
         let text = http_get(&ingest, "/metrics");
-        async move { text.contains(r#"klaxon_ingest_consumer_lag{topic="metrics",partition="#) }
+        async move {
+            text.contains(r#"klaxon_consumer_lag{component="ingest",topic="metrics",partition="#)
+        }
     })
     .await;
 }

@@ -127,6 +127,8 @@ severity = "info"
             r#"klaxon_ingest_rejected_total{topic="metrics",reason="invalid_json"}"#,
             "klaxon_lake_write_errors_total",
             "klaxon_http_request_timeouts_total",
+            r#"klaxon_consumer_commit_failures_total{component="ingest"}"#,
+            r#"klaxon_consumer_rebalances_total{component="ingest",event="revoked"}"#,
         ],
     )
     .await;
@@ -147,6 +149,8 @@ severity = "info"
             r#"klaxon_rules_rejected_points_total{topic="metrics",reason="invalid_json"}"#,
             r#"klaxon_rules_evaluation_failures_total{rule="points-seen"}"#,
             "klaxon_rules_checkpoint_failures_total",
+            r#"klaxon_consumer_commit_failures_total{component="rules"}"#,
+            r#"klaxon_consumer_rebalances_total{component="rules",event="revoked"}"#,
         ],
     )
     .await;
@@ -169,6 +173,8 @@ severity = "info"
             r#"klaxon_notify_notifications_total{channel="console",outcome="failed"}"#,
             "klaxon_notify_incidents_opened_total",
             "klaxon_notify_changelog_write_failures_total",
+            r#"klaxon_consumer_commit_failures_total{component="notify"}"#,
+            r#"klaxon_consumer_rebalances_total{component="notify",event="revoked"}"#,
         ],
     )
     .await;

@@ -22,7 +22,7 @@ use crate::{
     config::SourceConfig,
     decode::Format,
     ingest::prefetch_limits,
-    kafka::client_config,
+    kafka::{Role, client_config},
     produce::{ProduceOptions, produce},
 };
 
@@ -220,14 +220,13 @@ async fn raw_consume(
     options: &BenchOptions,
     expected_records: u64,
 ) -> Result<RawConsume, BenchError> {
-    let mut config = client_config(&env.kafka, &env.brokers);
-    config
-        .set("group.id", env.name("raw"))
-        .set("enable.auto.commit", "false");
-    for (key, value) in prefetch_limits(options.memory_budget.as_u64() as usize) {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = config.create()?;
+    let mut settings = vec![
+        ("group.id", env.name("raw")),
+        ("enable.auto.commit", "false".to_owned()),
+    ];
+    settings.extend(prefetch_limits(options.memory_budget.as_u64() as usize));
+    let consumer: BaseConsumer =
+        client_config(&env.kafka, &env.brokers, Role::Tool(&settings)).create()?;
     let (topic, partitions) = (topic.to_owned(), env.partitions);
     let points_per_record = options.points as f64 / expected_records.max(1) as f64;
     tokio::task::spawn_blocking(move || {

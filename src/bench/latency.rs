@@ -13,7 +13,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fmt::Write as _,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use axum::{Json, extract::State, routing::post};
@@ -30,7 +30,10 @@ use super::{
     child::{Child, free_port, scrape, wait_until},
 };
 use crate::{
-    config::SourceConfig, decode::Format, kafka::client_config, paging::dedup_key,
+    config::SourceConfig,
+    decode::Format,
+    kafka::{Role, client_config},
+    paging::dedup_key,
     produce::send_when_queued,
 };
 
@@ -183,23 +186,28 @@ delay = "1h"
 
     let triggers: Arrivals = Arc::default();
     let reader = tokio::spawn(read_triggers(
-        client_config(&env.kafka, &env.brokers)
-            .set("group.id", env.name(&format!("{scope}-reader")))
-            .set("auto.offset.reset", "earliest")
-            // Fetch as soon as anything is there: this consumer is the stopwatch.
-            .set("fetch.wait.max.ms", "5")
-            .create()?,
+        client_config(
+            &env.kafka,
+            &env.brokers,
+            Role::Tool(&[
+                ("group.id", env.name(&format!("{scope}-reader"))),
+                ("auto.offset.reset", "earliest".to_owned()),
+                // Fetch as soon as anything is there: this consumer is the stopwatch.
+                ("fetch.wait.max.ms", "5".to_owned()),
+            ]),
+        )
+        .create()?,
         paging.clone(),
         triggers.clone(),
     ));
-    let bulk: ThreadedProducer<_> = client_config(&env.kafka, &env.brokers)
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create()?;
-    let closer: ThreadedProducer<_> = client_config(&env.kafka, &env.brokers)
-        .set("linger.ms", "0")
-        .create()?;
+    let bulk: ThreadedProducer<_> =
+        client_config(&env.kafka, &env.brokers, Role::BulkProducer).create()?;
+    let closer: ThreadedProducer<_> = client_config(
+        &env.kafka,
+        &env.brokers,
+        Role::Tool(&[("linger.ms", "0".to_owned())]),
+    )
+    .create()?;
     // The first send of a new client would look the topic up first, and
     // that would count against the first window.
     tokio::task::block_in_place(|| {
@@ -211,9 +219,7 @@ delay = "1h"
     let window_ms = options.window.as_millis() as i64;
     // Event time ten minutes back, on a window boundary: behind the wall
     // clock, so no point is refused as from the future.
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::clock::now_ms();
     let first_window_ms = (now_ms - 600_000) / window_ms * window_ms;
     let alerts_per_window = options.alerts_per_window as u64;
     let breaching = |w: usize| -> Vec<u64> {

@@ -27,7 +27,7 @@ mod report;
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use arrow::array::RecordBatch;
@@ -176,10 +176,7 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
             temp.path().to_owned()
         }
     };
-    let run_id = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-        .to_string();
+    let run_id = crate::clock::now_ms().to_string();
     let (brokers, broker) = match &options.brokers {
         Some(brokers) => (brokers.clone(), None),
         None => start_broker(&work).await?,

@@ -2,25 +2,22 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    error::KafkaError,
-    producer::FutureProducer,
-    types::RDKafkaErrorCode,
-};
+use rdkafka::{Message, message::BorrowedMessage, producer::FutureProducer};
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestError, buffer::PartitionBuffer};
 use crate::{
     ErrorKind,
+    clock::now_ms,
     config::Config,
     decode::{Format, Limits, RejectReason, Rejected, decode_record},
-    kafka::{DeadLetters, GroupContext, Origin, Rejection, client_config},
+    kafka::{
+        Commits, Committed, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
+        member::{Backoff, Partition, Stage},
+    },
     lake::{
         Lake,
         writer::{FlushRange, discard_uncommitted, write_flush},
@@ -91,10 +88,16 @@ impl TopicState {
 }
 
 /// One member of the ingest consumer group.
+#[derive(Debug)]
 pub struct Ingest {
+    member: Member,
+    stage: IngestStage,
+}
+
+/// What ingest does with the records its member receives.
+struct IngestStage {
     args: IngestArgs,
-    /// Shared so the receive future does not borrow `self` while a record is handled.
-    consumer: Arc<StreamConsumer<GroupContext>>,
+    commits: Commits,
     dead_letters: DeadLetters,
     topics: HashMap<String, TopicState>,
     /// Input bytes held in all buffers; flushing the largest keeps it under
@@ -110,33 +113,12 @@ pub struct Ingest {
     rejects: Vec<Rejected>,
 }
 
-impl std::fmt::Debug for Ingest {
+impl std::fmt::Debug for IngestStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest")
+        f.debug_struct("IngestStage")
             .field("brokers", &self.args.brokers)
             .field("buffered_bytes", &self.buffered_bytes)
             .finish_non_exhaustive()
-    }
-}
-
-/// A delay between retries that doubles from 100ms up to a cap.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    fn up_to(cap: Duration) -> Self {
-        Self {
-            next: Duration::from_millis(100),
-            cap,
-        }
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(self.cap);
     }
 }
 
@@ -159,21 +141,6 @@ pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 3] {
     ]
 }
 
-/// Errors that mean this member no longer owns the partition it tried to
-/// commit: its new owner replays from the last commit, so the work is dropped.
-fn lost_ownership(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::RebalanceInProgress
-                | RDKafkaErrorCode::IllegalGeneration
-                | RDKafkaErrorCode::UnknownMemberId
-                | RDKafkaErrorCode::FencedInstanceId
-                | RDKafkaErrorCode::State
-        )
-    )
-}
-
 impl Ingest {
     pub fn new(args: IngestArgs) -> Result<Self, IngestError> {
         if args.brokers.is_empty() {
@@ -181,41 +148,32 @@ impl Ingest {
         }
         let ingest = &args.config.ingest;
         let budget = ingest.memory_budget.as_u64() as usize;
-        let mut consumer_config = client_config(&args.config.kafka, &args.brokers);
-        consumer_config
-            .set("group.id", &ingest.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000");
-        for (key, value) in prefetch_limits(budget) {
-            consumer_config.set(key, value);
-        }
-        // The user's properties win over the defaults above.
-        for (k, v) in &args.config.kafka.properties {
-            consumer_config.set(k, v);
-        }
-        let consumer: StreamConsumer<GroupContext> =
-            consumer_config.create_with_context(GroupContext::new("klaxon_ingest_consumer_lag"))?;
-        let producer: FutureProducer = client_config(&args.config.kafka, &args.brokers)
-            .set("enable.idempotence", "true")
-            .create()?;
+        let role = Role::IngestMember {
+            group_id: &ingest.group_id,
+            memory_budget: budget,
+        };
+        let producer: FutureProducer =
+            client_config(&args.config.kafka, &args.brokers, Role::IdempotentProducer).create()?;
         let sources = args.config.sources();
         let names: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
-        consumer.subscribe(&names)?;
+        let member = Member::new(
+            "ingest",
+            &client_config(&args.config.kafka, &args.brokers, role),
+            &names,
+        )?;
         let topics = sources
             .iter()
             .map(|s| (s.topic.clone(), TopicState::new(&s.topic, s.format)))
             .collect();
         crate::telemetry::register_unlabeled("klaxon_ingest_");
         crate::telemetry::register_unlabeled("klaxon_lake_");
-        Ok(Self {
+        let stage = IngestStage {
+            commits: member.commits(),
             dead_letters: DeadLetters::new(
                 producer,
                 args.config.topics.dead_letter.clone(),
                 args.config.topics.dead_letter_max_bytes.as_u64() as usize,
             ),
-            consumer: Arc::new(consumer),
             topics,
             buffered_bytes: 0,
             buffer_budget: budget / 2,
@@ -223,43 +181,65 @@ impl Ingest {
             buffered_gauge: metrics::gauge!("klaxon_ingest_buffered_bytes"),
             rejects: Vec::new(),
             args,
-        })
+        };
+        Ok(Self { member, stage })
     }
 
     /// Where this member writes, for people.
     pub fn lake_location(&self) -> String {
-        self.args.lake.describe()
+        self.stage.args.lake.describe()
     }
 
     /// Runs until `shutdown` is cancelled, then flushes and commits what it holds.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), IngestError> {
-        let interval = self.args.config.ingest.flush_interval;
-        let tick = (interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), IngestError> {
+        let Self { member, mut stage } = self;
+        let interval = stage.args.config.ingest.flush_interval;
+        // Buffers older than the flush interval are flushed at the next tick.
+        let tick = Timer {
+            every: (interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            at_start: true,
+        };
         tracing::info!(
-            group = %self.args.config.ingest.group_id,
-            topics = ?self.topics.keys().collect::<Vec<_>>(),
-            lake = %self.args.lake.describe(),
+            group = %stage.args.config.ingest.group_id,
+            topics = ?stage.topics.keys().collect::<Vec<_>>(),
+            lake = %stage.args.lake.describe(),
             "ingest started"
         );
-        let consumer = Arc::clone(&self.consumer);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                received = consumer.recv() => match received {
-                    Ok(message) => self.handle(&message, &shutdown).await?,
-                    Err(e) => {
-                        // librdkafka reconnects by itself; a broker outage only
-                        // pauses consumption.
-                        tracing::warn!(error = %e, "consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-                _ = ticker.tick() => self.flush_aged(&shutdown).await?,
-            }
+        member.run(&mut stage, &[tick], &shutdown).await
+    }
+}
+
+impl Stage for IngestStage {
+    type Error = IngestError;
+    type Event = std::convert::Infallible;
+
+    /// Drops the buffers of revoked partitions: their new owner replays them
+    /// from the last commit, so flushing them here would duplicate rows.
+    /// (Ingest needs no notice of assignments: a partition's first record
+    /// starts it, see `discard_uncommitted`.)
+    async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), IngestError> {
+        for (topic, partition) in partitions {
+            self.abandon(&topic, partition);
         }
+        Ok(())
+    }
+
+    async fn on_messages(
+        &mut self,
+        batch: &[BorrowedMessage<'_>],
+        stop: &CancellationToken,
+    ) -> Result<(), IngestError> {
+        for message in batch {
+            self.handle(message, stop).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_timer(&mut self, _: usize, stop: &CancellationToken) -> Result<(), IngestError> {
+        self.flush_aged(stop).await
+    }
+
+    async fn on_stop(&mut self) -> Result<(), IngestError> {
         tracing::info!("ingest stopping: flushing buffers");
         // Dead letters still in flight get a while to land; a partition whose
         // dead letters do not is left uncommitted, to be replayed.
@@ -271,20 +251,19 @@ impl Ingest {
         });
         self.flush_all(&drained).await
     }
+}
 
+impl IngestStage {
     async fn handle(
         &mut self,
-        message: &rdkafka::message::BorrowedMessage<'_>,
+        message: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
     ) -> Result<(), IngestError> {
-        self.apply_revocations();
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
         let payload = message.payload().unwrap_or_default();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         let record_time = message.timestamp().to_millis().unwrap_or(now_ms);
         let ingest = &self.args.config.ingest;
         let limits = Limits::from_config(ingest, now_ms);
@@ -382,17 +361,6 @@ impl Ingest {
         Ok(())
     }
 
-    /// Drops the buffers of revoked partitions: their new owner replays them
-    /// from the last commit, so flushing them here would duplicate rows.
-    fn apply_revocations(&mut self) {
-        // Ingest needs no notice of assignments: a partition's first record
-        // starts it (see `discard_uncommitted`).
-        self.consumer.context().take_assigned();
-        for (topic, partition) in self.consumer.context().take_revoked() {
-            self.abandon(&topic, partition);
-        }
-    }
-
     /// Waits for a partition's dead letters; if `stop` comes first, abandons
     /// the partition (see [`Ingest::abandon`]) and returns false.
     async fn drain_or_abandon(
@@ -430,7 +398,6 @@ impl Ingest {
     }
 
     async fn flush_aged(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
-        self.apply_revocations();
         let max_age = self.args.config.ingest.flush_interval;
         let now = Instant::now();
         let due =
@@ -448,7 +415,6 @@ impl Ingest {
     }
 
     async fn flush_all(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
-        self.apply_revocations();
         let due = self.partitions_where(PartitionBuffer::has_records);
         // Dead letters first: a partition whose dead letters are not written
         // by `stop` is left uncommitted, to be replayed...
@@ -562,28 +528,17 @@ impl Ingest {
         self.buffered_bytes -= buffer.bytes;
         buffer.clear();
 
-        let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(topic, partition, Offset::Offset(range.last_offset + 1))?;
-        let mut backoff = Backoff::up_to(Duration::from_secs(5));
-        loop {
-            let result =
-                tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
-            match result {
-                Ok(()) => break,
-                Err(e) if lost_ownership(&e) => {
-                    tracing::warn!(topic, partition, error = %e, "commit refused: partition moved to another member");
-                    if let Some(t) = self.topics.get_mut(topic) {
-                        t.partitions.remove(&partition);
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    // The files are durable; until the commit lands, a crash
-                    // replays them and the in-flight marker discards them.
-                    tracing::warn!(topic, partition, error = %e, "commit failed; retrying");
-                    backoff.wait().await;
-                }
+        // The files are durable; until the commit lands, a crash replays
+        // them and the in-flight marker discards them.
+        let committed = self
+            .commits
+            .until_committed(topic, partition, range.last_offset + 1)
+            .await?;
+        if committed == Committed::PartitionMoved {
+            if let Some(t) = self.topics.get_mut(topic) {
+                t.partitions.remove(&partition);
             }
+            return Ok(());
         }
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());

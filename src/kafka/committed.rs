@@ -9,7 +9,7 @@ use rdkafka::{
     error::KafkaResult,
 };
 
-use super::client_config;
+use super::{Role, client_config};
 use crate::config::KafkaConfig;
 
 /// Committed offset (the next one the group reads) of every partition of
@@ -21,10 +21,8 @@ pub fn committed_offsets(
     topics: &[String],
     timeout: Duration,
 ) -> KafkaResult<HashMap<(String, i32), i64>> {
-    let consumer: BaseConsumer = client_config(kafka, brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer: BaseConsumer =
+        client_config(kafka, brokers, Role::GroupReader { group_id: group }).create()?;
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;

@@ -15,7 +15,7 @@ use rdkafka::{
 
 use crate::{
     config::KafkaConfig,
-    kafka::{EndOfPartitionIsNoError, client_config},
+    kafka::{EndOfPartitionIsNoError, Role, client_config},
 };
 
 /// The latest value of each key, per partition.
@@ -31,11 +31,9 @@ pub fn read_compacted(
     limit: Duration,
 ) -> Result<Latest, KafkaError> {
     // No group: the reader assigns partitions itself and commits nothing.
-    let consumer: BaseConsumer<EndOfPartitionIsNoError> = client_config(kafka, brokers)
-        .set("group.id", "klaxon-changelog-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(EndOfPartitionIsNoError)?;
+    let consumer: BaseConsumer<EndOfPartitionIsNoError> =
+        client_config(kafka, brokers, Role::CompactedReader)
+            .create_with_context(EndOfPartitionIsNoError)?;
     let metadata = consumer.fetch_metadata(Some(topic), limit)?;
     let mut assignment = TopicPartitionList::new();
     let mut open = 0;

@@ -10,12 +10,12 @@ use rdkafka::{
 };
 
 /// Hands assigned and revoked partitions to the member's loop, starts
-/// assigned partitions at their committed offsets, and turns librdkafka's
-/// statistics into a consumer-lag gauge.
+/// assigned partitions at their committed offsets, counts rebalances, and
+/// turns librdkafka's statistics into a consumer-lag gauge.
 #[derive(Debug)]
 pub struct GroupContext {
-    /// The gauge lag is reported in, e.g. `klaxon_ingest_consumer_lag`.
-    lag_gauge: &'static str,
+    /// The member's `component` label (`ingest`, `rules`, `notify`).
+    component: &'static str,
     /// Partitions assigned and revoked since the loop last looked. Callbacks
     /// run inside the consumer's poll, which the loop drives, so a revocation
     /// can never land between a flush and its commit.
@@ -24,9 +24,20 @@ pub struct GroupContext {
 }
 
 impl GroupContext {
-    pub fn new(lag_gauge: &'static str) -> Self {
+    /// The context of a member of `component`; registers its rebalance
+    /// counters at zero.
+    pub fn new(component: &'static str) -> Self {
+        for event in ["assigned", "revoked"] {
+            crate::telemetry::register_zero(
+                "klaxon_consumer_rebalances_total",
+                &[
+                    ("component", component.to_owned()),
+                    ("event", event.to_owned()),
+                ],
+            );
+        }
         Self {
-            lag_gauge,
+            component,
             assigned: Mutex::default(),
             revoked: Mutex::default(),
         }
@@ -54,7 +65,8 @@ impl ClientContext for GroupContext {
                 // librdkafka reports -1 for partitions this member does not consume.
                 if partition >= 0 && p.consumer_lag >= 0 {
                     metrics::gauge!(
-                        self.lag_gauge,
+                        "klaxon_consumer_lag",
+                        "component" => self.component,
                         "topic" => topic.clone(),
                         "partition" => partition.to_string()
                     )
@@ -100,6 +112,7 @@ impl ConsumerContext for GroupContext {
                     assigned.push((e.topic().to_owned(), e.partition()));
                 }
                 drop(assigned);
+                self.count_rebalance("assigned", partitions);
                 if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -117,6 +130,7 @@ impl ConsumerContext for GroupContext {
                     revoked.push((e.topic().to_owned(), e.partition()));
                 }
                 drop(revoked);
+                self.count_rebalance("revoked", partitions);
                 if cooperative {
                     consumer.incremental_unassign(partitions)
                 } else {
@@ -130,6 +144,19 @@ impl ConsumerContext for GroupContext {
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "applying the rebalance failed");
+        }
+    }
+}
+
+impl GroupContext {
+    fn count_rebalance(&self, event: &'static str, partitions: &TopicPartitionList) {
+        if partitions.count() > 0 {
+            metrics::counter!(
+                "klaxon_consumer_rebalances_total",
+                "component" => self.component,
+                "event" => event
+            )
+            .increment(1);
         }
     }
 }

@@ -1,15 +1,18 @@
-//! Client settings shared by every Kafka client klaxon creates, and the
-//! consumer-group callbacks its members share.
+//! Client settings shared by every Kafka client klaxon creates (by
+//! [`Role`]), and the consumer-group member loop every stage runs
+//! ([`member`]).
 
 mod committed;
 mod compacted;
 mod dead_letter;
 mod group;
+pub mod member;
 
 pub use committed::committed_offsets;
 pub use compacted::{Latest, read_compacted};
 pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;
+pub use member::{Commits, Committed, Member, Timer};
 use rdkafka::{ClientConfig, ClientContext, error::KafkaError, types::RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
@@ -38,36 +41,107 @@ fn is_partition_eof(error: &KafkaError) -> bool {
         || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
 }
 
-/// A client config for `brokers` with the user's extra properties applied last,
-/// so they can override any default klaxon picks.
-pub fn client_config(kafka: &KafkaConfig, brokers: &str) -> ClientConfig {
+/// What a client is for. Each role carries klaxon's settings for it, and
+/// [`client_config`] is the one place they are set.
+#[derive(Debug, Clone, Copy)]
+pub enum Role<'a> {
+    /// Admin requests and metadata lookups: the connection settings only.
+    Admin,
+    /// A producer batching for throughput (`klaxon produce`, the bench's bulk load).
+    BulkProducer,
+    /// A producer whose retries must not duplicate (ingest's dead letters).
+    IdempotentProducer,
+    /// A producer for keyed topics that other clients also write to
+    /// (`paging`): idempotent, and partitioning keys with murmur2 as Java
+    /// clients do, so an acknowledgement from klaxon lands on the same
+    /// partition as a trigger from any Kafka client.
+    KeyedProducer,
+    /// A reader of a compacted topic to its end: it assigns partitions
+    /// itself and commits nothing (changelog, checkpoints).
+    CompactedReader,
+    /// A member of the ingest group, prefetching within `memory_budget`
+    /// bytes (see `ingest::prefetch_limits`).
+    IngestMember {
+        group_id: &'a str,
+        memory_budget: usize,
+    },
+    /// A member of a group that pages people (the rules runner, the notifier).
+    PagingMember { group_id: &'a str },
+    /// Reads a group's committed offsets without joining the group
+    /// (`klaxon compact`).
+    GroupReader { group_id: &'a str },
+    /// A tool klaxon runs against a broker (the bench), with its own settings.
+    Tool(&'a [(&'a str, String)]),
+}
+
+/// The client config of a client in `role` for `brokers`: klaxon's settings
+/// for the role, then the user's extra properties (`kafka.properties`),
+/// applied last so they can override any default klaxon picks.
+pub fn client_config(kafka: &KafkaConfig, brokers: &str, role: Role<'_>) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("client.id", &kafka.client_id);
+    match role {
+        Role::Admin => {}
+        Role::BulkProducer => {
+            config
+                .set("linger.ms", "5")
+                .set("batch.size", "1000000")
+                .set("queue.buffering.max.kbytes", "262144");
+        }
+        Role::IdempotentProducer => {
+            config.set("enable.idempotence", "true");
+        }
+        Role::KeyedProducer => {
+            config
+                .set("enable.idempotence", "true")
+                .set("partitioner", "murmur2_random");
+        }
+        Role::CompactedReader => {
+            config
+                .set("group.id", "klaxon-changelog-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "true");
+        }
+        Role::IngestMember {
+            group_id,
+            memory_budget,
+        } => {
+            config
+                .set("group.id", group_id)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("statistics.interval.ms", "5000");
+            for (key, value) in crate::ingest::prefetch_limits(memory_budget) {
+                config.set(key, value);
+            }
+        }
+        Role::PagingMember { group_id } => paging_member(&mut config, kafka, group_id),
+        Role::GroupReader { group_id } => {
+            config
+                .set("group.id", group_id)
+                .set("enable.auto.commit", "false");
+        }
+        Role::Tool(settings) => {
+            for (key, value) in settings {
+                config.set(*key, value);
+            }
+        }
+    }
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
     config
 }
 
-/// A producer for keyed topics that other clients also write to (`paging`):
-/// idempotent, and partitioning keys with murmur2 as Java clients do, so an
-/// acknowledgement from klaxon lands on the same partition as a trigger from
-/// any Kafka client.
+/// A producer in [`Role::KeyedProducer`].
 pub fn keyed_producer(
     kafka: &KafkaConfig,
     brokers: &str,
 ) -> rdkafka::error::KafkaResult<rdkafka::producer::FutureProducer> {
-    let mut config = client_config(kafka, brokers);
-    config
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random");
-    // The user's properties still win.
-    for (key, value) in &kafka.properties {
-        config.set(key, value);
-    }
-    config.create()
+    client_config(kafka, brokers, Role::KeyedProducer).create()
 }
 
 /// The consumer of a group member that pages people (the rules runner, the
@@ -86,8 +160,7 @@ pub fn keyed_producer(
 /// room for a slow heartbeat). With `kafka.group_instance_id` set, a
 /// restarted member rejoins under the same static identity and Kafka hands
 /// its partitions straight back, without waiting for the session at all.
-pub fn paging_consumer_config(kafka: &KafkaConfig, brokers: &str, group_id: &str) -> ClientConfig {
-    let mut config = client_config(kafka, brokers);
+fn paging_member(config: &mut ClientConfig, kafka: &KafkaConfig, group_id: &str) {
     config
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
@@ -103,11 +176,6 @@ pub fn paging_consumer_config(kafka: &KafkaConfig, brokers: &str, group_id: &str
     if let Some(id) = &kafka.group_instance_id {
         config.set("group.instance.id", id);
     }
-    // The user's properties still win.
-    for (key, value) in &kafka.properties {
-        config.set(key, value);
-    }
-    config
 }
 
 #[cfg(test)]
@@ -128,7 +196,8 @@ mod tests {
     #[test]
     fn paging_members_fail_over_within_seconds_unless_told_otherwise() {
         let mut kafka = KafkaConfig::default();
-        let config = paging_consumer_config(&kafka, "b:9092", "g");
+        let paging = Role::PagingMember { group_id: "g" };
+        let config = client_config(&kafka, "b:9092", paging);
         assert_eq!(config.get("session.timeout.ms"), Some("10000"));
         assert_eq!(config.get("group.instance.id"), None);
 
@@ -136,12 +205,45 @@ mod tests {
         kafka
             .properties
             .insert("session.timeout.ms".into(), "30000".into());
-        let config = paging_consumer_config(&kafka, "b:9092", "g");
+        let config = client_config(&kafka, "b:9092", paging);
         assert_eq!(
             config.get("session.timeout.ms"),
             Some("30000"),
             "the user's properties win"
         );
         assert_eq!(config.get("group.instance.id"), Some("notify-a"));
+    }
+
+    #[test]
+    fn the_users_properties_win_in_every_role() {
+        let mut kafka = KafkaConfig::default();
+        for key in [
+            "linger.ms",
+            "enable.idempotence",
+            "group.id",
+            "fetch.wait.max.ms",
+        ] {
+            kafka.properties.insert(key.into(), "mine".into());
+        }
+        let tool = [("linger.ms", "0".to_owned())];
+        for role in [
+            Role::Admin,
+            Role::BulkProducer,
+            Role::IdempotentProducer,
+            Role::KeyedProducer,
+            Role::CompactedReader,
+            Role::IngestMember {
+                group_id: "g",
+                memory_budget: 1 << 30,
+            },
+            Role::PagingMember { group_id: "g" },
+            Role::Tool(&tool),
+        ] {
+            let config = client_config(&kafka, "b:9092", role);
+            for key in kafka.properties.keys() {
+                assert_eq!(config.get(key), Some("mine"), "{key} in {role:?}");
+            }
+            assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
+        }
     }
 }

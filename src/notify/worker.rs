@@ -25,12 +25,8 @@ use std::{
 };
 
 use chrono::Utc;
-use futures::FutureExt as _;
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    error::KafkaError,
-    message::BorrowedMessage,
+    Message, Offset, TopicPartitionList, error::KafkaError, message::BorrowedMessage,
     producer::FutureProducer,
 };
 use thiserror::Error;
@@ -48,7 +44,11 @@ use super::{
 use crate::{
     ErrorKind,
     config::Config,
-    kafka::{DeadLetters, GroupContext, Origin, Rejection, keyed_producer, paging_consumer_config},
+    kafka::{
+        Commits, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
+        keyed_producer,
+        member::{Partition, Stage},
+    },
     paging::{EVENT_REJECT_REASONS, EventAction, PagingEvent, parse_event},
 };
 
@@ -75,7 +75,7 @@ impl NotifyError {
 
 /// A finished send, back to the loop.
 #[derive(Debug)]
-struct SendResult {
+pub(crate) struct SendResult {
     partition: i32,
     incident: String,
     seq: u32,
@@ -83,11 +83,18 @@ struct SendResult {
 }
 
 /// One member of the notifier group.
+#[derive(Debug)]
 pub struct Notifier {
+    member: Member,
+    stage: NotifierStage,
+}
+
+/// What the notifier does with the paging events its member receives.
+struct NotifierStage {
     config: Config,
     oncall: LoadedOnCall,
     producer: FutureProducer,
-    consumer: Arc<StreamConsumer<GroupContext>>,
+    commits: Commits,
     dead_letters: DeadLetters,
     channels: Arc<Channels>,
     partitions: HashMap<i32, PartitionState>,
@@ -101,9 +108,9 @@ pub struct Notifier {
     unsaved_retry_at: tokio::time::Instant,
 }
 
-impl std::fmt::Debug for Notifier {
+impl std::fmt::Debug for NotifierStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier")
+        f.debug_struct("NotifierStage")
             .field("partitions", &self.partitions.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -113,10 +120,15 @@ impl Notifier {
     pub fn new(config: Config, oncall: LoadedOnCall) -> Result<Self, NotifyError> {
         let settings = &config.notify;
         let brokers = &config.kafka.brokers;
-        let consumer: StreamConsumer<GroupContext> =
-            paging_consumer_config(&config.kafka, brokers, &settings.group_id)
-                .create_with_context(GroupContext::new("klaxon_notify_consumer_lag"))?;
-        consumer.subscribe(&[&settings.paging_topic])?;
+        let paging = Role::PagingMember {
+            group_id: &settings.group_id,
+        };
+        let member = Member::new(
+            "notify",
+            &client_config(&config.kafka, brokers, paging),
+            &[settings.paging_topic.as_str()],
+        )?
+        .with_batch(MAX_BATCH);
         let producer = keyed_producer(&config.kafka, brokers)?;
         let links = match (&settings.public_url, &settings.signing_key) {
             (Some(url), Some(key)) => {
@@ -132,14 +144,14 @@ impl Notifier {
         );
         let (results_tx, results_rx) = mpsc::channel(MAX_SENDS);
         register_metrics();
-        Ok(Self {
+        let stage = NotifierStage {
+            commits: member.commits(),
             dead_letters: DeadLetters::new(
                 producer.clone(),
                 settings.dead_letter.clone(),
                 config.topics.dead_letter_max_bytes.as_u64() as usize,
             ),
             producer,
-            consumer: Arc::new(consumer),
             channels: Arc::new(channels),
             partitions: HashMap::new(),
             results_tx,
@@ -149,94 +161,49 @@ impl Notifier {
             unsaved_retry_at: tokio::time::Instant::now(),
             oncall,
             config,
-        })
+        };
+        Ok(Self { member, stage })
     }
 
     /// Runs until `shutdown`, then waits (briefly) for sends under way.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), NotifyError> {
-        let consumer = Arc::clone(&self.consumer);
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reload = tokio::time::interval(self.config.notify.reload_interval);
-        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(group = %self.config.notify.group_id, topic = %self.config.notify.paging_topic, "notifier started");
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                Some(done) = self.results_rx.recv() => self.on_sent(done).await?,
-                _ = ticker.tick() => {
-                    self.rebalance().await?;
-                    self.on_tick().await?;
-                }
-                _ = reload.tick() => self.oncall.reload(),
-                received = consumer.recv() => match received {
-                    Ok(message) => {
-                        self.rebalance().await?;
-                        // With it, whatever else is already fetched: one
-                        // round of changelog writes and one tick for all. A
-                        // rebalance ends the batch: what follows it is applied
-                        // once its partitions are restored.
-                        let mut batch = vec![message];
-                        let mut after_rebalance = None;
-                        while batch.len() < MAX_BATCH {
-                            match consumer.recv().now_or_never() {
-                                Some(Ok(next)) if consumer.context().rebalance_pending() => {
-                                    after_rebalance = Some(next);
-                                    break;
-                                }
-                                Some(Ok(next)) => batch.push(next),
-                                Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
-                                None => break,
-                            }
-                        }
-                        self.on_messages(&batch).await?;
-                        if let Some(next) = after_rebalance {
-                            self.rebalance().await?;
-                            self.on_messages(std::slice::from_ref(&next)).await?;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
-        // Let sends under way finish and be recorded, so a clean stop sends
-        // nothing twice; past the wait they count as uncertain.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.sends.available_permits() < MAX_SENDS {
-            match tokio::time::timeout_at(deadline, self.results_rx.recv()).await {
-                Ok(Some(done)) => self.on_sent(done).await?,
-                _ => break,
-            }
-        }
-        // Sends that finished before the stop may still be queued.
-        while let Ok(done) = self.results_rx.try_recv() {
-            self.on_sent(done).await?;
-        }
-        Ok(())
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
+        let Self { member, mut stage } = self;
+        let settings = &stage.config.notify;
+        tracing::info!(group = %settings.group_id, topic = %settings.paging_topic, "notifier started");
+        let timers = [
+            Timer {
+                every: TICK,
+                at_start: true,
+            },
+            Timer {
+                every: settings.reload_interval,
+                at_start: true,
+            },
+        ];
+        member.run(&mut stage, &timers, &shutdown).await
     }
+}
 
-    /// Restores newly assigned partitions from the changelog and forgets
-    /// revoked ones (their new owner restores them).
-    async fn rebalance(&mut self) -> Result<(), NotifyError> {
-        for (_, partition) in self.consumer.context().take_revoked() {
+/// [`NotifierStage`]'s timers, by index.
+const TIMER_TICK: usize = 0;
+
+impl Stage for NotifierStage {
+    type Error = NotifyError;
+    type Event = SendResult;
+
+    /// Forgets revoked partitions: their new owner restores them.
+    async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), NotifyError> {
+        for (_, partition) in partitions {
             self.partitions.remove(&partition);
             // Its position was held back: the new owner replays those events.
             self.unsaved.retain(|(p, _)| *p != partition);
         }
-        let assigned: Vec<i32> = self
-            .consumer
-            .context()
-            .take_assigned()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        if assigned.is_empty() {
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    /// Restores newly assigned partitions from the changelog.
+    async fn on_assigned(&mut self, partitions: Vec<Partition>) -> Result<(), NotifyError> {
+        let assigned: Vec<i32> = partitions.into_iter().map(|(_, p)| p).collect();
         let (kafka, brokers, topic) = (
             self.config.kafka.clone(),
             self.config.kafka.brokers.clone(),
@@ -280,6 +247,55 @@ impl Notifier {
         Ok(())
     }
 
+    /// One round of changelog writes and one tick for the whole batch.
+    async fn on_messages(
+        &mut self,
+        batch: &[BorrowedMessage<'_>],
+        _: &CancellationToken,
+    ) -> Result<(), NotifyError> {
+        self.apply_batch(batch).await
+    }
+
+    async fn on_timer(&mut self, timer: usize, _: &CancellationToken) -> Result<(), NotifyError> {
+        if timer == TIMER_TICK {
+            self.on_tick().await
+        } else {
+            self.oncall.reload();
+            Ok(())
+        }
+    }
+
+    async fn next_event(&mut self) -> SendResult {
+        match self.results_rx.recv().await {
+            Some(done) => done,
+            // Never: the stage holds a sender.
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn on_event(&mut self, done: SendResult) -> Result<(), NotifyError> {
+        self.on_sent(done).await
+    }
+
+    /// Lets sends under way finish and be recorded, so a clean stop sends
+    /// nothing twice; past the wait they count as uncertain.
+    async fn on_stop(&mut self) -> Result<(), NotifyError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.sends.available_permits() < MAX_SENDS {
+            match tokio::time::timeout_at(deadline, self.results_rx.recv()).await {
+                Ok(Some(done)) => self.on_sent(done).await?,
+                _ => break,
+            }
+        }
+        // Sends that finished before the stop may still be queued.
+        while let Ok(done) = self.results_rx.try_recv() {
+            self.on_sent(done).await?;
+        }
+        Ok(())
+    }
+}
+
+impl NotifierStage {
     /// Writes these incidents, and those whose write failed before when
     /// their retry is due, to the changelog. A failure is counted, logged
     /// and remembered in `unsaved`; it never stops the notifier.
@@ -326,7 +342,7 @@ impl Notifier {
     /// new position, then the offsets are committed: a crash in between
     /// replays events whose incidents the changelog may already have, and
     /// `apply` is idempotent for those.
-    async fn on_messages(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), NotifyError> {
+    async fn apply_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), NotifyError> {
         let mut changed: Vec<(i32, String)> = Vec::new();
         let mut next_offsets: HashMap<(&str, i32), i64> = HashMap::new();
         for message in batch {
@@ -403,9 +419,7 @@ impl Notifier {
                 .expect("a position written was in the map");
             offsets.add_partition_offset(source, partition, Offset::Offset(next))?;
         }
-        if offsets.count() > 0
-            && let Err(e) = self.consumer.commit(&offsets, CommitMode::Async)
-        {
+        if let Err(e) = self.commits.in_background(&offsets) {
             // The changelog's position makes a replay harmless.
             tracing::debug!(error = %e, "commit failed");
         }
@@ -566,7 +580,7 @@ mod tests {
             .properties
             .insert("message.timeout.ms".into(), "200".into());
         let loaded = LoadedOnCall::load(file).unwrap();
-        let mut notifier = Notifier::new(config, loaded).unwrap();
+        let mut notifier = Notifier::new(config, loaded).unwrap().stage;
         let (trigger, _) = parse_event(
             br#"{"event_action":"trigger","dedup_key":"k","payload":{"summary":"s","source":"x","severity":"critical"}}"#,
         )

@@ -23,17 +23,14 @@
 
 use std::{
     collections::HashMap,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    error::KafkaError,
+    Message, Offset, TopicPartitionList, error::KafkaError, message::BorrowedMessage,
     producer::FutureProducer,
 };
 use thiserror::Error;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -43,9 +40,13 @@ use super::{
 };
 use crate::{
     ErrorKind,
+    clock::now_ms,
     config::Config,
     decode::{Format, RejectReason},
-    kafka::{GroupContext, keyed_producer, paging_consumer_config},
+    kafka::{
+        Commits, Member, Role, Timer, client_config, keyed_producer,
+        member::{Partition, Stage},
+    },
     paging::{PagingEvent, Publisher},
 };
 
@@ -68,12 +69,6 @@ impl RunnerError {
             _ => ErrorKind::External,
         }
     }
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The runner's metrics, registered once.
@@ -136,7 +131,7 @@ impl Meters {
 /// Runs `rules` until `shutdown`, then writes a last checkpoint.
 pub async fn run_rules(
     config: &Config,
-    mut rules: RuleSet,
+    rules: RuleSet,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     let settings = &config.rules;
@@ -160,7 +155,7 @@ pub async fn run_rules(
         topic = %settings.state_topic,
         "state restored"
     );
-    let orphans = engine.restore(stored.rules, stored.positions, wall_ms());
+    let orphans = engine.restore(stored.rules, stored.positions, now_ms());
     publish(&paging, &orphans, &meters).await?;
     let mut state = State {
         producer: &producer,
@@ -176,113 +171,180 @@ pub async fn run_rules(
         tracing::warn!(error = %e, "cannot delete stale checkpoint chunks yet");
     }
 
-    let consumer: StreamConsumer<GroupContext> =
-        paging_consumer_config(&config.kafka, &config.kafka.brokers, &settings.group_id)
-            .create_with_context(GroupContext::new("klaxon_rules_consumer_lag"))?;
     let sources = config.sources();
-    let formats: HashMap<String, Format> = sources
-        .iter()
-        .map(|s| (s.topic.clone(), s.format))
-        .collect();
     let topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
-    consumer.subscribe(&topics)?;
+    let role = Role::PagingMember {
+        group_id: &settings.group_id,
+    };
+    let member = Member::new(
+        "rules",
+        &client_config(&config.kafka, &config.kafka.brokers, role),
+        &topics,
+    )?;
     meters.rules_active(&engine);
     tracing::info!(rules = ?engine.rule_names(), ?topics, "rules started");
-
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut reload_ticker = tokio::time::interval(settings.reload_interval);
-    reload_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    reload_ticker.tick().await;
-    loop {
-        // Ticks come before records: under a backlog records are always
-        // ready, and windows must still close (and points be evicted).
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {
-                apply_rebalance(&consumer, &mut engine);
-                let started = Instant::now();
-                let tick = engine.tick(wall_ms()).await;
-                meters.tick_seconds.record(started.elapsed().as_secs_f64());
-                meters.evaluations.increment(tick.evaluations);
-                meters.points_held.set(engine.points_held() as f64);
-                for (rule, e) in &tick.failures {
-                    tracing::error!(rule, error = %e, "evaluation failed; window skipped");
-                    metrics::counter!("klaxon_rules_evaluation_failures_total", "rule" => rule.clone()).increment(1);
-                }
-                publish(&paging, &tick.events, &meters).await?;
-                if tick.evaluations > 0 || !tick.failures.is_empty() || state.owed {
-                    state.checkpoint(&consumer, &mut engine, &meters).await;
-                }
-            }
-            _ = reload_ticker.tick() => {
-                let reload = match rules.reload().await {
-                    Ok(reload) => reload,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the rules; keeping the active ones");
-                        continue;
-                    }
-                };
-                for problem in &reload.problems {
-                    tracing::error!("{problem} (refused; the previous version stays active)");
-                }
-                meters.reload_failures.increment(reload.problems.len() as u64);
-                if reload.changed {
-                    let events = engine.reload(rules.rules());
-                    meters.reloads.increment(1);
-                    meters.rules_active(&engine);
-                    tracing::info!(rules = ?engine.rule_names(), "rules reloaded");
-                    publish(&paging, &events, &meters).await?;
-                    state.checkpoint(&consumer, &mut engine, &meters).await;
-                }
-            }
-            received = consumer.recv() => {
-                let message = match received {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // librdkafka reconnects by itself.
-                        tracing::warn!(error = %e, "consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-                apply_rebalance(&consumer, &mut engine);
-                let Some(format) = formats.get(message.topic()) else { continue };
-                let wall = wall_ms();
-                let recorded = engine.record(
-                    &(message.topic().to_owned(), message.partition()),
-                    message.offset(),
-                    *format,
-                    message.payload().unwrap_or_default(),
-                    message.timestamp().to_millis().unwrap_or(wall),
-                    wall,
-                );
-                meters.points.increment(recorded.points as u64);
-                meters.late.increment(recorded.late as u64);
-                for r in engine.rejected() {
-                    metrics::counter!(
-                        "klaxon_rules_rejected_points_total",
-                        "topic" => message.topic().to_owned(),
-                        "reason" => r.reason.as_str()
-                    )
-                    .increment(1);
-                }
-            }
-        }
-    }
-    tracing::info!("rules stopping: writing a last checkpoint");
-    state.checkpoint(&consumer, &mut engine, &meters).await;
-    Ok(())
+    let mut stage = RulesStage {
+        formats: sources
+            .iter()
+            .map(|s| (s.topic.clone(), s.format))
+            .collect(),
+        rules,
+        engine,
+        paging: &paging,
+        meters,
+        state,
+        commits: member.commits(),
+    };
+    // Ticks come before records (the member's order): under a backlog
+    // records are always ready, and windows must still close (and points be
+    // evicted).
+    let timers = [
+        Timer {
+            every: TICK,
+            at_start: true,
+        },
+        Timer {
+            every: settings.reload_interval,
+            at_start: false,
+        },
+    ];
+    member.run(&mut stage, &timers, &shutdown).await
 }
 
-fn apply_rebalance(consumer: &StreamConsumer<GroupContext>, engine: &mut RuleEngine) {
-    for partition in consumer.context().take_revoked() {
-        engine.revoke(&partition);
+/// The rules runner's part of its group member: the engine fed with
+/// records, ticked, reloaded and checkpointed.
+struct RulesStage<'a> {
+    rules: RuleSet,
+    engine: RuleEngine,
+    /// The format of each source topic.
+    formats: HashMap<String, Format>,
+    paging: &'a Publisher,
+    meters: Meters,
+    state: State<'a>,
+    commits: Commits,
+}
+
+/// [`RulesStage`]'s timers, by index.
+const TIMER_TICK: usize = 0;
+
+impl Stage for RulesStage<'_> {
+    type Error = RunnerError;
+    type Event = std::convert::Infallible;
+
+    async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), RunnerError> {
+        for partition in partitions {
+            self.engine.revoke(&partition);
+        }
+        Ok(())
     }
-    let wall = wall_ms();
-    for partition in consumer.context().take_assigned() {
-        engine.assign(partition, wall);
+
+    async fn on_assigned(&mut self, partitions: Vec<Partition>) -> Result<(), RunnerError> {
+        let wall = now_ms();
+        for partition in partitions {
+            self.engine.assign(partition, wall);
+        }
+        Ok(())
+    }
+
+    async fn on_timer(&mut self, timer: usize, _: &CancellationToken) -> Result<(), RunnerError> {
+        if timer == TIMER_TICK {
+            self.tick().await
+        } else {
+            self.reload().await
+        }
+    }
+
+    async fn on_messages(
+        &mut self,
+        batch: &[BorrowedMessage<'_>],
+        _: &CancellationToken,
+    ) -> Result<(), RunnerError> {
+        for message in batch {
+            let Some(format) = self.formats.get(message.topic()) else {
+                continue;
+            };
+            let wall = now_ms();
+            let recorded = self.engine.record(
+                &(message.topic().to_owned(), message.partition()),
+                message.offset(),
+                *format,
+                message.payload().unwrap_or_default(),
+                message.timestamp().to_millis().unwrap_or(wall),
+                wall,
+            );
+            self.meters.points.increment(recorded.points as u64);
+            self.meters.late.increment(recorded.late as u64);
+            for r in self.engine.rejected() {
+                metrics::counter!(
+                    "klaxon_rules_rejected_points_total",
+                    "topic" => message.topic().to_owned(),
+                    "reason" => r.reason.as_str()
+                )
+                .increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_stop(&mut self) -> Result<(), RunnerError> {
+        tracing::info!("rules stopping: writing a last checkpoint");
+        self.checkpoint().await;
+        Ok(())
+    }
+}
+
+impl RulesStage<'_> {
+    /// Closes the windows due, publishes their events, then checkpoints.
+    async fn tick(&mut self) -> Result<(), RunnerError> {
+        let (engine, meters) = (&mut self.engine, &self.meters);
+        let started = Instant::now();
+        let tick = engine.tick(now_ms()).await;
+        meters.tick_seconds.record(started.elapsed().as_secs_f64());
+        meters.evaluations.increment(tick.evaluations);
+        meters.points_held.set(engine.points_held() as f64);
+        for (rule, e) in &tick.failures {
+            tracing::error!(rule, error = %e, "evaluation failed; window skipped");
+            metrics::counter!("klaxon_rules_evaluation_failures_total", "rule" => rule.clone())
+                .increment(1);
+        }
+        publish(self.paging, &tick.events, meters).await?;
+        if tick.evaluations > 0 || !tick.failures.is_empty() || self.state.owed {
+            self.checkpoint().await;
+        }
+        Ok(())
+    }
+
+    /// Reads the rules directory again and applies what changed.
+    async fn reload(&mut self) -> Result<(), RunnerError> {
+        let reload = match self.rules.reload().await {
+            Ok(reload) => reload,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the rules; keeping the active ones");
+                return Ok(());
+            }
+        };
+        for problem in &reload.problems {
+            tracing::error!("{problem} (refused; the previous version stays active)");
+        }
+        let meters = &self.meters;
+        meters
+            .reload_failures
+            .increment(reload.problems.len() as u64);
+        if reload.changed {
+            let events = self.engine.reload(self.rules.rules());
+            meters.reloads.increment(1);
+            meters.rules_active(&self.engine);
+            tracing::info!(rules = ?self.engine.rule_names(), "rules reloaded");
+            publish(self.paging, &events, meters).await?;
+            self.checkpoint().await;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) {
+        self.state
+            .checkpoint(&self.commits, &mut self.engine, &self.meters)
+            .await;
     }
 }
 
@@ -310,12 +372,7 @@ impl State<'_> {
     /// Writes the engine's checkpoint, then commits the offsets it allows.
     /// A failure is counted and logged, not fatal: nothing is committed, and
     /// the state is written again at the next tick.
-    async fn checkpoint(
-        &mut self,
-        consumer: &StreamConsumer<GroupContext>,
-        engine: &mut RuleEngine,
-        meters: &Meters,
-    ) {
+    async fn checkpoint(&mut self, commits: &Commits, engine: &mut RuleEngine, meters: &Meters) {
         let delta = engine.checkpoint();
         if delta.is_empty() {
             self.owed = false;
@@ -336,9 +393,7 @@ impl State<'_> {
                 tracing::warn!(error = %e, topic, partition, "cannot commit this partition");
             }
         }
-        if offsets.count() > 0
-            && let Err(e) = consumer.commit(&offsets, CommitMode::Async)
-        {
+        if let Err(e) = commits.in_background(&offsets) {
             // The next checkpoint commits again; until then a restart replays more.
             tracing::warn!(error = %e, "commit failed");
         }
