@@ -249,7 +249,18 @@ async fn a_kill_9_loses_no_incident_and_repeats_no_delivered_page() {
     let s = Setup::new().await;
     let mut notifier = s.notifier("notify-1.log").await;
     s.trigger("api{}", "api latency").await;
-    s.recorder.wait_for("/alice", 1).await;
+    let (_, id) = s.alices_first_page().await;
+    // Delivered means recorded as sent: a kill between the delivery and
+    // its record re-sends the page as uncertain, by design.
+    wait_until(
+        Duration::from_secs(30),
+        "alice's page recorded as sent",
+        async || {
+            s.klaxon(&["incident", &id])
+                .contains("alice paged by webhook")
+        },
+    )
+    .await;
     notifier.kill();
 
     // The escalation timer resumes in the restarted member: bob is paged,
