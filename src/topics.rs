@@ -77,6 +77,16 @@ impl TopicSpec {
     }
 }
 
+/// The metric topics every source reads (ingest and the rules runner both
+/// consume them).
+pub fn source_topics(config: &crate::config::Config) -> Vec<TopicSpec> {
+    config
+        .sources()
+        .iter()
+        .map(|s| TopicSpec::plain(&s.topic, &config.topics))
+        .collect()
+}
+
 /// Creates each topic that does not exist yet; existing topics are left as they are.
 ///
 /// Asks the brokers which topics exist first and creates only the others:

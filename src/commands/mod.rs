@@ -7,6 +7,7 @@ pub mod bench;
 pub mod broker;
 pub mod incidents;
 pub mod ingest;
+pub mod lake;
 pub mod notify;
 pub mod oncall;
 pub mod page;
@@ -61,6 +62,12 @@ pub enum Command {
     Ingest(ingest::IngestCmdArgs),
     /// Run SQL over the lake's `metrics` table.
     Query(query::QueryArgs),
+    /// Compact the lake and apply retention, once (ingest members do it
+    /// every lake.compaction.interval).
+    Compact(lake::CompactArgs),
+    /// The lake: `lake stats` shows files, rows and bytes per day.
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
     /// Produce synthetic points (a load generator).
     Produce(produce::ProduceArgs),
     /// Run the embedded Kafka-compatible broker (tansu) on its own.
@@ -113,6 +120,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(args) => up::run(config, args).await,
         Command::Ingest(_) => ingest::run(config).await,
         Command::Query(args) => query::run(config, args).await,
+        Command::Compact(args) => lake::compact(config, args).await,
+        Command::Lake(command) => lake::run(config, command).await,
         Command::Produce(args) => produce::run(config, args).await,
         Command::Broker(args) => broker::run(args).await,
         Command::Rules(command) => rules::run(config, command).await,

@@ -10,7 +10,7 @@ mod overrides;
 mod secret;
 mod sections;
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -23,8 +23,8 @@ pub use self::{
     overrides::{EnvSecrets, Overrides},
     secret::{MIN_SECRET_BYTES, Secret, is_secret_key, short_secret},
     sections::{
-        HttpConfig, IngestConfig, KafkaConfig, LakeConfig, RulesConfig, S3Config, SourceConfig,
-        TopicsConfig,
+        CompactionConfig, HttpConfig, IngestConfig, KafkaConfig, LakeConfig, RulesConfig, S3Config,
+        SourceConfig, TableConfig, TopicsConfig,
     },
 };
 use crate::decode::Format;
@@ -177,6 +177,7 @@ impl Config {
         if self.rules.reload_interval.is_zero() {
             problems.push("rules.reload_interval must be longer than 0s".to_owned());
         }
+        problems.extend(lake_problems(&self.lake));
         let h = &self.http;
         if h.header_read_timeout.is_zero() {
             problems.push("http.header_read_timeout must be longer than 0s".to_owned());
@@ -267,6 +268,39 @@ impl Config {
             self.sources.clone()
         }
     }
+}
+
+/// What is wrong with `[lake]`: retentions so short they would delete the
+/// hour being written, tables klaxon does not have, compaction knobs at zero.
+fn lake_problems(lake: &LakeConfig) -> Vec<String> {
+    const MIN_RETENTION: Duration = Duration::from_secs(3600);
+    let mut problems = Vec::new();
+    let mut retentions = vec![("lake.retention".to_owned(), lake.retention)];
+    for (name, table) in &lake.tables {
+        if !crate::lake::TABLES.contains(&name.as_str()) {
+            problems.push(format!(
+                "lake.tables.{name}: no such table (tables: {})",
+                crate::lake::TABLES.join(", ")
+            ));
+        }
+        retentions.push((format!("lake.tables.{name}.retention"), table.retention));
+    }
+    for (key, retention) in retentions {
+        if retention.is_some_and(|r| r < MIN_RETENTION) {
+            problems.push(format!("{key} must be at least 1h"));
+        }
+    }
+    let c = &lake.compaction;
+    if c.target_file_size.as_u64() < 1024 * 1024 {
+        problems.push("lake.compaction.target_file_size must be at least 1MiB".to_owned());
+    }
+    if c.interval.is_zero() {
+        problems.push("lake.compaction.interval must be longer than 0s".to_owned());
+    }
+    if c.row_group_rows == 0 {
+        problems.push("lake.compaction.row_group_rows must be at least 1".to_owned());
+    }
+    problems
 }
 
 #[cfg(test)]

@@ -157,6 +157,17 @@ pub struct LakeConfig {
     /// A local directory, `file:///abs/path`, `s3://bucket/prefix` or `memory://`.
     pub url: String,
     pub s3: S3Config,
+    /// Hours that ended longer ago than this are deleted, whole; unset keeps
+    /// everything. `lake.tables.<name>.retention` overrides it per table.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention: Option<Duration>,
+    /// Per-table settings, by table name (`metrics`).
+    pub tables: BTreeMap<String, TableConfig>,
+    pub compaction: CompactionConfig,
 }
 
 impl Default for LakeConfig {
@@ -164,6 +175,63 @@ impl Default for LakeConfig {
         Self {
             url: "./lake".into(),
             s3: S3Config::default(),
+            retention: None,
+            tables: BTreeMap::new(),
+            compaction: CompactionConfig::default(),
+        }
+    }
+}
+
+impl LakeConfig {
+    /// The retention of `table`: its own, else the lake's.
+    pub fn retention_of(&self, table: &str) -> Option<Duration> {
+        self.tables
+            .get(table)
+            .and_then(|t| t.retention)
+            .or(self.retention)
+    }
+}
+
+/// `[lake.tables.<name>]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableConfig {
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention: Option<Duration>,
+}
+
+/// `[lake.compaction]`: merging ingest's small files (see `lake::compact`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Whether `klaxon ingest` compacts (and applies retention to) the
+    /// partitions it owns; `klaxon compact` runs regardless.
+    pub enabled: bool,
+    /// Inputs of one merged file add up to at most this. Merging holds the
+    /// run decoded in memory, several times this size.
+    pub target_file_size: ByteSize,
+    /// An hour is compacted once it ended this long ago.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// How often an ingest member compacts.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows per row group of merged files.
+    pub row_group_rows: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            target_file_size: ByteSize::mib(128),
+            settle: Duration::from_secs(600),
+            interval: Duration::from_secs(300),
+            row_group_rows: 131_072,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod buffer;
 mod run;
+mod upkeep;
 
 use thiserror::Error;
 
@@ -41,11 +42,7 @@ impl IngestError {
 
 /// The topics ingest reads, and its dead-letter topic.
 pub fn topics(config: &Config) -> Vec<TopicSpec> {
-    let mut topics: Vec<TopicSpec> = config
-        .sources()
-        .iter()
-        .map(|s| TopicSpec::plain(&s.topic, &config.topics))
-        .collect();
+    let mut topics = crate::topics::source_topics(config);
     topics.push(TopicSpec::plain(&config.topics.dead_letter, &config.topics));
     topics
 }

@@ -8,7 +8,7 @@ use std::{
 use rdkafka::{Message, message::BorrowedMessage, producer::FutureProducer};
 use tokio_util::sync::CancellationToken;
 
-use super::{IngestError, buffer::PartitionBuffer};
+use super::{IngestError, buffer::PartitionBuffer, upkeep::Upkeep};
 use crate::{
     ErrorKind,
     clock::now_ms,
@@ -111,6 +111,8 @@ struct IngestStage {
     buffered_gauge: metrics::Gauge,
     /// Reused for every record to avoid an allocation per record.
     rejects: Vec<Rejected>,
+    /// Compaction and retention of the partitions this member owns.
+    upkeep: Upkeep,
 }
 
 impl std::fmt::Debug for IngestStage {
@@ -180,6 +182,7 @@ impl Ingest {
             flush_bytes: (ingest.flush_bytes.as_u64() as usize).min(budget / 4),
             buffered_gauge: metrics::gauge!("klaxon_ingest_buffered_bytes"),
             rejects: Vec::new(),
+            upkeep: Upkeep::new(args.lake.clone(), args.config.lake.clone()),
             args,
         };
         Ok(Self { member, stage })
@@ -199,13 +202,22 @@ impl Ingest {
             every: (interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
             at_start: true,
         };
+        let mut timers = vec![tick];
+        // Lake upkeep, unless disabled: at once (a restarted member finishes
+        // a compaction a crash interrupted), then every interval.
+        if let Some(every) = stage.upkeep.interval() {
+            timers.push(Timer {
+                every,
+                at_start: true,
+            });
+        }
         tracing::info!(
             group = %stage.args.config.ingest.group_id,
             topics = ?stage.topics.keys().collect::<Vec<_>>(),
             lake = %stage.args.lake.describe(),
             "ingest started"
         );
-        member.run(&mut stage, &[tick], &shutdown).await
+        member.run(&mut stage, &timers, &shutdown).await
     }
 }
 
@@ -235,12 +247,23 @@ impl Stage for IngestStage {
         Ok(())
     }
 
-    async fn on_timer(&mut self, _: usize, stop: &CancellationToken) -> Result<(), IngestError> {
-        self.flush_aged(stop).await
+    async fn on_timer(
+        &mut self,
+        timer: usize,
+        stop: &CancellationToken,
+    ) -> Result<(), IngestError> {
+        match timer {
+            0 => self.flush_aged(stop).await,
+            _ => {
+                self.upkeep.start();
+                Ok(())
+            }
+        }
     }
 
     async fn on_stop(&mut self) -> Result<(), IngestError> {
         tracing::info!("ingest stopping: flushing buffers");
+        self.upkeep.stop();
         // Dead letters still in flight get a while to land; a partition whose
         // dead letters do not is left uncommitted, to be replayed.
         let drained = CancellationToken::new();
@@ -395,6 +418,7 @@ impl IngestStage {
             self.buffered_bytes -= state.buffer.bytes;
         }
         self.dead_letters.forget_partition(topic, partition);
+        self.upkeep.lost(topic, partition);
     }
 
     async fn flush_aged(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
@@ -538,8 +562,11 @@ impl IngestStage {
             if let Some(t) = self.topics.get_mut(topic) {
                 t.partitions.remove(&partition);
             }
+            self.upkeep.lost(topic, partition);
             return Ok(());
         }
+        self.upkeep
+            .committed(topic, partition, range.last_offset + 1);
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         self.buffered_gauge.set(self.buffered_bytes as f64);

@@ -49,6 +49,16 @@ pub struct CompactionSettings {
     pub row_group_rows: usize,
 }
 
+impl From<&crate::config::CompactionConfig> for CompactionSettings {
+    fn from(c: &crate::config::CompactionConfig) -> Self {
+        Self {
+            target_file_size: c.target_file_size.as_u64(),
+            settle: c.settle,
+            row_group_rows: c.row_group_rows,
+        }
+    }
+}
+
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionReport {

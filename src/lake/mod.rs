@@ -20,6 +20,10 @@ mod readable;
 pub mod retention;
 pub mod stats;
 mod store;
+pub mod upkeep;
 pub mod writer;
 
 pub use store::{Lake, LakeError};
+
+/// The lake's tables, each a directory under the root.
+pub const TABLES: &[&str] = &[layout::TABLE_DIR];

@@ -45,11 +45,7 @@ use crate::{config::Config, topics::TopicSpec};
 /// The topics the rules runner reads and writes. Its state topic is
 /// compacted, with one partition so one read rebuilds it in order.
 pub fn topics(config: &Config) -> Vec<TopicSpec> {
-    let mut topics: Vec<TopicSpec> = config
-        .sources()
-        .iter()
-        .map(|s| TopicSpec::plain(&s.topic, &config.topics))
-        .collect();
+    let mut topics = crate::topics::source_topics(config);
     topics.push(TopicSpec::plain(&config.rules.paging_topic, &config.topics));
     topics.push(TopicSpec::compacted(
         &config.rules.state_topic,

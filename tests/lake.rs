@@ -1,0 +1,220 @@
+//! The lake as it ages: compaction through a real broker while queries run,
+//! killed at its named crash points, then retention and `klaxon lake stats`.
+//! Every step is checked with DuckDB, which reads the files as they are.
+
+mod common;
+
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use common::*;
+
+const POINTS: i64 = 12_000;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// `test.seq` points 0..POINTS spread evenly over the four hours from
+/// `start`, 20 to a record.
+fn past_points(start: i64) -> Vec<(String, String)> {
+    let hour = HOUR_MS;
+    (0..POINTS)
+        .collect::<Vec<_>>()
+        .chunks(20)
+        .map(|chunk| {
+            let lines: Vec<String> = chunk
+                .iter()
+                .map(|i| {
+                    let time = start + (i * 4 * hour) / POINTS;
+                    format!(
+                        r#"{{"name":"test.seq","time":{time},"value":{i},"tags":{{"series":"s{}"}}}}"#,
+                        i % 7
+                    )
+                })
+                .collect();
+            (chunk[0].to_string(), lines.join("\n"))
+        })
+        .collect()
+}
+
+/// (rows, distinct values) of `test.seq` as DuckDB reads the lake's files.
+fn duckdb_seq_counts(lake: &std::path::Path) -> (i64, i64) {
+    let script = format!(
+        "import duckdb\n\
+         n, d = duckdb.sql(\"\"\"SELECT count(*), count(DISTINCT value) \
+         FROM read_parquet('{}/metrics/**/*.parquet', hive_partitioning=true, union_by_name=true) \
+         WHERE name = 'test.seq'\"\"\").fetchall()[0]\n\
+         print(n, d)\n",
+        lake.display()
+    );
+    let out = run_ok(Command::new(test_python()).args(["-c", &script]));
+    let mut numbers = out.split_whitespace().map(|n| n.parse().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+fn parquet_files(lake: &std::path::Path) -> usize {
+    walkdir::WalkDir::new(lake.join("metrics"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    // Tiny flushes: many small files per hour and partition.
+    let config = write_config(
+        dir.path(),
+        "[lake.compaction]\nsettle = \"0s\"\ninterval = \"1h\"\n",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_rows = 700", "flush_rows = 150");
+    std::fs::write(&config, text).unwrap();
+    let lake = dir.path().join("lake");
+    let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
+    ingest.wait_for_log("ingest started").await;
+    // Four whole hours that ended 2-6 hours ago.
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = (now / HOUR_MS - 6) * HOUR_MS;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &past_points(start),
+    )
+    .await;
+    assert_exactly_once(&lake, POINTS).await;
+    // Stopped cleanly, ingest has committed everything it wrote.
+    assert!(ingest.terminate().success());
+    assert_eq!(duckdb_seq_counts(&lake), (POINTS, POINTS));
+    let before = parquet_files(&lake);
+    assert!(before >= 40, "only {before} files: nothing to compact");
+
+    // Queries run all along and must count every row once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let queries = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (lake, stop, queries) = (lake.clone(), Arc::clone(&stop), Arc::clone(&queries));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let counts = seq_counts(&lake).await;
+                assert_eq!(counts, (POINTS, POINTS), "a query during compaction");
+                queries.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let compact = |crash_at: Option<&str>| {
+        let mut command = Command::new(KLAXON);
+        command.args([
+            "--config",
+            config.to_str().unwrap(),
+            "--brokers",
+            &broker.bootstrap(),
+            "compact",
+            "--lake",
+            lake.to_str().unwrap(),
+        ]);
+        if let Some(point) = crash_at {
+            command.env("KLAXON_CRASH_AT", point);
+        }
+        command.output().unwrap()
+    };
+    for point in ["compact.after_output", "compact.after_first_delete"] {
+        let out = compact(Some(point));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(&format!("crash point {point}")),
+            "{point}: {stderr}"
+        );
+        // Output written, inputs (some) still there: DuckDB, which reads
+        // every file, would double count; klaxon's readers do not.
+        assert_eq!(seq_counts(&lake).await, (POINTS, POINTS), "after {point}");
+    }
+    // A clean run finishes what the killed ones left: their covered inputs
+    // are deleted (the recovery path), and the rest is merged.
+    let out = compact(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let covered: usize = stdout
+        .split("deleted ")
+        .nth(1)
+        .and_then(|s| s.split(" covered").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no covered count in {stdout}"));
+    assert!(covered >= 1, "{stdout}");
+    stop.store(true, Ordering::Relaxed);
+    reader.await.unwrap();
+    assert!(queries.load(Ordering::Relaxed) >= 3);
+
+    assert_eq!(duckdb_seq_counts(&lake), (POINTS, POINTS));
+    let after = parquet_files(&lake);
+    // At most one file per hour (5 hour directories at most) and partition.
+    assert!(after <= 5 * 4, "{before} files became {after}");
+    // Nothing left to do.
+    let again = compact(None);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("merged 0 files"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(parquet_files(&lake), after);
+
+    // Stats see the same rows.
+    let stats = || {
+        run_ok(Command::new(KLAXON).args([
+            "--config",
+            config.to_str().unwrap(),
+            "lake",
+            "stats",
+            "--lake",
+            lake.to_str().unwrap(),
+        ]))
+    };
+    let rows = |stats: &str| -> u64 {
+        stats
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum()
+    };
+    let table = stats();
+    assert_eq!(rows(&table), POINTS as u64, "{table}");
+
+    // A retention that puts the cutoff half an hour into the last of the
+    // four hours (whatever the clock says when the test runs): the three
+    // hours before it go, the last one, holding points 9,000 and up, stays.
+    let retention_s = (now - (start + 3 * HOUR_MS + HOUR_MS / 2)) / 1000;
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[lake.compaction]",
+        &format!("[lake]\nretention = \"{retention_s}s\"\n\n[lake.compaction]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = compact(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = POINTS / 4;
+    assert_eq!(duckdb_seq_counts(&lake), (kept, kept));
+    assert_eq!(seq_counts(&lake).await, (kept, kept));
+    let script = format!(
+        "import duckdb\n\
+         print(duckdb.sql(\"\"\"SELECT min(value) FROM read_parquet('{}/metrics/**/*.parquet')\"\"\").fetchall()[0][0])\n",
+        lake.display()
+    );
+    let min = run_ok(Command::new(test_python()).args(["-c", &script]));
+    assert_eq!(min.trim(), format!("{}.0", POINTS - kept));
+    let table = stats();
+    assert_eq!(rows(&table), kept as u64, "{table}");
+}
