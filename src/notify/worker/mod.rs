@@ -17,6 +17,14 @@
 //! again. Until it succeeds, its partition's position and offsets stay
 //! where they were, so a restart in between replays the events instead of
 //! losing the incident. (A notifier that exits pages nobody.)
+//!
+//! Here: the member, its stage's wiring (partitions assigned and revoked,
+//! timers, the stop) and the metrics. Applying a batch of paging events
+//! durably is in `apply`; due notifications and their results are in
+//! `sending`.
+
+mod apply;
+mod sending;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,31 +33,23 @@ use std::{
 };
 
 use chrono::Utc;
-use rdkafka::{
-    Message, Offset, TopicPartitionList, error::KafkaError, message::BorrowedMessage,
-    producer::FutureProducer,
-};
+use rdkafka::{error::KafkaError, message::BorrowedMessage, producer::FutureProducer};
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    changelog::{read_changelog, write_incident, write_position},
-    channels::Channels,
-    links::AckLinks,
-    oncall::ContactKind,
-    oncall_file::LoadedOnCall,
-    partition::PartitionState,
+    changelog::read_changelog, channels::Channels, links::AckLinks, oncall::ContactKind,
+    oncall_file::LoadedOnCall, partition::PartitionState,
 };
 use crate::{
     ErrorKind,
     config::Config,
     kafka::{
-        Commits, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
-        keyed_producer,
+        Commits, DeadLetters, Member, Role, Timer, client_config, keyed_producer,
         member::{Partition, Stage},
     },
-    paging::{EVENT_REJECT_REASONS, EventAction, PagingEvent, parse_event},
+    paging::{EVENT_REJECT_REASONS, EventAction},
 };
 
 /// At most this many sends in flight.
@@ -295,231 +295,6 @@ impl Stage for NotifierStage {
     }
 }
 
-impl NotifierStage {
-    /// Writes these incidents, and those whose write failed before when
-    /// their retry is due, to the changelog. A failure is counted, logged
-    /// and remembered in `unsaved`; it never stops the notifier.
-    async fn save(&mut self, mut which: Vec<(i32, String)>) {
-        if !self.unsaved.is_empty() && tokio::time::Instant::now() >= self.unsaved_retry_at {
-            which.extend(self.unsaved.iter().cloned());
-        }
-        which.sort();
-        which.dedup();
-        let (producer, topic) = (&self.producer, &self.config.notify.incidents_topic);
-        let partitions = &self.partitions;
-        let writes = which.iter().map(|(partition, id)| async move {
-            let incident = partitions.get(partition)?.incidents.get(id)?;
-            let result = write_incident(producer, topic, *partition, incident).await;
-            Some(result.map_err(|e| {
-                let bytes = serde_json::to_vec(incident).map_or(0, |b| b.len());
-                (e, bytes)
-            }))
-        });
-        let results = futures::future::join_all(writes).await;
-        for ((partition, id), result) in which.into_iter().zip(results) {
-            match result {
-                Some(Err((error, bytes))) => {
-                    tracing::error!(partition, incident = %id, bytes, %error, "incident not written to the changelog; paging goes on from memory, the write is tried again");
-                    metrics::counter!("klaxon_notify_changelog_write_failures_total").increment(1);
-                    self.unsaved.insert((partition, id));
-                    self.unsaved_retry_at = tokio::time::Instant::now() + UNSAVED_RETRY;
-                }
-                // Written, or no longer here to write.
-                Some(Ok(())) | None => {
-                    self.unsaved.remove(&(partition, id));
-                }
-            }
-        }
-    }
-
-    /// Whether the changelog lacks a change to an incident of `partition`.
-    fn has_unsaved(&self, partition: i32) -> bool {
-        self.unsaved.iter().any(|(p, _)| *p == partition)
-    }
-
-    /// Applies a batch of paging events. The incidents they change are
-    /// written to the changelog first, all at once, then each partition's
-    /// new position, then the offsets are committed: a crash in between
-    /// replays events whose incidents the changelog may already have, and
-    /// `apply` is idempotent for those.
-    async fn apply_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), NotifyError> {
-        let mut changed: Vec<(i32, String)> = Vec::new();
-        let mut next_offsets: HashMap<(&str, i32), i64> = HashMap::new();
-        for message in batch {
-            let partition = message.partition();
-            let offset = message.offset();
-            let state = self.partitions.entry(partition).or_default();
-            if offset < state.position {
-                // Applied before a restart; the changelog already has it.
-                continue;
-            }
-            next_offsets.insert((message.topic(), partition), offset + 1);
-            let payload = message.payload().unwrap_or_default();
-            match parse_event(payload).map(|(event, cut)| {
-                if !cut.is_empty() {
-                    tracing::warn!(partition, offset, fields = ?cut, "event fields over klaxon's limits were cut");
-                    metrics::counter!("klaxon_notify_events_truncated_total").increment(1);
-                }
-                event
-            }) {
-                Err((reason, detail)) => {
-                    tracing::warn!(partition, offset, reason, %detail, "event refused to the dead-letter topic");
-                    let origin = Origin {
-                        topic: message.topic(),
-                        partition,
-                        offset,
-                        key: message.key(),
-                    };
-                    let rejection = Rejection {
-                        reason,
-                        detail: &detail,
-                        bytes: payload,
-                        line: None,
-                    };
-                    self.dead_letters.publish(origin, rejection).await;
-                    metrics::counter!("klaxon_notify_events_rejected_total", "reason" => reason)
-                        .increment(1);
-                }
-                Ok(event) => {
-                    metrics::counter!("klaxon_notify_events_total", "action" => event.event_action.as_str()).increment(1);
-                    if let Some(id) = self.apply(partition, &event)
-                        && !changed.contains(&(partition, id.clone()))
-                    {
-                        changed.push((partition, id));
-                    }
-                }
-            }
-        }
-        self.save(changed).await;
-        for (&(_, partition), &next) in &next_offsets {
-            if let Some(state) = self.partitions.get_mut(&partition) {
-                state.position = next;
-            }
-        }
-        // A partition with an unsaved incident keeps its old position and
-        // offset: a restart replays its events rather than lose the change.
-        next_offsets.retain(|&(_, partition), _| !self.has_unsaved(partition));
-        let (producer, topic) = (&self.producer, &self.config.notify.incidents_topic);
-        let positions = next_offsets
-            .iter()
-            .map(|(&(_, partition), &next)| async move {
-                let result = write_position(producer, topic, partition, next).await;
-                (partition, result)
-            });
-        let mut offsets = TopicPartitionList::new();
-        for (partition, result) in futures::future::join_all(positions).await {
-            if let Err(error) = result {
-                tracing::error!(partition, %error, "position not written to the changelog; its events may be applied again after a restart");
-                metrics::counter!("klaxon_notify_changelog_write_failures_total").increment(1);
-                continue;
-            }
-            let (&(source, _), &next) = next_offsets
-                .iter()
-                .find(|((_, p), _)| *p == partition)
-                .expect("a position written was in the map");
-            offsets.add_partition_offset(source, partition, Offset::Offset(next))?;
-        }
-        if let Err(e) = self.commits.in_background(&offsets) {
-            // The changelog's position makes a replay harmless.
-            tracing::debug!(error = %e, "commit failed");
-        }
-        // Page at once rather than at the next tick.
-        self.on_tick().await
-    }
-
-    /// Applies an event; returns the incident it changed.
-    fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
-        self.partitions
-            .entry(partition)
-            .or_default()
-            .apply(event, Utc::now(), &self.oncall.oncall)
-    }
-
-    /// Advances timers and starts every notification that is due.
-    async fn on_tick(&mut self) -> Result<(), NotifyError> {
-        let now = Utc::now();
-        let mut to_send = Vec::new();
-        let mut advanced = Vec::new();
-        let unsaved = &self.unsaved;
-        for (partition, state) in &mut self.partitions {
-            for incident in state.incidents.values_mut() {
-                if incident.next_wakeup().is_none_or(|t| t > now) {
-                    continue;
-                }
-                incident.advance(now, &self.oncall.oncall);
-                let due = incident.due(now);
-                for seq in &due {
-                    incident.sending(*seq);
-                }
-                for seq in due {
-                    to_send.push((*partition, incident.clone(), seq));
-                }
-                advanced.push((*partition, incident.id.clone()));
-            }
-            // Closed incidents with nothing left to send (or being sent)
-            // leave memory once the changelog has them.
-            state.incidents.retain(|id, i| {
-                i.is_open() || i.has_pending() || unsaved.contains(&(*partition, id.clone()))
-            });
-        }
-        // Durable before sending: after a crash these are "uncertain" and go
-        // again, never silently lost. A failed write does not hold the page
-        // back: better twice than never.
-        self.save(advanced).await;
-        for (partition, incident, seq) in to_send {
-            let permit = Arc::clone(&self.sends)
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let channels = Arc::clone(&self.channels);
-            let results = self.results_tx.clone();
-            tokio::spawn(async move {
-                let notification = incident
-                    .notification(seq)
-                    .expect("due notifications exist")
-                    .clone();
-                let result = channels.send(&incident, &notification).await;
-                let _ = results
-                    .send(SendResult {
-                        partition,
-                        incident: incident.id.clone(),
-                        seq,
-                        result,
-                    })
-                    .await;
-                // Only now: with every permit back, every result is queued
-                // (the stop in `run` relies on it). The channel holds as
-                // many results as there are permits, so this never waits
-                // for the permit's next holder.
-                drop(permit);
-            });
-        }
-        Ok(())
-    }
-
-    async fn on_sent(&mut self, done: SendResult) -> Result<(), NotifyError> {
-        let Some(incident) = self
-            .partitions
-            .get_mut(&done.partition)
-            .and_then(|s| s.incidents.get_mut(&done.incident))
-        else {
-            // The partition moved; its new owner resends the uncertain send.
-            return Ok(());
-        };
-        let outcome = if done.result.is_ok() {
-            "delivered"
-        } else {
-            "failed"
-        };
-        if let Some(n) = incident.notification(done.seq) {
-            metrics::counter!("klaxon_notify_notifications_total", "channel" => n.kind.as_str(), "outcome" => outcome).increment(1);
-        }
-        incident.delivered(done.seq, done.result, Utc::now(), &self.oncall.oncall);
-        self.save(vec![(done.partition, done.incident)]).await;
-        Ok(())
-    }
-}
-
 /// Registers the notifier's counters at zero: those without labels, events
 /// by action and by refusal reason, notifications by channel and outcome.
 fn register_metrics() {
@@ -561,7 +336,7 @@ fn register_metrics() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::partition::tests::one_user_oncall;
+    use crate::{notify::partition::tests::one_user_oncall, paging::parse_event};
 
     #[tokio::test]
     async fn a_failed_changelog_write_is_kept_and_the_page_still_goes_out() {

@@ -21,127 +21,26 @@
 //!   [`TIMELINE_HEAD`] and last [`TIMELINE_TAIL`] entries, and between them
 //!   one `elided` entry says how many were left out. Counts (`triggers`,
 //!   `elided`) stay exact.
+//!
+//! Here: the incident record and its life (open, trigger again,
+//! acknowledge, resolve, deliver, recover). The parts of the record are in
+//! `record`; the escalation that decides whom to page when is in
+//! `escalation`, a second `impl Incident`.
+
+mod escalation;
+mod record;
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::{
-    oncall::{ContactKind, OnCall, Policy, Target},
-    schedule::ScheduleClock,
+pub use self::record::{
+    Delivery, Entry, EntryKind, Escalation, MAX_DETAIL_BYTES, Notification, Opening, Purpose,
+    Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
 };
+use super::oncall::{ContactKind, OnCall, Target};
 use crate::paging::{Severity, limits::cut_json};
-
-/// One timeline entry's detail, measured as JSON (escapes included), so 71
-/// entries stay far below a record's limit whatever they contain.
-pub const MAX_DETAIL_BYTES: usize = 2048;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Triggered,
-    Acknowledged,
-    Resolved,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Triggered => "triggered",
-            Status::Acknowledged => "acknowledged",
-            Status::Resolved => "resolved",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Purpose {
-    Page,
-    /// Tells someone who was paged that the incident is resolved.
-    Resolved,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Delivery {
-    Planned,
-    Sending,
-    Delivered,
-    Failed,
-    Cancelled,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    /// Unique within the incident.
-    pub seq: u32,
-    pub user: String,
-    pub contact: String,
-    pub kind: ContactKind,
-    pub address: String,
-    pub purpose: Purpose,
-    pub due_at: DateTime<Utc>,
-    pub state: Delivery,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    Triggered,
-    Repeated,
-    Escalated,
-    NobodyOnCall,
-    PolicyExhausted,
-    Notified,
-    NotifyFailed,
-    Unreachable,
-    DeliveryUncertain,
-    Acknowledged,
-    AckExpired,
-    Resolved,
-    /// Stands for the entries left out of a long timeline.
-    Elided,
-}
-
-/// Timeline entries kept from the start: how the incident began.
-pub const TIMELINE_HEAD: usize = 20;
-/// Timeline entries kept from the end: what happened last.
-pub const TIMELINE_TAIL: usize = 50;
-
-/// One line of the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub at: DateTime<Utc>,
-    pub kind: EntryKind,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Escalation {
-    /// The level paged last (0-based).
-    pub level: usize,
-    /// How many times the policy has started over.
-    pub cycle: u32,
-    /// When the next level is due, while triggered.
-    pub next_at: Option<DateTime<Utc>>,
-    /// When an acknowledgement runs out.
-    pub ack_expires_at: Option<DateTime<Utc>>,
-}
-
-/// What the event that opens an incident says.
-#[derive(Debug, Clone)]
-pub struct Opening {
-    pub dedup_key: String,
-    pub summary: String,
-    pub severity: Severity,
-    pub source: Option<String>,
-    pub policy: Option<String>,
-    /// A manual page: this user or schedule instead of a policy.
-    pub target: Option<Target>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -173,12 +72,6 @@ pub struct Incident {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-}
-
-/// A short, stable id: the start of a hash of the key and the opening time.
-pub fn incident_id(dedup_key: &str, opened_at: DateTime<Utc>) -> String {
-    let digest = Sha256::digest(format!("{dedup_key}@{}", opened_at.timestamp_millis()));
-    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
 
 fn std_duration(d: std::time::Duration) -> Duration {
@@ -337,220 +230,6 @@ impl Incident {
             due_at,
             state: Delivery::Planned,
         });
-    }
-
-    /// Plans a user's personal notification rules from `now`.
-    fn page_user(&mut self, user_id: &str, now: DateTime<Utc>, oncall: &OnCall) {
-        let Some(user) = oncall.user(user_id) else {
-            self.log(
-                now,
-                EntryKind::Unreachable,
-                format!("{user_id} is not in the on-call file"),
-            );
-            return;
-        };
-        let rules: Vec<(std::time::Duration, String)> = if user.notify.is_empty() {
-            user.contact
-                .first()
-                .map(|c| (std::time::Duration::ZERO, c.name().to_owned()))
-                .into_iter()
-                .collect()
-        } else {
-            user.notify
-                .iter()
-                .map(|r| (r.get_ref().after, r.get_ref().contact.clone()))
-                .collect()
-        };
-        if rules.is_empty() {
-            self.log(
-                now,
-                EntryKind::Unreachable,
-                format!("{user_id} has no contact method"),
-            );
-        }
-        for (after, name) in rules {
-            if let Some(c) = user.contact.iter().find(|c| c.name() == name) {
-                let (kind, address) = (c.kind, c.address.clone());
-                self.plan(
-                    user_id,
-                    &name,
-                    kind,
-                    &address,
-                    Purpose::Page,
-                    now + std_duration(after),
-                );
-            }
-        }
-    }
-
-    /// Who a target has on call now; a gap is logged.
-    fn resolve_target(
-        &mut self,
-        target: &Target,
-        now: DateTime<Utc>,
-        oncall: &OnCall,
-    ) -> Option<String> {
-        match target {
-            Target::User(u) => Some(u.clone()),
-            Target::Schedule(s) => {
-                match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
-                    Some(clock) => {
-                        let user = clock.on_call(now).map(str::to_owned);
-                        if user.is_none() {
-                            self.log(
-                                now,
-                                EntryKind::NobodyOnCall,
-                                format!("schedule {s} has nobody on call"),
-                            );
-                        }
-                        user
-                    }
-                    None => {
-                        self.log(
-                            now,
-                            EntryKind::NobodyOnCall,
-                            format!("schedule {s} is not usable"),
-                        );
-                        None
-                    }
-                }
-            }
-        }
-    }
-
-    /// Pages the current level, skipping levels that have nobody to page.
-    /// A manual page pages its target once and does not escalate.
-    fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
-        if let Some(target) = self.target.clone() {
-            if let Some(user) = self.resolve_target(&target, now, oncall) {
-                self.log(
-                    now,
-                    EntryKind::Escalated,
-                    format!("manual page: paging {user}"),
-                );
-                self.page_user(&user, now, oncall);
-            }
-            self.escalation.next_at = None;
-            return;
-        }
-        let Some(policy) = oncall.policy(self.policy.as_deref()).cloned() else {
-            let name = self.policy.clone().unwrap_or_else(|| "(none)".to_owned());
-            self.log(
-                now,
-                EntryKind::NobodyOnCall,
-                format!("no escalation policy {name}: nobody paged"),
-            );
-            self.escalation.next_at = None;
-            return;
-        };
-        let steps = policy.level.len() * (policy.repeat as usize + 1);
-        for _ in 0..steps {
-            let number = self.escalation.level + 1;
-            let level = policy.level[self.escalation.level].get_ref().clone();
-            let mut users: Vec<String> = Vec::new();
-            for target in &level.targets {
-                match target {
-                    Target::User(u) => users.push(u.clone()),
-                    Target::Schedule(s) => {
-                        match oncall.schedule(s).and_then(|s| ScheduleClock::new(s).ok()) {
-                            Some(clock) => match clock.on_call(now) {
-                                Some(u) => users.push(u.to_owned()),
-                                None => self.log(
-                                    now,
-                                    EntryKind::NobodyOnCall,
-                                    format!("schedule {s} has nobody on call"),
-                                ),
-                            },
-                            None => self.log(
-                                now,
-                                EntryKind::NobodyOnCall,
-                                format!("schedule {s} is not usable"),
-                            ),
-                        }
-                    }
-                }
-            }
-            users.dedup();
-            if users.is_empty() {
-                self.log(
-                    now,
-                    EntryKind::NobodyOnCall,
-                    format!("level {number}: nobody to page; escalating at once"),
-                );
-                if !self.step(&policy) {
-                    self.exhausted(now, &policy);
-                    return;
-                }
-                continue;
-            }
-            let cycle = if self.escalation.cycle > 0 {
-                format!(" (repeat {})", self.escalation.cycle)
-            } else {
-                String::new()
-            };
-            self.log(
-                now,
-                EntryKind::Escalated,
-                format!("level {number}{cycle}: paging {}", users.join(", ")),
-            );
-            for u in &users {
-                self.page_user(u, now, oncall);
-            }
-            self.escalation.next_at = Some(now + std_duration(level.delay));
-            return;
-        }
-        self.exhausted(now, &policy);
-    }
-
-    /// Moves to the next level, starting the policy over while repeats
-    /// remain. False when the policy is used up.
-    fn step(&mut self, policy: &Policy) -> bool {
-        self.escalation.level += 1;
-        if self.escalation.level >= policy.level.len() {
-            self.escalation.cycle += 1;
-            self.escalation.level = 0;
-            if self.escalation.cycle > policy.repeat {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn exhausted(&mut self, now: DateTime<Utc>, policy: &Policy) {
-        self.escalation.next_at = None;
-        self.log(
-            now,
-            EntryKind::PolicyExhausted,
-            format!(
-                "policy {} ran {} times without an acknowledgement",
-                policy.id,
-                policy.repeat + 1
-            ),
-        );
-    }
-
-    /// Applies every timer due at `now`: the next escalation level, or the
-    /// end of an acknowledgement.
-    pub fn advance(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
-        if self.status == Status::Acknowledged
-            && self.escalation.ack_expires_at.is_some_and(|t| t <= now)
-        {
-            self.status = Status::Triggered;
-            self.escalation = Escalation::default();
-            self.log(
-                now,
-                EntryKind::AckExpired,
-                "still open: paging again".to_owned(),
-            );
-            self.page_level(now, oncall);
-        }
-        if self.status == Status::Triggered && self.escalation.next_at.is_some_and(|t| t <= now) {
-            match oncall.policy(self.policy.as_deref()).cloned() {
-                Some(policy) if self.step(&policy) => self.page_level(now, oncall),
-                Some(policy) => self.exhausted(now, &policy),
-                None => self.escalation.next_at = None,
-            }
-        }
     }
 
     /// Whether a notification is planned or under way.

@@ -1,0 +1,127 @@
+//! The parts of an incident record: its status, the notifications it owes
+//! and how each went, its timeline entries, its escalation state, what
+//! opens it, and its id. Serialised as they are into the changelog.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    notify::oncall::{ContactKind, Target},
+    paging::Severity,
+};
+
+/// One timeline entry's detail, measured as JSON (escapes included), so 71
+/// entries stay far below a record's limit whatever they contain.
+pub const MAX_DETAIL_BYTES: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Triggered => "triggered",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    Page,
+    /// Tells someone who was paged that the incident is resolved.
+    Resolved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Planned,
+    Sending,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique within the incident.
+    pub seq: u32,
+    pub user: String,
+    pub contact: String,
+    pub kind: ContactKind,
+    pub address: String,
+    pub purpose: Purpose,
+    pub due_at: DateTime<Utc>,
+    pub state: Delivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Triggered,
+    Repeated,
+    Escalated,
+    NobodyOnCall,
+    PolicyExhausted,
+    Notified,
+    NotifyFailed,
+    Unreachable,
+    DeliveryUncertain,
+    Acknowledged,
+    AckExpired,
+    Resolved,
+    /// Stands for the entries left out of a long timeline.
+    Elided,
+}
+
+/// Timeline entries kept from the start: how the incident began.
+pub const TIMELINE_HEAD: usize = 20;
+/// Timeline entries kept from the end: what happened last.
+pub const TIMELINE_TAIL: usize = 50;
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    pub kind: EntryKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// The level paged last (0-based).
+    pub level: usize,
+    /// How many times the policy has started over.
+    pub cycle: u32,
+    /// When the next level is due, while triggered.
+    pub next_at: Option<DateTime<Utc>>,
+    /// When an acknowledgement runs out.
+    pub ack_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What the event that opens an incident says.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub dedup_key: String,
+    pub summary: String,
+    pub severity: Severity,
+    pub source: Option<String>,
+    pub policy: Option<String>,
+    /// A manual page: this user or schedule instead of a policy.
+    pub target: Option<Target>,
+}
+
+/// A short, stable id: the start of a hash of the key and the opening time.
+pub fn incident_id(dedup_key: &str, opened_at: DateTime<Utc>) -> String {
+    let digest = Sha256::digest(format!("{dedup_key}@{}", opened_at.timestamp_millis()));
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
