@@ -71,7 +71,7 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
     // Tiny flushes: many small files per hour and partition.
     let config = write_config(
         dir.path(),
-        "[lake.compaction]\nsettle = \"0s\"\ninterval = \"1h\"\n",
+        "[lake.compaction]\nsettle = \"0s\"\ninterval = \"1h\"\ngrace = \"2s\"\n",
     );
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -138,7 +138,8 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
         assert_eq!(seq_counts(&lake).await, (POINTS, POINTS), "after {point}");
     }
     // A clean run finishes what the killed ones left: their covered inputs
-    // are deleted (the recovery path), and the rest is merged.
+    // are deleted (the recovery path) once their grace period is over.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let out = compact(None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -79,6 +79,12 @@ fn describe(report: &UpkeepReport) -> String {
         ByteSize(c.bytes_out),
         c.covered_deleted,
     );
+    if c.covered_waiting > 0 {
+        text.push_str(&format!(
+            "compaction: {} covered files wait out lake.compaction.grace; the next pass deletes them\n",
+            c.covered_waiting
+        ));
+    }
     if report.retention.is_empty() {
         text.push_str("retention: none set (lake.retention)\n");
     }

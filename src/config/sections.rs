@@ -222,6 +222,10 @@ pub struct CompactionConfig {
     pub interval: Duration,
     /// Rows per row group of merged files.
     pub row_group_rows: usize,
+    /// A merged file's inputs are deleted this long after it was written, so
+    /// a query that listed them before still reads them.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -232,6 +236,7 @@ impl Default for CompactionConfig {
             settle: Duration::from_secs(600),
             interval: Duration::from_secs(300),
             row_group_rows: 131_072,
+            grace: Duration::from_secs(60),
         }
     }
 }

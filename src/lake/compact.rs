@@ -47,6 +47,9 @@ pub struct CompactionSettings {
     pub settle: Duration,
     /// Rows per row group of merged files.
     pub row_group_rows: usize,
+    /// How long a covered file stays after the file covering it was
+    /// written: a query that listed it before still reads it.
+    pub grace: Duration,
 }
 
 impl From<&crate::config::CompactionConfig> for CompactionSettings {
@@ -55,6 +58,7 @@ impl From<&crate::config::CompactionConfig> for CompactionSettings {
             target_file_size: c.target_file_size.as_u64(),
             settle: c.settle,
             row_group_rows: c.row_group_rows,
+            grace: c.grace,
         }
     }
 }
@@ -66,8 +70,11 @@ pub struct CompactionReport {
     pub merged: usize,
     /// Merged files written.
     pub written: usize,
-    /// Covered files deleted: inputs of an earlier run that stopped early.
+    /// Covered files deleted: inputs of this pass or of an earlier one
+    /// that stopped early, once their grace period had passed.
     pub covered_deleted: usize,
+    /// Covered files left for a later pass: their grace period runs.
+    pub covered_waiting: usize,
     pub rows: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -76,7 +83,10 @@ pub struct CompactionReport {
 /// What a run will do, decided from the listing alone.
 #[derive(Debug, Default)]
 pub struct CompactionPlan {
+    /// Covered files past their grace period: to delete.
     pub covered: Vec<DataFile>,
+    /// Covered files still in their grace period.
+    pub covered_waiting: usize,
     /// Each run becomes one file.
     pub runs: Vec<Vec<DataFile>>,
 }
@@ -90,7 +100,11 @@ pub fn plan(
     now_ms: i64,
     settings: &CompactionSettings,
 ) -> CompactionPlan {
-    let (kept, covered) = split_covered(files);
+    let (kept, all_covered) = split_covered(files);
+    let (covered, waiting): (Vec<_>, Vec<_>) = all_covered
+        .into_iter()
+        .partition(|c| grace_passed(c.since_ms, now_ms, settings.grace));
+    let covered = covered.into_iter().map(|c| c.file).collect();
     let settle_ms = i64::try_from(settings.settle.as_millis()).unwrap_or(i64::MAX);
     let mut groups: HashMap<(String, String, i32), Vec<DataFile>> = HashMap::new();
     for file in kept {
@@ -130,10 +144,24 @@ pub fn plan(
     }
     runs.retain(|run| run.len() > 1);
     runs.sort_by(|a, b| a[0].path.cmp(&b[0].path));
-    CompactionPlan { covered, runs }
+    CompactionPlan {
+        covered,
+        covered_waiting: waiting.len(),
+        runs,
+    }
 }
 
-/// Lists the lake, deletes covered files and merges what [`plan`] chooses.
+/// Whether a file covered since `since_ms` may go. A zero grace deletes at
+/// once (tests and one-off runs with no reader about).
+fn grace_passed(since_ms: i64, now_ms: i64, grace: Duration) -> bool {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    grace.is_zero() || since_ms.saturating_add(grace_ms) <= now_ms
+}
+
+/// Lists the lake, deletes the covered files whose grace period has passed
+/// and merges what [`plan`] chooses. A merged run's inputs are covered once
+/// its output is durable; they are deleted after the grace period, at the
+/// end of this pass (which waits for it) or, if it is stopped, by the next.
 pub async fn compact(
     lake: &Lake,
     committed: &HashMap<(String, i32), i64>,
@@ -141,17 +169,25 @@ pub async fn compact(
     settings: &CompactionSettings,
 ) -> Result<CompactionReport, LakeError> {
     let files = lake
-        .list(TABLE_DIR)
+        .list_with_times(TABLE_DIR)
         .await?
         .into_iter()
-        .filter_map(|(path, size)| DataFile::parse(&path, size))
+        .filter_map(|(path, size, modified_ms)| {
+            let mut file = DataFile::parse(&path, size)?;
+            file.modified_ms = modified_ms;
+            Some(file)
+        })
         .collect();
     let plan = plan(files, committed, now_ms, settings);
-    let mut report = CompactionReport::default();
+    let mut report = CompactionReport {
+        covered_waiting: plan.covered_waiting,
+        ..CompactionReport::default()
+    };
     for file in &plan.covered {
         lake.delete(&file.path).await?;
         report.covered_deleted += 1;
     }
+    let mut now_covered = Vec::new();
     for run in plan.runs {
         match merge_run(lake, &run, settings.row_group_rows).await {
             Ok(merged) => {
@@ -162,6 +198,7 @@ pub async fn compact(
                 report.bytes_out += merged.bytes;
                 metrics::counter!("klaxon_lake_compacted_files_total").increment(run.len() as u64);
                 metrics::counter!("klaxon_lake_compaction_outputs_total").increment(1);
+                now_covered.extend(run);
             }
             // One run failing (an input deleted by a concurrent run, a bad
             // file) leaves its inputs as they are; the others go on.
@@ -169,6 +206,16 @@ pub async fn compact(
                 metrics::counter!("klaxon_lake_compaction_failures_total").increment(1);
                 tracing::warn!(error = %e, first = %run[0].path, "compacting a run failed; its files stay");
             }
+        }
+    }
+    if !now_covered.is_empty() {
+        tokio::time::sleep(settings.grace).await;
+    }
+    for (i, file) in now_covered.iter().enumerate() {
+        lake.delete(&file.path).await?;
+        report.covered_deleted += 1;
+        if i == 0 {
+            crate::crash::point("compact.after_first_delete");
         }
     }
     Ok(report)
@@ -179,7 +226,8 @@ struct Merged {
     bytes: u64,
 }
 
-/// Writes the run's rows as one file, durably, then deletes the inputs.
+/// Writes the run's rows as one file, durably: from then on the inputs are
+/// covered.
 async fn merge_run(
     lake: &Lake,
     run: &[DataFile],
@@ -217,12 +265,6 @@ async fn merge_run(
     let bytes = encoded.len() as u64;
     lake.put_durable(&output, encoded).await?;
     crate::crash::point("compact.after_output");
-    for (i, file) in run.iter().enumerate() {
-        lake.delete(&file.path).await?;
-        if i == 0 {
-            crate::crash::point("compact.after_first_delete");
-        }
-    }
     Ok(Merged { rows, bytes })
 }
 
@@ -299,6 +341,7 @@ mod tests {
             target_file_size: 1000,
             settle: Duration::from_secs(600),
             row_group_rows: 1024,
+            grace: Duration::ZERO,
         }
     }
 
@@ -344,6 +387,24 @@ mod tests {
         // A minute too early, the hour is left to settle.
         let early = plan_runs(files, settled - 60_000);
         assert!(early.is_empty(), "{early:?}");
+    }
+
+    #[test]
+    fn covered_files_wait_out_the_grace_period_of_the_file_covering_them() {
+        let written = (HOUR + 2) * MS_PER_HOUR;
+        let mut merged = file(0, 0, 19, 800);
+        merged.modified_ms = written;
+        let files = vec![file(0, 0, 9, 400), file(0, 10, 19, 400), merged];
+        let settings = CompactionSettings {
+            grace: Duration::from_secs(60),
+            ..settings()
+        };
+        let committed = committed(&[(0, 20)]);
+        let soon = plan(files.clone(), &committed, written + 59_000, &settings);
+        assert_eq!((soon.covered.len(), soon.covered_waiting), (0, 2));
+        assert!(soon.runs.is_empty(), "covered files are never merged again");
+        let later = plan(files, &committed, written + 60_000, &settings);
+        assert_eq!((later.covered.len(), later.covered_waiting), (2, 0));
     }
 
     fn plan_runs(files: Vec<DataFile>, now: i64) -> Vec<Vec<(i64, i64)>> {

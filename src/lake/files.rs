@@ -28,6 +28,8 @@ pub struct DataFile {
     pub first_offset: i64,
     pub last_offset: i64,
     pub size: u64,
+    /// When it was written (epoch ms), where the listing said; else 0.
+    pub modified_ms: i64,
 }
 
 impl DataFile {
@@ -53,6 +55,7 @@ impl DataFile {
             first_offset,
             last_offset,
             size,
+            modified_ms: 0,
         })
     }
 
@@ -75,9 +78,19 @@ impl DataFile {
     }
 }
 
+/// A file another one covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    pub file: DataFile,
+    /// When the file covering it was written (epoch ms): from then on new
+    /// listings skip this one, so it may be deleted once every reader that
+    /// listed it before has had time to finish.
+    pub since_ms: i64,
+}
+
 /// Splits `files` into those a reader should read and those another file
 /// covers (see the module docs), keeping their order within each part.
-pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<DataFile>) {
+pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<Covered>) {
     let mut by_group: HashMap<(String, String, i32), Vec<usize>> = HashMap::new();
     for (i, f) in files.iter().enumerate() {
         let (dir, topic, partition) = f.group();
@@ -86,7 +99,8 @@ pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<DataFile>) {
             .or_default()
             .push(i);
     }
-    let mut covered = vec![false; files.len()];
+    // For each covered file, the index of the file covering it.
+    let mut covered: Vec<Option<usize>> = vec![None; files.len()];
     for mut members in by_group.into_values() {
         // Widest first among equal starts: each file is then covered exactly
         // when an earlier one reaches at least as far.
@@ -96,21 +110,23 @@ pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<DataFile>) {
                 std::cmp::Reverse(files[i].last_offset),
             )
         });
-        let mut reach = i64::MIN;
+        let mut reach: Option<usize> = None;
         for i in members {
-            if files[i].last_offset <= reach {
-                covered[i] = true;
-            } else {
-                reach = files[i].last_offset;
+            match reach {
+                Some(r) if files[i].last_offset <= files[r].last_offset => covered[i] = Some(r),
+                _ => reach = Some(i),
             }
         }
     }
+    let since: Vec<Option<i64>> = covered
+        .iter()
+        .map(|c| c.map(|r| files[r].modified_ms))
+        .collect();
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-    for (file, covered) in files.into_iter().zip(covered) {
-        if covered {
-            dropped.push(file);
-        } else {
-            kept.push(file);
+    for (file, since) in files.into_iter().zip(since) {
+        match since {
+            Some(since_ms) => dropped.push(Covered { file, since_ms }),
+            None => kept.push(file),
         }
     }
     (kept, dropped)
@@ -156,6 +172,7 @@ mod tests {
             file("m", 0, 50, 60, 11),   // another hour
         ];
         let (kept, covered) = split_covered(files.clone());
+        let covered: Vec<DataFile> = covered.into_iter().map(|c| c.file).collect();
         assert_eq!(covered, vec![files[0].clone(), files[1].clone()]);
         assert_eq!(
             kept,

@@ -209,6 +209,19 @@ impl Lake {
     /// Every object under `relative`, recursively: its path relative to the
     /// lake root and its size. An absent directory lists nothing.
     pub async fn list(&self, relative: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        Ok(self
+            .list_with_times(relative)
+            .await?
+            .into_iter()
+            .map(|(path, size, _)| (path, size))
+            .collect())
+    }
+
+    /// [`Lake::list`] with each object's last modification, in epoch ms.
+    pub async fn list_with_times(
+        &self,
+        relative: &str,
+    ) -> Result<Vec<(String, u64, i64)>, LakeError> {
         use futures::TryStreamExt;
         if let Some(root) = &self.local_root
             && !root.join(relative).exists()
@@ -229,7 +242,7 @@ impl Lake {
                     .map(|p| p.as_ref())
                     .collect::<Vec<_>>()
                     .join("/");
-                Some((path, meta.size))
+                Some((path, meta.size, meta.last_modified.timestamp_millis()))
             })
             .collect())
     }

@@ -200,7 +200,8 @@ impl IngestStage {
             self.upkeep.lost(topic, partition);
             return Ok(());
         }
-        self.upkeep.committed(topic, partition, range.last_offset + 1);
+        self.upkeep
+            .committed(topic, partition, range.last_offset + 1);
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         self.buffered_gauge.set(self.buffered_bytes as f64);
