@@ -95,3 +95,131 @@ async fn s3_lake_is_exactly_once_across_kill_9() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(), "n,d\n6000,6000\n", "every point exactly once");
 }
+
+/// Compaction on an object store (no rename, no directories): killed after
+/// its first merged file, then finished by a clean run; `klaxon query` counts
+/// every point once after each step, and `klaxon lake stats` sees the merge.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_compaction_killed_midway_keeps_every_row_once() {
+    let dir = test_dir();
+    let (_s3, port) = s3_server(dir.path(), "lake").await;
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n\n\
+             [lake.compaction]\nenabled = false\nsettle = \"0s\"\ngrace = \"1s\"\n"
+        ),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_rows = 700", "flush_rows = 150");
+    std::fs::write(&config, text).unwrap();
+    let lake = "s3://lake/aged";
+    let mut ingest = start_ingest_with_env(
+        dir.path(),
+        &config,
+        &broker.bootstrap(),
+        lake,
+        &S3_ENV,
+        "ingest",
+    );
+    ingest.wait_for_log("ingest started").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = (now / HOUR_MS - 6) * HOUR_MS;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &past_points(start),
+    )
+    .await;
+
+    let klaxon = |args: &[&str], crash_at: Option<&str>| {
+        let mut command = Command::new(KLAXON);
+        command
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--brokers",
+                &broker.bootstrap(),
+                "--lake",
+                lake,
+            ])
+            .args(args)
+            .envs(S3_ENV);
+        if let Some(point) = crash_at {
+            command.env("KLAXON_CRASH_AT", point);
+        }
+        command.output().unwrap()
+    };
+    let count = || {
+        let out = klaxon(
+            &[
+                "query",
+                "--format",
+                "csv",
+                "SELECT count(*) AS n, count(DISTINCT value) AS d FROM metrics WHERE name = 'test.seq'",
+            ],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let exact = format!("n,d\n{POINTS},{POINTS}\n");
+    wait_until(
+        Duration::from_secs(120),
+        "every point in the S3 lake",
+        || {
+            let done = count() == exact;
+            async move { done }
+        },
+    )
+    .await;
+    // Stopped cleanly, ingest has committed everything it wrote.
+    assert!(ingest.terminate().success());
+    // (files, rows) summed over the days of `klaxon lake stats`.
+    let stats = || {
+        let out = klaxon(&["lake", "stats"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut cols = l.split_whitespace().skip(1);
+                Some((
+                    cols.next()?.parse::<u64>().ok()?,
+                    cols.next()?.parse::<u64>().ok()?,
+                ))
+            })
+            .fold((0, 0), |(f, r), (files, rows)| (f + files, r + rows))
+    };
+    let (before, rows) = stats();
+    assert_eq!(rows, POINTS as u64);
+    assert!(before >= 40, "only {before} files: nothing to compact");
+
+    let out = klaxon(&["compact"], Some("compact.after_output"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("crash point compact.after_output"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(),
+        exact,
+        "after a compaction killed after its first output"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = klaxon(&["compact"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(), exact, "after the clean run");
+    let (after, rows) = stats();
+    assert_eq!(rows, POINTS as u64);
+    assert!(after <= 5 * 4, "{before} files became {after}");
+}

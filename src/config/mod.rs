@@ -340,6 +340,27 @@ mod tests {
     }
 
     #[test]
+    fn lake_retention_and_tables_are_checked() {
+        let c = Config::parse(
+            "[lake]\nretention = \"30d\"\n[lake.tables.metrics]\nretention = \"90d\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.lake.retention_of("metrics"),
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let err = Config::parse(
+            "[lake]\nretention = \"10m\"\n[lake.tables.metrix]\nretention = \"1d\"\n",
+            Some("klaxon.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lake.retention must be at least 1h"), "{err}");
+        assert!(err.contains("lake.tables.metrix: no such table"), "{err}");
+    }
+
+    #[test]
     fn bad_format_is_refused_with_its_line() {
         let err = Config::parse("[[sources]]\ntopic = \"m\"\nformat = \"xml\"\n", Some("f"))
             .unwrap_err()

@@ -1,7 +1,10 @@
-//! Reading the lake back: SQL through klaxon's own query engine, and the
-//! exactly-once assertion every ingest test ends with.
+//! Reading the lake back: SQL through klaxon's own query engine and through
+//! DuckDB (an independent reader of the files), the exactly-once assertion
+//! every ingest test ends with, and the past points the lake tests age.
 
-use std::{convert::Infallible, path::Path, time::Duration};
+use std::{convert::Infallible, path::Path, process::Command, time::Duration};
+
+use super::{run_ok, test_python};
 
 use klaxon::{config::LakeConfig, lake::Lake, query::QueryEngine};
 
@@ -62,4 +65,55 @@ pub async fn assert_exactly_once(lake: &Path, expected: i64) {
         (expected, expected),
         "(rows, distinct values) in the lake; expected every point exactly once"
     );
+}
+
+/// Points of `test.seq` the lake tests produce.
+pub const POINTS: i64 = 12_000;
+
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// `test.seq` points 0..POINTS spread evenly over the four hours from
+/// `start`, 20 to a record.
+pub fn past_points(start: i64) -> Vec<(String, String)> {
+    let hour = HOUR_MS;
+    (0..POINTS)
+        .collect::<Vec<_>>()
+        .chunks(20)
+        .map(|chunk| {
+            let lines: Vec<String> = chunk
+                .iter()
+                .map(|i| {
+                    let time = start + (i * 4 * hour) / POINTS;
+                    format!(
+                        r#"{{"name":"test.seq","time":{time},"value":{i},"tags":{{"series":"s{}"}}}}"#,
+                        i % 7
+                    )
+                })
+                .collect();
+            (chunk[0].to_string(), lines.join("\n"))
+        })
+        .collect()
+}
+
+/// (rows, distinct values) of `test.seq` as DuckDB reads the lake's files.
+pub fn duckdb_seq_counts(lake: &std::path::Path) -> (i64, i64) {
+    let script = format!(
+        "import duckdb\n\
+         n, d = duckdb.sql(\"\"\"SELECT count(*), count(DISTINCT value) \
+         FROM read_parquet('{}/metrics/**/*.parquet', hive_partitioning=true, union_by_name=true) \
+         WHERE name = 'test.seq'\"\"\").fetchall()[0]\n\
+         print(n, d)\n",
+        lake.display()
+    );
+    let out = run_ok(Command::new(test_python()).args(["-c", &script]));
+    let mut numbers = out.split_whitespace().map(|n| n.parse().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+pub fn parquet_files(lake: &std::path::Path) -> usize {
+    walkdir::WalkDir::new(lake.join("metrics"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count()
 }
