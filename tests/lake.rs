@@ -19,26 +19,14 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
     // Tiny flushes: many small files per hour and partition.
-    let config = write_config(
+    let config = small_flush_config(
         dir.path(),
         "[lake.compaction]\nsettle = \"0s\"\ninterval = \"1h\"\ngrace = \"2s\"\n",
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 150");
-    std::fs::write(&config, text).unwrap();
     let lake = dir.path().join("lake");
     let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     ingest.wait_for_log("ingest started").await;
-    // Four whole hours that ended 2-6 hours ago.
-    let now = chrono::Utc::now().timestamp_millis();
-    let start = (now / HOUR_MS - 6) * HOUR_MS;
-    produce_all(
-        &producer(&broker.bootstrap()),
-        "metrics",
-        &past_points(start),
-    )
-    .await;
+    let (now, start) = produce_past_hours(&broker.bootstrap()).await;
     assert_exactly_once(&lake, POINTS).await;
     // Stopped cleanly, ingest has committed everything it wrote.
     assert!(ingest.terminate().success());
@@ -177,25 +165,14 @@ async fn compaction_killed_at_each_crash_point_leaves_every_row_once() {
 async fn an_ingest_member_compacts_what_it_owns_while_it_runs() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(
+    let config = small_flush_config(
         dir.path(),
         "[lake.compaction]\nsettle = \"0s\"\ninterval = \"1s\"\ngrace = \"1s\"\n",
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 150");
-    std::fs::write(&config, text).unwrap();
     let lake = dir.path().join("lake");
     let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     ingest.wait_for_log("ingest started").await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let start = (now / HOUR_MS - 6) * HOUR_MS;
-    produce_all(
-        &producer(&broker.bootstrap()),
-        "metrics",
-        &past_points(start),
-    )
-    .await;
+    produce_past_hours(&broker.bootstrap()).await;
     assert_exactly_once(&lake, POINTS).await;
     // Four hours, four partitions: at most one file each (an hour boundary
     // inside a flush can add a fifth directory) once the member has caught

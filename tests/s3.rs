@@ -104,17 +104,13 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
     let dir = test_dir();
     let (_s3, port) = s3_server(dir.path(), "lake").await;
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(
+    let config = small_flush_config(
         dir.path(),
         &format!(
             "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n\n\
              [lake.compaction]\nenabled = false\nsettle = \"0s\"\ngrace = \"1s\"\n"
         ),
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 150");
-    std::fs::write(&config, text).unwrap();
     let lake = "s3://lake/aged";
     let mut ingest = start_ingest_with_env(
         dir.path(),
@@ -125,14 +121,7 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
         "ingest",
     );
     ingest.wait_for_log("ingest started").await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let start = (now / HOUR_MS - 6) * HOUR_MS;
-    produce_all(
-        &producer(&broker.bootstrap()),
-        "metrics",
-        &past_points(start),
-    )
-    .await;
+    produce_past_hours(&broker.bootstrap()).await;
 
     let klaxon = |args: &[&str], crash_at: Option<&str>| {
         let mut command = Command::new(KLAXON);

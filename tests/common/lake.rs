@@ -4,7 +4,7 @@
 
 use std::{convert::Infallible, path::Path, process::Command, time::Duration};
 
-use super::{run_ok, test_python};
+use super::{produce_all, producer, run_ok, test_python, write_config};
 
 use klaxon::{config::LakeConfig, lake::Lake, query::QueryEngine};
 
@@ -116,4 +116,24 @@ pub fn parquet_files(lake: &std::path::Path) -> usize {
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
         .count()
+}
+
+/// `write_config` with flushes of 150 rows, so each hour and partition gets
+/// many small files, and `extra`.
+pub fn small_flush_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let config = write_config(dir, extra);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_rows = 700", "flush_rows = 150");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Produces [`past_points`] over the four whole hours that ended 2-6 hours
+/// ago; returns (now, the first hour's start) in epoch ms.
+pub async fn produce_past_hours(brokers: &str) -> (i64, i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = (now / HOUR_MS - 6) * HOUR_MS;
+    produce_all(&producer(brokers), "metrics", &past_points(start)).await;
+    (now, start)
 }

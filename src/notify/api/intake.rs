@@ -29,7 +29,12 @@ use crate::{
     },
 };
 
-/// The answer to a body that could not be read: 413 past the route's limit.
+/// The body, or the answer to one that could not be read (413 past the
+/// route's `limit`).
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Response> {
+    body.map_err(|e| body_refused(e.status(), e.body_text(), limit))
+}
+
 fn body_refused(status: StatusCode, text: String, limit: usize) -> Response {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         error(
@@ -153,9 +158,9 @@ pub(super) async fn alertmanager(
     if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
-    let body = match body {
+    let body = match read_body(body, MAX_WEBHOOK_BYTES) {
         Ok(body) => body,
-        Err(e) => return body_refused(e.status(), e.body_text(), MAX_WEBHOOK_BYTES),
+        Err(refused) => return refused,
     };
     // Read whatever the content type says, as Events v2 bodies are read.
     let message: AlertmanagerMessage = match serde_json::from_slice(&body) {
@@ -241,9 +246,9 @@ pub(super) async fn events(
     if let Some(r) = intake_refused(&s, bearer(&headers)) {
         return r;
     }
-    let body = match body {
+    let body = match read_body(body, MAX_EVENT_BYTES) {
         Ok(body) => body,
-        Err(e) => return body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+        Err(refused) => return refused,
     };
     match serde_json::from_slice(&body) {
         Ok(event) => enqueue_event(&s, event).await,
@@ -253,9 +258,9 @@ pub(super) async fn events(
 
 /// PagerDuty's Events v2 endpoint shape: the routing key is the credential.
 pub(super) async fn enqueue(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
+    let body = match read_body(body, MAX_EVENT_BYTES) {
         Ok(body) => body,
-        Err(e) => return body_refused(e.status(), e.body_text(), MAX_EVENT_BYTES),
+        Err(refused) => return refused,
     };
     // The credential is inside the body, so a body that is not JSON has
     // none to check: that is the sender's malformed request (400, as
