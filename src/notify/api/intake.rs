@@ -31,8 +31,8 @@ use crate::{
 
 /// The body, or the answer to one that could not be read (413 past the
 /// route's `limit`).
-fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Response> {
-    body.map_err(|e| body_refused(e.status(), e.body_text(), limit))
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Box<Response>> {
+    body.map_err(|e| Box::new(body_refused(e.status(), e.body_text(), limit)))
 }
 
 fn body_refused(status: StatusCode, text: String, limit: usize) -> Response {
@@ -160,7 +160,7 @@ pub(super) async fn alertmanager(
     }
     let body = match read_body(body, MAX_WEBHOOK_BYTES) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     // Read whatever the content type says, as Events v2 bodies are read.
     let message: AlertmanagerMessage = match serde_json::from_slice(&body) {
@@ -248,7 +248,7 @@ pub(super) async fn events(
     }
     let body = match read_body(body, MAX_EVENT_BYTES) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match serde_json::from_slice(&body) {
         Ok(event) => enqueue_event(&s, event).await,
@@ -260,7 +260,7 @@ pub(super) async fn events(
 pub(super) async fn enqueue(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match read_body(body, MAX_EVENT_BYTES) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     // The credential is inside the body, so a body that is not JSON has
     // none to check: that is the sender's malformed request (400, as
