@@ -36,16 +36,19 @@
 //!   compacted and expired as it ages.
 //! - [`query`]: batch SQL over the lake with DataFusion, pruned by time.
 //! - [`rules`]: alert rules as SQL over event-time windows, their engine, state and runner.
+//! - [`paging`]: the Events v2 contract every sender speaks: types, severity, parse, one publisher.
 //! - [`notify`]: the notifier: on-call file and schedules, incidents, escalation,
 //!   channels, the `incidents` changelog and the HTTP API.
-//! - [`kafka`]: client settings by role, consumer-group callbacks, compacted topics, dead letters.
+//! - [`kafka`]: client settings by role, the one consumer-group member loop, compacted
+//!   topics, dead letters, committed offsets.
 //! - [`topics`]: creates the topics each stage needs when they are missing.
 //! - [`broker`]: the embedded tansu broker, so `klaxon up` needs no broker install.
 //! - [`http`]: the bounded HTTP server (`/metrics`, `/healthz`, the notifier's API).
 //! - [`telemetry`]: logs and the one list of metrics klaxon emits.
 //! - [`shutdown`]: the one shutdown coordinator (SIGTERM: stop fetching, flush, commit).
+//! - [`clock`]: the wall clock in epoch milliseconds, in one place.
 //! - [`config`]: typed TOML configuration, overridden by flags and `KLAXON_*` variables.
-//! - [`cli`] and [`app`]: the command line and what each command does.
+//! - [`commands`]: the command line, one file per verb, each with its flags and `run`.
 //! - [`bench`](mod@bench): `klaxon bench`, the end-to-end benchmark.
 //! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
 //! - [`crash`]: named crash points that tests use to prove recovery paths.

@@ -174,9 +174,10 @@ async fn an_ingest_member_compacts_what_it_owns_while_it_runs() {
     ingest.wait_for_log("ingest started").await;
     produce_past_hours(&broker.bootstrap()).await;
     assert_exactly_once(&lake, POINTS).await;
-    // Four hours, four partitions: at most one file each (an hour boundary
-    // inside a flush can add a fifth directory) once the member has caught
-    // up, and no covered file left for DuckDB to count twice.
+    // Four hours, four partitions: one merged file each, plus at most a
+    // partition's last flush that no pass has merged yet, and at that moment
+    // no covered file for DuckDB to count twice. (A pass that starts after
+    // it covers files for its grace period, so DuckDB is checked only here.)
     let compacted = klaxon::harness::poll_until(
         std::time::Duration::from_secs(60),
         std::time::Duration::from_millis(500),
@@ -190,7 +191,6 @@ async fn an_ingest_member_compacts_what_it_owns_while_it_runs() {
     .unwrap();
     assert!(compacted, "{} files after a minute", parquet_files(&lake));
     assert_eq!(seq_counts(&lake).await, (POINTS, POINTS));
-    assert_eq!(duckdb_seq_counts(&lake), (POINTS, POINTS));
     let merged = metric_value(
         &http_get(&ingest, "/metrics"),
         "klaxon_lake_compacted_files_total",

@@ -15,7 +15,7 @@ use crate::{
     lake::{
         Lake, TABLES,
         stats::day_stats,
-        upkeep::{Scope, UpkeepReport, run_once},
+        upkeep::{UpkeepReport, run_once},
     },
 };
 
@@ -39,8 +39,9 @@ pub struct StatsArgs {
 }
 
 /// One pass of compaction and retention over the whole lake. Only files
-/// below the ingest group's committed offsets are merged, so it is safe
-/// beside running ingest members (and beside another `klaxon compact`).
+/// below the ingest group's committed offsets are merged, so it may run
+/// beside ingest members (and another `klaxon compact`): see
+/// `lake::compact` for how overlapping passes are settled.
 pub async fn compact(config: Config, _args: CompactArgs) -> Result<()> {
     need_brokers(&config)?;
     let lake = Lake::open(&config.lake)?;
@@ -63,7 +64,7 @@ pub async fn compact(config: Config, _args: CompactArgs) -> Result<()> {
             config.ingest.group_id
         );
     }
-    let report = run_once(&lake, &config.lake, &committed, Scope::Everything, now_ms()).await?;
+    let report = run_once(&lake, &config.lake, &committed, now_ms()).await?;
     print!("{}", describe(&report));
     Ok(())
 }

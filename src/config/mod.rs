@@ -297,6 +297,11 @@ fn lake_problems(lake: &LakeConfig) -> Vec<String> {
     if c.interval.is_zero() {
         problems.push("lake.compaction.interval must be longer than 0s".to_owned());
     }
+    // Inputs must outlive the check each pass makes right after writing
+    // (see `lake::compact`), and queries need a moment to read them.
+    if c.grace < Duration::from_secs(1) {
+        problems.push("lake.compaction.grace must be at least 1s".to_owned());
+    }
     if c.row_group_rows == 0 {
         problems.push("lake.compaction.row_group_rows must be at least 1".to_owned());
     }

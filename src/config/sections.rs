@@ -208,11 +208,12 @@ pub struct TableConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactionConfig {
-    /// Whether `klaxon ingest` compacts (and applies retention to) the
-    /// partitions it owns; `klaxon compact` runs regardless.
+    /// Whether `klaxon ingest` compacts the partitions it owns and applies
+    /// retention; `klaxon compact` runs regardless.
     pub enabled: bool,
     /// Inputs of one merged file add up to at most this. Merging holds the
-    /// run decoded in memory, several times this size.
+    /// run decoded and a sorted copy, 20-70 times this size (by how well the
+    /// inputs compress), outside `ingest.memory_budget`; hence 16 MiB.
     pub target_file_size: ByteSize,
     /// An hour is compacted once it ended this long ago.
     #[serde(with = "humantime_serde")]
@@ -232,7 +233,7 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            target_file_size: ByteSize::mib(128),
+            target_file_size: ByteSize::mib(16),
             settle: Duration::from_secs(600),
             interval: Duration::from_secs(300),
             row_group_rows: 131_072,

@@ -7,7 +7,7 @@
 //! `request_timeout`, bodies are capped at `max_body_bytes`, and at most
 //! `max_connections` are served at once. `axum::serve` sets none of these:
 //! 200 clients that each sent half a request held 200 connections for ever.
-//! With `tls_cert` and `tls_key` set, connections are HTTPS ([`tls`]); the
+//! With `tls_cert` and `tls_key` set, connections are HTTPS (module `tls`); the
 //! TLS handshake counts against `header_read_timeout`.
 
 mod tls;

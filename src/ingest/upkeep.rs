@@ -1,5 +1,5 @@
 //! Lake upkeep inside an ingest member: every `lake.compaction.interval` it
-//! compacts, and applies retention to, the partitions it owns.
+//! compacts the partitions it owns and applies retention to the lake.
 //!
 //! The member knows a partition's committed offset from its own commits, so
 //! it compacts a partition once it has flushed it since it was assigned. The
@@ -8,17 +8,14 @@
 //! `lake::compact`). A pass also deletes covered files of any partition,
 //! so a member restarted after a compaction was killed finishes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tokio::task::JoinHandle;
 
 use crate::{
     clock::now_ms,
     config::LakeConfig,
-    lake::{
-        Lake,
-        upkeep::{Scope, run_once},
-    },
+    lake::{Lake, upkeep::run_once},
 };
 
 pub(super) struct Upkeep {
@@ -67,16 +64,7 @@ impl Upkeep {
             self.committed.clone(),
         );
         self.running = Some(tokio::spawn(async move {
-            let owned: HashSet<(String, i32)> = committed.keys().cloned().collect();
-            match run_once(
-                &lake,
-                &config,
-                &committed,
-                Scope::Partitions(&owned),
-                now_ms(),
-            )
-            .await
-            {
+            match run_once(&lake, &config, &committed, now_ms()).await {
                 Ok(report) => {
                     let c = &report.compaction;
                     if c.merged + c.covered_deleted > 0

@@ -8,11 +8,16 @@
 //!   and its orphans lie above it), and, the committed offsets being read
 //!   before the listing, every such file is in the listing;
 //! - the merged file is named after the whole offset range it covers and is
-//!   durable before any input is deleted. Until they are, its inputs are
-//!   *covered* ([`super::files`]): klaxon's readers skip them, and the next
-//!   run (of any member, or `klaxon compact`) deletes them. A compaction
-//!   killed at any moment therefore leaves every row readable exactly once,
-//!   and two compactions at once at worst write the same file twice.
+//!   durable before any input is deleted. From then on its inputs are
+//!   *covered* ([`super::files`]): klaxon's readers skip them, and they are
+//!   deleted after `grace` (by this pass, or by the next of any member or
+//!   `klaxon compact`). A compaction killed at any moment therefore leaves
+//!   every row readable exactly once.
+//!
+//! Two passes at once may choose runs that overlap without one containing
+//! the other; each pass checks for that right after writing and withdraws
+//! its own output (`check_no_partial_overlap`), while the inputs are still
+//! there.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -130,6 +135,15 @@ pub fn plan(
         // so offset order is also the order of the ranges: a run of
         // neighbours covers no file outside it.
         files.sort_by_key(|f| f.first_offset);
+        // Unless two passes raced (see `check_no_partial_overlap`) or a
+        // topic was recreated with its offsets reset: then leave the group
+        // alone rather than merge rows twice.
+        if let Some(pair) = files.windows(2).find(|w| w[0].overlaps(&w[1])) {
+            metrics::counter!("klaxon_lake_compaction_failures_total").increment(1);
+            tracing::warn!(first = %pair[0].path, second = %pair[1].path,
+                "two files of one partition overlap without one covering the other; not compacting them");
+            continue;
+        }
         let mut run: Vec<DataFile> = Vec::new();
         let mut run_bytes = 0;
         for file in files {
@@ -184,8 +198,9 @@ pub async fn compact(
         ..CompactionReport::default()
     };
     for file in &plan.covered {
-        lake.delete(&file.path).await?;
-        report.covered_deleted += 1;
+        if delete_covered(lake, &file.path).await {
+            report.covered_deleted += 1;
+        }
     }
     let mut now_covered = Vec::new();
     for run in plan.runs {
@@ -212,13 +227,27 @@ pub async fn compact(
         tokio::time::sleep(settings.grace).await;
     }
     for (i, file) in now_covered.iter().enumerate() {
-        lake.delete(&file.path).await?;
-        report.covered_deleted += 1;
+        if delete_covered(lake, &file.path).await {
+            report.covered_deleted += 1;
+        }
         if i == 0 {
             crate::crash::point("compact.after_first_delete");
         }
     }
     Ok(report)
+}
+
+/// Deletes a covered file; one that will not go is counted and left to the
+/// next pass (it is hidden from readers either way), and the pass goes on.
+async fn delete_covered(lake: &Lake, path: &str) -> bool {
+    match lake.delete(path).await {
+        Ok(()) => true,
+        Err(e) => {
+            metrics::counter!("klaxon_lake_compaction_failures_total").increment(1);
+            tracing::warn!(error = %e, path, "deleting a covered file failed; the next pass retries");
+            false
+        }
+    }
 }
 
 struct Merged {
@@ -265,7 +294,44 @@ async fn merge_run(
     let bytes = encoded.len() as u64;
     lake.put_durable(&output, encoded).await?;
     crate::crash::point("compact.after_output");
+    check_no_partial_overlap(lake, &output).await?;
     Ok(Merged { rows, bytes })
+}
+
+/// Two passes at once (a member and `klaxon compact`, two members around a
+/// rebalance, different target sizes) can choose runs that overlap without
+/// one containing the other; neither output would then be covered, and the
+/// shared rows would be read twice. So each pass lists the directory again
+/// after writing and withdraws its own output if it overlaps another file
+/// that way. Inputs are deleted only after the grace period, so they are
+/// still there to read: whichever output survives, every row is once.
+async fn check_no_partial_overlap(lake: &Lake, output: &str) -> Result<(), LakeError> {
+    let mine = DataFile::parse(output, 0).expect("outputs are data files");
+    let clash = lake
+        .list(&mine.dir)
+        .await?
+        .into_iter()
+        .filter_map(|(path, size)| DataFile::parse(&path, size))
+        .find(|f| {
+            f.topic == mine.topic
+                && f.partition == mine.partition
+                && f.overlaps(&mine)
+                && !(f.first_offset <= mine.first_offset && mine.last_offset <= f.last_offset)
+                && !(mine.first_offset <= f.first_offset && f.last_offset <= mine.last_offset)
+        });
+    match clash {
+        None => Ok(()),
+        Some(other) => {
+            lake.delete(output).await?;
+            Err(LakeError::Io {
+                path: output.to_owned(),
+                source: std::io::Error::other(format!(
+                    "withdrawn: overlaps {} of a concurrent compaction",
+                    other.path
+                )),
+            })
+        }
+    }
 }
 
 fn decode_all(inputs: Vec<Bytes>) -> Result<Vec<RecordBatch>, LakeError> {
@@ -510,6 +576,34 @@ mod tests {
             vec![output.as_str()]
         );
         assert_eq!(count(&lake, SUMMARY).await, before);
+    }
+
+    #[tokio::test]
+    async fn an_output_overlapping_a_concurrent_one_is_withdrawn_and_its_inputs_stay() {
+        let (_dir, lake) = lake();
+        three_flushes(&lake).await;
+        // Another pass merged 10-29 (and 30-39, not here) meanwhile: a run of
+        // 0-19 would share 10-19 with it without either containing the other.
+        let theirs = layout::data_file("m", 0, 10, 39, HOUR);
+        lake.put_durable(&theirs, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let mine = layout::data_file("m", 0, 0, 19, HOUR);
+        lake.put_durable(&mine, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(check_no_partial_overlap(&lake, &mine).await.is_err());
+        let left: Vec<String> = lake
+            .list(TABLE_DIR)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert!(!left.contains(&mine), "{left:?}");
+        assert_eq!(left.len(), 4, "the three inputs and theirs: {left:?}");
+        // A file inside another's range, or holding it, is no clash.
+        assert!(check_no_partial_overlap(&lake, &theirs).await.is_ok());
     }
 
     #[tokio::test]

@@ -73,6 +73,11 @@ impl DataFile {
         Some(start.div_euclid(crate::points::MS_PER_HOUR))
     }
 
+    /// Whether the two offset ranges share an offset.
+    pub fn overlaps(&self, other: &DataFile) -> bool {
+        self.first_offset <= other.last_offset && other.first_offset <= self.last_offset
+    }
+
     fn group(&self) -> (&str, &str, i32) {
         (&self.dir, &self.topic, self.partition)
     }
@@ -113,7 +118,16 @@ pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<Covered>) {
         let mut reach: Option<usize> = None;
         for i in members {
             match reach {
-                Some(r) if files[i].last_offset <= files[r].last_offset => covered[i] = Some(r),
+                // A merged file is written after its inputs. A file inside
+                // an older one's range is not one of its inputs (a topic
+                // recreated, offsets reset): it stays readable.
+                Some(r)
+                    if files[i].last_offset <= files[r].last_offset
+                        && files[r].modified_ms >= files[i].modified_ms =>
+                {
+                    covered[i] = Some(r)
+                }
+                Some(r) if files[i].last_offset <= files[r].last_offset => {}
                 _ => reach = Some(i),
             }
         }
@@ -159,6 +173,18 @@ mod tests {
         ] {
             assert_eq!(DataFile::parse(other, 1), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_file_written_after_the_one_whose_range_holds_it_is_not_covered() {
+        // A topic recreated with its offsets reset writes 0-99 where an
+        // old merged 0-199 lies: the new rows are not in the old file.
+        let mut old = file("m", 0, 0, 199, 10);
+        old.modified_ms = 1_000;
+        let mut new = file("m", 0, 0, 99, 10);
+        new.modified_ms = 2_000;
+        let (kept, covered) = split_covered(vec![old.clone(), new.clone()]);
+        assert_eq!((kept, covered), (vec![old, new], vec![]));
     }
 
     #[test]

@@ -48,7 +48,8 @@ fn without_covered(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
     let mut others = Vec::new();
     for meta in objects {
         match table_relative(meta.location.as_ref()).and_then(|p| DataFile::parse(p, meta.size)) {
-            Some(file) => {
+            Some(mut file) => {
+                file.modified_ms = meta.last_modified.timestamp_millis();
                 by_path.insert(file.path.clone(), meta);
                 files.push(file);
             }

@@ -6,10 +6,7 @@
 //! with fewer files, which the next run finishes. Queries over an hour being
 //! deleted may see part of it: it was past retention either way.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use super::{Lake, LakeError, files::DataFile};
 use crate::points::MS_PER_HOUR;
@@ -24,15 +21,13 @@ pub struct RetentionReport {
 }
 
 /// Deletes the hour directories of `table` whose hour ended at least
-/// `retention` before `now_ms`. With `scope`, only the data files of those
-/// topic partitions go (an ingest member expires what it owns; another
-/// member, the rest).
+/// `retention` before `now_ms`. Deletes are idempotent, so every ingest
+/// member may run this over the whole table at once.
 pub async fn expire(
     lake: &Lake,
     table: &str,
     retention: Duration,
     now_ms: i64,
-    scope: Option<&HashSet<(String, i32)>>,
 ) -> Result<RetentionReport, LakeError> {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(retention_ms);
@@ -44,13 +39,6 @@ pub async fn expire(
         let Some(hour) = DataFile::hour_of_dir(dir) else {
             continue;
         };
-        if let Some(scope) = scope {
-            let owned = DataFile::parse(&path, size)
-                .is_some_and(|f| scope.contains(&(f.topic.clone(), f.partition)));
-            if !owned {
-                continue;
-            }
-        }
         if (hour + 1).saturating_mul(MS_PER_HOUR) <= cutoff {
             expired
                 .entry(dir.to_owned())
@@ -127,7 +115,7 @@ mod tests {
         // ended 3.5 h ago and goes; now_hour - 3 ended 2.5 h ago and still
         // holds rows younger than 3 h, so it stays.
         let now = now_hour * MS_PER_HOUR + 30 * 60_000;
-        let report = expire(&lake, "metrics", Duration::from_secs(3 * 3600), now, None)
+        let report = expire(&lake, "metrics", Duration::from_secs(3 * 3600), now)
             .await
             .unwrap();
         assert_eq!(report.files, 4);
@@ -147,47 +135,9 @@ mod tests {
         assert!(!dir.path().join(expired_dir).exists());
         assert!(dir.path().join("_klaxon/inflight/m/0.json").exists());
         // Run again: nothing more to do.
-        let again = expire(&lake, "metrics", Duration::from_secs(3 * 3600), now, None)
+        let again = expire(&lake, "metrics", Duration::from_secs(3 * 3600), now)
             .await
             .unwrap();
         assert_eq!(again, RetentionReport::default());
-    }
-
-    #[tokio::test]
-    async fn a_scoped_run_deletes_only_the_partitions_it_owns() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(&LakeConfig {
-            url: dir.path().display().to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut b = PointBatchBuilder::default();
-        b.push("x", 0, 1.0, &[] as &[(&str, &str)]);
-        let bytes = encode_parquet(&b.finish().unwrap(), 10, Encoding::Fast).unwrap();
-        let old_hour = 400_000;
-        for partition in [0, 1] {
-            let path = data_file("m", partition, 0, 9, old_hour);
-            lake.put_durable(&path, bytes.clone()).await.unwrap();
-        }
-        let now = (old_hour + 100) * MS_PER_HOUR;
-        let owned = HashSet::from([("m".to_owned(), 0)]);
-        let report = expire(
-            &lake,
-            "metrics",
-            Duration::from_secs(3600),
-            now,
-            Some(&owned),
-        )
-        .await
-        .unwrap();
-        assert_eq!(report.files, 1);
-        let left: Vec<i32> = lake
-            .list("metrics")
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|(p, s)| Some(DataFile::parse(p, *s)?.partition))
-            .collect();
-        assert_eq!(left, [1]);
     }
 }

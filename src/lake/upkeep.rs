@@ -1,10 +1,12 @@
 //! One pass of lake upkeep: compaction, then retention of every table.
 //!
-//! `klaxon compact` runs it once over the whole lake; each ingest member runs
-//! it every `lake.compaction.interval` over the partitions it owns
-//! (`ingest::upkeep`), so the consumer group is the only coordination.
+//! `klaxon compact` runs it once; each ingest member runs it every
+//! `lake.compaction.interval` (`ingest::upkeep`), compacting the partitions
+//! it owns. Retention covers the whole lake in every pass: its deletes are
+//! idempotent, and so an idle partition, which no member has flushed since
+//! it was assigned, still ages out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{
     Lake, LakeError, TABLES,
@@ -12,15 +14,6 @@ use super::{
     retention::{RetentionReport, expire},
 };
 use crate::config::LakeConfig;
-
-/// Which topic partitions a pass may touch.
-#[derive(Debug, Clone, Copy)]
-pub enum Scope<'a> {
-    /// All of them (`klaxon compact`).
-    Everything,
-    /// Those an ingest member owns.
-    Partitions(&'a HashSet<(String, i32)>),
-}
 
 /// What one pass did.
 #[derive(Debug, Clone, Default)]
@@ -32,29 +25,33 @@ pub struct UpkeepReport {
 
 /// Compacts what `committed` (each partition's committed offset, read before
 /// the pass) shows is final, then deletes hours past each table's retention.
+/// Retention runs even when compaction failed; the first error is returned
+/// after both.
 pub async fn run_once(
     lake: &Lake,
     config: &LakeConfig,
     committed: &HashMap<(String, i32), i64>,
-    scope: Scope<'_>,
     now_ms: i64,
 ) -> Result<UpkeepReport, LakeError> {
     let settings = CompactionSettings::from(&config.compaction);
-    let compaction = compact(lake, committed, now_ms, &settings).await?;
+    let compacted = compact(lake, committed, now_ms, &settings).await;
     let mut retention = Vec::new();
+    let mut failed = None;
     for table in TABLES {
         let Some(keep) = config.retention_of(table) else {
             continue;
         };
-        let only = match scope {
-            Scope::Everything => None,
-            Scope::Partitions(owned) => Some(owned),
-        };
-        let report = expire(lake, table, keep, now_ms, only).await?;
-        retention.push(((*table).to_owned(), report));
+        match expire(lake, table, keep, now_ms).await {
+            Ok(report) => retention.push(((*table).to_owned(), report)),
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
-    Ok(UpkeepReport {
-        compaction,
-        retention,
-    })
+    let compaction = compacted?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(UpkeepReport {
+            compaction,
+            retention,
+        }),
+    }
 }
