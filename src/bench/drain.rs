@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::SourceConfig,
     decode::Format,
-    ingest::prefetch_limits,
+    kafka::prefetch_limits,
     kafka::{Role, client_config},
     produce::{ProduceOptions, produce},
 };

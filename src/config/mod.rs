@@ -1,5 +1,5 @@
 //! Typed configuration, read from a TOML file and overridden by flags and
-//! `KLAXON_*` environment variables (see `cli`).
+//! `KLAXON_*` environment variables (see `commands`).
 //!
 //! Every struct refuses unknown keys, so a typo is an error with the file, line
 //! and key rather than a silently ignored setting. Durations are written as

@@ -151,6 +151,21 @@ impl Default for IngestConfig {
     }
 }
 
+impl IngestConfig {
+    /// The decoder's limits around wall-clock `now_ms`: the same for ingest
+    /// and for the rules runner, so both accept exactly the same points.
+    pub fn limits(&self, now_ms: i64) -> crate::decode::Limits {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::decode::Limits {
+            max_line_bytes: usize::try_from(self.max_line_bytes.as_u64()).unwrap_or(usize::MAX),
+            min_time_ms: now_ms.saturating_sub(ms(self.max_past)),
+            max_time_ms: now_ms.saturating_add(ms(self.max_future)),
+            max_tags_per_point: self.max_tags_per_point,
+            max_tag_keys: self.max_tag_keys,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {

@@ -15,10 +15,7 @@ use std::{borrow::Cow, ops::Range};
 
 use serde::Deserialize;
 
-use crate::{
-    config::IngestConfig,
-    points::{PointBatchBuilder, tag_column_name},
-};
+use crate::points::{PointBatchBuilder, tag_column_name};
 
 /// The wire format of a topic, set per topic in config.
 #[derive(
@@ -135,19 +132,6 @@ impl Limits {
             max_time_ms: i64::MAX,
             max_tags_per_point: usize::MAX,
             max_tag_keys: usize::MAX,
-        }
-    }
-
-    /// The limits of `ingest.*` around wall-clock `now_ms`: the same for ingest
-    /// and for the rules runner, so both accept exactly the same points.
-    pub fn from_config(ingest: &IngestConfig, now_ms: i64) -> Self {
-        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        Self {
-            max_line_bytes: usize::try_from(ingest.max_line_bytes.as_u64()).unwrap_or(usize::MAX),
-            min_time_ms: now_ms.saturating_sub(ms(ingest.max_past)),
-            max_time_ms: now_ms.saturating_add(ms(ingest.max_future)),
-            max_tags_per_point: ingest.max_tags_per_point,
-            max_tag_keys: ingest.max_tag_keys,
         }
     }
 }

@@ -14,7 +14,6 @@ use thiserror::Error;
 
 use crate::{config::Config, error::ErrorKind, lake::LakeError, topics::TopicSpec};
 
-pub(crate) use run::prefetch_limits;
 pub use run::{Ingest, IngestArgs};
 
 #[derive(Debug, Error)]

@@ -60,7 +60,7 @@ pub enum Role<'a> {
     /// itself and commits nothing (changelog, checkpoints).
     CompactedReader,
     /// A member of the ingest group, prefetching within `memory_budget`
-    /// bytes (see `ingest::prefetch_limits`).
+    /// bytes (see [`prefetch_limits`]).
     IngestMember {
         group_id: &'a str,
         memory_budget: usize,
@@ -114,7 +114,7 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str, role: Role<'_>) -> Clie
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("statistics.interval.ms", "5000");
-            for (key, value) in crate::ingest::prefetch_limits(memory_budget) {
+            for (key, value) in prefetch_limits(memory_budget) {
                 config.set(key, value);
             }
         }
@@ -176,6 +176,25 @@ fn paging_member(config: &mut ClientConfig, kafka: &KafkaConfig, group_id: &str)
     if let Some(id) = &kafka.group_instance_id {
         config.set("group.instance.id", id);
     }
+}
+
+/// librdkafka's prefetch limits for a memory budget of `budget` bytes.
+///
+/// The budget is split: a quarter for records librdkafka prefetches, half for
+/// decoded buffers, a quarter for the flush being encoded (hence no single
+/// flush larger than that). When all are full, fetching stops.
+///
+/// One partition may fill a whole fetch: Kafka returns a record larger than
+/// `max.partition.fetch.bytes` anyway, but tansu 0.6 returns nothing, so a
+/// single record over librdkafka's 1 MiB default would stall its partition.
+pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 3] {
+    let prefetch_kib = (budget / 4 / 1024).max(1024);
+    let fetch_bytes = (prefetch_kib * 1024 / 2).min(52_428_800).to_string();
+    [
+        ("queued.max.messages.kbytes", prefetch_kib.to_string()),
+        ("fetch.max.bytes", fetch_bytes.clone()),
+        ("max.partition.fetch.bytes", fetch_bytes),
+    ]
 }
 
 #[cfg(test)]

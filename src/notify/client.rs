@@ -3,21 +3,15 @@
 //! What they read is in [`super::queries`].
 
 use rdkafka::error::KafkaError;
-use thiserror::Error;
 
-use super::{incident::Incident, queries::find_incident};
+use super::{
+    incident::Incident,
+    queries::{ClientError, find_incident},
+};
 use crate::{
     config::Config,
     paging::{EventAction, PagingEvent, Publisher},
 };
-
-#[derive(Debug, Error)]
-pub enum ClientError {
-    #[error("no incident {0:?}")]
-    NotFound(String),
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-}
 
 /// Publishes `events` to the notifier's paging topic, with a producer of
 /// their own (the CLI and the API send rarely); to `partition` when given

@@ -8,12 +8,20 @@ use serde::Serialize;
 
 use super::{
     changelog::read_changelog,
-    client::ClientError,
     incident::{Incident, Status},
     oncall::OnCall,
     schedule::{OutOfRange, SHIFT_HORIZON, ScheduleClock},
 };
 use crate::{config::Config, paging::bound_dedup_key};
+
+/// Why a query or an action of the CLI or the API found nothing to work on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no incident {0:?}")]
+    NotFound(String),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
 
 /// Every incident in the changelog with its partition, oldest first.
 pub async fn all_incidents(config: &Config) -> Result<Vec<(i32, Incident)>, ClientError> {

@@ -15,7 +15,7 @@ use super::{IngestError, buffer::PartitionBuffer, upkeep::Upkeep};
 use crate::{
     clock::now_ms,
     config::Config,
-    decode::{Format, Limits, RejectReason, Rejected, decode_record},
+    decode::{Format, RejectReason, Rejected, decode_record},
     kafka::{
         Commits, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
         member::{Partition, Stage},
@@ -121,25 +121,6 @@ impl std::fmt::Debug for IngestStage {
             .field("buffered_bytes", &self.buffered_bytes)
             .finish_non_exhaustive()
     }
-}
-
-/// librdkafka's prefetch limits for a memory budget of `budget` bytes.
-///
-/// The budget is split: a quarter for records librdkafka prefetches, half for
-/// decoded buffers, a quarter for the flush being encoded (hence no single
-/// flush larger than that). When all are full, fetching stops.
-///
-/// One partition may fill a whole fetch: Kafka returns a record larger than
-/// `max.partition.fetch.bytes` anyway, but tansu 0.6 returns nothing, so a
-/// single record over librdkafka's 1 MiB default would stall its partition.
-pub(crate) fn prefetch_limits(budget: usize) -> [(&'static str, String); 3] {
-    let prefetch_kib = (budget / 4 / 1024).max(1024);
-    let fetch_bytes = (prefetch_kib * 1024 / 2).min(52_428_800).to_string();
-    [
-        ("queued.max.messages.kbytes", prefetch_kib.to_string()),
-        ("fetch.max.bytes", fetch_bytes.clone()),
-        ("max.partition.fetch.bytes", fetch_bytes),
-    ]
 }
 
 impl Ingest {
@@ -288,7 +269,7 @@ impl IngestStage {
         let now_ms = now_ms();
         let record_time = message.timestamp().to_millis().unwrap_or(now_ms);
         let ingest = &self.args.config.ingest;
-        let limits = Limits::from_config(ingest, now_ms);
+        let limits = ingest.limits(now_ms);
         let (flush_rows, flush_bytes) = (ingest.flush_rows, self.flush_bytes);
 
         let Some(topic_state) = self.topics.get_mut(topic) else {

@@ -13,12 +13,7 @@ use serde::Deserialize;
 
 use super::{ApiState, Shared, client_error, error};
 use crate::{
-    notify::{
-        Incident,
-        client::{self, ClientError},
-        incident::Status,
-        queries,
-    },
+    notify::{Incident, client, incident::Status, queries, queries::ClientError},
     paging::EventAction,
 };
 

@@ -54,7 +54,7 @@ use self::{
     incidents::{ack, list, oncall, resolve, show},
     intake::{alertmanager, enqueue, events},
 };
-use super::{client::ClientError, links::AckLinks};
+use super::{links::AckLinks, queries::ClientError};
 use crate::{
     config::{Config, Secret},
     paging::limits::MAX_EVENT_BYTES,
