@@ -143,10 +143,12 @@ pub(crate) async fn drain(
     let (ingest_end, broker_end) = (ingest.usage()?, broker_usage(env)?);
     drop(ingest);
 
-    let in_lake = count_points(&lake).await?;
-    if in_lake != options.points {
+    // Every generated point differs from the others in series or time, so
+    // a duplicate shows as rows > distinct rows.
+    let (in_lake, distinct) = count_points(&lake).await?;
+    if (in_lake, distinct) != (options.points, options.points) {
         return Err(BenchError::Wrong(format!(
-            "the {label} lake holds {in_lake} points; {} were produced",
+            "the {label} lake holds {in_lake} points, {distinct} distinct; {} were produced",
             options.points
         )));
     }
@@ -189,15 +191,21 @@ fn broker_usage(env: &BenchEnv) -> Result<Option<Usage>, BenchError> {
     env.broker.as_ref().map(Child::usage).transpose()
 }
 
-/// `SELECT count(*)` over the lake at `dir`.
-async fn count_points(dir: &Path) -> Result<u64, BenchError> {
-    let batches = sql_over_lake(dir, "SELECT count(*) FROM metrics").await?;
-    let count = batches
-        .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
-        .filter(|a| !a.is_empty())
-        .map_or(0, |a| a.value(0));
-    Ok(count as u64)
+/// (rows, distinct rows) over the lake at `dir`.
+async fn count_points(dir: &Path) -> Result<(u64, u64), BenchError> {
+    let batches = sql_over_lake(
+        dir,
+        "SELECT (SELECT count(*) FROM metrics) AS n, (SELECT count(*) FROM (SELECT DISTINCT * FROM metrics)) AS d",
+    )
+    .await?;
+    let value = |column: usize| {
+        batches
+            .first()
+            .and_then(|b| b.column(column).as_any().downcast_ref::<Int64Array>())
+            .filter(|a| !a.is_empty())
+            .map_or(0, |a| a.value(0)) as u64
+    };
+    Ok((value(0), value(1)))
 }
 
 /// Bytes of the Parquet files under `dir`.

@@ -145,6 +145,55 @@ proptest! {
         }
     }
 
+    /// Graphite and Influx, line by line: every line that is not blank or a
+    /// comment yields points or exactly one rejection, never neither (a
+    /// decoder that silently dropped a line would fail here), and a record
+    /// decodes as its lines do one by one.
+    #[test]
+    fn every_graphite_and_influx_line_is_kept_or_rejected(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..60),
+                "[a-z.;=,# ]{0,12}( [-0-9.e]{0,8}){0,2}".prop_map(String::into_bytes),
+                "[a-z]{1,6}(,[a-z]{1,3}=[a-z]{1,3}){0,2} [a-z]{1,3}=[-0-9.ei\"a-z]{0,6}(,[a-z]=[0-9.]{1,4}){0,2}( [0-9]{1,19})?".prop_map(String::into_bytes),
+            ],
+            0..12,
+        ),
+    ) {
+        let record: Vec<u8> = lines.iter().flat_map(|l| {
+            let mut line: Vec<u8> = l.iter().copied().filter(|b| *b != b'\n').collect();
+            line.push(b'\n');
+            line
+        }).collect();
+        for format in [Format::Graphite, Format::Influx] {
+            let (_, rejects, n) = decode(format, &record);
+            let (mut points, mut rejected) = (0, 0);
+            for raw in record.split(|b| *b == b'\n') {
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let (_, line_rejects, line_points) = decode(format, line);
+                let comment = std::str::from_utf8(line).is_ok_and(|l| l.trim_start().starts_with('#'));
+                if comment {
+                    prop_assert_eq!((line_points, line_rejects.len()), (0, 0));
+                    continue;
+                }
+                prop_assert!(
+                    (line_points >= 1 && line_rejects.is_empty()) || (line_points == 0 && line_rejects.len() == 1),
+                    "{format:?} {:?}: {line_points} points, {line_rejects:?}",
+                    String::from_utf8_lossy(line)
+                );
+                if format == Format::Graphite {
+                    prop_assert!(line_points <= 1);
+                }
+                points += line_points;
+                rejected += line_rejects.len();
+            }
+            prop_assert_eq!((n, rejects.len()), (points, rejected));
+        }
+    }
+
     /// Hostile points under tight limits: whatever a producer sends, no point
     /// outside the limits is kept, the batch never holds more tag keys than
     /// allowed, and every line is kept or rejected.
