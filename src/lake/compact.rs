@@ -34,7 +34,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{
     Lake, LakeError,
-    files::{DataFile, split_covered},
+    files::{DataFile, list_data_files, split_covered},
     layout::{self, TABLE_DIR},
     writer::{Encoding, encode_parquet},
 };
@@ -182,16 +182,7 @@ pub async fn compact(
     now_ms: i64,
     settings: &CompactionSettings,
 ) -> Result<CompactionReport, LakeError> {
-    let files = lake
-        .list_with_times(TABLE_DIR)
-        .await?
-        .into_iter()
-        .filter_map(|(path, size, modified_ms)| {
-            let mut file = DataFile::parse(&path, size)?;
-            file.modified_ms = modified_ms;
-            Some(file)
-        })
-        .collect();
+    let files = list_data_files(lake, TABLE_DIR).await?;
     let plan = plan(files, committed, now_ms, settings);
     let mut report = CompactionReport {
         covered_waiting: plan.covered_waiting,
@@ -316,8 +307,8 @@ async fn check_no_partial_overlap(lake: &Lake, output: &str) -> Result<(), LakeE
             f.topic == mine.topic
                 && f.partition == mine.partition
                 && f.overlaps(&mine)
-                && !(f.first_offset <= mine.first_offset && mine.last_offset <= f.last_offset)
-                && !(mine.first_offset <= f.first_offset && f.last_offset <= mine.last_offset)
+                && !f.contains(&mine)
+                && !mine.contains(f)
         });
     match clash {
         None => Ok(()),

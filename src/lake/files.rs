@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::layout::TABLE_DIR;
+use super::{Lake, LakeError, layout::TABLE_DIR};
 
 /// A data file of the `metrics` table, from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,9 +78,29 @@ impl DataFile {
         self.first_offset <= other.last_offset && other.first_offset <= self.last_offset
     }
 
+    /// Whether `other`'s offset range lies inside this one's.
+    pub fn contains(&self, other: &DataFile) -> bool {
+        self.first_offset <= other.first_offset && other.last_offset <= self.last_offset
+    }
+
     fn group(&self) -> (&str, &str, i32) {
         (&self.dir, &self.topic, self.partition)
     }
+}
+
+/// The data files under `relative`, each with the time the store says it
+/// was written (which decides what covers what).
+pub async fn list_data_files(lake: &Lake, relative: &str) -> Result<Vec<DataFile>, LakeError> {
+    Ok(lake
+        .list_with_times(relative)
+        .await?
+        .into_iter()
+        .filter_map(|(path, size, modified_ms)| {
+            let mut file = DataFile::parse(&path, size)?;
+            file.modified_ms = modified_ms;
+            Some(file)
+        })
+        .collect())
 }
 
 /// A file another one covers.
@@ -121,13 +141,14 @@ pub fn split_covered(files: Vec<DataFile>) -> (Vec<DataFile>, Vec<Covered>) {
                 // A merged file is written after its inputs. A file inside
                 // an older one's range is not one of its inputs (a topic
                 // recreated, offsets reset): it stays readable.
+                // Sorted by start, `r` starts no later than `i`.
                 Some(r)
-                    if files[i].last_offset <= files[r].last_offset
+                    if files[r].contains(&files[i])
                         && files[r].modified_ms >= files[i].modified_ms =>
                 {
                     covered[i] = Some(r)
                 }
-                Some(r) if files[i].last_offset <= files[r].last_offset => {}
+                Some(r) if files[r].contains(&files[i]) => {}
                 _ => reach = Some(i),
             }
         }
