@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Subcommand};
 
@@ -113,6 +113,7 @@ async fn stats(config: Config, args: StatsArgs) -> Result<()> {
         "{:<10} {:>8} {:>14} {:>14} {:>11}",
         "date", "files", "rows", "bytes", "bytes/point"
     );
+    let mut unreadable = 0;
     for day in days {
         let per_point = day
             .bytes_per_point()
@@ -121,6 +122,10 @@ async fn stats(config: Config, args: StatsArgs) -> Result<()> {
             "{:<10} {:>8} {:>14} {:>14} {:>11}",
             day.date, day.files, day.rows, day.bytes, per_point
         );
+        unreadable += day.unreadable;
+    }
+    if unreadable > 0 {
+        bail!("{unreadable} data files could not be read (logged above); the days show the rest");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Lake, LakeError,
-    files::{DataFile, split_covered},
+    files::{list_data_files, split_covered},
 };
 
 /// One day of one table.
@@ -16,6 +16,8 @@ pub struct DayStats {
     pub files: usize,
     pub rows: u64,
     pub bytes: u64,
+    /// Files whose footer could not be read (not counted above).
+    pub unreadable: usize,
 }
 
 impl DayStats {
@@ -29,12 +31,7 @@ impl DayStats {
 /// footer: one ranged read per file, no data read.
 pub async fn day_stats(lake: &Lake, table: &str) -> Result<Vec<DayStats>, LakeError> {
     let mut days: BTreeMap<String, DayStats> = BTreeMap::new();
-    let files = lake
-        .list(table)
-        .await?
-        .into_iter()
-        .filter_map(|(path, size)| DataFile::parse(&path, size))
-        .collect();
+    let files = list_data_files(lake, table).await?;
     // Covered files (inputs of a compaction that stopped before deleting
     // them) hold rows of another file: readers skip them, and so do stats.
     let (readable, _covered) = split_covered(files);
@@ -43,11 +40,21 @@ pub async fn day_stats(lake: &Lake, table: &str) -> Result<Vec<DayStats>, LakeEr
         let Some(date) = file.dir.split("/date=").nth(1).and_then(|d| d.get(..10)) else {
             continue;
         };
-        let rows = lake.parquet_rows(path, size).await?;
         let day = days.entry(date.to_owned()).or_insert_with(|| DayStats {
             date: date.to_owned(),
             ..DayStats::default()
         });
+        // A corrupt file is reported, not allowed to hide every other day;
+        // the store failing is an error.
+        let rows = match lake.parquet_rows(path, size).await {
+            Ok(rows) => rows,
+            Err(LakeError::Parquet(e)) => {
+                tracing::warn!(error = %e, "a data file's footer is unreadable");
+                day.unreadable += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         day.files += 1;
         day.rows += rows;
         day.bytes += size;
@@ -98,5 +105,20 @@ mod tests {
         assert_eq!(days.iter().map(|d| d.bytes).sum::<u64>(), out.bytes as u64);
         assert!(days[0].bytes_per_point().unwrap() > 0.0);
         assert_eq!(t % MS_PER_HOUR, 0);
+
+        // A corrupt file is counted as unreadable; the other days stand.
+        let garbage = crate::lake::layout::data_file("m", 1, 0, 9, t / MS_PER_HOUR);
+        lake.put_durable(&garbage, "not parquet".into())
+            .await
+            .unwrap();
+        let days = day_stats(&lake, "metrics").await.unwrap();
+        let summary: Vec<_> = days
+            .iter()
+            .map(|d| (d.date.as_str(), d.files, d.rows, d.unreadable))
+            .collect();
+        assert_eq!(
+            summary,
+            [("2026-01-01", 1, 18, 1), ("2026-01-02", 1, 12, 0)]
+        );
     }
 }

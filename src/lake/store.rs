@@ -29,7 +29,7 @@ pub enum LakeError {
     Path(#[from] object_store::path::Error),
     #[error("lake object store: {0}")]
     Store(#[from] object_store::Error),
-    #[error("encoding Parquet: {0}")]
+    #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("preparing a batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
