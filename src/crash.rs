@@ -1,18 +1,69 @@
 //! Named crash points, for tests that prove a recovery path.
 //!
-//! `crash::point("compact.after_output")` aborts the process (as kill -9
+//! `crash::point("flush.before_commit")` aborts the process (as kill -9
 //! would: no unwinding, no flush, no destructor) when the environment
 //! variable `KLAXON_CRASH_AT` names that point, and does nothing otherwise.
-//! The variable is read once. Tests set it on the klaxon process they start,
-//! then restart it without and check what recovery did.
+//! `KLAXON_CRASH_AT=write.before_rename:2` aborts at the second arrival, so
+//! a test can pick, say, the first data file of a flush rather than the
+//! in-flight marker written before it. The variable is read once. Tests set
+//! it on the klaxon process they start, then restart it without and check
+//! what recovery did.
+//!
+//! The points (the README's Tests section says which test kills at each):
+//! - `flush.after_marker`: a flush's in-flight marker is durable, no data
+//!   file is written yet;
+//! - `write.before_rename`: a file's bytes are synced under a temporary name
+//!   (local lakes only: object stores have no rename);
+//! - `write.before_dir_sync`: the file is renamed, its directory not synced;
+//! - `flush.before_commit`: every file of a flush is durable, its offsets
+//!   are not committed;
+//! - `flush.after_commit`: the offsets are committed, the marker still names
+//!   the files;
+//! - `ingest.revoking`: the group took partitions away from this member;
+//! - `compact.after_output`, `compact.after_first_delete`: compaction;
+//! - `rules.after_publish`: alert events are published, the checkpoint that
+//!   records them is not written;
+//! - `notify.after_send`: a page is delivered, its `Sent` record not written.
 
-use std::sync::OnceLock;
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicU64, Ordering},
+};
 
-/// Aborts here if `KLAXON_CRASH_AT` is `name`.
+/// Where to crash: a point's name and at which arrival (1 = the first).
+struct Target {
+    name: String,
+    arrival: u64,
+    arrived: AtomicU64,
+}
+
+fn target() -> Option<&'static Target> {
+    static TARGET: OnceLock<Option<Target>> = OnceLock::new();
+    TARGET
+        .get_or_init(|| {
+            let spec = std::env::var("KLAXON_CRASH_AT").ok()?;
+            let (name, arrival) = match spec.rsplit_once(':') {
+                Some((name, n)) => (name, n.parse().unwrap_or(1)),
+                None => (spec.as_str(), 1),
+            };
+            Some(Target {
+                name: name.to_owned(),
+                arrival,
+                arrived: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// Aborts here if `KLAXON_CRASH_AT` names `name` and this is the arrival it
+/// asks for.
 pub fn point(name: &'static str) {
-    static CRASH_AT: OnceLock<Option<String>> = OnceLock::new();
-    let at = CRASH_AT.get_or_init(|| std::env::var("KLAXON_CRASH_AT").ok());
-    if at.as_deref() == Some(name) {
+    let Some(target) = target() else { return };
+    if target.name != name {
+        return;
+    }
+    let arrival = target.arrived.fetch_add(1, Ordering::SeqCst) + 1;
+    if arrival == target.arrival {
         eprintln!("klaxon: crash point {name} reached: aborting");
         std::process::abort();
     }

@@ -300,6 +300,48 @@ impl Lake {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Deletes what a writer killed before its rename left of `relative`
+    /// (its temporary files, whatever process wrote them); returns how many.
+    /// Object stores put whole objects and leave none.
+    pub async fn delete_temporaries(&self, relative: &str) -> Result<usize, LakeError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let path = root.join(relative);
+        tokio::task::spawn_blocking(move || {
+            let io = |source| LakeError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                return Ok(0);
+            };
+            let prefix = temporary_prefix(&name.to_string_lossy());
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(io(e)),
+            };
+            let mut deleted = 0;
+            for entry in entries {
+                let entry = entry.map_err(io)?;
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    std::fs::remove_file(entry.path()).map_err(io)?;
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+        .expect("temporary sweep task panicked")
+    }
+}
+
+/// The name a file of the lake has while it is written, less the writer's
+/// process id that ends it.
+fn temporary_prefix(file_name: &str) -> String {
+    format!(".{file_name}.tmp-")
 }
 
 /// Write to a temporary name, fsync it, rename over the target, fsync the
@@ -315,15 +357,17 @@ fn write_fsync_rename(path: &FsPath, bytes: &[u8]) -> Result<(), LakeError> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let file_name = path.file_name().expect("lake paths name a file");
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
+        "{}{}",
+        temporary_prefix(&file_name.to_string_lossy()),
         std::process::id()
     ));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     drop(file);
+    crate::crash::point("write.before_rename");
     std::fs::rename(&tmp, path).map_err(io)?;
+    crate::crash::point("write.before_dir_sync");
     sync_dir(dir).map_err(io)?;
     if created {
         // A new hour directory must itself be durable in its parents.

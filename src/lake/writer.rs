@@ -82,6 +82,7 @@ pub async fn write_flush(
         Bytes::from(serde_json::to_vec(&marker).expect("marker serialises")),
     )
     .await?;
+    crate::crash::point("flush.after_marker");
 
     let mut outcome = FlushOutcome::default();
     for (path, (_, rows, bytes)) in files.iter().zip(parts) {
@@ -94,8 +95,9 @@ pub async fn write_flush(
 }
 
 /// Deletes the files of a flush that never committed, if `first_seen_offset`
-/// shows the partition is being replayed from inside it. Returns the files
-/// removed.
+/// shows the partition is being replayed from inside it, and what a write
+/// killed before its rename left of them. Returns the files the marker named
+/// (written or not).
 pub async fn discard_uncommitted(
     lake: &Lake,
     topic: &str,
@@ -116,6 +118,14 @@ pub async fn discard_uncommitted(
     }
     for file in &marker.files {
         lake.delete(file).await?;
+        let temporaries = lake.delete_temporaries(file).await?;
+        if temporaries > 0 {
+            tracing::warn!(
+                file,
+                temporaries,
+                "removed temporary files of a write killed before its rename"
+            );
+        }
     }
     lake.delete(&path).await?;
     Ok(marker.files)

@@ -113,6 +113,35 @@ impl Proc {
         self.child.wait().unwrap()
     }
 
+    /// Waits (a minute at most) for the process to abort at crash point
+    /// `point` (`KLAXON_CRASH_AT`, see `klaxon::crash`): killed by SIGABRT,
+    /// its log naming the point.
+    pub async fn wait_for_crash(&mut self, point: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let name = point.split(':').next().unwrap();
+        let mut status = None;
+        wait_until(Duration::from_secs(60), point, async || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        })
+        .await;
+        let log = self.log_text();
+        assert_eq!(
+            status.unwrap().signal(),
+            Some(libc::SIGABRT),
+            "did not abort at {point}:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("crash point {name} reached")),
+            "aborted elsewhere than at {point}:\n{log}"
+        );
+    }
+
+    /// Waits until the group gave this member a partition.
+    pub async fn wait_for_assignment(&self) {
+        self.wait_for_log("partition assigned").await;
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

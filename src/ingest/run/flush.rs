@@ -189,6 +189,7 @@ impl IngestStage {
 
         // The files are durable; until the commit lands, a crash replays
         // them and the in-flight marker discards them.
+        crate::crash::point("flush.before_commit");
         let committed = self
             .commits
             .until_committed(topic, partition, range.last_offset + 1)
@@ -200,6 +201,7 @@ impl IngestStage {
             self.upkeep.lost(topic, partition);
             return Ok(());
         }
+        crate::crash::point("flush.after_commit");
         self.upkeep
             .committed(topic, partition, range.last_offset + 1);
         metrics::histogram!("klaxon_ingest_flush_duration_seconds")

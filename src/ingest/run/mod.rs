@@ -210,6 +210,7 @@ impl Stage for IngestStage {
     /// (Ingest needs no notice of assignments: a partition's first record
     /// starts it, see `discard_uncommitted`.)
     async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), IngestError> {
+        crate::crash::point("ingest.revoking");
         for (topic, partition) in partitions {
             self.abandon(&topic, partition);
         }

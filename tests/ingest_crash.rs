@@ -1,0 +1,229 @@
+//! Ingest killed at each named point of its write-then-commit protocol
+//! (`KLAXON_CRASH_AT`, see `klaxon::crash`): the restarted member reads every
+//! point exactly once (klaxon and DuckDB), and the recovery path the point
+//! needs is the one that ran.
+//!
+//! Every record holds points of two hours, so every flush writes its
+//! in-flight marker and then two data files: arrival 1 of a write point is
+//! the marker, 2 the first data file.
+
+mod common;
+
+use std::{collections::BTreeSet, path::Path};
+
+use common::*;
+
+const POINTS: u64 = 3000;
+
+/// Records of 20 points each: ten in the hour before last, ten in the last
+/// hour (whole hours, so no record reaches into a third).
+fn two_hour_records(first: u64) -> Vec<(String, String)> {
+    let hour = 3_600_000;
+    let last_hour = (chrono::Utc::now().timestamp_millis() / hour - 1) * hour;
+    (first..first + POINTS)
+        .collect::<Vec<_>>()
+        .chunks(20)
+        .map(|chunk| {
+            let lines: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, i)| {
+                    let time = if k < 10 { last_hour - hour } else { last_hour } + *i as i64;
+                    format!(
+                        r#"{{"name":"test.seq","time":{time},"value":{i},"tags":{{"series":"s{}"}}}}"#,
+                        i % 7
+                    )
+                })
+                .collect();
+            (chunk[0].to_string(), lines.join("\n"))
+        })
+        .collect()
+}
+
+/// The lake's data files, by path.
+fn data_files(lake: &Path) -> BTreeSet<String> {
+    files_where(lake, |name| name.ends_with(".parquet"))
+}
+
+/// Files a write killed before its rename left.
+fn temporaries(lake: &Path) -> BTreeSet<String> {
+    files_where(lake, |name| name.starts_with('.') && name.contains(".tmp-"))
+}
+
+fn files_where(lake: &Path, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    walkdir::WalkDir::new(lake)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && keep(&e.file_name().to_string_lossy()))
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+/// A broker, a config and a lake, and an ingest member that was killed at
+/// `point` while writing [`two_hour_records`].
+struct Crashed {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    config: std::path::PathBuf,
+    lake: std::path::PathBuf,
+    log: String,
+}
+
+async fn crash_at(point: &str) -> Crashed {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    let lake = dir.path().join("lake");
+    let mut ingest = start_ingest_with_env(
+        dir.path(),
+        &config,
+        &broker.bootstrap(),
+        lake.to_str().unwrap(),
+        &[("KLAXON_CRASH_AT", point)],
+        "crashing",
+    );
+    ingest.wait_for_assignment().await;
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &two_hour_records(0),
+    )
+    .await;
+    ingest.wait_for_crash(point).await;
+    let log = ingest.log_text();
+    Crashed {
+        dir,
+        broker,
+        config,
+        lake,
+        log,
+    }
+}
+
+impl Crashed {
+    /// Restarts ingest without a crash point, produces as many points again
+    /// (so every partition, the crashed one included, gets new records),
+    /// waits until every point is in the lake exactly once, and returns the
+    /// restarted member's log.
+    async fn recover(&self) -> String {
+        let ingest = start_ingest(
+            self.dir.path(),
+            &self.config,
+            &self.broker.bootstrap(),
+            &self.lake,
+            "restarted",
+        );
+        produce_all(
+            &producer(&self.broker.bootstrap()),
+            "metrics",
+            &two_hour_records(POINTS),
+        )
+        .await;
+        assert_exactly_once(&self.lake, 2 * POINTS as i64).await;
+        assert!(
+            temporaries(&self.lake).is_empty(),
+            "temporary files left: {:?}",
+            temporaries(&self.lake)
+        );
+        ingest.log_text()
+    }
+}
+
+const DISCARDED: &str = "removed files of an interrupted flush";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_inflight_marker_replays_and_discards_the_flush() {
+    let crashed = crash_at("flush.after_marker").await;
+    assert!(crashed.lake.join("_klaxon/inflight/metrics").exists());
+    assert!(data_files(&crashed.lake).is_empty(), "{}", crashed.log);
+    let log = crashed.recover().await;
+    assert!(log.contains(DISCARDED), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_before_a_data_files_rename_removes_its_temporary() {
+    // Arrival 2: the first data file, after the marker.
+    let crashed = crash_at("write.before_rename:2").await;
+    assert!(data_files(&crashed.lake).is_empty(), "{}", crashed.log);
+    assert_eq!(temporaries(&crashed.lake).len(), 1, "{}", crashed.log);
+    let log = crashed.recover().await;
+    assert!(log.contains(DISCARDED), "{log}");
+    assert!(
+        log.contains("removed temporary files of a write killed before its rename"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_rename_and_directory_sync_discards_the_half_written_flush() {
+    let crashed = crash_at("write.before_dir_sync:2").await;
+    // One of the flush's two files is in place: DuckDB would read it now.
+    assert_eq!(data_files(&crashed.lake).len(), 1, "{}", crashed.log);
+    let log = crashed.recover().await;
+    assert!(log.contains(DISCARDED), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_before_the_commit_discards_the_written_files() {
+    let crashed = crash_at("flush.before_commit").await;
+    let at_crash = data_files(&crashed.lake);
+    assert_eq!(at_crash.len(), 2, "{}", crashed.log);
+    let log = crashed.recover().await;
+    assert!(log.contains(DISCARDED), "{log}");
+    // The replay rewrote the same names (they record the offsets), so
+    // either way the files of the crashed flush are there once.
+    assert!(at_crash.is_subset(&data_files(&crashed.lake)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_commit_keeps_the_committed_files() {
+    let crashed = crash_at("flush.after_commit").await;
+    let at_crash = data_files(&crashed.lake);
+    assert_eq!(at_crash.len(), 2, "{}", crashed.log);
+    let log = crashed.recover().await;
+    // Replay starts after the committed range: the marker's files stay.
+    assert!(!log.contains(DISCARDED), "{log}");
+    assert!(at_crash.is_subset(&data_files(&crashed.lake)));
+}
+
+/// Killed while the group takes partitions away, with points buffered and
+/// not flushed: the members after it replay them from the last commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_while_partitions_are_revoked_loses_and_duplicates_nothing() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(dir.path(), "");
+    // a flushes nothing by itself: the points are in its buffers at the crash.
+    let holding = dir.path().join("holding.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_rows = 700", "flush_rows = 1000000")
+        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"");
+    std::fs::write(&holding, text).unwrap();
+    let lake = dir.path().join("lake");
+    let mut a = start_ingest_with_env(
+        dir.path(),
+        &holding,
+        &broker.bootstrap(),
+        lake.to_str().unwrap(),
+        &[("KLAXON_CRASH_AT", "ingest.revoking")],
+        "a",
+    );
+    a.wait_for_assignment().await;
+    let producer = producer(&broker.bootstrap());
+    produce_all(&producer, "metrics", &two_hour_records(0)).await;
+    let points = "klaxon_ingest_points_total{topic=\"metrics\"}";
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "a to buffer every point",
+        async || metric_value(&http_get(&a, "/metrics"), points) == Some(POINTS as f64),
+    )
+    .await;
+
+    let _b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
+    a.wait_for_crash("ingest.revoking").await;
+    assert!(data_files(&lake).is_empty(), "a flushed before the crash");
+    let _a2 = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "a2");
+    produce_all(&producer, "metrics", &two_hour_records(POINTS)).await;
+    assert_exactly_once(&lake, 2 * POINTS as i64).await;
+}
