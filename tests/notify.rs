@@ -286,6 +286,45 @@ async fn a_kill_9_loses_no_incident_and_repeats_no_delivered_page() {
     );
 }
 
+/// Killed after a page went out and before its `Sent` record: the restart
+/// cannot know whether it went, so it sends it again and says so on the
+/// timeline ("uncertain"): twice, never lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_a_send_and_its_record_sends_again_as_uncertain() {
+    let s = Setup::new().await;
+    let mut notifier = s
+        .notifier_with_env(
+            "notify-crashing.log",
+            &[("KLAXON_CRASH_AT", "notify.after_send")],
+        )
+        .await;
+    s.trigger("api{}", "api latency").await;
+    let (first, id) = s.alices_first_page().await;
+    notifier.wait_for_crash("notify.after_send").await;
+    assert!(
+        !s.klaxon(&["incident", &id])
+            .contains("alice paged by webhook"),
+        "the page was recorded before the crash"
+    );
+
+    let _notifier = s.notifier("notify-restarted.log").await;
+    let pages = s.recorder.wait_for("/alice", 2).await;
+    let again = pages[1].json();
+    assert_eq!(again["event"], first["event"]);
+    assert_eq!(incident_id(&again), id);
+    wait_until(
+        Duration::from_secs(30),
+        "the page recorded as sent",
+        async || {
+            s.klaxon(&["incident", &id])
+                .contains("alice paged by webhook")
+        },
+    )
+    .await;
+    let detail = s.klaxon(&["incident", &id]);
+    assert!(detail.contains(": sending again"), "{detail}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_events_go_to_the_dead_letter_topic_with_their_reason() {
     let s = Setup::new().await;

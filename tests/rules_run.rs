@@ -200,10 +200,11 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
         "{}",
         runner.log_text()
     );
+    // 1 + 10 errors fire; the 10 after the crash alone would not.
     produce_all(
         &producer,
         "metrics",
-        &[point(80, 20.0), point(130, 1.0), point(190, 1.0)],
+        &[point(80, 10.0), point(130, 1.0), point(190, 1.0)],
     )
     .await;
     let rest = next_events(&consumer, 1, &runner).await;
@@ -214,7 +215,7 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
     assert_eq!(
         rest[0]["window"]["end"],
         rfc(t0 + 180_000),
-        "[1m, 2m) kept firing with 21 errors"
+        "[1m, 2m) kept firing with 11 errors, the point before the crash included"
     );
     let text = http_get(&runner, "/metrics");
     assert_eq!(
@@ -222,6 +223,70 @@ async fn a_firing_alert_survives_kill_9_without_a_second_trigger() {
         Some(0.0),
         "replayed points are not late"
     );
+}
+
+/// Killed after publishing a trigger and before the checkpoint that records
+/// it: the restart re-evaluates the window from the last commit and
+/// publishes the same event again (at least once; the notifier folds it),
+/// with the same value, and the alert then fires on across the crash.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_publish_and_checkpoint_publishes_the_same_event_again() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
+    broker.create_topic("metrics", 1).await;
+    let config = write_config(dir.path(), "");
+    let mut runner = Proc::component(
+        dir.path(),
+        &config,
+        &broker.bootstrap(),
+        &[
+            "rules",
+            "run",
+            rules.to_str().unwrap(),
+            "--idle-timeout",
+            "10m",
+            "--allowed-lateness",
+            "0s",
+        ],
+        &[("KLAXON_CRASH_AT", "rules.after_publish")],
+        "rules-crashing.log",
+    );
+    runner.wait_for_log("rules started").await;
+    let producer = producer(&broker.bootstrap());
+    let t0 = minute_half_an_hour_ago();
+    let point = |offset_s, value| errors_point(t0, offset_s, value);
+    produce_all(
+        &producer,
+        "metrics",
+        &[point(10, 6.0), point(20, 6.0), point(70, 1.0)],
+    )
+    .await;
+    runner.wait_for_crash("rules.after_publish").await;
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let before = next_events(&consumer, 1, &runner).await;
+
+    let runner = start_rules_idle(dir.path(), &broker, &rules, "rules-restarted.log", "10m").await;
+    let again = next_events(&consumer, 1, &runner).await;
+    for field in ["event_action", "dedup_key", "value", "window"] {
+        assert_eq!(
+            before[0][field], again[0][field],
+            "{field}: {before:?} {again:?}"
+        );
+    }
+    assert_eq!(again[0]["event_action"], "trigger");
+    assert_eq!(again[0]["value"], 12.0);
+    assert_eq!(again[0]["window"]["end"], rfc(t0 + 60_000));
+
+    produce_all(
+        &producer,
+        "metrics",
+        &[point(80, 10.0), point(130, 1.0), point(190, 1.0)],
+    )
+    .await;
+    let rest = next_events(&consumer, 1, &runner).await;
+    assert_eq!(rest[0]["event_action"], "resolve", "{rest:?}");
+    assert_eq!(rest[0]["window"]["end"], rfc(t0 + 180_000));
 }
 
 const HOSTS_RULE: &str = r#"

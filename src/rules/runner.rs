@@ -354,8 +354,12 @@ async fn publish(
     events: &[PagingEvent],
     meters: &Meters,
 ) -> Result<(), KafkaError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     paging.publish(events, None).await?;
     meters.published.increment(events.len() as u64);
+    crate::crash::point("rules.after_publish");
     Ok(())
 }
 

@@ -53,6 +53,9 @@ impl NotifierStage {
                     .expect("due notifications exist")
                     .clone();
                 let result = channels.send(&incident, &notification).await;
+                if result.is_ok() {
+                    crate::crash::point("notify.after_send");
+                }
                 let _ = results
                     .send(SendResult {
                         partition,
