@@ -38,8 +38,12 @@ async fn s3_server(dir: &std::path::Path, bucket: &str) -> (Proc, u16) {
     (proc, port)
 }
 
+/// Ingest killed at each named point of a flush on S3 (no rename there:
+/// each object is one PUT), then a clean member: it replays, removes what
+/// the interrupted flush wrote (or keeps it, once committed), and every
+/// point is in the lake exactly once.
 #[tokio::test(flavor = "multi_thread")]
-async fn s3_lake_is_exactly_once_across_kill_9() {
+async fn s3_lake_is_exactly_once_across_crashes_at_each_flush_point() {
     let dir = test_dir();
     let (_s3, port) = s3_server(dir.path(), "lake").await;
     let broker = Broker::start(dir.path()).await;
@@ -51,29 +55,6 @@ async fn s3_lake_is_exactly_once_across_kill_9() {
     );
     let lake = "s3://lake/metrics-lake";
     let producer = producer(&broker.bootstrap());
-    let mut ingest = start_ingest_with_env(
-        dir.path(),
-        &config,
-        &broker.bootstrap(),
-        lake,
-        &S3_ENV,
-        "ingest-0",
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for wave in 0..3u64 {
-        produce_all(&producer, "metrics", &json_points(wave * 2000, 2000, 20)).await;
-        tokio::time::sleep(Duration::from_millis(300 + 400 * wave)).await;
-        ingest.kill();
-        ingest = start_ingest_with_env(
-            dir.path(),
-            &config,
-            &broker.bootstrap(),
-            lake,
-            &S3_ENV,
-            &format!("ingest-{}", wave + 1),
-        );
-    }
-
     let count = || {
         let out = Command::new(KLAXON)
             .args(["--config", config.to_str().unwrap(), "--lake", lake, "query", "--format", "csv"])
@@ -83,17 +64,44 @@ async fn s3_lake_is_exactly_once_across_kill_9() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    wait_until(
-        Duration::from_secs(120),
-        "6000 points in the S3 lake",
-        || {
+    let start = |name: &str, env: &[(&str, &str)]| {
+        let env: Vec<(&str, &str)> = S3_ENV.iter().chain(env).copied().collect();
+        start_ingest_with_env(dir.path(), &config, &broker.bootstrap(), lake, &env, name)
+    };
+
+    let mut produced = 0u64;
+    for (point, discards) in [
+        ("flush.after_marker", true),
+        ("flush.before_commit", true),
+        ("flush.after_commit", false),
+    ] {
+        let mut crashing = start(point, &[("KLAXON_CRASH_AT", point)]);
+        crashing.wait_for_assignment().await;
+        produce_all(&producer, "metrics", &json_points(produced, 2000, 20)).await;
+        produced += 2000;
+        crashing.wait_for_crash(point).await;
+
+        let mut clean = start(&format!("after-{point}"), &[]);
+        clean.wait_for_assignment().await;
+        // New points for every partition, the crashed one included.
+        produce_all(&producer, "metrics", &json_points(produced, 2000, 20)).await;
+        produced += 2000;
+        let want = format!("n,d\n{produced},{produced}\n");
+        wait_until(Duration::from_secs(120), &want, || {
             let text = count();
-            async move { text.contains("6000,") || text.contains(",6001") }
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(count(), "n,d\n6000,6000\n", "every point exactly once");
+            let done = text == want;
+            async move { done }
+        })
+        .await;
+        assert!(clean.terminate().success(), "{}", clean.log_text());
+        let log = clean.log_text();
+        assert_eq!(
+            log.contains("removed files of an interrupted flush"),
+            discards,
+            "{point}:\n{log}"
+        );
+    }
+    assert_eq!(count(), format!("n,d\n{produced},{produced}\n"));
 }
 
 /// Compaction on an object store (no rename, no directories): killed after

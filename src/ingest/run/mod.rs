@@ -212,6 +212,20 @@ impl Stage for IngestStage {
     async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), IngestError> {
         crate::crash::point("ingest.revoking");
         for (topic, partition) in partitions {
+            let buffered = self
+                .topics
+                .get(&topic)
+                .and_then(|t| t.partitions.get(&partition))
+                .and_then(|state| Some((state.buffer.first_offset?, state.buffer.last_offset)));
+            if let Some((first, last)) = buffered {
+                tracing::info!(
+                    topic,
+                    partition,
+                    first,
+                    last,
+                    "dropped the buffer of a revoked partition; its new owner replays it"
+                );
+            }
             self.abandon(&topic, partition);
         }
         Ok(())
