@@ -23,6 +23,8 @@
 //! - `compact.after_output`, `compact.after_first_delete`: compaction;
 //! - `rules.after_publish`: alert events are published, the checkpoint that
 //!   records them is not written;
+//! - `notify.after_position`: paging events are applied and the changelog
+//!   records how far, their offsets are not committed;
 //! - `notify.after_send`: a page is delivered, its `Sent` record not written.
 
 use std::sync::{

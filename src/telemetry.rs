@@ -385,6 +385,13 @@ pub const METRICS: &[MetricInfo] = &[
         "Notification attempts that failed and were retried, by channel.",
     ),
     metric(
+        "klaxon_notify_events_skipped_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Paging events read again after a restart and skipped: the changelog's position shows they were applied.",
+    ),
+    metric(
         "klaxon_notify_changelog_write_failures_total",
         Counter,
         Unit::Count,

@@ -289,6 +289,36 @@ async fn killed_between_publish_and_checkpoint_publishes_the_same_event_again() 
     assert_eq!(rest[0]["window"]["end"], rfc(t0 + 180_000));
 }
 
+/// A rule deleted while the runner was down: the restart resolves what it
+/// had firing, so no incident stays open for an alert nobody evaluates.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_removed_while_down_resolves_what_it_had_firing() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
+    broker.create_topic("metrics", 1).await;
+    let mut runner = start_rules_idle(dir.path(), &broker, &rules, "rules-1.log", "10m").await;
+    let t0 = minute_half_an_hour_ago();
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &[errors_point(t0, 10, 12.0), errors_point(t0, 70, 1.0)],
+    )
+    .await;
+    let consumer = topic_reader(&broker.bootstrap(), "paging");
+    let first = next_events(&consumer, 1, &runner).await;
+    assert_eq!(first[0]["event_action"], "trigger");
+    wait_for_checkpoint(&broker.bootstrap(), "checkout-errors", t0 + 60_000).await;
+    runner.kill();
+
+    std::fs::remove_file(rules.join("errors.toml")).unwrap();
+    write_rules(dir.path(), "hosts.toml", HOSTS_RULE);
+    let runner = start_rules_idle(dir.path(), &broker, &rules, "rules-2.log", "10m").await;
+    let rest = next_events(&consumer, 1, &runner).await;
+    assert_eq!(rest[0]["event_action"], "resolve", "{rest:?}");
+    assert_eq!(rest[0]["dedup_key"], first[0]["dedup_key"]);
+}
+
 const HOSTS_RULE: &str = r#"
 [[rule]]
 name = "hosts-up"

@@ -9,6 +9,8 @@
 //! - [`broker`]: the broker process and its topics.
 //! - [`kafka`]: producing points and reading topics, dead letters included.
 //! - [`lake`]: SQL over the lake and the exactly-once assertion.
+//! - [`notifier`]: the notifier with an on-call file and config pointed at
+//!   a recorder, and the events and API requests tests send it.
 //! - [`recorder`]: an HTTP server recording what webhooks, Slack and Twilio
 //!   would receive.
 //! - [`files`]: the files klaxon reads (config, rules, on-call) and the test
@@ -22,6 +24,7 @@ pub mod events;
 pub mod files;
 pub mod kafka;
 pub mod lake;
+pub mod notifier;
 pub mod proc;
 pub mod recorder;
 
@@ -36,6 +39,8 @@ pub use files::*;
 pub use kafka::*;
 #[allow(unused_imports)]
 pub use lake::*;
+#[allow(unused_imports)]
+pub use notifier::*;
 #[allow(unused_imports)]
 pub use proc::*;
 #[allow(unused_imports)]

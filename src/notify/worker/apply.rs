@@ -74,6 +74,7 @@ impl NotifierStage {
             let state = self.partitions.entry(partition).or_default();
             if offset < state.position {
                 // Applied before a restart; the changelog already has it.
+                metrics::counter!("klaxon_notify_events_skipped_total").increment(1);
                 continue;
             }
             next_offsets.insert((message.topic(), partition), offset + 1);
@@ -141,6 +142,9 @@ impl NotifierStage {
                 .find(|((_, p), _)| *p == partition)
                 .expect("a position written was in the map");
             offsets.add_partition_offset(source, partition, Offset::Offset(next))?;
+        }
+        if offsets.count() > 0 {
+            crate::crash::point("notify.after_position");
         }
         if let Err(e) = self.commits.in_background(&offsets) {
             // The changelog's position makes a replay harmless.
