@@ -290,9 +290,8 @@ async fn members_joining_and_leaving_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
     let dir = test_dir();
-    let port = free_port();
-    let storage = "sqlite://broker.db".to_owned();
-    let mut broker = Broker::start_with(dir.path(), port, storage.clone()).await;
+    let mut broker = Broker::start(dir.path()).await;
+    let (port, storage) = (broker.port, broker.storage.clone());
     let config = write_config(dir.path(), "");
     let lake = dir.path().join("lake");
     // Flushes on age alone, 3s after a buffer's first record: the points

@@ -15,13 +15,23 @@ fn klaxon(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn the_example_checks_clean_and_matches_its_schema() {
     let example = repo_file("docker/oncall.toml");
-    let (ok, stdout, stderr) = klaxon(&["oncall", "check", example.to_str().unwrap()]);
+    // Checked from a fixed instant, so the gap check does not depend on
+    // today's date; before its first rotation starts, nobody is on call.
+    let check_from =
+        |from: &str| klaxon(&["oncall", "check", example.to_str().unwrap(), "--from", from]);
+    let (ok, stdout, stderr) = check_from("2026-11-25T00:00:00Z");
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("OK (3 users, 1 schedules, 1 policies)"),
         "{stdout}"
     );
     assert_eq!(stderr, "", "no warnings either");
+    let (ok, _, stderr) = check_from("2026-10-26T00:00:00Z");
+    assert!(ok, "a gap is a warning: {stderr}");
+    assert!(
+        stderr.contains("nobody on call for") && stderr.contains("of the next 2 weeks"),
+        "{stderr}"
+    );
 
     let text = std::fs::read_to_string(&example).unwrap();
     let as_json = serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();

@@ -79,6 +79,15 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
         i.policy.as_deref().unwrap_or("(none)")
     )?;
     writeln!(out, "triggers   {}", i.triggers)?;
+    // When the next level is paged: "never" once acknowledged or resolved.
+    writeln!(
+        out,
+        "escalates  {}",
+        i.escalation.next_at.map_or_else(
+            || "never".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    )?;
     writeln!(out, "timeline")?;
     for e in &i.timeline {
         let kind = serde_json::to_value(e.kind)?;

@@ -36,6 +36,10 @@ pub enum OncallCommand {
     Check {
         /// The on-call file (TOML).
         file: PathBuf,
+        /// Look for gaps in the two weeks from this RFC 3339 instant
+        /// (default: now), e.g. before a schedule change takes effect.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
 }
 
@@ -47,7 +51,9 @@ impl OncallArgs {
 
 pub fn run(config: Config, args: OncallArgs) -> Result<()> {
     match args.command {
-        Some(OncallCommand::Check { file }) => check(&file),
+        Some(OncallCommand::Check { file, from }) => {
+            check(&file, from.map_or_else(chrono::Utc::now, |t| t.to_utc()))
+        }
         None => now(config, args),
     }
 }
@@ -55,7 +61,12 @@ pub fn run(config: Config, args: OncallArgs) -> Result<()> {
 /// Reads and checks an on-call file, printing every finding as FILE:LINE;
 /// any error refuses it.
 pub(super) fn load_oncall(file: &Path) -> Result<LoadedOnCall> {
-    match LoadedOnCall::load(file.to_owned()) {
+    load_oncall_at(file, chrono::Utc::now())
+}
+
+/// [`load_oncall`], looking for gaps in the two weeks from `from`.
+fn load_oncall_at(file: &Path, from: chrono::DateTime<chrono::Utc>) -> Result<LoadedOnCall> {
+    match LoadedOnCall::load_at(file.to_owned(), from) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("{w}");
@@ -71,8 +82,8 @@ pub(super) fn load_oncall(file: &Path) -> Result<LoadedOnCall> {
     }
 }
 
-fn check(file: &Path) -> Result<()> {
-    let oncall = load_oncall(file)?.oncall;
+fn check(file: &Path, from: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let oncall = load_oncall_at(file, from)?.oncall;
     println!(
         "{}: OK ({} users, {} schedules, {} policies)",
         file.display(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -26,11 +26,15 @@ impl LoadedOnCall {
     /// Reads and checks the file. `Err` is every finding, as FILE:LINE
     /// lines in line order, when any of them is an error.
     pub fn load(path: PathBuf) -> Result<Self, Vec<String>> {
+        Self::load_at(path, Utc::now())
+    }
+
+    /// [`LoadedOnCall::load`], looking for gaps in the two weeks from `now`.
+    pub fn load_at(path: PathBuf, now: DateTime<Utc>) -> Result<Self, Vec<String>> {
         let text =
             std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-        let (oncall, findings) =
-            check_oncall(&text, Utc::now()).map_err(|f| vec![f.display(&path)])?;
+        let (oncall, findings) = check_oncall(&text, now).map_err(|f| vec![f.display(&path)])?;
         if findings.iter().any(|f| f.level == Level::Error) {
             return Err(findings.iter().map(|f| f.display(&path)).collect());
         }

@@ -1,10 +1,7 @@
 //! The broker: `klaxon broker` (tansu) in a process of its own, which tests
 //! may kill and restart.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use super::{Proc, free_port};
 
@@ -22,29 +19,70 @@ impl Broker {
     /// before it in the batch that holds it (tests/broker_contract.rs), which
     /// breaks any consumer that resumes from a committed offset.
     pub async fn start(dir: &Path) -> Self {
-        Self::start_with(dir, free_port(), "sqlite://broker.db".into()).await
+        // `free_port` only says the port was free a moment ago: another
+        // process may bind it first, and then this broker exits; try another.
+        for _ in 0..5 {
+            if let Some(broker) = Self::try_start(dir, free_port(), "sqlite://broker.db").await {
+                return broker;
+            }
+        }
+        panic!("no broker came up on five free ports");
     }
 
+    /// A broker on `port`, which must come up there (a restart keeps its
+    /// address, as clients expect).
     pub async fn start_with(dir: &Path, port: u16, storage: String) -> Self {
-        let log = dir.join(format!(
-            "broker-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
+        Self::try_start(dir, port, &storage)
+            .await
+            .unwrap_or_else(|| panic!("the broker did not come up on port {port}"))
+    }
+
+    /// Starts a broker and waits until it answers metadata requests; `None`
+    /// if it exited instead (its port was taken).
+    async fn try_start(dir: &Path, port: u16, storage: &str) -> Option<Self> {
+        // One log per start, so a restart keeps the log of the run before.
+        let starts = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("broker-"))
+            })
+            .count();
+        let log = dir.join(format!("broker-{starts}.log"));
         let listen = format!("127.0.0.1:{port}");
         // tansu resolves sqlite:// paths under the working directory.
-        let proc = Proc::spawn_in(
+        let mut proc = Proc::spawn_in(
             dir,
-            &["broker", "--listen", &listen, "--storage", &storage],
+            &["broker", "--listen", &listen, "--storage", storage],
             log,
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        klaxon::broker::wait_ready(&listen, Duration::from_secs(60))
-            .await
-            .expect("broker did not come up");
-        Self {
-            proc,
-            port,
-            storage,
+        let ready = klaxon::harness::poll_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            async || {
+                if proc.child.try_wait().unwrap().is_some() {
+                    return Err(());
+                }
+                Ok(
+                    klaxon::broker::wait_ready(&listen, Duration::from_millis(500))
+                        .await
+                        .is_ok(),
+                )
+            },
+        )
+        .await;
+        match ready {
+            // Still running once ready: the port is this broker's.
+            Ok(true) if proc.child.try_wait().unwrap().is_none() => Some(Self {
+                proc,
+                port,
+                storage: storage.to_owned(),
+            }),
+            Ok(_) => panic!("the broker did not come up:\n{}", proc.log_text()),
+            Err(()) => {
+                eprintln!("broker on port {port} exited:\n{}", proc.log_text());
+                None
+            }
         }
     }
 

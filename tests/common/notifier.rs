@@ -40,7 +40,7 @@ time_zone = "Europe/Berlin"
 [[schedule.layer]]
 users = ["alice"]
 rotation = "1w"
-start = "2026-01-05T09:00:00"
+start = "{start}"
 
 [[policy]]
 id = "payments"
@@ -52,6 +52,8 @@ delay = "3s"
 targets = [{{ user = "bob" }}]
 delay = "3s"
 "#,
+        // A week ago: alice is on call whatever today's date.
+        start = (chrono::Utc::now() - chrono::Duration::weeks(1)).format("%Y-%m-%dT%H:%M:%S"),
         alice = recorder.url("/alice"),
         alice_slack = recorder.url("/slack/alice"),
         bob = recorder.url("/slack/bob"),
