@@ -19,7 +19,8 @@
 //!   are not committed;
 //! - `flush.after_commit`: the offsets are committed, the marker still names
 //!   the files;
-//! - `ingest.revoking`: the group took partitions away from this member;
+//! - `ingest.after_revoke`: the group took partitions away from this member,
+//!   which dropped their buffers and committed nothing;
 //! - `compact.after_output`, `compact.after_first_delete`: compaction;
 //! - `rules.after_publish`: alert events are published, the checkpoint that
 //!   records them is not written;
@@ -45,7 +46,12 @@ fn target() -> Option<&'static Target> {
         .get_or_init(|| {
             let spec = std::env::var("KLAXON_CRASH_AT").ok()?;
             let (name, arrival) = match spec.rsplit_once(':') {
-                Some((name, n)) => (name, n.parse().unwrap_or(1)),
+                // A typo must not crash somewhere the test did not mean.
+                Some((name, n)) => (
+                    name,
+                    n.parse()
+                        .unwrap_or_else(|_| panic!("KLAXON_CRASH_AT={spec}: not POINT:N")),
+                ),
                 None => (spec.as_str(), 1),
             };
             Some(Target {

@@ -294,21 +294,16 @@ async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
     let (port, storage) = (broker.port, broker.storage.clone());
     let config = write_config(dir.path(), "");
     let lake = dir.path().join("lake");
-    // Flushes on age alone, 3s after a buffer's first record: the points
-    // are buffered when the broker goes, and their flush's commit fails.
-    let config = std::fs::read_to_string(&config)
+    // Nothing flushes before the stop, and the session outlives the outage
+    // (librdkafka would otherwise give the partitions up after 6s of it).
+    let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("flush_rows = 700", "flush_rows = 1000000")
-        .replace("flush_interval = \"300ms\"", "flush_interval = \"3s\"");
-    let config_path = dir.path().join("slow-flush.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let ingest = start_ingest(
-        dir.path(),
-        &config_path,
-        &broker.bootstrap(),
-        &lake,
-        "ingest",
-    );
+        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"")
+        .replace("\"6000\"", "\"30000\"");
+    let holding = dir.path().join("holding.toml");
+    std::fs::write(&holding, text).unwrap();
+    let mut ingest = start_ingest(dir.path(), &holding, &broker.bootstrap(), &lake, "ingest");
     ingest.wait_for_assignment().await;
     produce_all(
         &producer(&broker.bootstrap()),
@@ -328,15 +323,29 @@ async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
     )
     .await;
 
-    // The broker goes away; ingest writes the files and retries the commit
-    // until it is back.
+    // The broker goes away, and ingest is asked to stop: it writes the
+    // files, and its commit waits (librdkafka holds a commit while no
+    // coordinator answers; one that fails is retried) until the broker is
+    // back.
     broker.proc.kill();
-    ingest.wait_for_log("commit failed; retrying").await;
+    unsafe {
+        libc::kill(ingest.child.id() as i32, libc::SIGTERM);
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "the stop's first files",
+        async || parquet_files(&lake) > 0,
+    )
+    .await;
     assert!(
-        parquet_files(&lake) > 0,
-        "files are written before the commit"
+        ingest.child.try_wait().unwrap().is_none(),
+        "waiting to commit"
     );
     broker = Broker::start_with(dir.path(), port, storage).await;
+    let status = ingest.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", ingest.log_text());
+
+    let next = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "next");
     produce_all(
         &producer(&broker.bootstrap()),
         "metrics",
@@ -344,6 +353,11 @@ async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
     )
     .await;
     assert_exactly_once(&lake, 4000).await;
+    let log = next.log_text();
+    assert!(
+        !log.contains("removed files of an interrupted flush"),
+        "the retried commit landed, so nothing is replayed:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

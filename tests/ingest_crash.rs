@@ -69,14 +69,36 @@ struct Crashed {
     log: String,
 }
 
+/// Compaction off: it would merge the files each test looks for.
+const NO_COMPACTION: &str = "[lake.compaction]\nenabled = false\n";
+
+/// `klaxon.toml` with `flush_rows` and `flush_interval` replaced.
+fn config_flushing(dir: &Path, name: &str, rows: u32, interval: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(write_config(dir, NO_COMPACTION))
+        .unwrap()
+        .replace("flush_rows = 700", &format!("flush_rows = {rows}"))
+        .replace(
+            "flush_interval = \"300ms\"",
+            &format!("flush_interval = \"{interval}\""),
+        );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 async fn crash_at(point: &str) -> Crashed {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(dir.path(), "");
+    // The crashed member flushes on size alone (35 records of 20 points),
+    // the restarted one every 15 records: the replay cannot rewrite the
+    // crashed flush's files under the same names, so only their deletion
+    // keeps the lake exactly once.
+    let crashing = config_flushing(dir.path(), "crashing.toml", 700, "10m");
+    let config = config_flushing(dir.path(), "restarted.toml", 300, "300ms");
     let lake = dir.path().join("lake");
     let mut ingest = start_ingest_with_env(
         dir.path(),
-        &config,
+        &crashing,
         &broker.bootstrap(),
         lake.to_str().unwrap(),
         &[("KLAXON_CRASH_AT", point)],
@@ -158,9 +180,11 @@ async fn killed_before_a_data_files_rename_removes_its_temporary() {
 async fn killed_between_rename_and_directory_sync_discards_the_half_written_flush() {
     let crashed = crash_at("write.before_dir_sync:2").await;
     // One of the flush's two files is in place: DuckDB would read it now.
-    assert_eq!(data_files(&crashed.lake).len(), 1, "{}", crashed.log);
+    let at_crash = data_files(&crashed.lake);
+    assert_eq!(at_crash.len(), 1, "{}", crashed.log);
     let log = crashed.recover().await;
     assert!(log.contains(DISCARDED), "{log}");
+    assert!(at_crash.is_disjoint(&data_files(&crashed.lake)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,9 +194,8 @@ async fn killed_before_the_commit_discards_the_written_files() {
     assert_eq!(at_crash.len(), 2, "{}", crashed.log);
     let log = crashed.recover().await;
     assert!(log.contains(DISCARDED), "{log}");
-    // The replay rewrote the same names (they record the offsets), so
-    // either way the files of the crashed flush are there once.
-    assert!(at_crash.is_subset(&data_files(&crashed.lake)));
+    // Deleted, not rewritten: the replay flushes other offset ranges.
+    assert!(at_crash.is_disjoint(&data_files(&crashed.lake)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,27 +209,24 @@ async fn killed_after_the_commit_keeps_the_committed_files() {
     assert!(at_crash.is_subset(&data_files(&crashed.lake)));
 }
 
-/// Killed while the group takes partitions away, with points buffered and
-/// not flushed: the members after it replay them from the last commit.
+/// Killed right after the group took partitions away, having dropped
+/// their unflushed points: the members after it replay them from the last
+/// commit.
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_while_partitions_are_revoked_loses_and_duplicates_nothing() {
+async fn killed_after_a_revocation_loses_and_duplicates_nothing() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(dir.path(), "");
-    // a flushes nothing by itself: the points are in its buffers at the crash.
-    let holding = dir.path().join("holding.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 1000000")
-        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"");
-    std::fs::write(&holding, text).unwrap();
+    // Nobody flushes by size or age: what a holds at the revocation is in
+    // its buffers, and b cannot flush before a has crashed.
+    let holding = config_flushing(dir.path(), "holding.toml", 1_000_000, "10m");
+    let config = config_flushing(dir.path(), "flushing.toml", 700, "300ms");
     let lake = dir.path().join("lake");
     let mut a = start_ingest_with_env(
         dir.path(),
         &holding,
         &broker.bootstrap(),
         lake.to_str().unwrap(),
-        &[("KLAXON_CRASH_AT", "ingest.revoking")],
+        &[("KLAXON_CRASH_AT", "ingest.after_revoke")],
         "a",
     );
     a.wait_for_assignment().await;
@@ -220,10 +240,21 @@ async fn killed_while_partitions_are_revoked_loses_and_duplicates_nothing() {
     )
     .await;
 
-    let _b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
-    a.wait_for_crash("ingest.revoking").await;
-    assert!(data_files(&lake).is_empty(), "a flushed before the crash");
+    let b = start_ingest(dir.path(), &holding, &broker.bootstrap(), &lake, "b");
+    a.wait_for_crash("ingest.after_revoke").await;
+    let a_log = a.log_text();
+    assert!(
+        a_log.contains("dropped the buffer of a revoked partition"),
+        "{a_log}"
+    );
+    assert!(!a_log.contains(": flushed "), "a flushed: {a_log}");
+    assert!(data_files(&lake).is_empty());
+
+    // b flushes what it holds as it stops; a2 then takes every partition.
     let _a2 = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "a2");
+    let mut b = b;
+    b.wait_for_assignment().await;
+    assert!(b.terminate().success(), "{}", b.log_text());
     produce_all(&producer, "metrics", &two_hour_records(POINTS)).await;
     assert_exactly_once(&lake, 2 * POINTS as i64).await;
 }

@@ -631,6 +631,7 @@ fn paged_ids(requests: &[Recorded]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_notifiers_share_incidents_by_partition_and_hand_them_over() {
     let s = Setup::new().await;
+    s.no_repeat();
     let mut first = s.notifier("notify-1.log").await;
     let second = s.notifier("notify-2.log").await;
     wait_until(

@@ -31,6 +31,8 @@ fn alices_events(s: &Setup) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn events_applied_before_a_crash_are_skipped_after_it() {
     let s = Setup::new().await;
+    // Alice is paged once: no repeat of the policy while the test runs.
+    s.no_repeat();
     // Killed once the trigger is applied and its position recorded, before
     // the offset commit: the restart reads the trigger again.
     let mut notifier = s
@@ -66,8 +68,8 @@ async fn events_applied_before_a_crash_are_skipped_after_it() {
 
 /// Level 1 (alice) escalates to bob after 20s. The notifier is down when
 /// that time comes; restarted, it pages bob at its first tick rather than
-/// arming the 20s again. (The 20s is the margin between the two outcomes,
-/// not a measure of speed.)
+/// arming the 20s again. (Bob paged within 10s of the restart tells the
+/// two apart; it is not a measure of speed.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timer_that_fell_due_while_down_fires_at_once() {
     let s = Setup::new().await;
@@ -93,7 +95,7 @@ async fn a_timer_that_fell_due_while_down_fires_at_once() {
     let restored = Instant::now();
     s.recorder.wait_for("/slack/bob", 1).await;
     assert!(
-        restored.elapsed() < Duration::from_secs(20),
+        restored.elapsed() < Duration::from_secs(10),
         "bob was paged {:?} after the restart: the overdue escalation waited its delay again",
         restored.elapsed()
     );
@@ -107,6 +109,7 @@ async fn a_timer_that_fell_due_while_down_fires_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_resolve_changes_nothing() {
     let s = Setup::new().await;
+    s.no_repeat();
     let _notifier = s.notifier("notify.log").await;
     s.trigger("db{}", "db down").await;
     let (_, id) = s.alices_first_page().await;
@@ -131,6 +134,7 @@ async fn a_repeated_resolve_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_trigger_folds_into_the_open_incident() {
     let s = Setup::new().await;
+    s.no_repeat();
     let _notifier = s.notifier("notify.log").await;
     s.trigger("db{}", "db down").await;
     let (_, id) = s.alices_first_page().await;

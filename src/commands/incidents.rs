@@ -79,15 +79,16 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
         i.policy.as_deref().unwrap_or("(none)")
     )?;
     writeln!(out, "triggers   {}", i.triggers)?;
-    // When the next level is paged: "never" once acknowledged or resolved.
-    writeln!(
-        out,
-        "escalates  {}",
-        i.escalation.next_at.map_or_else(
-            || "never".to_owned(),
-            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )
-    )?;
+    // When the policy pages next, if nobody acts: the next level, or the
+    // end of an acknowledgement that runs out.
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let escalates = match (i.escalation.next_at, i.escalation.ack_expires_at) {
+        (Some(next), _) => at(next),
+        (None, Some(expires)) => format!("{} (when the acknowledgement runs out)", at(expires)),
+        (None, None) => "never".to_owned(),
+    };
+    writeln!(out, "escalates  {escalates}")?;
     writeln!(out, "timeline")?;
     for e in &i.timeline {
         let kind = serde_json::to_value(e.kind)?;

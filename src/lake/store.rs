@@ -327,8 +327,12 @@ impl Lake {
             for entry in entries {
                 let entry = entry.map_err(io)?;
                 if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    std::fs::remove_file(entry.path()).map_err(io)?;
-                    deleted += 1;
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => deleted += 1,
+                        // Renamed or swept meanwhile: gone either way.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(e)),
+                    }
                 }
             }
             Ok(deleted)

@@ -105,6 +105,8 @@ pub async fn discard_uncommitted(
     first_seen_offset: i64,
 ) -> Result<Vec<String>, LakeError> {
     let path = layout::InflightMarker::path(topic, partition);
+    // A marker killed before its rename left only a temporary file.
+    lake.delete_temporaries(&path).await?;
     let Some(bytes) = lake.get(&path).await? else {
         return Ok(Vec::new());
     };

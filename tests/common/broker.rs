@@ -72,17 +72,22 @@ impl Broker {
         )
         .await;
         match ready {
-            // Still running once ready: the port is this broker's.
-            Ok(true) if proc.child.try_wait().unwrap().is_none() => Some(Self {
+            // The broker that answered is this one only if this process
+            // holds the listening socket: tansu binds after klaxon's own
+            // check, and only logs a failure to.
+            Ok(true) if listens_on(proc.child.id(), port) => Some(Self {
                 proc,
                 port,
                 storage: storage.to_owned(),
             }),
-            Ok(_) => panic!("the broker did not come up:\n{}", proc.log_text()),
-            Err(()) => {
-                eprintln!("broker on port {port} exited:\n{}", proc.log_text());
+            Ok(true) | Err(()) => {
+                eprintln!(
+                    "port {port} belongs to another process:\n{}",
+                    proc.log_text()
+                );
                 None
             }
+            Ok(false) => panic!("the broker did not come up:\n{}", proc.log_text()),
         }
     }
 
@@ -106,4 +111,27 @@ impl Broker {
         .await
         .unwrap();
     }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`:
+/// the socket's inode in /proc/net/tcp among the process's open files.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // Columns: sl local_address rem_address st ... uid timeout inode.
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+            .flatten()
+    });
+    let Some(inode) = inode else { return false };
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == inode))
+        })
+        .unwrap_or(false)
 }

@@ -135,6 +135,19 @@ impl Setup {
         .unwrap();
     }
 
+    /// Level 2 waits an hour before the policy repeats (to alice), so tests
+    /// that count alice's messages see only what they cause.
+    pub fn no_repeat(&self) {
+        self.edit_oncall(|text| {
+            let at = text.rfind("delay = \"3s\"").expect("level 2's delay");
+            format!(
+                "{}delay = \"1h\"{}",
+                &text[..at],
+                &text[at + "delay = \"3s\"".len()..]
+            )
+        });
+    }
+
     /// Rewrites the on-call file: `edit` gets its text and returns the new.
     pub fn edit_oncall(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.oncall).unwrap();

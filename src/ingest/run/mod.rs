@@ -210,7 +210,6 @@ impl Stage for IngestStage {
     /// (Ingest needs no notice of assignments: a partition's first record
     /// starts it, see `discard_uncommitted`.)
     async fn on_revoked(&mut self, partitions: Vec<Partition>) -> Result<(), IngestError> {
-        crate::crash::point("ingest.revoking");
         for (topic, partition) in partitions {
             let buffered = self
                 .topics
@@ -228,6 +227,7 @@ impl Stage for IngestStage {
             }
             self.abandon(&topic, partition);
         }
+        crate::crash::point("ingest.after_revoke");
         Ok(())
     }
 
