@@ -9,7 +9,11 @@
 //! it on the klaxon process they start, then restart it without and check
 //! what recovery did.
 //!
-//! The points (the README's Tests section says which test kills at each):
+//! With `KLAXON_STALL_FOR=8s` as well, the point blocks its thread that
+//! long instead of aborting: a stop-the-world pause or a hung disk, long
+//! enough for the consumer group to move on without this member.
+//!
+//! The points (the README's Guarantees section says which test uses each):
 //! - `flush.after_marker`: a flush's in-flight marker is durable, no data
 //!   file is written yet;
 //! - `write.before_rename`: a file's bytes are synced under a temporary name
@@ -28,16 +32,21 @@
 //!   records how far, their offsets are not committed;
 //! - `notify.after_send`: a page is delivered, its `Sent` record not written.
 
-use std::sync::{
-    OnceLock,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
-/// Where to crash: a point's name and at which arrival (1 = the first).
+/// What to do at a point, and at which arrival (1 = the first).
 struct Target {
     name: String,
     arrival: u64,
     arrived: AtomicU64,
+    /// Stall this long instead of aborting (`KLAXON_STALL_FOR`).
+    stall: Option<Duration>,
 }
 
 fn target() -> Option<&'static Target> {
@@ -54,25 +63,40 @@ fn target() -> Option<&'static Target> {
                 ),
                 None => (spec.as_str(), 1),
             };
+            let stall = std::env::var("KLAXON_STALL_FOR").ok().map(|d| {
+                humantime::parse_duration(&d)
+                    .unwrap_or_else(|e| panic!("KLAXON_STALL_FOR={d}: {e}"))
+            });
             Some(Target {
                 name: name.to_owned(),
                 arrival,
                 arrived: AtomicU64::new(0),
+                stall,
             })
         })
         .as_ref()
 }
 
 /// Aborts here if `KLAXON_CRASH_AT` names `name` and this is the arrival it
-/// asks for.
+/// asks for; with `KLAXON_STALL_FOR` set, blocks the thread that long
+/// instead, as a stop-the-world pause or a hung disk would.
 pub fn point(name: &'static str) {
     let Some(target) = target() else { return };
     if target.name != name {
         return;
     }
     let arrival = target.arrived.fetch_add(1, Ordering::SeqCst) + 1;
-    if arrival == target.arrival {
-        eprintln!("klaxon: crash point {name} reached: aborting");
-        std::process::abort();
+    if arrival != target.arrival {
+        return;
+    }
+    match target.stall {
+        Some(stall) => {
+            eprintln!("klaxon: crash point {name} reached: stalling {stall:?}");
+            std::thread::sleep(stall);
+        }
+        None => {
+            eprintln!("klaxon: crash point {name} reached: aborting");
+            std::process::abort();
+        }
     }
 }

@@ -258,3 +258,47 @@ async fn killed_after_a_revocation_loses_and_duplicates_nothing() {
     produce_all(&producer, "metrics", &two_hour_records(POINTS)).await;
     assert_exactly_once(&lake, 2 * POINTS as i64).await;
 }
+
+/// A member stalled between writing a flush and committing it, long enough
+/// to be taken out of the group while a second member joins: it does not
+/// commit (Kafka would refuse the commit; tansu 0.6 takes it), drops the
+/// partition, and the partition's new owner discards the files and replays
+/// them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_refused_by_a_rebalance_is_dropped_and_replayed() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path()).await;
+    let config = config_flushing(dir.path(), "klaxon-flushing.toml", 700, "300ms");
+    // a stalls past max.poll.interval.ms: librdkafka takes it out of the
+    // group, b is given every partition, and a's commit comes too late.
+    let stalling = dir.path().join("stalling.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "\"heartbeat.interval.ms\" = \"500\"",
+        "\"heartbeat.interval.ms\" = \"500\"\n\"max.poll.interval.ms\" = \"7000\"",
+    );
+    std::fs::write(&stalling, text).unwrap();
+    let lake = dir.path().join("lake");
+    let a = start_ingest_with_env(
+        dir.path(),
+        &stalling,
+        &broker.bootstrap(),
+        lake.to_str().unwrap(),
+        &[
+            ("KLAXON_CRASH_AT", "flush.before_commit"),
+            ("KLAXON_STALL_FOR", "20s"),
+        ],
+        "a",
+    );
+    a.wait_for_assignment().await;
+    let producer = producer(&broker.bootstrap());
+    produce_all(&producer, "metrics", &two_hour_records(0)).await;
+    a.wait_for_log("crash point flush.before_commit reached: stalling")
+        .await;
+    let b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
+    a.wait_for_log("not committing: past max.poll.interval.ms since the last poll")
+        .await;
+    produce_all(&producer, "metrics", &two_hour_records(POINTS)).await;
+    assert_exactly_once(&lake, 2 * POINTS as i64).await;
+    let logs = format!("{}{}", a.log_text(), b.log_text());
+    assert!(logs.contains(DISCARDED), "{logs}");
+}

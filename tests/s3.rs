@@ -220,3 +220,98 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
     assert_eq!(rows, POINTS as u64);
     assert!(after <= 5 * 4, "{before} files became {after}");
 }
+
+/// Starts moto's S3 server on `port` with `bucket`, as [`s3_server`] does.
+async fn s3_server_on(dir: &std::path::Path, bucket: &str, port: u16, log: &str) -> Proc {
+    let server = test_python().with_file_name("moto_server");
+    let proc = Proc::spawn_program(
+        server.to_str().unwrap(),
+        dir,
+        &["-p", &port.to_string()],
+        &[],
+        dir.join(log),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(60), "the S3 server", || {
+        let up = std::net::TcpStream::connect(&addr).is_ok();
+        async move { up }
+    })
+    .await;
+    // CreateBucket is a bare PUT on the bucket.
+    let response = http_request(&addr, "PUT", &format!("/{bucket}"));
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    proc
+}
+
+/// The S3 server goes down before points arrive: ingest keeps running,
+/// retries the lake until it answers, and once the server is back every
+/// point is in the lake once. (moto keeps its buckets in memory, so the outage comes
+/// before anything is written; a restarted moto starts empty.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_is_waited_out_without_loss() {
+    let dir = test_dir();
+    let (mut s3, port) = s3_server(dir.path(), "lake").await;
+    let broker = Broker::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n"
+        ),
+    );
+    let lake = "s3://lake/outage";
+    let mut ingest = start_ingest_with_env(
+        dir.path(),
+        &config,
+        &broker.bootstrap(),
+        lake,
+        &S3_ENV,
+        "ingest",
+    );
+    ingest.wait_for_assignment().await;
+    s3.kill();
+    produce_all(
+        &producer(&broker.bootstrap()),
+        "metrics",
+        &json_points(0, 2000, 20),
+    )
+    .await;
+    // The first record of each partition looks for an interrupted flush's
+    // marker: that read is retried while the store is down.
+    ingest
+        .wait_for_log("lake unreachable while looking for an interrupted flush; retrying")
+        .await;
+    let metrics = http_get(&ingest, "/metrics");
+    assert_eq!(
+        metric_value(&metrics, "klaxon_lake_files_written_total"),
+        Some(0.0),
+        "nothing written while the store is down"
+    );
+    assert!(
+        ingest.child.try_wait().unwrap().is_none(),
+        "ingest kept running"
+    );
+
+    let _s3 = s3_server_on(dir.path(), "lake", port, "moto-2.log").await;
+    let count = || {
+        let out = Command::new(KLAXON)
+            .args(["--config", config.to_str().unwrap(), "--lake", lake, "query", "--format", "csv"])
+            .arg("SELECT count(*) AS n, count(DISTINCT value) AS d FROM metrics WHERE name = 'test.seq'")
+            .envs(S3_ENV)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(
+        Duration::from_secs(180),
+        "2000 points in the S3 lake",
+        || {
+            let done = count() == "n,d\n2000,2000\n";
+            async move { done }
+        },
+    )
+    .await;
+    assert!(ingest.terminate().success(), "{}", ingest.log_text());
+}

@@ -133,11 +133,18 @@ impl Member {
         let commit_failures =
             metrics::counter!("klaxon_consumer_commit_failures_total", "component" => component);
         commit_failures.absolute(0);
+        // librdkafka's default, which is also the group's rebalance timeout.
+        let max_poll_interval = config
+            .get("max.poll.interval.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::from_secs(300), Duration::from_millis);
         Ok(Self {
             component,
             commits: Commits {
                 consumer: Arc::clone(&consumer),
                 failures: commit_failures,
+                last_poll: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+                max_poll_interval,
             },
             consumer,
             batch: 1,
@@ -169,13 +176,20 @@ impl Member {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                event = stage.next_event() => stage.on_event(event).await?,
+                // (Each arm below starts with `polled`: the time the stage
+                // then takes counts toward max.poll.interval.ms.)
+                event = stage.next_event() => {
+                    self.commits.polled();
+                    stage.on_event(event).await?;
+                }
                 timer = next_tick(&mut timers) => {
+                    self.commits.polled();
                     self.rebalance(stage).await?;
                     stage.on_timer(timer, shutdown).await?;
                 }
                 received = consumer.recv() => match received {
                     Ok(message) => {
+                        self.commits.polled();
                         self.rebalance(stage).await?;
                         // With it, whatever else is already fetched (up to
                         // the batch size). A rebalance ends the batch: what
@@ -266,6 +280,11 @@ pub struct Commits {
     consumer: Arc<StreamConsumer<GroupContext>>,
     /// `klaxon_consumer_commit_failures_total{component}`.
     failures: metrics::Counter,
+    /// When the member loop last came back from the consumer.
+    last_poll: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Past this without a poll, librdkafka leaves the group and the
+    /// coordinator hands the partitions on.
+    max_poll_interval: Duration,
 }
 
 /// What became of a commit [`Commits::until_committed`] made.
@@ -284,6 +303,11 @@ impl std::fmt::Debug for Commits {
 }
 
 impl Commits {
+    /// Notes that the member loop just came back from the consumer.
+    fn polled(&self) {
+        *self.last_poll.lock().expect("last poll lock") = std::time::Instant::now();
+    }
+
     /// Commits `next` (the offset of the next record to read) for one
     /// partition, synchronously, retrying with backoff until it lands or
     /// the partition turns out to belong to another member.
@@ -297,6 +321,22 @@ impl Commits {
         offsets.add_partition_offset(topic, partition, Offset::Offset(next))?;
         let mut backoff = Backoff::up_to(Duration::from_secs(5));
         loop {
+            // A member that went this long without polling has been taken
+            // out of the group, whether or not librdkafka has noticed: its
+            // partitions are someone else's, who replays them. Kafka refuses
+            // such a commit; tansu 0.6 accepts it, and the offset would then
+            // cover files the new owner has deleted.
+            let since_poll = self.last_poll.lock().expect("last poll lock").elapsed();
+            if since_poll > self.max_poll_interval {
+                self.failures.increment(1);
+                tracing::warn!(
+                    topic,
+                    partition,
+                    ?since_poll,
+                    "not committing: past max.poll.interval.ms since the last poll, the partition moved to another member"
+                );
+                return Ok(Committed::PartitionMoved);
+            }
             let result =
                 tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
             match result {

@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{IngestError, buffer::PartitionBuffer, upkeep::Upkeep};
 use crate::{
+    ErrorKind,
     clock::now_ms,
     config::Config,
     decode::{Format, RejectReason, Rejected, decode_record},
     kafka::{
         Commits, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
-        member::{Partition, Stage},
+        member::{Backoff, Partition, Stage},
     },
     lake::{Lake, writer::discard_uncommitted},
 };
@@ -295,7 +296,7 @@ impl IngestStage {
         topic_state.bytes.increment(payload.len() as u64);
         let state = topic_state.partitions.entry(partition).or_default();
         if !state.started {
-            let gone = discard_uncommitted(&self.args.lake, topic, partition, offset).await?;
+            let gone = discard_until_done(&self.args.lake, topic, partition, offset).await?;
             if !gone.is_empty() {
                 tracing::warn!(
                     topic,
@@ -377,5 +378,27 @@ impl IngestStage {
         }
         self.buffered_gauge.set(self.buffered_bytes as f64);
         Ok(())
+    }
+}
+
+/// [`discard_uncommitted`], retried while the lake is unreachable: an
+/// outage of the store pauses the partition, as it pauses a flush, rather
+/// than stopping ingest.
+async fn discard_until_done(
+    lake: &Lake,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Vec<String>, IngestError> {
+    let mut backoff = Backoff::up_to(Duration::from_secs(10));
+    loop {
+        match discard_uncommitted(lake, topic, partition, offset).await {
+            Ok(gone) => return Ok(gone),
+            Err(e) if e.kind() == ErrorKind::External => {
+                tracing::warn!(topic, partition, error = %e, "lake unreachable while looking for an interrupted flush; retrying");
+                backoff.wait().await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
