@@ -236,29 +236,14 @@ async fn kill_9_at_any_moment_loses_and_duplicates_nothing() {
 async fn members_joining_and_leaving_duplicate_nothing() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(dir.path(), "");
-    let holding = dir.path().join("holding.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 1000000")
-        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"");
-    std::fs::write(&holding, text).unwrap();
+    let holding = holding_config(dir.path(), "");
+    let config = dir.path().join("klaxon.toml");
     let lake = dir.path().join("lake");
     let producer = producer(&broker.bootstrap());
     let mut a = start_ingest(dir.path(), &holding, &broker.bootstrap(), &lake, "a");
     a.wait_for_assignment().await;
     produce_all(&producer, "metrics", &json_points(0, 5000, 20)).await;
-    wait_until(
-        Duration::from_secs(60),
-        "a to buffer every point",
-        async || {
-            metric_value(
-                &http_get(&a, "/metrics"),
-                r#"klaxon_ingest_points_total{topic="metrics"}"#,
-            ) == Some(5000.0)
-        },
-    )
-    .await;
+    wait_for_points(&a, 5000).await;
 
     let b = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "b");
     b.wait_for_assignment().await;
@@ -292,17 +277,15 @@ async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
     let dir = test_dir();
     let mut broker = Broker::start(dir.path()).await;
     let (port, storage) = (broker.port, broker.storage.clone());
-    let config = write_config(dir.path(), "");
     let lake = dir.path().join("lake");
     // Nothing flushes before the stop, and the session outlives the outage
     // (librdkafka would otherwise give the partitions up after 6s of it).
-    let text = std::fs::read_to_string(&config)
+    let holding = holding_config(dir.path(), "");
+    let text = std::fs::read_to_string(&holding)
         .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 1000000")
-        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"")
         .replace("\"6000\"", "\"30000\"");
-    let holding = dir.path().join("holding.toml");
     std::fs::write(&holding, text).unwrap();
+    let config = dir.path().join("klaxon.toml");
     let mut ingest = start_ingest(dir.path(), &holding, &broker.bootstrap(), &lake, "ingest");
     ingest.wait_for_assignment().await;
     produce_all(
@@ -311,17 +294,7 @@ async fn broker_restart_with_durable_storage_loses_and_duplicates_nothing() {
         &json_points(0, 2000, 20),
     )
     .await;
-    wait_until(
-        Duration::from_secs(60),
-        "every point buffered",
-        async || {
-            metric_value(
-                &http_get(&ingest, "/metrics"),
-                r#"klaxon_ingest_points_total{topic="metrics"}"#,
-            ) == Some(2000.0)
-        },
-    )
-    .await;
+    wait_for_points(&ingest, 2000).await;
 
     // The broker goes away, and ingest is asked to stop: it writes the
     // files, and its commit waits (librdkafka holds a commit while no

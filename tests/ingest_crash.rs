@@ -72,20 +72,6 @@ struct Crashed {
 /// Compaction off: it would merge the files each test looks for.
 const NO_COMPACTION: &str = "[lake.compaction]\nenabled = false\n";
 
-/// `klaxon.toml` with `flush_rows` and `flush_interval` replaced.
-fn config_flushing(dir: &Path, name: &str, rows: u32, interval: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(write_config(dir, NO_COMPACTION))
-        .unwrap()
-        .replace("flush_rows = 700", &format!("flush_rows = {rows}"))
-        .replace(
-            "flush_interval = \"300ms\"",
-            &format!("flush_interval = \"{interval}\""),
-        );
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 async fn crash_at(point: &str) -> Crashed {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
@@ -93,8 +79,8 @@ async fn crash_at(point: &str) -> Crashed {
     // the restarted one every 15 records: the replay cannot rewrite the
     // crashed flush's files under the same names, so only their deletion
     // keeps the lake exactly once.
-    let crashing = config_flushing(dir.path(), "crashing.toml", 700, "10m");
-    let config = config_flushing(dir.path(), "restarted.toml", 300, "300ms");
+    let crashing = flushing_config(dir.path(), "crashing.toml", NO_COMPACTION, 700, "10m");
+    let config = flushing_config(dir.path(), "restarted.toml", NO_COMPACTION, 300, "300ms");
     let lake = dir.path().join("lake");
     let mut ingest = start_ingest_with_env(
         dir.path(),
@@ -218,8 +204,8 @@ async fn killed_after_a_revocation_loses_and_duplicates_nothing() {
     let broker = Broker::start(dir.path()).await;
     // Nobody flushes by size or age: what a holds at the revocation is in
     // its buffers, and b cannot flush before a has crashed.
-    let holding = config_flushing(dir.path(), "holding.toml", 1_000_000, "10m");
-    let config = config_flushing(dir.path(), "flushing.toml", 700, "300ms");
+    let holding = holding_config(dir.path(), NO_COMPACTION);
+    let config = flushing_config(dir.path(), "flushing.toml", NO_COMPACTION, 700, "300ms");
     let lake = dir.path().join("lake");
     let mut a = start_ingest_with_env(
         dir.path(),
@@ -232,13 +218,7 @@ async fn killed_after_a_revocation_loses_and_duplicates_nothing() {
     a.wait_for_assignment().await;
     let producer = producer(&broker.bootstrap());
     produce_all(&producer, "metrics", &two_hour_records(0)).await;
-    let points = "klaxon_ingest_points_total{topic=\"metrics\"}";
-    wait_until(
-        std::time::Duration::from_secs(60),
-        "a to buffer every point",
-        async || metric_value(&http_get(&a, "/metrics"), points) == Some(POINTS as f64),
-    )
-    .await;
+    wait_for_points(&a, POINTS).await;
 
     let b = start_ingest(dir.path(), &holding, &broker.bootstrap(), &lake, "b");
     a.wait_for_crash("ingest.after_revoke").await;
@@ -268,7 +248,13 @@ async fn killed_after_a_revocation_loses_and_duplicates_nothing() {
 async fn a_commit_refused_by_a_rebalance_is_dropped_and_replayed() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = config_flushing(dir.path(), "klaxon-flushing.toml", 700, "300ms");
+    let config = flushing_config(
+        dir.path(),
+        "klaxon-flushing.toml",
+        NO_COMPACTION,
+        700,
+        "300ms",
+    );
     // a stalls past max.poll.interval.ms: librdkafka takes it out of the
     // group, b is given every partition, and a's commit comes too late.
     let stalling = dir.path().join("stalling.toml");

@@ -32,6 +32,18 @@ async fn start_rules_idle(
     log: &str,
     idle_timeout: &str,
 ) -> Proc {
+    start_rules_with_env(dir, broker, rules, log, idle_timeout, &[]).await
+}
+
+/// [`start_rules_idle`] with extra environment variables.
+async fn start_rules_with_env(
+    dir: &Path,
+    broker: &Broker,
+    rules: &Path,
+    log: &str,
+    idle_timeout: &str,
+    env: &[(&str, &str)],
+) -> Proc {
     let config = write_config(dir, "");
     let runner = Proc::component(
         dir,
@@ -48,7 +60,7 @@ async fn start_rules_idle(
             "--reload-interval",
             "200ms",
         ],
-        &[],
+        env,
         log,
     );
     runner.wait_for_log("rules started").await;
@@ -235,24 +247,15 @@ async fn killed_between_publish_and_checkpoint_publishes_the_same_event_again() 
     let broker = Broker::start(dir.path()).await;
     let rules = write_rules(dir.path(), "errors.toml", ERRORS_RULE);
     broker.create_topic("metrics", 1).await;
-    let config = write_config(dir.path(), "");
-    let mut runner = Proc::component(
+    let mut runner = start_rules_with_env(
         dir.path(),
-        &config,
-        &broker.bootstrap(),
-        &[
-            "rules",
-            "run",
-            rules.to_str().unwrap(),
-            "--idle-timeout",
-            "10m",
-            "--allowed-lateness",
-            "0s",
-        ],
-        &[("KLAXON_CRASH_AT", "rules.after_publish")],
+        &broker,
+        &rules,
         "rules-crashing.log",
-    );
-    runner.wait_for_log("rules started").await;
+        "10m",
+        &[("KLAXON_CRASH_AT", "rules.after_publish")],
+    )
+    .await;
     let producer = producer(&broker.bootstrap());
     let t0 = minute_half_an_hour_ago();
     let point = |offset_s, value| errors_point(t0, offset_s, value);

@@ -12,30 +12,10 @@ const S3_ENV: [(&str, &str); 2] = [
     ("AWS_SECRET_ACCESS_KEY", "test"),
 ];
 
-/// Starts moto's S3 server and creates `bucket`.
+/// Starts moto's S3 server on a free port and creates `bucket`.
 async fn s3_server(dir: &std::path::Path, bucket: &str) -> (Proc, u16) {
     let port = free_port();
-    let server = test_python().with_file_name("moto_server");
-    let proc = Proc::spawn_program(
-        server.to_str().unwrap(),
-        dir,
-        &["-p", &port.to_string()],
-        &[],
-        dir.join("moto.log"),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(60), "the S3 server", || {
-        let up = std::net::TcpStream::connect(&addr).is_ok();
-        async move { up }
-    })
-    .await;
-    // CreateBucket is a bare PUT on the bucket.
-    let response = http_request(&addr, "PUT", &format!("/{bucket}"));
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    (proc, port)
+    (s3_server_on(dir, bucket, port, "moto.log").await, port)
 }
 
 /// Ingest killed at each named point of a flush on S3 (no rename there:
@@ -221,7 +201,7 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
     assert!(after <= 5 * 4, "{before} files became {after}");
 }
 
-/// Starts moto's S3 server on `port` with `bucket`, as [`s3_server`] does.
+/// Starts moto's S3 server on `port` and creates `bucket`.
 async fn s3_server_on(dir: &std::path::Path, bucket: &str, port: u16, log: &str) -> Proc {
     let server = test_python().with_file_name("moto_server");
     let proc = Proc::spawn_program(

@@ -4,24 +4,12 @@
 
 mod common;
 
-use std::{os::unix::process::ExitStatusExt, path::Path, time::Duration};
+use std::{os::unix::process::ExitStatusExt, path::Path};
 
 use common::*;
 
 const POINTS: i64 = 2000;
 const DISCARDED: &str = "removed files of an interrupted flush";
-
-/// A config whose buffers flush only on stop (beside the test's usual one,
-/// `klaxon.toml`).
-fn holding_config(dir: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(write_config(dir, ""))
-        .unwrap()
-        .replace("flush_rows = 700", "flush_rows = 1000000")
-        .replace("flush_interval = \"300ms\"", "flush_interval = \"10m\"");
-    let holding = dir.join("holding.toml");
-    std::fs::write(&holding, text).unwrap();
-    holding
-}
 
 /// Produces [`POINTS`] and waits until `ingest` holds them all.
 async fn buffer_points(broker: &Broker, ingest: &Proc, first: u64) {
@@ -32,17 +20,7 @@ async fn buffer_points(broker: &Broker, ingest: &Proc, first: u64) {
         &json_points(first, POINTS as u64, 20),
     )
     .await;
-    wait_until(
-        Duration::from_secs(60),
-        "every point buffered",
-        async || {
-            metric_value(
-                &http_get(ingest, "/metrics"),
-                r#"klaxon_ingest_points_total{topic="metrics"}"#,
-            ) == Some(POINTS as f64)
-        },
-    )
-    .await;
+    wait_for_points(ingest, POINTS as u64).await;
 }
 
 fn signal(proc: &Proc, signal: i32) {
@@ -55,7 +33,7 @@ fn signal(proc: &Proc, signal: i32) {
 async fn the_first_sigterm_flushes_and_commits_what_is_buffered() {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = holding_config(dir.path());
+    let config = holding_config(dir.path(), "");
     let lake = dir.path().join("lake");
     let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     buffer_points(&broker, &ingest, 0).await;
@@ -90,7 +68,7 @@ fn block_lake(lake: &Path) -> std::path::PathBuf {
 async fn stop_a_stuck_member(how: impl AsyncFnOnce(&mut Proc)) -> String {
     let dir = test_dir();
     let broker = Broker::start(dir.path()).await;
-    let config = holding_config(dir.path());
+    let config = holding_config(dir.path(), "");
     let lake = dir.path().join("lake");
     let blocker = block_lake(&lake);
     let mut ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "stuck");

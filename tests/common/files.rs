@@ -56,6 +56,27 @@ flush_interval = "300ms"
     path
 }
 
+/// [`write_config`] with `extra`, flushing every `rows` rows or `interval`,
+/// written as `dir/NAME` (beside `klaxon.toml`).
+pub fn flushing_config(dir: &Path, name: &str, extra: &str, rows: u64, interval: &str) -> PathBuf {
+    let text = std::fs::read_to_string(write_config(dir, extra))
+        .unwrap()
+        .replace("flush_rows = 700", &format!("flush_rows = {rows}"))
+        .replace(
+            "flush_interval = \"300ms\"",
+            &format!("flush_interval = \"{interval}\""),
+        );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A config whose buffers flush only on a stop (or when the memory budget
+/// is used): `dir/holding.toml`.
+pub fn holding_config(dir: &Path, extra: &str) -> PathBuf {
+    flushing_config(dir, "holding.toml", extra, 1_000_000_000, "10m")
+}
+
 /// Writes `text` as `dir/rules/FILE`; returns the rules directory.
 pub fn write_rules(dir: &Path, file: &str, text: &str) -> PathBuf {
     let rules = dir.join("rules");

@@ -24,6 +24,22 @@ pub async fn wait_until(limit: Duration, what: &str, mut done: impl AsyncFnMut()
     assert!(held.unwrap(), "timed out waiting for {what}");
 }
 
+/// Waits (five minutes at most) until the ingest process `ingest` has
+/// decoded `points` points from topic `metrics`.
+pub async fn wait_for_points(ingest: &Proc, points: u64) {
+    wait_until(
+        Duration::from_secs(300),
+        &format!("{points} points decoded"),
+        async || {
+            metric_value(
+                &http_get(ingest, "/metrics"),
+                r#"klaxon_ingest_points_total{topic="metrics"}"#,
+            ) == Some(points as f64)
+        },
+    )
+    .await;
+}
+
 /// Runs a command to completion, failing the test with its stderr if it
 /// fails; returns its stdout.
 pub fn run_ok(command: &mut Command) -> String {
