@@ -12,6 +12,13 @@ const S3_ENV: [(&str, &str); 2] = [
     ("AWS_SECRET_ACCESS_KEY", "test"),
 ];
 
+/// The config's `[lake.s3]` table for moto on `port`.
+fn s3_settings(port: u16) -> String {
+    format!(
+        "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n"
+    )
+}
+
 /// Starts moto's S3 server on a free port and creates `bucket`.
 async fn s3_server(dir: &std::path::Path, bucket: &str) -> (Proc, u16) {
     let port = free_port();
@@ -27,12 +34,7 @@ async fn s3_lake_is_exactly_once_across_crashes_at_each_flush_point() {
     let dir = test_dir();
     let (_s3, port) = s3_server(dir.path(), "lake").await;
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n"
-        ),
-    );
+    let config = write_config(dir.path(), &s3_settings(port));
     let lake = "s3://lake/metrics-lake";
     let producer = producer(&broker.bootstrap());
     let count = || {
@@ -95,8 +97,8 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
     let config = small_flush_config(
         dir.path(),
         &format!(
-            "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n\n\
-             [lake.compaction]\nenabled = false\nsettle = \"0s\"\ngrace = \"1s\"\n"
+            "{}\n[lake.compaction]\nenabled = false\nsettle = \"0s\"\ngrace = \"1s\"\n",
+            s3_settings(port)
         ),
     );
     let lake = "s3://lake/aged";
@@ -235,12 +237,7 @@ async fn an_s3_outage_is_waited_out_without_loss() {
     let dir = test_dir();
     let (mut s3, port) = s3_server(dir.path(), "lake").await;
     let broker = Broker::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[lake.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\n"
-        ),
-    );
+    let config = write_config(dir.path(), &s3_settings(port));
     let lake = "s3://lake/outage";
     let mut ingest = start_ingest_with_env(
         dir.path(),
