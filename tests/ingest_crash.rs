@@ -20,24 +20,10 @@ const POINTS: u64 = 3000;
 fn two_hour_records(first: u64) -> Vec<(String, String)> {
     let hour = 3_600_000;
     let last_hour = (chrono::Utc::now().timestamp_millis() / hour - 1) * hour;
-    (first..first + POINTS)
-        .collect::<Vec<_>>()
-        .chunks(20)
-        .map(|chunk| {
-            let lines: Vec<String> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, i)| {
-                    let time = if k < 10 { last_hour - hour } else { last_hour } + *i as i64;
-                    format!(
-                        r#"{{"name":"test.seq","time":{time},"value":{i},"tags":{{"series":"s{}"}}}}"#,
-                        i % 7
-                    )
-                })
-                .collect();
-            (chunk[0].to_string(), lines.join("\n"))
-        })
-        .collect()
+    seq_records(first, POINTS, 20, |i, k| {
+        let start = if k < 10 { last_hour - hour } else { last_hour };
+        start + i as i64
+    })
 }
 
 /// The lake's data files, by path.

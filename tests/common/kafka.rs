@@ -48,16 +48,30 @@ pub async fn produce_all(producer: &FutureProducer, topic: &str, records: &[(Str
 /// `per_record` to a record.
 pub fn json_points(first: u64, count: u64, per_record: u64) -> Vec<(String, String)> {
     let now = chrono::Utc::now().timestamp_millis();
+    seq_records(first, count, per_record, |i, _| now + i as i64)
+}
+
+/// Records of `test.seq` points whose values are `first..first + count`,
+/// `per_record` to a record, keyed by their first value; point `i`, the
+/// `k`th of its record, is at `time(i, k)` (epoch ms). The shape every
+/// exactly-once check counts.
+pub fn seq_records(
+    first: u64,
+    count: u64,
+    per_record: u64,
+    time: impl Fn(u64, usize) -> i64,
+) -> Vec<(String, String)> {
     (first..first + count)
         .collect::<Vec<_>>()
         .chunks(per_record as usize)
         .map(|chunk| {
             let lines: Vec<String> = chunk
                 .iter()
-                .map(|i| {
+                .enumerate()
+                .map(|(k, &i)| {
                     format!(
                         r#"{{"name":"test.seq","time":{},"value":{i},"tags":{{"series":"s{}"}}}}"#,
-                        now + *i as i64,
+                        time(i, k),
                         i % 7
                     )
                 })

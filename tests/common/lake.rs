@@ -4,7 +4,7 @@
 
 use std::{convert::Infallible, path::Path, process::Command, time::Duration};
 
-use super::{produce_all, producer, run_ok, test_python, write_config};
+use super::{produce_all, producer, run_ok, seq_records, test_python, write_config};
 
 use klaxon::{config::LakeConfig, lake::Lake, query::QueryEngine};
 
@@ -100,24 +100,9 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// `test.seq` points 0..POINTS spread evenly over the four hours from
 /// `start`, 20 to a record.
 pub fn past_points(start: i64) -> Vec<(String, String)> {
-    let hour = HOUR_MS;
-    (0..POINTS)
-        .collect::<Vec<_>>()
-        .chunks(20)
-        .map(|chunk| {
-            let lines: Vec<String> = chunk
-                .iter()
-                .map(|i| {
-                    let time = start + (i * 4 * hour) / POINTS;
-                    format!(
-                        r#"{{"name":"test.seq","time":{time},"value":{i},"tags":{{"series":"s{}"}}}}"#,
-                        i % 7
-                    )
-                })
-                .collect();
-            (chunk[0].to_string(), lines.join("\n"))
-        })
-        .collect()
+    seq_records(0, POINTS as u64, 20, |i, _| {
+        start + (i as i64 * 4 * HOUR_MS) / POINTS
+    })
 }
 
 /// (rows, distinct values) of `test.seq` as DuckDB reads the lake's files.
