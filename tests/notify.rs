@@ -561,26 +561,27 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 async fn e_mail_pages_reach_a_real_smtp_server_over_starttls_with_auth() {
     let s = Setup::new().await;
     let (ca, cert, key) = tls_files(s.dir.path());
-    let port = free_port();
     let maildir = s.dir.path().join("maildir");
     let script = repo_file("tests/smtp_server.py");
-    let smtp = Proc::spawn_program(
-        test_python().to_str().unwrap(),
-        s.dir.path(),
-        &[
-            script.to_str().unwrap(),
-            "localhost",
-            &port.to_string(),
-            maildir.to_str().unwrap(),
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-            "klaxon",
-            "s3cret",
-        ],
-        &[],
-        s.dir.path().join("smtp.log"),
-    );
-    smtp.wait_for_log("ready").await;
+    let (_smtp, port) = spawn_listening("the SMTP server", |port| {
+        Proc::spawn_program(
+            test_python().to_str().unwrap(),
+            s.dir.path(),
+            &[
+                script.to_str().unwrap(),
+                "localhost",
+                &port.to_string(),
+                maildir.to_str().unwrap(),
+                cert.to_str().unwrap(),
+                key.to_str().unwrap(),
+                "klaxon",
+                "s3cret",
+            ],
+            &[],
+            s.dir.path().join(format!("smtp-{port}.log")),
+        )
+    })
+    .await;
     let mut config = std::fs::read_to_string(&s.config).unwrap();
     config.push_str(&format!(
         "\n[notify.smtp]\nhost = \"localhost\"\nport = {port}\ntls = \"starttls\"\nusername = \"klaxon\"\nfrom = \"klaxon@example.com\"\nca_file = \"{}\"\n",
@@ -1387,20 +1388,22 @@ async fn alertmanager_pages_through_its_webhook_and_its_pagerduty_receiver() {
     let klaxon = format!("http://{}", notifier.http_addr());
     let config = s.dir.path().join("alertmanager.yml");
     std::fs::write(&config, alertmanager_config(&klaxon)).unwrap();
-    let port = free_port();
-    let am = Proc::spawn_program(
-        alertmanager().to_str().unwrap(),
-        s.dir.path(),
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.path={}", s.dir.path().join("am").display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-            // A single instance: no gossip port.
-            "--cluster.listen-address=",
-        ],
-        &[],
-        s.dir.path().join("alertmanager.log"),
-    );
+    let (am, port) = spawn_listening("Alertmanager", |port| {
+        Proc::spawn_program(
+            alertmanager().to_str().unwrap(),
+            s.dir.path(),
+            &[
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.path={}", s.dir.path().join("am").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                // A single instance: no gossip port.
+                "--cluster.listen-address=",
+            ],
+            &[],
+            s.dir.path().join(format!("alertmanager-{port}.log")),
+        )
+    })
+    .await;
     let am_url = format!("http://127.0.0.1:{port}");
     let http = http_client();
     wait_until(Duration::from_secs(30), "Alertmanager", || {

@@ -21,8 +21,12 @@ fn s3_settings(port: u16) -> String {
 
 /// Starts moto's S3 server on a free port and creates `bucket`.
 async fn s3_server(dir: &std::path::Path, bucket: &str) -> (Proc, u16) {
-    let port = free_port();
-    (s3_server_on(dir, bucket, port, "moto.log").await, port)
+    let (proc, port) = spawn_listening("the S3 server", |port| {
+        spawn_moto(dir, port, &format!("moto-{port}.log"))
+    })
+    .await;
+    create_bucket(port, bucket);
+    (proc, port)
 }
 
 /// Ingest killed at each named point of a flush on S3 (no rename there:
@@ -205,27 +209,39 @@ async fn s3_compaction_killed_midway_keeps_every_row_once() {
 
 /// Starts moto's S3 server on `port` and creates `bucket`.
 async fn s3_server_on(dir: &std::path::Path, bucket: &str, port: u16, log: &str) -> Proc {
+    let mut proc = spawn_moto(dir, port, log);
+    wait_until(Duration::from_secs(60), "the S3 server", || {
+        assert!(
+            proc.child.try_wait().unwrap().is_none(),
+            "moto exited:\n{}",
+            proc.log_text()
+        );
+        let ours = listener(proc.child.id(), port) == Listener::Ours;
+        async move { ours }
+    })
+    .await;
+    create_bucket(port, bucket);
+    proc
+}
+
+fn spawn_moto(dir: &std::path::Path, port: u16, log: &str) -> Proc {
     let server = test_python().with_file_name("moto_server");
-    let proc = Proc::spawn_program(
+    Proc::spawn_program(
         server.to_str().unwrap(),
         dir,
         &["-p", &port.to_string()],
         &[],
         dir.join(log),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(60), "the S3 server", || {
-        let up = std::net::TcpStream::connect(&addr).is_ok();
-        async move { up }
-    })
-    .await;
-    // CreateBucket is a bare PUT on the bucket.
-    let response = http_request(&addr, "PUT", &format!("/{bucket}"));
+    )
+}
+
+/// CreateBucket is a bare PUT on the bucket.
+fn create_bucket(port: u16, bucket: &str) {
+    let response = http_request(&format!("127.0.0.1:{port}"), "PUT", &format!("/{bucket}"));
     assert!(
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
         "{response}"
     );
-    proc
 }
 
 /// The S3 server goes down before points arrive: ingest keeps running,

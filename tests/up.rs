@@ -11,8 +11,6 @@ use rdkafka::Message;
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_everything_from_an_empty_directory() {
     let dir = test_dir();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     // A rule that fires on any point, with short event-time waits so the
     // window closes soon after producing stops.
     write_rules(
@@ -33,25 +31,29 @@ severity = "info"
         "[rules]\nidle_timeout = \"2s\"\nallowed_lateness = \"0s\"\n",
     )
     .unwrap();
-    let mut up = Proc::spawn_program(
-        KLAXON,
-        dir.path(),
-        &[
-            "--config",
-            "klaxon.toml",
-            "up",
-            "--rules",
-            "rules",
-            "--oncall",
-            "oncall.toml",
-            "--broker-listen",
-            &listen,
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir.path().join("up.log"),
-    );
+    let (mut up, port) = spawn_listening("klaxon up's broker", |port| {
+        Proc::spawn_program(
+            KLAXON,
+            dir.path(),
+            &[
+                "--config",
+                "klaxon.toml",
+                "up",
+                "--rules",
+                "rules",
+                "--oncall",
+                "oncall.toml",
+                "--broker-listen",
+                &format!("127.0.0.1:{port}"),
+                "--http-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+            dir.path().join(format!("up-{port}.log")),
+        )
+    })
+    .await;
+    let listen = format!("127.0.0.1:{port}");
     klaxon::broker::wait_ready(&listen, Duration::from_secs(60))
         .await
         .unwrap();

@@ -319,43 +319,18 @@ impl Commits {
     ) -> KafkaResult<Committed> {
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(topic, partition, Offset::Offset(next))?;
-        let mut backoff = Backoff::up_to(Duration::from_secs(5));
-        loop {
+        let stalled = || {
             // A member that went this long without polling has been taken
             // out of the group, whether or not librdkafka has noticed: its
             // partitions are someone else's, who replays them. Kafka refuses
             // such a commit; tansu 0.6 accepts it, and the offset would then
             // cover files the new owner has deleted.
             let since_poll = self.last_poll.lock().expect("last poll lock").elapsed();
-            if since_poll > self.max_poll_interval {
-                self.failures.increment(1);
-                tracing::warn!(
-                    topic,
-                    partition,
-                    ?since_poll,
-                    "not committing: past max.poll.interval.ms since the last poll, the partition moved to another member"
-                );
-                return Ok(Committed::PartitionMoved);
-            }
-            let result =
-                tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
-            match result {
-                Ok(()) => return Ok(Committed::Yes),
-                Err(e) if lost_ownership(&e) => {
-                    self.failures.increment(1);
-                    tracing::warn!(topic, partition, error = %e, "commit refused: partition moved to another member");
-                    return Ok(Committed::PartitionMoved);
-                }
-                Err(e) => {
-                    self.failures.increment(1);
-                    // What the offsets cover is durable; until the commit
-                    // lands, a crash replays it (which the stage makes
-                    // harmless).
-                    tracing::warn!(topic, partition, error = %e, "commit failed; retrying");
-                    backoff.wait().await;
-                }
-            }
-        }
+            (since_poll > self.max_poll_interval).then_some(since_poll)
+        };
+        let commit =
+            || tokio::task::block_in_place(|| self.consumer.commit(&offsets, CommitMode::Sync));
+        Ok(commit_until_settled(topic, partition, &self.failures, stalled, commit).await)
     }
 
     /// Commits `offsets` without waiting for the broker's answer. A failure
@@ -370,6 +345,48 @@ impl Commits {
             self.failures.increment(1);
         }
         result
+    }
+}
+
+/// The retry loop of [`Commits::until_committed`], apart from the consumer
+/// so that tests can play the broker's answers to it: `commit` until it
+/// lands, unless the member has `stalled` past its poll interval or the
+/// broker says the partition is no longer ours.
+async fn commit_until_settled(
+    topic: &str,
+    partition: i32,
+    failures: &metrics::Counter,
+    mut stalled: impl FnMut() -> Option<Duration>,
+    mut commit: impl FnMut() -> KafkaResult<()>,
+) -> Committed {
+    let mut backoff = Backoff::up_to(Duration::from_secs(5));
+    loop {
+        if let Some(since_poll) = stalled() {
+            failures.increment(1);
+            tracing::warn!(
+                topic,
+                partition,
+                ?since_poll,
+                "not committing: past max.poll.interval.ms since the last poll, the partition moved to another member"
+            );
+            return Committed::PartitionMoved;
+        }
+        match commit() {
+            Ok(()) => return Committed::Yes,
+            Err(e) if lost_ownership(&e) => {
+                failures.increment(1);
+                tracing::warn!(topic, partition, error = %e, "commit refused: partition moved to another member");
+                return Committed::PartitionMoved;
+            }
+            Err(e) => {
+                failures.increment(1);
+                // What the offsets cover is durable; until the commit
+                // lands, a crash replays it (which the stage makes
+                // harmless).
+                tracing::warn!(topic, partition, error = %e, "commit failed; retrying");
+                backoff.wait().await;
+            }
+        }
     }
 }
 
@@ -412,6 +429,70 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The broker's answers to a commit, played in order; past the last, the
+    /// commit lands (so a loop that should have stopped ends, and fails).
+    fn answers(
+        codes: &[Option<RDKafkaErrorCode>],
+    ) -> (
+        impl FnMut() -> KafkaResult<()> + use<>,
+        std::rc::Rc<std::cell::Cell<usize>>,
+    ) {
+        let codes = codes.to_vec();
+        let attempts = std::rc::Rc::new(std::cell::Cell::new(0));
+        let seen = attempts.clone();
+        let commit = move || {
+            let n = seen.get();
+            seen.set(n + 1);
+            match codes.get(n).copied().flatten() {
+                None => Ok(()),
+                Some(code) => Err(KafkaError::ConsumerCommit(code)),
+            }
+        };
+        (commit, attempts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_commit_is_retried_with_backoff_until_it_lands() {
+        let transport = Some(RDKafkaErrorCode::BrokerTransportFailure);
+        let timeout = Some(RDKafkaErrorCode::RequestTimedOut);
+        let (commit, attempts) = answers(&[transport, timeout, transport, None]);
+        let started = tokio::time::Instant::now();
+        let outcome =
+            commit_until_settled("t", 0, &metrics::Counter::noop(), || None, commit).await;
+        assert_eq!(outcome, Committed::Yes);
+        assert_eq!(attempts.get(), 4);
+        // 100 + 200 + 400 ms between the four attempts.
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_refused_for_lost_ownership_is_not_retried() {
+        for code in [
+            RDKafkaErrorCode::RebalanceInProgress,
+            RDKafkaErrorCode::IllegalGeneration,
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::FencedInstanceId,
+            RDKafkaErrorCode::State,
+        ] {
+            let (commit, attempts) =
+                answers(&[Some(RDKafkaErrorCode::BrokerTransportFailure), Some(code)]);
+            let outcome =
+                commit_until_settled("t", 0, &metrics::Counter::noop(), || None, commit).await;
+            assert_eq!(outcome, Committed::PartitionMoved, "{code:?}");
+            assert_eq!(attempts.get(), 2, "{code:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_member_does_not_commit_at_all() {
+        let (commit, attempts) = answers(&[None]);
+        let stalled = || Some(Duration::from_secs(301));
+        let outcome =
+            commit_until_settled("t", 0, &metrics::Counter::noop(), stalled, commit).await;
+        assert_eq!(outcome, Committed::PartitionMoved);
+        assert_eq!(attempts.get(), 0);
+    }
 
     #[tokio::test]
     async fn timers_fire_at_start_only_when_asked_and_in_their_order() {

@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use super::{Proc, free_port};
+use super::{Listener, Proc, free_port, listener};
 
 /// A tansu broker in its own process.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Broker {
             // The broker that answered is this one only if this process
             // holds the listening socket: tansu binds after klaxon's own
             // check, and only logs a failure to.
-            Ok(true) if listens_on(proc.child.id(), port) => Some(Self {
+            Ok(true) if listener(proc.child.id(), port) == Listener::Ours => Some(Self {
                 proc,
                 port,
                 storage: storage.to_owned(),
@@ -111,27 +111,4 @@ impl Broker {
         .await
         .unwrap();
     }
-}
-
-/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`:
-/// the socket's inode in /proc/net/tcp among the process's open files.
-fn listens_on(pid: u32, port: u16) -> bool {
-    let local = format!("0100007F:{port:04X}");
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    // Columns: sl local_address rem_address st ... uid timeout inode.
-    let inode = table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
-            .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
-            .flatten()
-    });
-    let Some(inode) = inode else { return false };
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.filter_map(Result::ok)
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == inode))
-        })
-        .unwrap_or(false)
 }

@@ -15,6 +15,94 @@ pub fn free_port() -> u16 {
     klaxon::harness::free_port().unwrap()
 }
 
+/// Who holds the socket listening on 127.0.0.1:`port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The process asked about.
+    Ours,
+    /// Some other process: the one asked about cannot bind the port.
+    Other,
+    Nobody,
+}
+
+/// Who holds the socket listening on 127.0.0.1:`port`, as seen from process
+/// `pid`: the socket's inode in /proc/net/tcp, among `pid`'s open files or not.
+pub fn listener(pid: u32, port: u16) -> Listener {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return Listener::Nobody;
+    };
+    // Columns: sl local_address rem_address st ... uid timeout inode.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Listener::Nobody;
+    }
+    let ours = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok).any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| inodes.iter().any(|i| l.to_string_lossy() == *i))
+        })
+    });
+    if ours {
+        Listener::Ours
+    } else {
+        Listener::Other
+    }
+}
+
+/// Starts a server that listens where it is told (moto, SMTP, Alertmanager,
+/// `klaxon up`) on a free port, and waits until it holds the listening socket.
+/// `free_port` only says the port was free a moment ago: when another process
+/// binds it first, the server exits or never gets the socket, and it is
+/// started again on another port.
+pub async fn spawn_listening(what: &str, mut spawn: impl FnMut(u16) -> Proc) -> (Proc, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut proc = spawn(port);
+        let held = klaxon::harness::poll_until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            async || {
+                let exited = proc.child.try_wait().unwrap().is_some();
+                match listener(proc.child.id(), port) {
+                    Listener::Ours if !exited => Ok(true),
+                    Listener::Other => Err(()),
+                    // It exited on its own: only a port taken in the
+                    // meantime is a reason to try another.
+                    _ if exited => {
+                        let log = proc.log_text();
+                        if log.to_lowercase().contains("in use") {
+                            Err(())
+                        } else {
+                            panic!("{what} exited:\n{log}")
+                        }
+                    }
+                    _ => Ok(false),
+                }
+            },
+        )
+        .await;
+        match held {
+            Ok(true) => return (proc, port),
+            Ok(false) => panic!("{what} did not listen on {port}:\n{}", proc.log_text()),
+            Err(()) => eprintln!(
+                "port {port} was taken before {what} bound it:\n{}",
+                proc.log_text()
+            ),
+        }
+    }
+    panic!("{what} came up on none of five free ports");
+}
+
 /// Polls `done` every 250ms until it holds, panicking with `what` after `limit`.
 pub async fn wait_until(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let held = klaxon::harness::poll_until(limit, Duration::from_millis(250), async || {
