@@ -40,6 +40,14 @@ pub struct ProduceOptions {
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub points_per_record: usize,
+    /// Event times. `None`: each record carries the wall clock at its
+    /// sending. `Some(every)` (with a `count`): a backlog in which every
+    /// series has one point per `every`, the last ones now, as a scraper
+    /// would have left it. No two points of a series then share a timestamp
+    /// at any format's resolution (Graphite's is a second), however fast
+    /// they are produced, so a lake can be checked by counting distinct
+    /// points.
+    pub backlog_every: Option<Duration>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
 }
@@ -79,12 +87,19 @@ const NAMES: [&str; 4] = [
     "queue.depth",
 ];
 
-/// Appends point number `i` (series `i % series`) to `out` in `format`.
-pub fn synthetic_point(out: &mut String, format: Format, i: u64, series: u64, time_ms: i64) {
+/// Point number `i` of `series` synthetic series: its name, value, service
+/// number and series (host) number. The series cycle through four names and
+/// 50 services; each one's value is a slow sine.
+pub fn synthetic_series(i: u64, series: u64) -> (&'static str, f64, u64, u64) {
     let s = i % series.max(1);
     let name = NAMES[(s % NAMES.len() as u64) as usize];
-    let service = s % 50;
     let value = ((i / series.max(1)) as f64 * 0.1 + s as f64).sin() * 50.0 + 50.0;
+    (name, value, s % 50, s)
+}
+
+/// Appends point number `i` (series `i % series`) to `out` in `format`.
+pub fn synthetic_point(out: &mut String, format: Format, i: u64, series: u64, time_ms: i64) {
+    let (name, value, service, s) = synthetic_series(i, series);
     let _ = match format {
         Format::Json => write!(
             out,
@@ -148,6 +163,18 @@ pub async fn produce(
     let mut ticker = tokio::time::interval(slice);
     let points_per_slice = options.rate.map(|r| (r as f64 / 100.0).max(1.0));
     let mut allowance = 0.0;
+    // With a backlog, point `i` is of round `i / series`, the last round now.
+    let series = options.series.max(1);
+    let backlog = options
+        .backlog_every
+        .zip(options.count)
+        .map(|(every, count)| {
+            let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+            let last_round = count.div_ceil(series).saturating_sub(1) as i64;
+            let first_ms =
+                crate::clock::now_ms().saturating_sub(last_round.saturating_mul(every_ms));
+            (first_ms, every_ms)
+        });
     loop {
         if options.count.is_some_and(|c| report.points >= c)
             || options.duration.is_some_and(|d| started.elapsed() >= d)
@@ -177,13 +204,14 @@ pub async fn produce(
                 if k > 0 {
                     record.push('\n');
                 }
-                synthetic_point(
-                    &mut record,
-                    options.format,
-                    report.points + k,
-                    options.series,
-                    now_ms,
-                );
+                let i = report.points + k;
+                let time_ms = match backlog {
+                    Some((first_ms, every_ms)) => {
+                        first_ms.saturating_add(((i / series) as i64).saturating_mul(every_ms))
+                    }
+                    None => now_ms,
+                };
+                synthetic_point(&mut record, options.format, i, options.series, time_ms);
             }
             // Spread records over partitions; a record holds many series anyway.
             let key = report.records.to_string();

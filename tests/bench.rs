@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{KLAXON, test_dir};
+use common::{KLAXON, test_dir, test_python};
 use serde_json::Value;
 
 #[test]
@@ -32,8 +32,17 @@ fn bench_runs_every_part_and_writes_its_figures_as_json() {
             "3",
             "--window",
             "5s",
+            // Two lakes of a day (24 and 192 files), the second compacted to
+            // one file per hour and partition, and a two-day lake.
+            "--scaling-files",
+            "24,192",
+            "--scaling-days",
+            "2",
+            "--scaling-runs",
+            "1",
             "--json",
         ])
+        .env("KLAXON_BENCH_PYTHON", test_python())
         .arg(&json)
         .arg("--work-dir")
         .arg(dir.path().join("work"))
@@ -61,7 +70,57 @@ fn bench_runs_every_part_and_writes_its_figures_as_json() {
         assert!(d["lake_bytes"].as_u64().unwrap() > 0, "{d}");
         assert!(d["peak_rss_bytes"].as_u64().unwrap() > 0, "{d}");
         assert!(d["cpu_secs"].as_f64().unwrap() > 0.0, "{d}");
+        // The bench recounts the compacted copy and fails unless it holds
+        // every point once. (At this size ingest writes one file per
+        // partition and hour, which compaction has nothing to merge in.)
+        let compacted = d["compacted_files"].as_u64().unwrap();
+        assert!(
+            compacted > 0 && compacted <= d["lake_files"].as_u64().unwrap(),
+            "{d}"
+        );
+        assert!(
+            d["compacted_bytes_per_point"].as_f64().unwrap() > 0.0,
+            "{d}"
+        );
     }
+
+    // Each lake-scaling query ran in both engines, whose answers the bench
+    // compares before it reports a time.
+    let scaling = &report["scaling"];
+    assert!(scaling["duckdb_missing"].is_null(), "{scaling}");
+    let lakes: Vec<(&str, &str, u64, u64)> = scaling["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            assert!(q["duckdb_median_ms"].as_f64().unwrap() > 0.0, "{q}");
+            assert!(q["klaxon_median_ms"].as_f64().unwrap() > 0.0, "{q}");
+            (
+                q["lake"].as_str().unwrap(),
+                q["query"].as_str().unwrap(),
+                q["files"].as_u64().unwrap(),
+                q["points"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (day, hour) = ("whole day by name", "one hour by name");
+    let (one_day, two_days) = (
+        "1 day, one file per hour and partition",
+        "2 days, one file per hour and partition",
+    );
+    assert_eq!(
+        lakes,
+        [
+            ("1 day, 24 files", day, 24, 3000),
+            ("1 day, 24 files", hour, 24, 3000),
+            ("1 day, 192 files", day, 192, 3000),
+            ("1 day, 192 files", hour, 192, 3000),
+            ("the same, compacted", day, 96, 3000),
+            ("the same, compacted", hour, 96, 3000),
+            (one_day, hour, 96, 300),
+            (two_days, hour, 192, 600),
+        ]
+    );
 
     let queries = report["queries"].as_array().unwrap();
     let rows: Vec<(&str, u64)> = queries
@@ -96,6 +155,7 @@ fn bench_runs_every_part_and_writes_its_figures_as_json() {
         "transport ceiling",
         "query: percentile",
         "alert latency (200 series, 6 alerts)",
+        "lake: the same, compacted (96 files, 3,000 points)",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from\n{stdout}");
     }

@@ -16,13 +16,17 @@ use serde::Serialize;
 use super::{
     BenchEnv, BenchError, BenchOptions,
     child::{Child, Usage, free_port, scrape, wait_until},
-    sql_over_lake,
+    compact_all, lake_in, sql_over_lake,
 };
 use crate::{
     config::SourceConfig,
     decode::Format,
     kafka::prefetch_limits,
     kafka::{Role, client_config},
+    lake::{
+        files::{list_data_files, split_covered},
+        layout::TABLE_DIR,
+    },
     produce::{ProduceOptions, produce},
 };
 
@@ -48,8 +52,12 @@ pub struct DrainResult {
     pub memory_budget_bytes: u64,
     /// The embedded broker's CPU time over the same interval, when it runs.
     pub broker_cpu_secs: Option<f64>,
+    pub lake_files: usize,
     pub lake_bytes: u64,
     pub lake_bytes_per_point: f64,
+    /// Files and bytes per point once a copy of the lake is compacted.
+    pub compacted_files: usize,
+    pub compacted_bytes_per_point: f64,
     pub raw: RawConsume,
     /// Ingest's points/s over the bare consumer's.
     pub fraction_of_ceiling: f64,
@@ -87,6 +95,8 @@ pub(crate) async fn drain(
             count: Some(options.points),
             duration: None,
             points_per_record: options.points_per_record,
+            // One point per series a second, so that no two points are alike.
+            backlog_every: Some(Duration::from_secs(1)),
             progress: false,
         },
     )
@@ -152,7 +162,8 @@ pub(crate) async fn drain(
             options.points
         )));
     }
-    let lake_bytes = parquet_bytes(&lake.join("metrics"))?;
+    let (lake_files, lake_bytes) = parquet_files(&lake.join("metrics"))?;
+    let (compacted_files, compacted_bytes) = compacted_copy(&lake, options.points, &label).await?;
     let raw = raw_consume(env, &topic, options, produced.records).await?;
 
     let cpu = (ingest_end.cpu - ingest_start.cpu).as_secs_f64();
@@ -178,8 +189,11 @@ pub(crate) async fn drain(
             broker_cpu_secs: broker_start
                 .zip(broker_end)
                 .map(|(a, b)| (b.cpu - a.cpu).as_secs_f64()),
+            lake_files,
             lake_bytes,
             lake_bytes_per_point: lake_bytes as f64 / points,
+            compacted_files,
+            compacted_bytes_per_point: compacted_bytes as f64 / points,
             fraction_of_ceiling: points_per_sec / raw_points_per_sec,
             raw,
         },
@@ -208,16 +222,45 @@ async fn count_points(dir: &Path) -> Result<(u64, u64), BenchError> {
     Ok((value(0), value(1)))
 }
 
-/// Bytes of the Parquet files under `dir`.
-fn parquet_bytes(dir: &Path) -> Result<u64, BenchError> {
-    let mut total = 0;
+/// Compacts a copy of the drained lake (every hour counted as ended) and
+/// checks it still holds every point once: (files, bytes) afterwards.
+async fn compacted_copy(lake: &Path, points: u64, label: &str) -> Result<(usize, u64), BenchError> {
+    let copy = lake.with_extension("compacted");
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    // The files a reader sees: a copy gives every file a new modification
+    // time, which would end the grace of a file already merged away.
+    let (readable, _merged_away) =
+        split_covered(list_data_files(&lake_in(lake)?, TABLE_DIR).await?);
+    for file in readable {
+        let to = copy.join(&file.path);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(lake.join(&file.path), to)?;
+    }
+    let files = compact_all(&copy, i64::MAX / 2).await?;
+    let (rows, distinct) = count_points(&copy).await?;
+    if (rows, distinct) != (points, points) {
+        return Err(BenchError::Wrong(format!(
+            "the compacted {label} lake holds {rows} points, {distinct} distinct; {points} were produced"
+        )));
+    }
+    Ok((files, parquet_files(&copy.join("metrics"))?.1))
+}
+
+/// How many Parquet files there are under `dir`, and their bytes.
+fn parquet_files(dir: &Path) -> Result<(usize, u64), BenchError> {
+    let (mut files, mut bytes) = (0, 0);
     for entry in walkdir::WalkDir::new(dir) {
         let entry = entry.map_err(std::io::Error::from)?;
         if entry.path().extension().is_some_and(|e| e == "parquet") {
-            total += entry.metadata().map_err(std::io::Error::from)?.len();
+            files += 1;
+            bytes += entry.metadata().map_err(std::io::Error::from)?.len();
         }
     }
-    Ok(total)
+    Ok((files, bytes))
 }
 
 /// Reads every record of `topic` with a bare consumer (prefetch as ingest

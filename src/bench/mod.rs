@@ -9,7 +9,10 @@
 //!    neither decodes nor writes. Ingest is reported as a fraction of it.
 //! 3. **Queries**: `klaxon query` (a child process, as a user runs it) over
 //!    the JSON lake, for typical analytics queries.
-//! 4. **Alert latency**, per series count: `klaxon rules run` and
+//! 4. **Lake scaling** ([`scaling`]): the same points in more and more
+//!    files, and a one-hour query over a day and over a month, in klaxon's
+//!    engine and in DuckDB. It needs no broker.
+//! 5. **Alert latency**, per series count: `klaxon rules run` and
 //!    `klaxon notify` as child processes, a webhook receiver in this process.
 //!    Each window's points are produced and consumed; then one point per
 //!    partition closes the window, and the time from producing it to the
@@ -24,6 +27,7 @@ mod drain;
 mod latency;
 mod queries;
 mod report;
+mod scaling;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,16 +39,21 @@ use bytesize::ByteSize;
 use rdkafka::error::KafkaError;
 use thiserror::Error;
 
-pub use self::report::BenchReport;
 use self::{
     child::{Child, free_port, wait_until},
     report::Machine,
 };
+pub use self::{report::BenchReport, scaling::ScalingOptions};
 use crate::{
     ErrorKind,
-    config::{Config, KafkaConfig, LakeConfig},
+    config::{CompactionConfig, Config, KafkaConfig, LakeConfig},
     decode::Format,
-    lake::{Lake, LakeError},
+    lake::{
+        Lake, LakeError,
+        compact::{CompactionSettings, compact},
+        files::list_data_files,
+        layout::TABLE_DIR,
+    },
     query::{QueryEngine, QueryError},
     topics::{TopicError, TopicSpec, ensure_topics},
 };
@@ -110,6 +119,8 @@ pub struct BenchOptions {
     pub alerts_per_window: usize,
     pub window: Duration,
     pub queries: bool,
+    /// The lake-scaling section, when asked for.
+    pub scaling: Option<ScalingOptions>,
     /// Keep everything here instead of in a removed temporary directory.
     pub work_dir: Option<PathBuf>,
 }
@@ -177,9 +188,11 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
         }
     };
     let run_id = crate::clock::now_ms().to_string();
+    let needs_broker = !options.formats.is_empty() || !options.latency_series.is_empty();
     let (brokers, broker) = match &options.brokers {
         Some(brokers) => (brokers.clone(), None),
-        None => start_broker(&work).await?,
+        None if needs_broker => start_broker(&work).await?,
+        None => (String::new(), None),
     };
     let mut env = BenchEnv {
         work,
@@ -194,6 +207,7 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
         klaxon_version: env!("CARGO_PKG_VERSION").to_owned(),
         machine: Machine::this(),
         broker: match &env.broker {
+            None if env.brokers.is_empty() => "none (no part of this run needs one)".to_owned(),
             Some(_) => "embedded tansu 0.6.0 (sqlite storage), its own process".to_owned(),
             None => env.brokers.clone(),
         },
@@ -218,6 +232,9 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
         eprintln!("queries over {}...", lake.display());
         report.queries = queries::time_queries(&env, lake).await?;
     }
+    if let Some(scaling) = &options.scaling {
+        report.scaling = Some(scaling::measure(&env.work, scaling).await?);
+    }
     for &series in &options.latency_series {
         eprintln!(
             "alert latency: {series} series, {} windows...",
@@ -230,13 +247,43 @@ pub async fn run_bench(options: BenchOptions) -> Result<BenchReport, BenchError>
     Ok(report)
 }
 
-/// Runs `sql` over the lake in directory `dir`.
-pub(crate) async fn sql_over_lake(dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, BenchError> {
-    let lake = Lake::open(&LakeConfig {
+/// The lake in directory `dir`.
+pub(crate) fn lake_in(dir: &Path) -> Result<Lake, BenchError> {
+    Ok(Lake::open(&LakeConfig {
         url: dir.display().to_string(),
         ..LakeConfig::default()
-    })?;
-    Ok(QueryEngine::open(&lake).await?.sql(sql).await?)
+    })?)
+}
+
+/// Runs `sql` over the lake in directory `dir`, opened in a new session.
+pub(crate) async fn sql_over_lake(dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, BenchError> {
+    Ok(QueryEngine::open(&lake_in(dir)?).await?.sql(sql).await?)
+}
+
+/// The median of `times` (the upper one of an even count).
+pub(crate) fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Compacts every file of the lake in directory `dir` with klaxon's
+/// compactor, as if every offset were committed and `now_ms` were the time,
+/// deleting the merged files at once (nothing else reads the lake); returns
+/// how many files remain.
+pub(crate) async fn compact_all(dir: &Path, now_ms: i64) -> Result<usize, BenchError> {
+    let lake = lake_in(dir)?;
+    let committed = list_data_files(&lake, TABLE_DIR)
+        .await?
+        .into_iter()
+        .map(|f| ((f.topic, f.partition), i64::MAX))
+        .collect();
+    let settings = CompactionSettings {
+        settle: Duration::ZERO,
+        grace: Duration::ZERO,
+        ..CompactionSettings::from(&CompactionConfig::default())
+    };
+    compact(&lake, &committed, now_ms, &settings).await?;
+    Ok(list_data_files(&lake, TABLE_DIR).await?.len())
 }
 
 /// Starts `klaxon broker` on a free port, storing in `work/broker.db`.

@@ -6,7 +6,7 @@ use std::{path::Path, time::Instant};
 use arrow::array::{Array, TimestampMillisecondArray};
 use serde::Serialize;
 
-use super::{BenchEnv, BenchError, sql_over_lake};
+use super::{BenchEnv, BenchError, median, sql_over_lake};
 
 /// Each query runs this many times; the median is reported.
 const RUNS: usize = 5;
@@ -82,13 +82,12 @@ pub(crate) async fn time_queries(
         if rows == 0 {
             return Err(BenchError::Wrong(format!("{name}: no rows from {sql:?}")));
         }
-        runs.sort_by(f64::total_cmp);
         timings.push(QueryTiming {
             name: name.to_owned(),
             sql,
             rows,
-            median_ms: runs[RUNS / 2],
-            min_ms: runs[0],
+            min_ms: runs.iter().copied().fold(f64::INFINITY, f64::min),
+            median_ms: median(runs),
         });
     }
     Ok(timings)
@@ -114,8 +113,8 @@ async fn time_range(dir: &Path) -> Result<(i64, i64), BenchError> {
     }
 }
 
-/// A SQL timestamp literal for `ms`.
-fn timestamp(ms: i64) -> String {
+/// A SQL timestamp literal for `ms`, which DataFusion and DuckDB read alike.
+pub(super) fn timestamp(ms: i64) -> String {
     let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     format!("TIMESTAMP '{}'", at.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
 }

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use procfs::Current;
 use serde::Serialize;
 
-use super::{drain::DrainResult, latency::LatencyResult, queries::QueryTiming};
+use super::{
+    drain::DrainResult, latency::LatencyResult, queries::QueryTiming, scaling::LakeScaling,
+};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
@@ -15,6 +17,7 @@ pub struct BenchReport {
     pub drains: Vec<DrainResult>,
     pub queries: Vec<QueryTiming>,
     pub latency: Vec<LatencyResult>,
+    pub scaling: Option<LakeScaling>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -126,6 +129,11 @@ impl BenchReport {
                     d.input_bytes as f64 / d.points as f64
                 ),
             );
+            row(
+                &bench,
+                "after compaction: files, bytes per point",
+                format!("{}, {:.2}", d.compacted_files, d.compacted_bytes_per_point),
+            );
         }
         for q in &self.queries {
             row(
@@ -136,6 +144,39 @@ impl BenchReport {
                     q.median_ms, q.min_ms, q.rows
                 ),
             );
+        }
+        if let Some(scaling) = &self.scaling {
+            for q in &scaling.queries {
+                let duckdb = match q.duckdb_median_ms {
+                    Some(theirs) => format!(
+                        "{:.0} ms / {:.0} ms ({:.2}×)",
+                        q.klaxon_median_ms,
+                        theirs,
+                        q.klaxon_median_ms / theirs
+                    ),
+                    None => format!("{:.0} ms / not run", q.klaxon_median_ms),
+                };
+                row(
+                    &format!(
+                        "lake: {} ({} files, {} points)",
+                        q.lake,
+                        thousands(q.files as f64),
+                        thousands(q.points as f64)
+                    ),
+                    &format!("{}: klaxon / DuckDB median", q.query),
+                    duckdb,
+                );
+            }
+            if let Some(secs) = scaling.compaction_secs {
+                row(
+                    "lake scaling",
+                    "compacting the most fragmented lake",
+                    format!("{secs:.1} s"),
+                );
+            }
+            if let Some(reason) = &scaling.duckdb_missing {
+                row("lake scaling", "DuckDB not run", reason.clone());
+            }
         }
         for l in &self.latency {
             let bench = format!(

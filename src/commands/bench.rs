@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
-    bench::{BenchOptions, run_bench},
+    bench::{BenchOptions, ScalingOptions, run_bench},
     config::Config,
     decode::Format,
 };
@@ -45,12 +45,31 @@ pub struct BenchArgs {
     /// The latency rule's window (event time).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub window: Duration,
+    /// Skip the ingest drains (and so the query timings over their lake).
+    #[arg(long)]
+    pub no_ingest: bool,
     /// Skip the query timings.
     #[arg(long)]
     pub no_queries: bool,
     /// Skip the alert latency runs.
     #[arg(long)]
     pub no_latency: bool,
+    /// Skip the lake-scaling section (klaxon and DuckDB over lakes of many files).
+    #[arg(long)]
+    pub no_scaling: bool,
+    /// File counts of the lake-scaling section's one-day lakes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,10000,100000")]
+    pub scaling_files: Vec<usize>,
+    /// Age in days of the lake-scaling section's long lake.
+    #[arg(long, default_value_t = 30)]
+    pub scaling_days: u32,
+    /// Runs of each lake-scaling query per engine (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub scaling_runs: usize,
+    /// A Python with the `duckdb` package, which runs DuckDB's side of the
+    /// lake-scaling section (`scripts/bench` installs one and sets this).
+    #[arg(long, env = "KLAXON_BENCH_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
     /// Also write the figures here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -61,6 +80,9 @@ pub struct BenchArgs {
 }
 
 pub async fn run(config: Config, args: BenchArgs) -> Result<()> {
+    if args.scaling_days == 0 {
+        bail!("--scaling-days must be at least 1");
+    }
     if args.windows == 0 || args.alerts_per_window == 0 {
         bail!("--windows and --alerts-per-window must be at least 1");
     }
@@ -82,7 +104,11 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<()> {
         partitions: config.topics.partitions,
         points: args.points,
         series: args.series,
-        formats: args.formats,
+        formats: if args.no_ingest {
+            Vec::new()
+        } else {
+            args.formats
+        },
         points_per_record: args.points_per_record,
         memory_budget: args.memory_budget,
         latency_series: if args.no_latency {
@@ -94,6 +120,14 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<()> {
         alerts_per_window: args.alerts_per_window,
         window: args.window,
         queries: !args.no_queries,
+        scaling: (!args.no_scaling).then(|| ScalingOptions {
+            points: args.points,
+            series: args.series,
+            file_counts: args.scaling_files,
+            days: args.scaling_days,
+            runs: args.scaling_runs.max(1),
+            python: args.python,
+        }),
         work_dir: args.work_dir,
     })
     .await?;

@@ -54,6 +54,7 @@ pub async fn run(config: Config, args: ProduceArgs) -> Result<()> {
             count: args.count,
             duration: args.duration,
             points_per_record: args.points_per_record,
+            backlog_every: None,
             progress: true,
         },
     )
