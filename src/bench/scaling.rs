@@ -1,10 +1,11 @@
 //! Query speed as the lake grows, klaxon beside DuckDB on the same files.
 //!
 //! The same points are written in klaxon's layout, schema and encoding
-//! (sorted per file as ingest sorts a flush) as 100, 10,000 and 100,000
-//! files over one day, the file counts a few minutes, a day and ten days of
-//! default flushing leave; the most fragmented lake is then compacted by
-//! klaxon's compactor. A one-hour query then runs over a 1-day and a 30-day
+//! (sorted per file as ingest sorts a flush) as about 100, 10,000 and
+//! 100,000 files over one day (a slice of time that straddles an hour is
+//! two files, as a flush's would be), the file counts a few minutes, a day
+//! and ten days of default flushing leave; the most fragmented lake is then
+//! compacted by klaxon's compactor. A one-hour query then runs over a 1-day and a 30-day
 //! lake of one file per hour and partition (what compaction leaves), to show
 //! whether pruning keeps it independent of the lake's age.
 //!
