@@ -17,23 +17,25 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
 use arrow::{
     array::{AsArray, RecordBatch},
     compute::cast,
-    datatypes::{DataType, Float64Type, Int64Type},
+    datatypes::{DataType, Float64Type, Int64Type, Schema, SchemaRef},
 };
 use serde::Serialize;
 
-use super::{BenchError, compact_all, median, queries::timestamp, sql_over_lake};
+use super::{BenchError, compact_all, lake_in, median, queries::timestamp, sql_over_lake};
 use crate::{
     lake::{
-        layout::data_file,
+        columns,
+        layout::{TABLE_DIR, data_file},
         writer::{Encoding, encode_parquet},
     },
-    points::{MS_PER_HOUR, PointBatchBuilder, sort_by_series, split_by_hour},
+    points::{MS_PER_HOUR, PointBatchBuilder, base_fields, sort_by_series, split_by_hour},
     produce::synthetic_series,
 };
 
@@ -123,7 +125,8 @@ pub(crate) async fn measure(
             options.points,
             options.series,
             files,
-        )?;
+        )
+        .await?;
         let lake = ScaledLake {
             name: format!("1 day, {written} files"),
             dir: &dir,
@@ -168,7 +171,8 @@ pub(crate) async fn measure(
             points,
             options.series,
             hourly * days as usize,
-        )?;
+        )
+        .await?;
         let name = format!(
             "{days} day{}, one file per hour and partition",
             if days == 1 { "" } else { "s" }
@@ -361,8 +365,10 @@ async fn time_duckdb(
 /// Writes `points` points of `series` series, spread evenly over `days` days
 /// from `start_ms`, as about `files` files of consecutive points, each
 /// sorted and encoded as ingest writes a flush, over [`PARTITIONS`]
-/// partitions in turn. Returns the number of files written.
-fn write_lake(
+/// partitions in turn, and records their columns as ingest and a first
+/// query would ([`crate::lake::columns`]). Returns the number of files
+/// written.
+async fn write_lake(
     dir: &Path,
     start_ms: i64,
     days: u32,
@@ -370,6 +376,21 @@ fn write_lake(
     series: u64,
     files: usize,
 ) -> Result<usize, BenchError> {
+    let (written, schema) = write_files(dir, start_ms, days, points, series, files)?;
+    let fixed = base_fields();
+    columns::backfill(&lake_in(dir)?, TABLE_DIR, &fixed, &schema).await?;
+    Ok(written)
+}
+
+/// [`write_lake`]'s files; returns their count and the columns of the last.
+fn write_files(
+    dir: &Path,
+    start_ms: i64,
+    days: u32,
+    points: u64,
+    series: u64,
+    files: usize,
+) -> Result<(usize, SchemaRef), BenchError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -379,6 +400,7 @@ fn write_lake(
     let mut next_offset: HashMap<i32, i64> = HashMap::new();
     let mut builder = PointBatchBuilder::default();
     let mut written = 0;
+    let mut schema = Arc::new(Schema::new(base_fields()));
     let mut first = 0u64;
     while first < points {
         // File `chunk` holds the points of the `chunk`th equal slice of the
@@ -405,6 +427,7 @@ fn write_lake(
         }
         let partition = (chunk % PARTITIONS as u64) as i32;
         let batch = builder.finish().map_err(arrow_error)?;
+        schema = batch.schema();
         for (hour, part) in split_by_hour(&batch).map_err(arrow_error)? {
             let sorted = sort_by_series(&part).map_err(arrow_error)?;
             let offset = next_offset.entry(partition).or_insert(0);
@@ -426,7 +449,7 @@ fn write_lake(
         }
         first = last;
     }
-    Ok(written)
+    Ok((written, schema))
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> BenchError {

@@ -33,12 +33,12 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{
-    Lake, LakeError,
+    Lake, LakeError, columns,
     files::{DataFile, list_data_files, split_covered},
     layout::{self, TABLE_DIR},
     writer::{Encoding, encode_parquet},
 };
-use crate::points::{MS_PER_HOUR, sort_by_series, string_type};
+use crate::points::{MS_PER_HOUR, base_fields, sort_by_series, string_type};
 
 /// How compaction chooses and writes.
 #[derive(Debug, Clone)]
@@ -261,10 +261,11 @@ async fn merge_run(
         })?;
         inputs.push(bytes);
     }
-    let (rows, encoded) = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
+    let (rows, schema, encoded) = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
         let merged = sort_by_series(&concat_unified(decode_all(inputs)?)?)?;
         Ok((
             merged.num_rows(),
+            merged.schema(),
             encode_parquet(&merged, row_group_rows, Encoding::Compact)?,
         ))
     })
@@ -283,6 +284,9 @@ async fn merge_run(
         hour,
     );
     let bytes = encoded.len() as u64;
+    // The inputs' columns, which their writers recorded; but an input may
+    // predate the markers, and the merged file outlives it.
+    columns::record(lake, TABLE_DIR, &base_fields(), &schema).await?;
     lake.put_durable(&output, encoded).await?;
     crate::crash::point("compact.after_output");
     check_no_partial_overlap(lake, &output).await?;

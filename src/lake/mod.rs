@@ -6,6 +6,7 @@
 //! ```text
 //! metrics/date=2026-11-24/hour=10/{topic}-{partition:05}-{first:020}-{last:020}.parquet
 //! _klaxon/inflight/{topic}/{partition}.json
+//! _klaxon/columns/{table}/tag={key}      (see columns)
 //! ```
 //!
 //! File names come from the Kafka offsets they hold, so a replay of the same
@@ -13,6 +14,7 @@
 //! flush under way; see [`layout::InflightMarker`] for how it keeps the lake
 //! exactly-once when a replay flushes at different boundaries.
 
+pub mod columns;
 pub mod compact;
 pub mod files;
 pub mod layout;

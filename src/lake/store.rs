@@ -63,6 +63,8 @@ pub struct Lake {
     /// Local lakes bypass `object_store` for writes: it neither fsyncs the file
     /// nor its directory, and durability before commit is the whole contract.
     local_root: Option<PathBuf>,
+    /// Tag columns this process has recorded ([`super::columns`]).
+    recorded_columns: super::columns::Recorded,
 }
 
 impl Lake {
@@ -103,6 +105,7 @@ impl Lake {
                         .map_err(|e| bad(&e.to_string()))?,
                     prefix: ObjectPath::from(url.path()),
                     local_root: None,
+                    recorded_columns: Default::default(),
                 })
             }
             "memory" => Ok(Lake {
@@ -110,6 +113,7 @@ impl Lake {
                 store_url: Url::parse("memory://").expect("static url"),
                 prefix: ObjectPath::from(url.path()),
                 local_root: None,
+                recorded_columns: Default::default(),
             }),
             other => Err(bad(&format!(
                 "scheme {other:?}; use a directory, file://, s3:// or memory://"
@@ -131,6 +135,7 @@ impl Lake {
             store_url: Url::parse("file:///").expect("static url"),
             prefix: ObjectPath::from_filesystem_path(&root)?,
             local_root: Some(root),
+            recorded_columns: Default::default(),
         })
     }
 
@@ -150,6 +155,10 @@ impl Lake {
     /// compaction has merged but not yet deleted.
     pub fn readable_store(&self) -> Arc<dyn ObjectStore> {
         Arc::new(super::readable::CoveredFilesHidden::new(self.store.clone()))
+    }
+
+    pub(super) fn recorded_columns(&self) -> &super::columns::Recorded {
+        &self.recorded_columns
     }
 
     pub fn store_url(&self) -> &Url {

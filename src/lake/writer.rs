@@ -14,8 +14,8 @@ use parquet::{
     schema::types::ColumnPath,
 };
 
-use super::{Lake, LakeError, layout};
-use crate::points::{TIME, VALUE, sort_by_series, split_by_hour};
+use super::{Lake, LakeError, columns, layout};
+use crate::points::{TIME, VALUE, base_fields, sort_by_series, split_by_hour};
 
 /// What one flush covers: a contiguous offset range of one topic partition.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub async fn write_flush(
     batch: RecordBatch,
     row_group_rows: usize,
 ) -> Result<FlushOutcome, LakeError> {
+    // Before any file holding them can be listed.
+    columns::record(lake, layout::TABLE_DIR, &base_fields(), &batch.schema()).await?;
     let parts = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
         let sorted = sort_by_series(&batch)?;
         let mut encoded = Vec::new();

@@ -15,7 +15,10 @@ mod pruning;
 
 use std::sync::Arc;
 
-use arrow::{array::RecordBatch, datatypes::DataType};
+use arrow::{
+    array::RecordBatch,
+    datatypes::{DataType, Schema, SchemaRef},
+};
 use datafusion::{
     catalog::TableProvider,
     datasource::{
@@ -33,7 +36,7 @@ pub use pruning::TimePrunedTable;
 
 use crate::{
     error::ErrorKind,
-    lake::{Lake, layout::TABLE_DIR},
+    lake::{Lake, LakeError, columns, layout::TABLE_DIR},
     points::base_fields,
 };
 
@@ -41,6 +44,8 @@ use crate::{
 pub enum QueryError {
     #[error("query failed: {0}")]
     DataFusion(#[from] DataFusionError),
+    #[error("reading the lake's columns: {0}")]
+    Lake(#[from] LakeError),
     #[error("writing the result: {0}")]
     Output(String),
 }
@@ -54,6 +59,7 @@ impl QueryError {
                 | DataFusionError::SchemaError(..),
             ) => ErrorKind::User,
             QueryError::DataFusion(_) => ErrorKind::External,
+            QueryError::Lake(e) => e.kind(),
             QueryError::Output(_) => ErrorKind::External,
         }
     }
@@ -63,7 +69,7 @@ impl QueryError {
 pub struct QueryEngine {
     ctx: SessionContext,
     /// The `metrics` table's schema, tags and partition columns included.
-    schema: arrow::datatypes::SchemaRef,
+    schema: SchemaRef,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -88,12 +94,7 @@ impl QueryEngine {
                 ("date".to_owned(), DataType::Utf8),
                 ("hour".to_owned(), DataType::Utf8),
             ]);
-        let state = ctx.state();
-        // An empty lake has no files to infer from: it still has the base columns.
-        let schema = match options.infer_schema(&state, &url).await {
-            Ok(schema) if !schema.fields().is_empty() => schema,
-            _ => Arc::new(arrow::datatypes::Schema::new(base_fields())),
-        };
+        let schema = table_schema(lake, &ctx, &options, &url).await?;
         let table = ListingTable::try_new(
             ListingTableConfig::new(url)
                 .with_listing_options(options)
@@ -106,7 +107,7 @@ impl QueryEngine {
 
     /// The columns a rule sees: the lake's, without the partition columns
     /// (a rule's window is not a directory).
-    pub fn rule_schema(&self) -> arrow::datatypes::SchemaRef {
+    pub fn rule_schema(&self) -> SchemaRef {
         let fields: Vec<_> = self
             .schema
             .fields()
@@ -114,7 +115,7 @@ impl QueryEngine {
             .filter(|f| f.name() != "date" && f.name() != "hour")
             .cloned()
             .collect();
-        Arc::new(arrow::datatypes::Schema::new(fields))
+        Arc::new(Schema::new(fields))
     }
 
     /// Runs one SQL statement and collects its result.
@@ -137,6 +138,33 @@ impl QueryEngine {
     }
 }
 
+/// The `metrics` table's columns (partition columns aside): from the lake's
+/// column markers when they cover it, else read from every file's footer and
+/// then recorded, so the next query skips that read ([`columns`]).
+async fn table_schema(
+    lake: &Lake,
+    ctx: &SessionContext,
+    options: &ListingOptions,
+    url: &ListingTableUrl,
+) -> Result<SchemaRef, QueryError> {
+    let fixed = base_fields();
+    if let Some(schema) = columns::recorded_schema(lake, TABLE_DIR, &fixed).await? {
+        return Ok(Arc::new(schema));
+    }
+    // An empty lake has no files to infer from: it still has the base
+    // columns, and nothing to backfill.
+    let inferred = match options.infer_schema(&ctx.state(), url).await {
+        Ok(schema) if !schema.fields().is_empty() => schema,
+        _ => return Ok(Arc::new(Schema::new(fixed))),
+    };
+    // Best effort: a reader without write access still answers, by
+    // inferring again next time.
+    if let Err(e) = columns::backfill(lake, TABLE_DIR, &fixed, &inferred).await {
+        tracing::warn!(lake = %lake.describe(), error = %e, "could not record the lake's columns");
+    }
+    Ok(inferred)
+}
+
 /// What [`QueryEngine::sql_read_only`] allows: queries, nothing else.
 pub fn read_only() -> SQLOptions {
     SQLOptions::new()
@@ -147,6 +175,8 @@ pub fn read_only() -> SQLOptions {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
+
     use super::*;
     use crate::config::LakeConfig;
 
@@ -157,6 +187,72 @@ mod tests {
         })
         .unwrap();
         QueryEngine::open(&lake).await.unwrap()
+    }
+
+    /// Flushes one point with `tags` as offset `offset` of partition 0.
+    async fn flush(lake: &Lake, offset: i64, tags: &[(&str, &str)]) {
+        use crate::{
+            lake::writer::{FlushRange, write_flush},
+            points::PointBatchBuilder,
+        };
+        let mut batch = PointBatchBuilder::default();
+        batch.push("cpu", 1_764_000_000_000 + offset, 1.0, tags);
+        let range = FlushRange {
+            topic: "metrics".into(),
+            partition: 0,
+            first_offset: offset,
+            last_offset: offset,
+        };
+        write_flush(lake, &range, batch.finish().unwrap(), 1024)
+            .await
+            .unwrap();
+    }
+
+    fn columns_of(engine: &QueryEngine) -> Vec<String> {
+        engine
+            .rule_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_column_of_every_file_is_queryable_before_and_after_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeConfig {
+            url: dir.path().display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        flush(&lake, 0, &[("service", "checkout")]).await;
+        // A file from before column markers existed: no marker for `zone`.
+        flush(&lake, 1, &[("zone", "eu")]).await;
+        std::fs::remove_dir_all(dir.path().join("_klaxon/columns")).unwrap();
+        // The first query reads every footer and records what it found.
+        let first = QueryEngine::open(&lake).await.unwrap();
+        assert_eq!(
+            columns_of(&first),
+            ["time", "name", "value", "service", "zone"]
+        );
+        assert!(dir.path().join("_klaxon/columns/metrics/complete").exists());
+        // A column that appears later is recorded by its writer.
+        flush(&lake, 2, &[("host", "a"), ("service", "api")]).await;
+        let later = QueryEngine::open(&lake).await.unwrap();
+        assert_eq!(
+            columns_of(&later),
+            ["time", "name", "value", "host", "service", "zone"]
+        );
+        let rows = later
+            .sql("SELECT count(zone), count(host), count(service), count(*) FROM metrics")
+            .await
+            .unwrap();
+        let counts: Vec<i64> = rows[0]
+            .columns()
+            .iter()
+            .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().value(0))
+            .collect();
+        assert_eq!(counts, [1, 1, 2, 3]);
     }
 
     #[tokio::test]
