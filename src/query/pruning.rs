@@ -4,6 +4,13 @@
 //! `date` and `hour`. This wrapper reads the bounds a query puts on `time`
 //! and adds the equivalent `date`/`hour` predicates to the scan, which the
 //! listing table then uses to skip whole directories.
+//!
+//! Range predicates prune files only after the listing table has listed the
+//! whole table (every file of a month, to read one hour), while equalities
+//! narrow the listing itself to one directory. So a bounded query becomes one
+//! scan per hour (a day or less) or per date (up to [`MAX_DATE_SCANS`]),
+//! each with `date = …` (and `hour = …`) added, under one union: what it
+//! lists grows with the time it asks for, not with the lake's age.
 
 use std::sync::Arc;
 
@@ -18,11 +25,13 @@ use datafusion::{
     logical_expr::{
         BinaryExpr, Expr, Operator, TableProviderFilterPushDown, utils::split_conjunction,
     },
-    physical_plan::ExecutionPlan,
+    physical_plan::{ExecutionPlan, union::UnionExec},
     prelude::{col, lit},
 };
 
 use crate::points::{MS_PER_HOUR, TIME};
+
+const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 #[derive(Debug)]
 pub struct TimePrunedTable {
@@ -59,10 +68,61 @@ impl TableProvider for TimePrunedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = time_bounds(filters);
         let mut filters = filters.to_vec();
-        filters.extend(partition_filters(&time_bounds(&filters)));
-        self.inner.scan(state, projection, &filters, limit).await
+        filters.extend(partition_filters(&bounds));
+        let directories = directory_filters(&bounds);
+        if directories.is_empty() {
+            return self.inner.scan(state, projection, &filters, limit).await;
+        }
+        let scans = directories.into_iter().map(|directory| {
+            let mut filters = filters.clone();
+            filters.extend(directory);
+            async move { self.inner.scan(state, projection, &filters, limit).await }
+        });
+        UnionExec::try_new(futures::future::try_join_all(scans).await?)
     }
+}
+
+/// Most hours a bounded query lists one directory at a time.
+const MAX_HOUR_SCANS: i64 = 24;
+/// Most dates a bounded query lists one directory at a time; beyond, one
+/// listing of the whole table is cheaper than that many.
+pub(crate) const MAX_DATE_SCANS: i64 = 400;
+
+/// Equalities that narrow the listing to each hour or date directory the
+/// bounds cover; empty when they do not bound the query on both sides or
+/// cover too many.
+pub(crate) fn directory_filters(bounds: &TimeBounds) -> Vec<Vec<Expr>> {
+    let (Some(min), Some(max)) = (bounds.min_ms, bounds.max_ms) else {
+        return Vec::new();
+    };
+    if min > max {
+        return Vec::new();
+    }
+    let (first_hour, last_hour) = (min.div_euclid(MS_PER_HOUR), max.div_euclid(MS_PER_HOUR));
+    if last_hour - first_hour < MAX_HOUR_SCANS {
+        return (first_hour..=last_hour)
+            .map(|hour| {
+                let (date, hour) = directory(hour * MS_PER_HOUR);
+                vec![col("date").eq(lit(date)), col("hour").eq(lit(hour))]
+            })
+            .collect();
+    }
+    let (first_day, last_day) = (min.div_euclid(MS_PER_DAY), max.div_euclid(MS_PER_DAY));
+    if last_day - first_day < MAX_DATE_SCANS {
+        return (first_day..=last_day)
+            .map(|day| vec![col("date").eq(lit(directory(day * MS_PER_DAY).0))])
+            .collect();
+    }
+    Vec::new()
+}
+
+/// The `date` and `hour` partition values of the hour holding `ms`.
+fn directory(ms: i64) -> (String, String) {
+    let hour_start = ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
+    let t = DateTime::<Utc>::from_timestamp_millis(hour_start).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string())
 }
 
 /// Inclusive bounds in epoch milliseconds that every matching row's `time`
@@ -122,12 +182,7 @@ fn timestamp_ms(value: &ScalarValue) -> Option<i64> {
 
 /// `date`/`hour` predicates implied by the bounds.
 pub(crate) fn partition_filters(bounds: &TimeBounds) -> Vec<Expr> {
-    let split = |ms: i64| {
-        let hour_start = ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
-        let t =
-            DateTime::<Utc>::from_timestamp_millis(hour_start).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string())
-    };
+    let split = directory;
     let mut out = Vec::new();
     if let Some(min) = bounds.min_ms {
         let (d, h) = split(min);
@@ -179,6 +234,69 @@ mod tests {
     fn disjunctions_give_no_bound() {
         let filters = vec![col("time").gt(ts(5)).or(col("name").eq(lit("x")))];
         assert_eq!(time_bounds(&filters), TimeBounds::default());
+    }
+
+    fn texts(directories: Vec<Vec<Expr>>) -> Vec<String> {
+        directories
+            .into_iter()
+            .map(|d| {
+                d.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bounded_queries_list_each_hour_or_date_they_cover() {
+        // 2025-11-24T16:00Z, an hour boundary.
+        let at = 1_764_000_000_000;
+        let hour = |min_ms, max_ms| TimeBounds {
+            min_ms: Some(min_ms),
+            max_ms: Some(max_ms),
+        };
+        assert_eq!(
+            texts(directory_filters(&hour(at, at + MS_PER_HOUR - 1))),
+            ["date = Utf8(\"2025-11-24\") AND hour = Utf8(\"16\")"]
+        );
+        // An inclusive bound on the next hour's first millisecond lists it too.
+        assert_eq!(
+            texts(directory_filters(&hour(at - 1, at + MS_PER_HOUR))),
+            [
+                "date = Utf8(\"2025-11-24\") AND hour = Utf8(\"15\")",
+                "date = Utf8(\"2025-11-24\") AND hour = Utf8(\"16\")",
+                "date = Utf8(\"2025-11-24\") AND hour = Utf8(\"17\")",
+            ]
+        );
+        // Past midnight.
+        let across = texts(directory_filters(&hour(
+            at + 7 * MS_PER_HOUR,
+            at + 9 * MS_PER_HOUR,
+        )));
+        assert_eq!(across.len(), 3);
+        assert_eq!(
+            across[2],
+            "date = Utf8(\"2025-11-25\") AND hour = Utf8(\"01\")"
+        );
+        // A day and more: dates.
+        assert_eq!(
+            texts(directory_filters(&hour(at, at + 30 * MS_PER_HOUR))),
+            ["date = Utf8(\"2025-11-24\")", "date = Utf8(\"2025-11-25\")"]
+        );
+        assert_eq!(
+            directory_filters(&hour(at, at + (MAX_DATE_SCANS - 1) * MS_PER_DAY)).len(),
+            MAX_DATE_SCANS as usize
+        );
+        // Too long, open-ended or empty: one listing of the table.
+        assert!(directory_filters(&hour(at, at + MAX_DATE_SCANS * MS_PER_DAY)).is_empty());
+        assert!(directory_filters(&hour(i64::MIN, i64::MAX)).is_empty());
+        assert!(directory_filters(&hour(at + 1, at)).is_empty());
+        let open = TimeBounds {
+            min_ms: Some(at),
+            max_ms: None,
+        };
+        assert!(directory_filters(&open).is_empty());
     }
 
     #[test]
