@@ -13,16 +13,24 @@
 //! that finds no `complete` infers the schema from every footer, as before,
 //! and then backfills: a marker per column it saw, then `complete`. Files
 //! that appear after the backfill's listing were written by writers that
-//! record first, so nothing is missed; a lake written before markers existed,
-//! or copied in by another tool, is backfilled on its first query.
+//! record first, so nothing is missed: a lake written before markers
+//! existed is backfilled on its first query. Two things can still add a
+//! file without its markers once `complete` exists, and each is answered by
+//! deleting `complete` (the next query reads every footer again):
+//! Parquet files copied into `metrics/` by another tool, and an ingest member
+//! of an older klaxon still running beside a newer query.
+//!
+//! The directory only grows. Markers outlive the files that had their column
+//! (retention leaves them): an old column stays in the schema, null in newer
+//! rows. Deleting a marker is never needed and would hide its column if a
+//! running writer has recorded it already and so does not again.
 //!
 //! A marker's name is the column's name in one path segment, every byte but
-//! letters, digits, `-`, `_` and `.` escaped as `+XX` (`tag=service`,
-//! `tag=k8s+2Fpod`: object stores and `object_store` reserve `%`, `#` and
-//! `/`); a name too long for a file name is `sha256={hex}`. Either way the
-//! object holds the name itself. Markers
-//! outlive the files that had their column (retention does not remove
-//! them): an old column stays in the schema, null in newer rows.
+//! lower-case letters, digits, `-`, `_` and `.` escaped as `+XX`
+//! (`tag=service`, `tag=k8s+2Fpod`, `tag=+48ost` for `Host`): object stores
+//! and `object_store` reserve `%`, `#` and `/`, and `Host` and `host` must
+//! stay two files on a case-insensitive file system. A name too long for a
+//! file name is `sha256={hex}`. Either way the object holds the name itself.
 
 use std::{
     collections::HashSet,
@@ -42,8 +50,38 @@ const COMPLETE: &str = "complete";
 /// Longest encoded name kept readable; file systems allow 255 bytes.
 const MAX_READABLE_NAME: usize = 200;
 
-/// Bytes a marker name escapes: all but letters, digits, `-`, `_`, `.`.
-const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+/// Bytes a marker name escapes: all but lower-case letters, digits, `-`,
+/// `_`, `.`.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .add(b'A')
+    .add(b'B')
+    .add(b'C')
+    .add(b'D')
+    .add(b'E')
+    .add(b'F')
+    .add(b'G')
+    .add(b'H')
+    .add(b'I')
+    .add(b'J')
+    .add(b'K')
+    .add(b'L')
+    .add(b'M')
+    .add(b'N')
+    .add(b'O')
+    .add(b'P')
+    .add(b'Q')
+    .add(b'R')
+    .add(b'S')
+    .add(b'T')
+    .add(b'U')
+    .add(b'V')
+    .add(b'W')
+    .add(b'X')
+    .add(b'Y')
+    .add(b'Z');
 
 fn dir(table: &str) -> String {
     format!("_klaxon/columns/{table}")
@@ -236,6 +274,9 @@ mod tests {
             "100%",
             "tag=x",
             "a+2Fb",
+            "Host",
+            "host",
+            "HOST",
             "#~[]{}\\\"",
             "complete",
             "ünïcode ✓",
@@ -249,11 +290,14 @@ mod tests {
         let mut want: Vec<&str> = strange.to_vec();
         want.sort();
         assert_eq!(names(&schema)[3..], want[..]);
-        // Every marker is one file directly in the columns directory.
+        // Every marker is one file directly in the columns directory, and
+        // no two differ only in case.
+        let mut folded = HashSet::new();
         for entry in std::fs::read_dir(dir.path().join("_klaxon/columns/t")).unwrap() {
             let entry = entry.unwrap();
             assert!(entry.file_type().unwrap().is_file());
             let name = entry.file_name().into_string().unwrap();
+            assert!(folded.insert(name.to_lowercase()), "{name}");
             assert!(name.len() <= MAX_READABLE_NAME + 7, "{name}");
             assert!(
                 name.bytes()

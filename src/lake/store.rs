@@ -3,7 +3,10 @@
 use std::{
     io::Write,
     path::{Path as FsPath, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -352,7 +355,7 @@ impl Lake {
 }
 
 /// The name a file of the lake has while it is written, less the writer's
-/// process id that ends it.
+/// process id and write number that end it.
 fn temporary_prefix(file_name: &str) -> String {
     format!(".{file_name}.tmp-")
 }
@@ -369,10 +372,15 @@ fn write_fsync_rename(path: &FsPath, bytes: &[u8]) -> Result<(), LakeError> {
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(io)?;
     let file_name = path.file_name().expect("lake paths name a file");
+    // Unique per write, so two tasks of one process writing the same object
+    // at once (a flush and a compaction recording one column) each rename
+    // their own complete file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        "{}{}",
+        "{}{}-{}",
         temporary_prefix(&file_name.to_string_lossy()),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;

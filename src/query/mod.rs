@@ -26,9 +26,13 @@ use datafusion::{
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::DataFusionError,
-    execution::context::SQLOptions,
+    execution::{
+        cache::cache_manager::CacheManagerConfig, context::SQLOptions,
+        runtime_env::RuntimeEnvBuilder,
+    },
     prelude::{SessionConfig, SessionContext},
 };
+use object_store::ObjectStore;
 use thiserror::Error;
 
 pub use output::{OutputFormat, write_batches};
@@ -80,13 +84,24 @@ impl std::fmt::Debug for QueryEngine {
 
 impl QueryEngine {
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
+        Self::open_over(lake, lake.readable_store()).await
+    }
+
+    /// [`Self::open`] reading the lake's files through `store`.
+    async fn open_over(lake: &Lake, store: Arc<dyn ObjectStore>) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
-            // Tag columns come and go between files; merge their schemas.
             .set_bool("datafusion.execution.parquet.pushdown_filters", true);
-        let ctx = SessionContext::new_with_config(config);
+        // No cache of listings: a missed one lists the whole table to serve
+        // any prefix of it later, which undoes listing only the hours a query
+        // asks for ([`pruning`]), and a kept one would hide new files from a
+        // session that lives on.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.runtime_env()
-            .register_object_store(lake.store_url(), lake.readable_store());
+            .register_object_store(lake.store_url(), store);
         let url = ListingTableUrl::parse(lake.dir_url(TABLE_DIR))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
@@ -148,8 +163,13 @@ async fn table_schema(
     url: &ListingTableUrl,
 ) -> Result<SchemaRef, QueryError> {
     let fixed = base_fields();
-    if let Some(schema) = columns::recorded_schema(lake, TABLE_DIR, &fixed).await? {
-        return Ok(Arc::new(schema));
+    match columns::recorded_schema(lake, TABLE_DIR, &fixed).await {
+        Ok(Some(schema)) => return Ok(Arc::new(schema)),
+        Ok(None) => {}
+        // Credentials that reach the table but not `_klaxon/`: read footers.
+        Err(e) => {
+            tracing::warn!(lake = %lake.describe(), error = %e, "could not read the lake's column record")
+        }
     }
     // An empty lake has no files to infer from: it still has the base
     // columns, and nothing to backfill.
@@ -157,6 +177,21 @@ async fn table_schema(
         Ok(schema) if !schema.fields().is_empty() => schema,
         _ => return Ok(Arc::new(Schema::new(fixed))),
     };
+    // Tags in name order, as the record lists them, so `SELECT *` has one
+    // column order whichever way the schema was found.
+    let mut tags: Vec<_> = inferred
+        .fields()
+        .iter()
+        .filter(|f| fixed.iter().all(|b| b.name() != f.name()))
+        .cloned()
+        .collect();
+    tags.sort_by(|a, b| a.name().cmp(b.name()));
+    let base = fixed.iter().map(|b| {
+        inferred
+            .field_with_name(b.name())
+            .map_or_else(|_| Arc::new(b.clone()), |f| Arc::new(f.clone()))
+    });
+    let inferred = Arc::new(Schema::new(base.chain(tags).collect::<Vec<_>>()));
     // Best effort: a reader without write access still answers, by
     // inferring again next time.
     if let Err(e) = columns::backfill(lake, TABLE_DIR, &fixed, &inferred).await {
@@ -175,7 +210,14 @@ pub fn read_only() -> SQLOptions {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use arrow::array::AsArray;
+    use futures::stream::BoxStream;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, path::Path,
+    };
 
     use super::*;
     use crate::config::LakeConfig;
@@ -189,14 +231,21 @@ mod tests {
         QueryEngine::open(&lake).await.unwrap()
     }
 
+    /// 2025-11-24T16:00Z.
+    const AT: i64 = 1_764_000_000_000;
+
     /// Flushes one point with `tags` as offset `offset` of partition 0.
     async fn flush(lake: &Lake, offset: i64, tags: &[(&str, &str)]) {
+        flush_at(lake, offset, AT + offset, tags).await
+    }
+
+    async fn flush_at(lake: &Lake, offset: i64, time_ms: i64, tags: &[(&str, &str)]) {
         use crate::{
             lake::writer::{FlushRange, write_flush},
             points::PointBatchBuilder,
         };
         let mut batch = PointBatchBuilder::default();
-        batch.push("cpu", 1_764_000_000_000 + offset, 1.0, tags);
+        batch.push("cpu", time_ms, 1.0, tags);
         let range = FlushRange {
             topic: "metrics".into(),
             partition: 0,
@@ -225,9 +274,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        flush(&lake, 0, &[("service", "checkout")]).await;
-        // A file from before column markers existed: no marker for `zone`.
-        flush(&lake, 1, &[("zone", "eu")]).await;
+        // Files from before column markers existed, with tags in an order
+        // the schema does not keep.
+        flush(&lake, 0, &[("zone", "eu")]).await;
+        flush(&lake, 1, &[("service", "checkout")]).await;
         std::fs::remove_dir_all(dir.path().join("_klaxon/columns")).unwrap();
         // The first query reads every footer and records what it found.
         let first = QueryEngine::open(&lake).await.unwrap();
@@ -253,6 +303,164 @@ mod tests {
             .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().value(0))
             .collect();
         assert_eq!(counts, [1, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_query_lists_only_the_hours_or_dates_it_covers() {
+        use crate::points::MS_PER_HOUR;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeConfig {
+            url: dir.path().display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        // 22:30 and 23:30 on the 24th, 00:30 and 01:30 on the 25th, and a
+        // point ten days before.
+        let half_past = |hours: i64| AT + hours * MS_PER_HOUR + MS_PER_HOUR / 2;
+        let times = [half_past(6), half_past(7), half_past(8), half_past(9)];
+        for (offset, time) in times.iter().enumerate() {
+            flush_at(&lake, offset as i64, *time, &[]).await;
+        }
+        flush_at(&lake, 4, AT - 240 * MS_PER_HOUR, &[]).await;
+        let listings = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::new(ListingsSeen {
+            inner: lake.readable_store(),
+            prefixes: listings.clone(),
+        });
+        let engine = QueryEngine::open_over(&lake, store).await.unwrap();
+        let mut count = async |sql: &str| {
+            listings.lock().unwrap().clear();
+            let rows = engine.sql(sql).await.unwrap();
+            let mut seen: Vec<String> = listings
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|p| p.split("/metrics/").nth(1).unwrap_or("").to_owned())
+                .collect();
+            seen.sort();
+            let n = rows[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            (n.value(0), seen)
+        };
+        // Across midnight: the two hours asked for, nothing else listed.
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM metrics WHERE time >= TIMESTAMP '2025-11-24T23:00:00Z' \
+                 AND time < TIMESTAMP '2025-11-25T01:00:00Z'"
+            )
+            .await,
+            (
+                2,
+                vec![
+                    "date=2025-11-24/hour=23".to_owned(),
+                    "date=2025-11-25/hour=00".to_owned()
+                ]
+            )
+        );
+        // Longer than a day: each date, whole.
+        let (n, seen) = count(
+            "SELECT count(*) FROM metrics WHERE time >= TIMESTAMP '2025-11-14T00:00:00Z' \
+             AND time <= TIMESTAMP '2025-11-25T00:59:59.999Z'",
+        )
+        .await;
+        assert_eq!(n, 4);
+        assert_eq!(seen.len(), 12);
+        assert_eq!(seen[0], "date=2025-11-14");
+        assert_eq!(seen[11], "date=2025-11-25");
+        // Unbounded: the table, once.
+        assert_eq!(
+            count("SELECT count(*) FROM metrics").await,
+            (5, vec![String::new()])
+        );
+    }
+
+    /// A store that notes the prefix of every listing.
+    #[derive(Debug)]
+    struct ListingsSeen {
+        inner: Arc<dyn ObjectStore>,
+        prefixes: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl std::fmt::Display for ListingsSeen {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "ListingsSeen({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for ListingsSeen {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.prefixes
+                .lock()
+                .unwrap()
+                .push(prefix.map(|p| p.to_string()).unwrap_or_default());
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.prefixes
+                .lock()
+                .unwrap()
+                .push(prefix.map(|p| p.to_string()).unwrap_or_default());
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
     }
 
     #[tokio::test]

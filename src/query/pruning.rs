@@ -149,13 +149,24 @@ pub(crate) fn time_bounds(filters: &[Expr]) -> TimeBounds {
                 },
                 _ => continue,
             };
-            let Some(ms) = timestamp_ms(value) else {
+            let Some((ms, exact)) = timestamp_ms(value) else {
                 continue;
+            };
+            // Rows hold whole milliseconds: `time < t` ends at t - 1 when t is
+            // one, so `time < 13:00` does not reach into the 13:00 hour.
+            let strict = |step: i64| {
+                if exact {
+                    ms.checked_add(step)
+                } else {
+                    Some(ms)
+                }
             };
             let (low, high) = match op {
                 Operator::Eq => (Some(ms), Some(ms)),
-                Operator::Gt | Operator::GtEq => (Some(ms), None),
-                Operator::Lt | Operator::LtEq => (None, Some(ms)),
+                Operator::GtEq => (Some(ms), None),
+                Operator::Gt => (strict(1), None),
+                Operator::LtEq => (None, Some(ms)),
+                Operator::Lt => (None, strict(-1)),
                 _ => (None, None),
             };
             if let Some(l) = low {
@@ -169,13 +180,17 @@ pub(crate) fn time_bounds(filters: &[Expr]) -> TimeBounds {
     bounds
 }
 
-fn timestamp_ms(value: &ScalarValue) -> Option<i64> {
+/// A timestamp literal in epoch milliseconds, rounded down, and whether it
+/// was a whole millisecond.
+fn timestamp_ms(value: &ScalarValue) -> Option<(i64, bool)> {
+    let sub_ms = |v: i64, per_ms: i64| (v.div_euclid(per_ms), v.rem_euclid(per_ms) == 0);
     match value {
-        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1000),
-        ScalarValue::TimestampMillisecond(Some(v), _) => Some(*v),
-        // Rounding outward keeps the bound safe: never prunes a matching row.
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1000)),
-        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
+        ScalarValue::TimestampSecond(Some(v), _) => Some((v.checked_mul(1000)?, true)),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some((*v, true)),
+        // Rounding down keeps a bound safe on either side when the
+        // literal falls inside a millisecond: it never prunes a matching row.
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(sub_ms(*v, 1000)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(sub_ms(*v, 1_000_000)),
         _ => None,
     }
 }
@@ -221,13 +236,29 @@ mod tests {
             ts(10 * MS_PER_HOUR).gt(col("time")),
             col("time").lt_eq(ts(20 * MS_PER_HOUR)),
         ];
+        // `10h > time` is `time < 10h`: up to its last millisecond.
         assert_eq!(
             time_bounds(&filters),
             TimeBounds {
                 min_ms: Some(1_000),
-                max_ms: Some(10 * MS_PER_HOUR)
+                max_ms: Some(10 * MS_PER_HOUR - 1)
             }
         );
+    }
+
+    #[test]
+    fn strict_bounds_step_a_whole_millisecond_only() {
+        let micros = |us: i64| lit(ScalarValue::TimestampMicrosecond(Some(us), None));
+        let bounds = |filter: Expr| time_bounds(&[filter]);
+        let at = |min_ms, max_ms| TimeBounds { min_ms, max_ms };
+        assert_eq!(bounds(col("time").gt(ts(7))), at(Some(8), None));
+        assert_eq!(bounds(col("time").lt(ts(7))), at(None, Some(6)));
+        // 7.5 ms: rows at 7 ms are below it and rows at 8 ms above.
+        assert_eq!(bounds(col("time").lt(micros(7_500))), at(None, Some(7)));
+        assert_eq!(bounds(col("time").gt(micros(7_500))), at(Some(7), None));
+        assert_eq!(bounds(col("time").lt(micros(7_000))), at(None, Some(6)));
+        assert_eq!(bounds(col("time").lt(micros(-1))), at(None, Some(-1)));
+        assert_eq!(bounds(col("time").gt(ts(i64::MAX))), at(None, None));
     }
 
     #[test]
@@ -260,7 +291,7 @@ mod tests {
             texts(directory_filters(&hour(at, at + MS_PER_HOUR - 1))),
             ["date = Utf8(\"2025-11-24\") AND hour = Utf8(\"16\")"]
         );
-        // An inclusive bound on the next hour's first millisecond lists it too.
+        // An inclusive bound on the next hour's first millisecond lists it.
         assert_eq!(
             texts(directory_filters(&hour(at - 1, at + MS_PER_HOUR))),
             [
