@@ -328,7 +328,7 @@ mod tests {
             prefixes: listings.clone(),
         });
         let engine = QueryEngine::open_over(&lake, store).await.unwrap();
-        let mut count = async |sql: &str| {
+        let count = async |sql: &str| {
             listings.lock().unwrap().clear();
             let rows = engine.sql(sql).await.unwrap();
             let mut seen: Vec<String> = listings
