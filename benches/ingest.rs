@@ -1,6 +1,6 @@
 //! Hot-path micro-benchmarks: decoding each format into Arrow, building Arrow
 //! batches from already parsed points, and turning a batch into a sorted,
-//! zstd-compressed Parquet file.
+//! Parquet file compressed as ingest writes it (LZ4).
 //!
 //! `cargo bench --bench ingest`; throughput is reported in points per second
 //! on one core (criterion runs single-threaded).

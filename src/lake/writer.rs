@@ -138,8 +138,12 @@ pub async fn discard_uncommitted(
 /// How hard to work on a file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// Ingest's small files: dictionaries everywhere, zstd level 3. Cheap
-    /// to write, since a flush is on the path to the offset commit.
+    /// Ingest's small files: dictionaries everywhere, LZ4. Cheap to write,
+    /// since a flush is on the path to the offset commit, and cheap to read
+    /// while they last: a zstd column chunk costs its reader a new zstd
+    /// context, about a tenth of a scan over 10,000 small files, and
+    /// compaction rewrites them within the hour (README: "Queries as the
+    /// lake grows").
     Fast,
     /// Compaction's large files, written once and read for months: `time`
     /// delta-encoded and `value` plain (no dictionaries: neither repeats
@@ -149,8 +153,8 @@ pub enum Encoding {
     Compact,
 }
 
-/// Encodes one batch as a zstd Parquet file with statistics for pruning and
-/// the sort order recorded in its metadata.
+/// Encodes one batch as a Parquet file with statistics for pruning and the
+/// sort order recorded in its metadata.
 pub fn encode_parquet(
     batch: &RecordBatch,
     row_group_rows: usize,
@@ -173,12 +177,12 @@ pub fn encode_parquet(
         descending: false,
         nulls_first: true,
     });
-    let level = match encoding {
-        Encoding::Fast => 3,
-        Encoding::Compact => 9,
+    let compression = match encoding {
+        Encoding::Fast => Compression::LZ4_RAW,
+        Encoding::Compact => Compression::ZSTD(ZstdLevel::try_new(9)?),
     };
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
