@@ -83,6 +83,17 @@ fn bench_runs_every_part_and_writes_its_figures_as_json() {
             "{d}"
         );
     }
+    // The hand-written Python consumer read the JSON backlog beside ingest
+    // (the bench fails unless it wrote every point), and only that one.
+    let python = &drains[0]["python"];
+    assert!(python["missing"].is_null(), "{python}");
+    assert!(
+        python["points_per_cpu_sec"].as_f64().unwrap() > 0.0,
+        "{python}"
+    );
+    assert!(python["klaxon_ratio"].as_f64().unwrap() > 0.0, "{python}");
+    assert!(drains[1]["python"].is_null() && drains[2]["python"].is_null());
+    assert!(stdout.contains("hand-written Python consumer"), "{stdout}");
 
     // Each lake-scaling query ran in both engines, whose answers the bench
     // compares before it reports a time.

@@ -61,6 +61,21 @@ pub struct DrainResult {
     pub raw: RawConsume,
     /// Ingest's points/s over the bare consumer's.
     pub fraction_of_ceiling: f64,
+    /// The hand-written Python consumer over the same backlog (JSON only).
+    pub python: Option<PythonBaseline>,
+}
+
+/// `benches/python_consumer.py` over the same backlog: confluent-kafka,
+/// `json.loads`, pyarrow, a Parquet file per 100,000 points.
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonBaseline {
+    /// `None` when it could not run; the reason is in `missing`.
+    pub points_per_cpu_sec: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub wall_secs: Option<f64>,
+    /// klaxon's points per CPU-second over Python's.
+    pub klaxon_ratio: Option<f64>,
+    pub missing: Option<String>,
 }
 
 /// The bare consumer's reading of the same topic.
@@ -168,6 +183,30 @@ pub(crate) async fn drain(
 
     let cpu = (ingest_end.cpu - ingest_start.cpu).as_secs_f64();
     let points = options.points as f64;
+    let python = match format {
+        Format::Json => Some(
+            match python_consume(env, &topic, options, &env.work.join("lake-python")).await? {
+                Ok((python_cpu, wall)) => PythonBaseline {
+                    points_per_cpu_sec: Some(points / python_cpu.max(1e-3)),
+                    cpu_secs: Some(python_cpu),
+                    wall_secs: Some(wall),
+                    klaxon_ratio: Some(python_cpu / cpu.max(1e-3)),
+                    missing: None,
+                },
+                Err(reason) => {
+                    eprintln!("bench: the Python baseline did not run: {reason}");
+                    PythonBaseline {
+                        points_per_cpu_sec: None,
+                        cpu_secs: None,
+                        wall_secs: None,
+                        klaxon_ratio: None,
+                        missing: Some(reason),
+                    }
+                }
+            },
+        ),
+        _ => None,
+    };
     let points_per_sec = points / secs;
     let raw_points_per_sec = raw.points_per_sec;
     Ok((
@@ -196,6 +235,7 @@ pub(crate) async fn drain(
             compacted_bytes_per_point: compacted_bytes as f64 / points,
             fraction_of_ceiling: points_per_sec / raw_points_per_sec,
             raw,
+            python,
         },
         lake,
     ))
@@ -261,6 +301,71 @@ fn parquet_files(dir: &Path) -> Result<(usize, u64), BenchError> {
         }
     }
     Ok((files, bytes))
+}
+
+/// Runs the hand-written Python consumer over `topic` into `out`: its
+/// (CPU seconds, wall seconds) from its first record, `Err` with the reason
+/// when this Python lacks its packages. It must write every point.
+async fn python_consume(
+    env: &BenchEnv,
+    topic: &str,
+    options: &BenchOptions,
+    out: &Path,
+) -> Result<Result<(f64, f64), String>, BenchError> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_consumer.py");
+    let run = tokio::process::Command::new(&options.python)
+        .arg(script)
+        .arg(&env.brokers)
+        .arg(topic)
+        .arg(env.name("python"))
+        .arg(options.points.to_string())
+        .arg(out)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let generous = Duration::from_secs(300 + options.points / 10_000);
+    let output = match tokio::time::timeout(generous, run).await {
+        Err(_) => {
+            return Err(BenchError::Wrong(format!(
+                "the Python consumer did not finish in {generous:?}"
+            )));
+        }
+        Ok(Err(e)) => {
+            return Ok(Err(format!(
+                "starting {}: {e} (scripts/bench installs a Python with confluent-kafka and pyarrow)",
+                options.python.display()
+            )));
+        }
+        Ok(Ok(output)) => output,
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        if stderr.contains("No module named") {
+            return Ok(Err(format!(
+                "{} lacks confluent-kafka or pyarrow (scripts/bench installs them)",
+                options.python.display()
+            )));
+        }
+        return Err(BenchError::Wrong(format!(
+            "the Python consumer failed: {}",
+            stderr.trim()
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct Figures {
+        points: u64,
+        cpu_secs: f64,
+        wall_secs: f64,
+    }
+    let figures: Figures = serde_json::from_slice(&output.stdout)
+        .map_err(|e| BenchError::Wrong(format!("the Python consumer's output: {e}")))?;
+    if figures.points != options.points {
+        return Err(BenchError::Wrong(format!(
+            "the Python consumer wrote {} points of {}",
+            figures.points, options.points
+        )));
+    }
+    Ok(Ok((figures.cpu_secs, figures.wall_secs)))
 }
 
 /// Reads every record of `topic` with a bare consumer (prefetch as ingest

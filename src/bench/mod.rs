@@ -121,6 +121,9 @@ pub struct BenchOptions {
     pub queries: bool,
     /// The lake-scaling section, when asked for.
     pub scaling: Option<ScalingOptions>,
+    /// A Python with confluent-kafka and pyarrow, for the hand-written
+    /// consumer beside the JSON drain (`scripts/bench` installs one).
+    pub python: PathBuf,
     /// Keep everything here instead of in a removed temporary directory.
     pub work_dir: Option<PathBuf>,
 }

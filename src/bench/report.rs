@@ -94,6 +94,21 @@ impl BenchReport {
                     d.cores_used
                 ),
             );
+            if let Some(python) = &d.python {
+                row(
+                    &bench,
+                    "hand-written Python consumer: points/s per CPU second",
+                    match (python.points_per_cpu_sec, python.klaxon_ratio) {
+                        (Some(rate), Some(ratio)) => {
+                            format!("{} (klaxon: {ratio:.1}×)", thousands(rate))
+                        }
+                        _ => format!(
+                            "not run: {}",
+                            python.missing.as_deref().unwrap_or("unknown")
+                        ),
+                    },
+                );
+            }
             row(
                 &bench,
                 "transport ceiling (bare consumer) points/s",

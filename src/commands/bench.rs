@@ -66,8 +66,10 @@ pub struct BenchArgs {
     /// Runs of each lake-scaling query per engine (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub scaling_runs: usize,
-    /// A Python with the `duckdb` package, which runs DuckDB's side of the
-    /// lake-scaling section (`scripts/bench` installs one and sets this).
+    /// A Python with the `duckdb`, `confluent-kafka` and `pyarrow`
+    /// packages, which runs DuckDB's side of the lake-scaling section and the
+    /// hand-written consumer beside the JSON drain (`scripts/bench` installs
+    /// one and sets this).
     #[arg(long, env = "KLAXON_BENCH_PYTHON", default_value = "python3")]
     pub python: PathBuf,
     /// Also write the figures here as JSON.
@@ -126,8 +128,9 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<()> {
             file_counts: args.scaling_files,
             days: args.scaling_days,
             runs: args.scaling_runs.max(1),
-            python: args.python,
+            python: args.python.clone(),
         }),
+        python: args.python,
         work_dir: args.work_dir,
     })
     .await?;
