@@ -17,7 +17,8 @@
 //! - `flush.after_marker`: a flush's in-flight marker is durable, no data
 //!   file is written yet;
 //! - `write.before_rename`: a file's bytes are synced under a temporary name
-//!   (local lakes only: object stores have no rename);
+//!   (local lakes only: object stores have no rename; column markers, whose
+//!   count per flush varies, do not pass it or the next);
 //! - `write.before_dir_sync`: the file is renamed, its directory not synced;
 //! - `flush.before_commit`: every file of a flush is durable, its offsets
 //!   are not committed;

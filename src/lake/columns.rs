@@ -138,7 +138,7 @@ pub async fn record(
             .collect()
     };
     for name in new {
-        lake.put_durable(&marker(table, &name), Bytes::from(name.clone()))
+        lake.put_marker(&marker(table, &name), Bytes::from(name.clone()))
             .await?;
         recorded
             .0
@@ -202,11 +202,11 @@ pub async fn backfill(
     for field in inferred.fields() {
         if fixed.iter().all(|f| f.name() != field.name()) {
             let name = field.name();
-            lake.put_durable(&marker(table, name), Bytes::from(name.clone()))
+            lake.put_marker(&marker(table, name), Bytes::from(name.clone()))
                 .await?;
         }
     }
-    lake.put_durable(&format!("{}/{COMPLETE}", dir(table)), Bytes::new())
+    lake.put_marker(&format!("{}/{COMPLETE}", dir(table)), Bytes::new())
         .await
 }
 

@@ -193,10 +193,29 @@ impl Lake {
     /// survives a crash of this process and of the machine. Readers see the old
     /// object or the new one, never a part.
     pub async fn put_durable(&self, relative: &str, bytes: Bytes) -> Result<(), LakeError> {
+        self.put(relative, bytes, CrashPoints::Armed).await
+    }
+
+    /// [`Self::put_durable`] without its crash points, for the column record
+    /// ([`super::columns`]): how many markers a flush writes depends on the
+    /// tags it meets first, and the crash tests count arrivals at the
+    /// points to pick a flush's first data file. A marker killed before its
+    /// rename leaves a temporary the record's readers ignore, and its flush
+    /// fails before any data file is written.
+    pub(super) async fn put_marker(&self, relative: &str, bytes: Bytes) -> Result<(), LakeError> {
+        self.put(relative, bytes, CrashPoints::Off).await
+    }
+
+    async fn put(
+        &self,
+        relative: &str,
+        bytes: Bytes,
+        points: CrashPoints,
+    ) -> Result<(), LakeError> {
         match &self.local_root {
             Some(root) => {
                 let path = root.join(relative);
-                tokio::task::spawn_blocking(move || write_fsync_rename(&path, &bytes))
+                tokio::task::spawn_blocking(move || write_fsync_rename(&path, &bytes, points))
                     .await
                     .expect("durable write task panicked")
             }
@@ -354,6 +373,13 @@ impl Lake {
     }
 }
 
+/// Whether a local write passes the `write.*` crash points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrashPoints {
+    Armed,
+    Off,
+}
+
 /// The name a file of the lake has while it is written, less the writer's
 /// process id and write number that end it.
 fn temporary_prefix(file_name: &str) -> String {
@@ -363,7 +389,12 @@ fn temporary_prefix(file_name: &str) -> String {
 /// Write to a temporary name, fsync it, rename over the target, fsync the
 /// directory: the POSIX recipe for an atomic, durable replace. The temporary
 /// name does not end in `.parquet`, so readers listing the table never see it.
-fn write_fsync_rename(path: &FsPath, bytes: &[u8]) -> Result<(), LakeError> {
+fn write_fsync_rename(path: &FsPath, bytes: &[u8], points: CrashPoints) -> Result<(), LakeError> {
+    let crash_point = |name| {
+        if points == CrashPoints::Armed {
+            crate::crash::point(name)
+        }
+    };
     let io = |source| LakeError::Io {
         path: path.display().to_string(),
         source,
@@ -386,9 +417,9 @@ fn write_fsync_rename(path: &FsPath, bytes: &[u8]) -> Result<(), LakeError> {
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     drop(file);
-    crate::crash::point("write.before_rename");
+    crash_point("write.before_rename");
     std::fs::rename(&tmp, path).map_err(io)?;
-    crate::crash::point("write.before_dir_sync");
+    crash_point("write.before_dir_sync");
     sync_dir(dir).map_err(io)?;
     if created {
         // A new hour directory must itself be durable in its parents.
