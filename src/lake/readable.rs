@@ -8,14 +8,15 @@
 //! sits there: this store passes everything through and drops covered files
 //! from `list` and `list_with_delimiter`.
 
-use std::{collections::HashMap, fmt, ops::Range, sync::Arc};
+use std::{collections::HashMap, fmt, ops::Range, os::unix::fs::FileExt, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, path::Path,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    local::LocalFileSystem, path::Path,
 };
 
 use super::{
@@ -27,11 +28,21 @@ use super::{
 #[derive(Debug)]
 pub(super) struct CoveredFilesHidden {
     inner: Arc<dyn ObjectStore>,
+    /// The same store, when the lake is a local directory: its column
+    /// chunks are read in place (see `get_ranges`).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl CoveredFilesHidden {
     pub(super) fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner }
+        Self { inner, local: None }
+    }
+
+    pub(super) fn local(store: Arc<LocalFileSystem>) -> Self {
+        Self {
+            inner: store.clone(),
+            local: Some(store),
+        }
     }
 }
 
@@ -94,8 +105,38 @@ impl ObjectStore for CoveredFilesHidden {
     // Forwarded, not left to the trait's default: the inner store reads many
     // ranges of one file at once (Parquet column chunks), which the default
     // does range by range.
+    //
+    // A local lake's ranges are read right here, on the query's thread:
+    // `LocalFileSystem` hands every read to tokio's blocking pool, and on a
+    // scan of thousands of small files that hand-off (a thread woken, a
+    // task switched, per file) costs more than the read, which the page
+    // cache mostly answers. Scans are CPU work on the same threads anyway.
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        let Some(local) = &self.local else {
+            return self.inner.get_ranges(location, ranges).await;
+        };
+        let path = local.path_to_filesystem(location)?;
+        let io = |source: std::io::Error| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: format!("reading {}: {source}", path.display()).into(),
+        };
+        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            // Deleted since the listing (a compaction's grace ended): the
+            // error a query reports as a file not found.
+            std::io::ErrorKind::NotFound => object_store::Error::NotFound {
+                path: path.display().to_string(),
+                source: e.into(),
+            },
+            _ => io(e),
+        })?;
+        ranges
+            .iter()
+            .map(|range| {
+                let mut buffer = vec![0; (range.end - range.start) as usize];
+                file.read_exact_at(&mut buffer, range.start).map_err(io)?;
+                Ok(Bytes::from(buffer))
+            })
+            .collect()
     }
 
     fn delete_stream(

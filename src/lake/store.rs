@@ -157,7 +157,13 @@ impl Lake {
     /// The store as queries should see it: without the data files a
     /// compaction has merged but not yet deleted.
     pub fn readable_store(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(super::readable::CoveredFilesHidden::new(self.store.clone()))
+        use super::readable::CoveredFilesHidden;
+        match self.local_root {
+            // The same store (rooted at `/`), typed so reads can go around
+            // its blocking pool.
+            Some(_) => Arc::new(CoveredFilesHidden::local(Arc::new(LocalFileSystem::new()))),
+            None => Arc::new(CoveredFilesHidden::new(self.store.clone())),
+        }
     }
 
     pub(super) fn recorded_columns(&self) -> &super::columns::Recorded {

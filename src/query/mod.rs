@@ -89,9 +89,20 @@ impl QueryEngine {
 
     /// [`Self::open`] reading the lake's files through `store`.
     async fn open_over(lake: &Lake, store: Arc<dyn ObjectStore>) -> Result<Self, QueryError> {
-        let config = SessionConfig::new()
+        // DataFusion's own `DATAFUSION_*` variables tune the engine
+        // (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`); klaxon's settings
+        // below win over them, but for statistics.
+        let mut config = SessionConfig::from_env()?
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+        // No per-file statistics at planning: they cost a summary of every
+        // footer before the scan, which prunes row groups from the same
+        // footers anyway. On 10,016 small files a whole-day scan takes 1.6 s
+        // without them and 2.4 s with; only `count(*)` over uncompacted
+        // files, answered from them, is faster with (1.1 against 1.4 s).
+        if std::env::var_os("DATAFUSION_EXECUTION_COLLECT_STATISTICS").is_none() {
+            config = config.set_bool("datafusion.execution.collect_statistics", false);
+        }
         // No cache of listings: a missed one lists the whole table to serve
         // any prefix of it later, which undoes listing only the hours a query
         // asks for ([`pruning`]), and a kept one would hide new files from a
