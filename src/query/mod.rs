@@ -233,13 +233,18 @@ mod tests {
     use super::*;
     use crate::config::LakeConfig;
 
-    async fn engine(dir: &std::path::Path) -> QueryEngine {
-        let lake = Lake::open(&LakeConfig {
-            url: dir.join("lake").display().to_string(),
+    fn lake_at(dir: &std::path::Path) -> Lake {
+        Lake::open(&LakeConfig {
+            url: dir.display().to_string(),
             ..Default::default()
         })
-        .unwrap();
-        QueryEngine::open(&lake).await.unwrap()
+        .unwrap()
+    }
+
+    async fn engine(dir: &std::path::Path) -> QueryEngine {
+        QueryEngine::open(&lake_at(&dir.join("lake")))
+            .await
+            .unwrap()
     }
 
     /// 2025-11-24T16:00Z.
@@ -280,11 +285,7 @@ mod tests {
     #[tokio::test]
     async fn every_column_of_every_file_is_queryable_before_and_after_the_record() {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(&LakeConfig {
-            url: dir.path().display().to_string(),
-            ..Default::default()
-        })
-        .unwrap();
+        let lake = lake_at(dir.path());
         // Files from before column markers existed, with tags in an order
         // the schema does not keep.
         flush(&lake, 0, &[("zone", "eu")]).await;
@@ -320,11 +321,7 @@ mod tests {
     async fn a_bounded_query_lists_only_the_hours_or_dates_it_covers() {
         use crate::points::MS_PER_HOUR;
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(&LakeConfig {
-            url: dir.path().display().to_string(),
-            ..Default::default()
-        })
-        .unwrap();
+        let lake = lake_at(dir.path());
         // 22:30 and 23:30 on the 24th, 00:30 and 01:30 on the 25th, and a
         // point ten days before.
         let half_past = |hours: i64| AT + hours * MS_PER_HOUR + MS_PER_HOUR / 2;
