@@ -129,9 +129,18 @@ impl ObjectStore for CoveredFilesHidden {
             },
             _ => io(e),
         })?;
+        // A corrupt footer can name any range: check it against the file
+        // before allocating for it.
+        let len = file.metadata().map_err(io)?.len();
         ranges
             .iter()
             .map(|range| {
+                if range.start > range.end || range.end > len {
+                    return Err(io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("range {range:?} outside the file's {len} bytes"),
+                    )));
+                }
                 let mut buffer = vec![0; (range.end - range.start) as usize];
                 file.read_exact_at(&mut buffer, range.start).map_err(io)?;
                 Ok(Bytes::from(buffer))
@@ -177,6 +186,33 @@ mod tests {
 
     use super::*;
     use crate::lake::layout::data_file;
+
+    #[tokio::test]
+    async fn local_reads_in_place_return_the_ranges_and_refuse_any_beyond_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.parquet");
+        std::fs::write(&file, b"0123456789").unwrap();
+        let store = CoveredFilesHidden::local(Arc::new(LocalFileSystem::new()));
+        let path = Path::from_filesystem_path(&file).unwrap();
+        let got = store.get_ranges(&path, &[2..5, 0..1, 9..10]).await.unwrap();
+        assert_eq!(got, [&b"234"[..], b"0", b"9"]);
+        // What a corrupt footer could ask for: an error, not an allocation.
+        let huge = 0..u64::MAX;
+        let err = store.get_ranges(&path, &[huge]).await.unwrap_err();
+        assert!(
+            err.to_string().contains("outside the file's 10 bytes"),
+            "{err}"
+        );
+        let gone = Path::from(format!(
+            "{}/gone.parquet",
+            Path::from_filesystem_path(dir.path()).unwrap()
+        ));
+        let first = 0..1;
+        assert!(matches!(
+            store.get_ranges(&gone, &[first]).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    }
 
     #[tokio::test]
     async fn listings_leave_out_covered_files_and_nothing_else() {
