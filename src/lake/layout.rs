@@ -10,9 +10,19 @@ pub const TABLE_DIR: &str = "metrics";
 
 /// The hive partition directory of a UTC hour (hours since the epoch).
 pub fn partition_dir(hour: i64) -> String {
-    let start = DateTime::<Utc>::from_timestamp_millis(hour * MS_PER_HOUR)
+    let (date, hour) = partition_values(hour);
+    format!("date={date}/hour={hour}")
+}
+
+/// The `date` and `hour` partition values of a UTC hour (hours since the
+/// epoch), as its directory spells them.
+pub fn partition_values(hour: i64) -> (String, String) {
+    let start = DateTime::<Utc>::from_timestamp_millis(hour.saturating_mul(MS_PER_HOUR))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    start.format("date=%Y-%m-%d/hour=%H").to_string()
+    (
+        start.format("%Y-%m-%d").to_string(),
+        start.format("%H").to_string(),
+    )
 }
 
 /// The path of a data file, relative to the lake root.

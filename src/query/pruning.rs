@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use datafusion::{
     catalog::{Session, TableProvider},
     common::ScalarValue,
@@ -29,7 +28,10 @@ use datafusion::{
     prelude::{col, lit},
 };
 
-use crate::points::{MS_PER_HOUR, TIME};
+use crate::{
+    lake::layout::partition_values,
+    points::{MS_PER_HOUR, TIME},
+};
 
 const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
@@ -118,11 +120,10 @@ pub(crate) fn directory_filters(bounds: &TimeBounds) -> Vec<Vec<Expr>> {
     Vec::new()
 }
 
-/// The `date` and `hour` partition values of the hour holding `ms`.
+/// The `date` and `hour` partition values of the hour holding `ms`, as
+/// the writer names its directory.
 fn directory(ms: i64) -> (String, String) {
-    let hour_start = ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
-    let t = DateTime::<Utc>::from_timestamp_millis(hour_start).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string())
+    partition_values(ms.div_euclid(MS_PER_HOUR))
 }
 
 /// Inclusive bounds in epoch milliseconds that every matching row's `time`
