@@ -187,29 +187,30 @@ fn pad(column: &mut TagColumn, upto: usize) {
     }
 }
 
-/// Sorts a batch by series then time: `name`, then each tag column in key
-/// order, then `time`. Rows of one series end up adjacent, which is what makes
-/// Parquet's dictionary and run-length encodings and row-group pruning work.
-pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let schema = batch.schema();
-    let mut keys = Vec::with_capacity(batch.num_columns());
-    keys.push(sort_key(batch, NAME));
-    for field in schema.fields().iter().skip(3) {
-        keys.push(sort_key(batch, field.name()));
-    }
-    keys.push(sort_key(batch, TIME));
-    let indices = lexsort_to_indices(&keys, None)?;
-    take_record_batch(batch, &indices)
+/// The columns lake files are sorted by, as indices into a points schema:
+/// `name`, then each tag column in key order, then `time`. Rows of one series
+/// end up adjacent, which is what makes Parquet's dictionary and run-length
+/// encodings and row-group pruning work. Every column ascending, nulls first
+/// (a missing tag sorts before every value).
+pub fn series_order(schema: &Schema) -> Vec<usize> {
+    let mut order = Vec::with_capacity(schema.fields().len());
+    order.push(1);
+    order.extend(3..schema.fields().len());
+    order.push(0);
+    order
 }
 
-fn sort_key(batch: &RecordBatch, column: &str) -> SortColumn {
-    SortColumn {
-        values: batch
-            .column_by_name(column)
-            .expect("column exists: names come from the batch's own schema")
-            .clone(),
-        options: None,
-    }
+/// Sorts a batch in [`series_order`].
+pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let keys: Vec<SortColumn> = series_order(&batch.schema())
+        .into_iter()
+        .map(|i| SortColumn {
+            values: Arc::clone(batch.column(i)),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&keys, None)?;
+    take_record_batch(batch, &indices)
 }
 
 pub const MS_PER_HOUR: i64 = 3_600_000;

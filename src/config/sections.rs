@@ -227,8 +227,9 @@ pub struct CompactionConfig {
     /// retention; `klaxon compact` runs regardless.
     pub enabled: bool,
     /// Inputs of one merged file add up to at most this. Merging holds the
-    /// run decoded and a sorted copy, 20-70 times this size (by how well the
-    /// inputs compress), outside `ingest.memory_budget`; hence 16 MiB.
+    /// inputs' bytes and the merged file's (smaller: it compresses harder),
+    /// plus a few tens of MB decoded whatever the size (`lake::merge`),
+    /// outside `ingest.memory_budget`.
     pub target_file_size: ByteSize,
     /// An hour is compacted once it ended this long ago.
     #[serde(with = "humantime_serde")]
@@ -248,7 +249,7 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            target_file_size: ByteSize::mib(16),
+            target_file_size: ByteSize::mib(128),
             settle: Duration::from_secs(600),
             interval: Duration::from_secs(300),
             row_group_rows: 131_072,

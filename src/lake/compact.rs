@@ -19,33 +19,23 @@
 //! its own output (`check_no_partial_overlap`), while the inputs are still
 //! there.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-    time::Duration,
-};
-
-use arrow::{
-    array::{ArrayRef, RecordBatch, new_null_array},
-    datatypes::{Field, Schema},
-};
-use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::{collections::HashMap, time::Duration};
 
 use super::{
     Lake, LakeError, columns,
     files::{DataFile, list_data_files, split_covered},
     layout::{self, TABLE_DIR},
-    writer::{Encoding, encode_parquet},
+    merge::{MergedFile, merge_sorted},
+    writer::Encoding,
 };
-use crate::points::{MS_PER_HOUR, base_fields, sort_by_series, string_type};
+use crate::points::{MS_PER_HOUR, base_fields};
 
 /// How compaction chooses and writes.
 #[derive(Debug, Clone)]
 pub struct CompactionSettings {
-    /// Inputs of one merged file add up to at most this many bytes: the
-    /// merged file is about as large, and merging holds it decoded in memory
-    /// (roughly 5-10× its size).
+    /// Inputs of one merged file add up to at most this many bytes; merging
+    /// holds them and the (smaller) merged file in memory, plus a bounded
+    /// slice of each decoded ([`super::merge`]).
     pub target_file_size: u64,
     /// An hour is compacted once it ended this long ago, so the late points
     /// that still trickle in do not make every run rewrite it.
@@ -261,13 +251,12 @@ async fn merge_run(
         })?;
         inputs.push(bytes);
     }
-    let (rows, schema, encoded) = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
-        let merged = sort_by_series(&concat_unified(decode_all(inputs)?)?)?;
-        Ok((
-            merged.num_rows(),
-            merged.schema(),
-            encode_parquet(&merged, row_group_rows, Encoding::Compact)?,
-        ))
+    let MergedFile {
+        rows,
+        schema,
+        encoded,
+    } = tokio::task::spawn_blocking(move || {
+        merge_sorted(inputs, row_group_rows, Encoding::Compact)
     })
     .await
     .expect("compaction task panicked")?;
@@ -329,69 +318,17 @@ async fn check_no_partial_overlap(lake: &Lake, output: &str) -> Result<(), LakeE
     }
 }
 
-fn decode_all(inputs: Vec<Bytes>) -> Result<Vec<RecordBatch>, LakeError> {
-    let mut batches = Vec::new();
-    for bytes in inputs {
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
-            batches.push(batch?);
-        }
-    }
-    Ok(batches)
-}
-
-/// One batch with every tag column of the inputs (in key order, as ingest
-/// orders them), null where an input did not have it.
-fn concat_unified(batches: Vec<RecordBatch>) -> Result<RecordBatch, LakeError> {
-    let Some(first) = batches.first() else {
-        return Err(LakeError::Arrow(
-            arrow::error::ArrowError::InvalidArgumentError("nothing to merge".into()),
-        ));
-    };
-    let base: Vec<Field> = first
-        .schema()
-        .fields()
-        .iter()
-        .take(3)
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let tags: BTreeSet<String> = batches
-        .iter()
-        .flat_map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .skip(3)
-                .map(|f| f.name().clone())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut fields = base;
-    fields.extend(tags.iter().map(|t| Field::new(t, string_type(), true)));
-    let schema = Arc::new(Schema::new(fields));
-    let aligned = batches
-        .iter()
-        .map(|b| {
-            let columns: Vec<ArrayRef> = schema
-                .fields()
-                .iter()
-                .map(|f| match b.column_by_name(f.name()) {
-                    Some(c) => Arc::clone(c),
-                    None => new_null_array(f.data_type(), b.num_rows()),
-                })
-                .collect();
-            RecordBatch::try_new(Arc::clone(&schema), columns)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(arrow::compute::concat_batches(&schema, &aligned)?)
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
     use super::*;
     use crate::{
         config::LakeConfig,
         lake::writer::{FlushRange, write_flush},
         points::PointBatchBuilder,
+        points::sort_by_series,
         query::QueryEngine,
     };
 
@@ -549,14 +486,9 @@ mod tests {
             }
             v
         };
-        let merged = sort_by_series(&concat_unified(decode_all(inputs).unwrap()).unwrap()).unwrap();
+        let merged = merge_sorted(inputs, 1024, Encoding::Compact).unwrap();
         let output = layout::data_file("m", 0, 0, 29, HOUR);
-        lake.put_durable(
-            &output,
-            encode_parquet(&merged, 1024, Encoding::Compact).unwrap(),
-        )
-        .await
-        .unwrap();
+        lake.put_durable(&output, merged.encoded).await.unwrap();
         assert_eq!(lake.list(TABLE_DIR).await.unwrap().len(), 4);
         assert_eq!(count(&lake, SUMMARY).await, before);
 

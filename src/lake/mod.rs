@@ -18,6 +18,7 @@ pub mod columns;
 pub mod compact;
 pub mod files;
 pub mod layout;
+pub mod merge;
 mod readable;
 pub mod retention;
 pub mod stats;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::{array::RecordBatch, datatypes::Schema};
 use bytes::Bytes;
 use parquet::{
     arrow::ArrowWriter,
@@ -15,7 +15,7 @@ use parquet::{
 };
 
 use super::{Lake, LakeError, columns, layout};
-use crate::points::{TIME, VALUE, base_fields, sort_by_series, split_by_hour};
+use crate::points::{TIME, VALUE, base_fields, series_order, sort_by_series, split_by_hour};
 
 /// What one flush covers: a contiguous offset range of one topic partition.
 #[derive(Debug, Clone)]
@@ -161,22 +161,29 @@ pub fn encode_parquet(
     encoding: Encoding,
 ) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
-    // name, then every tag column, then time: the order of `sort_by_series`.
-    let mut sorting = vec![SortingColumn {
-        column_idx: 1,
-        descending: false,
-        nulls_first: true,
-    }];
-    sorting.extend((3..schema.fields().len()).map(|i| SortingColumn {
-        column_idx: i as i32,
-        descending: false,
-        nulls_first: true,
-    }));
-    sorting.push(SortingColumn {
-        column_idx: 0,
-        descending: false,
-        nulls_first: true,
-    });
+    let props = writer_properties(&schema, row_group_rows, encoding)?;
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// How every lake file is written: page statistics for pruning, the sort
+/// order of [`series_order`] in the metadata, and `encoding`'s choices.
+pub fn writer_properties(
+    schema: &Schema,
+    row_group_rows: usize,
+    encoding: Encoding,
+) -> Result<WriterProperties, LakeError> {
+    let sorting = series_order(schema)
+        .into_iter()
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
     let compression = match encoding {
         Encoding::Fast => Compression::LZ4_RAW,
         Encoding::Compact => Compression::ZSTD(ZstdLevel::try_new(9)?),
@@ -194,12 +201,7 @@ pub fn encode_parquet(
             .set_column_encoding(time, ParquetEncoding::DELTA_BINARY_PACKED)
             .set_column_dictionary_enabled(value, false);
     }
-    let props = props.build();
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
+    Ok(props.build())
 }
 
 #[cfg(test)]
