@@ -8,10 +8,12 @@ use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use arrow::{
     array::{
-        ArrayRef, Float64Builder, RecordBatch, StringDictionaryBuilder, TimestampMillisecondArray,
-        TimestampMillisecondBuilder,
+        Array, ArrayRef, AsArray, Float64Builder, RecordBatch, StringDictionaryBuilder,
+        TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
     },
-    compute::{SortColumn, filter_record_batch, lexsort_to_indices, take_record_batch},
+    compute::{
+        SortColumn, filter_record_batch, lexsort_to_indices, sort_to_indices, take_record_batch,
+    },
     datatypes::{DataType, Field, Int32Type, Schema, TimeUnit},
     error::ArrowError,
 };
@@ -202,15 +204,58 @@ pub fn series_order(schema: &Schema) -> Vec<usize> {
 
 /// Sorts a batch in [`series_order`].
 pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let keys: Vec<SortColumn> = series_order(&batch.schema())
+    let keys = series_order(&batch.schema())
         .into_iter()
-        .map(|i| SortColumn {
-            values: Arc::clone(batch.column(i)),
-            options: None,
+        .map(|i| {
+            Ok(SortColumn {
+                values: value_ranks(batch.column(i))?,
+                options: None,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ArrowError>>()?;
     let indices = lexsort_to_indices(&keys, None)?;
     take_record_batch(batch, &indices)
+}
+
+/// A string dictionary column as the rank of each row's value among the
+/// dictionary's values: integers that order as the strings do, so sorting
+/// compares integers instead of strings behind two indirections. The
+/// dictionary's values are sorted once; a batch has far fewer of them than
+/// rows. Any other column is returned as it is.
+fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() else {
+        return Ok(Arc::clone(column));
+    };
+    let Some(values) = dictionary.values().as_string_opt::<i32>() else {
+        return Ok(Arc::clone(column));
+    };
+    let sorted = sort_to_indices(values, None, None)?;
+    let mut rank = vec![0u32; values.len()];
+    let mut previous: Option<Option<&str>> = None;
+    let mut current = 0;
+    for &index in sorted.values() {
+        let value = values
+            .is_valid(index as usize)
+            .then(|| values.value(index as usize));
+        // Equal values (a dictionary need not be deduplicated) share a rank.
+        if previous.is_some_and(|p| p != value) {
+            current += 1;
+        }
+        previous = Some(value);
+        rank[index as usize] = current;
+    }
+    let keys = dictionary.keys();
+    // A null row's key is arbitrary, possibly past the values: it ranks 0
+    // and stays null.
+    let ranks: Vec<u32> = keys
+        .values()
+        .iter()
+        .map(|&k| rank.get(k as usize).copied().unwrap_or(0))
+        .collect();
+    Ok(Arc::new(UInt32Array::new(
+        ranks.into(),
+        keys.nulls().cloned(),
+    )))
 }
 
 pub const MS_PER_HOUR: i64 = 3_600_000;
@@ -286,6 +331,62 @@ mod tests {
             "{}",
             pretty_format_batches(&[sorted]).unwrap()
         );
+    }
+
+    /// The same order from the strings themselves, as arrow compares them.
+    fn sorted_by_strings(batch: &RecordBatch) -> RecordBatch {
+        let keys: Vec<SortColumn> = series_order(&batch.schema())
+            .into_iter()
+            .map(|i| SortColumn {
+                values: Arc::clone(batch.column(i)),
+                options: None,
+            })
+            .collect();
+        take_record_batch(batch, &lexsort_to_indices(&keys, None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sorting_by_value_ranks_orders_as_the_strings_do() {
+        // Values first seen out of order, missing tags (nulls first), and
+        // times unique so that the order is unique.
+        let mut b = PointBatchBuilder::default();
+        for i in 0..500u64 {
+            let host = format!("h{}", (i * 7919) % 37);
+            let zone = format!("z{}", i % 3);
+            let mut tags = vec![("zone", zone.as_str())];
+            if i % 5 != 0 {
+                tags.push(("host", &host));
+            }
+            let name = ["zeta", "alpha", "mid", "Alpha"][(i % 4) as usize];
+            b.push(name, (i * 7 % 500) as i64, i as f64, &tags);
+        }
+        let batch = b.finish().unwrap();
+        assert_eq!(sort_by_series(&batch).unwrap(), sorted_by_strings(&batch));
+
+        // A dictionary holding a value twice (one read back from elsewhere
+        // need not be deduplicated): both keys rank alike.
+        let names = arrow::array::DictionaryArray::<Int32Type>::try_new(
+            vec![0, 1, 2, 3, 0, 2].into(),
+            Arc::new(arrow::array::StringArray::from(vec!["b", "a", "b", "c"])),
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(base_fields())),
+            vec![
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![6, 5, 4, 3, 2, 1]).with_timezone("UTC"),
+                ),
+                Arc::new(names),
+                Arc::new(arrow::array::Float64Array::from(vec![0.0; 6])),
+            ],
+        )
+        .unwrap();
+        let sorted = sort_by_series(&batch).unwrap();
+        assert_eq!(sorted, sorted_by_strings(&batch));
+        let times = sorted
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(times.values().as_ref(), [5, 1, 2, 4, 6, 3]);
     }
 
     #[test]
