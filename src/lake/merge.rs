@@ -8,7 +8,8 @@
 //! can be written now (any row still undecoded sorts after its own slice's
 //! last row, so after the cut), and at least one slice, the one the cut came
 //! from, is used up and replaced by the next. Keys are compared as
-//! [`arrow::row`] rows, byte strings that order as the columns do.
+//! [`arrow::row`] rows, byte strings that order as the columns do; slices are
+//! merged as plain strings and dictionary-encoded again on the way out.
 //!
 //! Memory: the inputs' bytes, the output's bytes, and about
 //! [`ROWS_IN_FLIGHT`] decoded rows across all inputs, whatever the run's size.
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use arrow::{
     array::{ArrayRef, RecordBatch, new_null_array},
     compute::{cast, interleave_record_batch},
-    datatypes::{Field, Schema, SchemaRef},
+    datatypes::{DataType, Field, Schema, SchemaRef},
     row::{RowConverter, Rows, SortField},
 };
 use bytes::Bytes;
@@ -79,11 +80,12 @@ fn merge_in_slices(
         ));
     }
     let schema = unified_schema(builders.iter().map(|b| b.schema().as_ref()));
+    let working = plain_strings(&schema);
     let order = series_order(&schema);
     let converter = RowConverter::new(
         order
             .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .map(|&i| SortField::new(working.field(i).data_type().clone()))
             .collect(),
     )?;
     let slice_rows =
@@ -91,7 +93,7 @@ fn merge_in_slices(
     let mut inputs = Vec::with_capacity(builders.len());
     for builder in builders {
         let reader = builder.with_batch_size(slice_rows).build()?;
-        if let Some(input) = Input::open(reader, &schema, &order, &converter)? {
+        if let Some(input) = Input::open(reader, &working, &order, &converter)? {
             inputs.push(input);
         }
     }
@@ -116,14 +118,17 @@ fn merge_in_slices(
         }
         picked.sort_by(|&(a, ra), &(b, rb)| inputs[a].keys.row(ra).cmp(&inputs[b].keys.row(rb)));
         let slices: Vec<&RecordBatch> = inputs.iter().map(|input| &input.slice).collect();
-        writer.write(&interleave_record_batch(&slices, &picked)?)?;
+        writer.write(&align(
+            &interleave_record_batch(&slices, &picked)?,
+            &schema,
+        )?)?;
         rows += picked.len();
 
         let mut kept = Vec::with_capacity(inputs.len());
         for input in inputs {
             if input.next < input.slice.num_rows() {
                 kept.push(input);
-            } else if let Some(next) = input.advance(&schema, &order, &converter)? {
+            } else if let Some(next) = input.advance(&working, &order, &converter)? {
                 kept.push(next);
             }
         }
@@ -144,6 +149,26 @@ fn unified_schema<'a>(schemas: impl Iterator<Item = &'a Schema>) -> SchemaRef {
         .collect();
     let mut fields = base_fields();
     fields.extend(tags.into_iter().map(|t| Field::new(t, string_type(), true)));
+    Arc::new(Schema::new(fields))
+}
+
+/// `schema` with plain strings for dictionaries. Slices are merged as plain
+/// strings: each input's slices share the dictionary of its row group, with
+/// every value of the file, and both the row format and interleaving would
+/// otherwise work through every value of every input's dictionary at every
+/// step, not just the rows they take. The merged rows are dictionary-encoded
+/// again (once each) before they are written.
+fn plain_strings(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => {
+                f.as_ref().clone().with_data_type(value.as_ref().clone())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
     Arc::new(Schema::new(fields))
 }
 
@@ -213,8 +238,9 @@ impl Input {
     }
 }
 
-/// `batch` with `schema`'s columns: null where it lacks a tag, cast where a
-/// writer other than klaxon stored a tag as plain strings.
+/// `batch` with `schema`'s columns: null where it lacks a tag, cast where the
+/// types differ (dictionaries and plain strings, see [`plain_strings`]; a
+/// writer other than klaxon may store either).
 fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, LakeError> {
     let columns = schema
         .fields()
