@@ -4,7 +4,9 @@
 //! nullable string column per tag key, in key order. Decoders append straight
 //! into [`PointBatchBuilder`]; no point is materialised as a Rust struct.
 
-use std::{borrow::Cow, collections::HashMap, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
+
+use foldhash::{HashMap, HashMapExt};
 
 use arrow::{
     array::{
@@ -69,6 +71,8 @@ pub struct PointBatchBuilder {
     time: TimestampMillisecondBuilder,
     name: StringDictionaryBuilder<Int32Type>,
     value: Float64Builder,
+    /// Looked up for every tag of every point, so hashed with foldhash
+    /// rather than SipHash; flooding it is bounded by `max_tag_keys`.
     tags: HashMap<String, TagColumn>,
     rows: usize,
 }
