@@ -250,7 +250,8 @@ fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     }
     let keys = dictionary.keys();
     // A null row's key is arbitrary, possibly past the values: it ranks 0
-    // and stays null.
+    // and stays null. A key pointing at a null value is null too, as arrow
+    // compares it.
     let ranks: Vec<u32> = keys
         .values()
         .iter()
@@ -258,7 +259,7 @@ fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         .collect();
     Ok(Arc::new(UInt32Array::new(
         ranks.into(),
-        keys.nulls().cloned(),
+        dictionary.logical_nulls(),
     )))
 }
 
@@ -391,6 +392,32 @@ mod tests {
             .column(0)
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         assert_eq!(times.values().as_ref(), [5, 1, 2, 4, 6, 3]);
+
+        // A null key and a key pointing at a null value are both null.
+        let names = arrow::array::DictionaryArray::<Int32Type>::try_new(
+            arrow::array::Int32Array::from(vec![Some(1), Some(0), None, Some(1)]),
+            Arc::new(arrow::array::StringArray::from(vec![Some("b"), None])),
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new(TIME, time_type(), false),
+                Field::new(NAME, string_type(), true),
+                Field::new(VALUE, DataType::Float64, false),
+            ])),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![4, 3, 2, 1]).with_timezone("UTC")),
+                Arc::new(names),
+                Arc::new(arrow::array::Float64Array::from(vec![0.0; 4])),
+            ],
+        )
+        .unwrap();
+        let sorted = sort_by_series(&batch).unwrap();
+        assert_eq!(sorted, sorted_by_strings(&batch));
+        let times = sorted
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(times.values().as_ref(), [1, 2, 4, 3]);
     }
 
     #[test]

@@ -228,8 +228,8 @@ pub struct CompactionConfig {
     pub enabled: bool,
     /// Inputs of one merged file add up to at most this. Merging holds the
     /// inputs' bytes and the merged file's (smaller: it compresses harder),
-    /// plus a few tens of MB decoded whatever the size (`lake::merge`),
-    /// outside `ingest.memory_budget`.
+    /// plus the readers' pages and a bounded slice of rows (`lake::merge`):
+    /// about 3x this at the peak, outside `ingest.memory_budget`.
     pub target_file_size: ByteSize,
     /// An hour is compacted once it ended this long ago.
     #[serde(with = "humantime_serde")]

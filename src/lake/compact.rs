@@ -34,8 +34,8 @@ use crate::points::{MS_PER_HOUR, base_fields};
 #[derive(Debug, Clone)]
 pub struct CompactionSettings {
     /// Inputs of one merged file add up to at most this many bytes; merging
-    /// holds them and the (smaller) merged file in memory, plus a bounded
-    /// slice of each decoded ([`super::merge`]).
+    /// holds them and the (smaller) merged file in memory, plus each input's
+    /// reader state and a bounded slice of rows ([`super::merge`]).
     pub target_file_size: u64,
     /// An hour is compacted once it ended this long ago, so the late points
     /// that still trickle in do not make every run rewrite it.
