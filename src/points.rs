@@ -375,23 +375,10 @@ mod tests {
             Arc::new(arrow::array::StringArray::from(vec!["b", "a", "b", "c"])),
         )
         .unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(base_fields())),
-            vec![
-                Arc::new(
-                    TimestampMillisecondArray::from(vec![6, 5, 4, 3, 2, 1]).with_timezone("UTC"),
-                ),
-                Arc::new(names),
-                Arc::new(arrow::array::Float64Array::from(vec![0.0; 6])),
-            ],
-        )
-        .unwrap();
-        let sorted = sort_by_series(&batch).unwrap();
-        assert_eq!(sorted, sorted_by_strings(&batch));
-        let times = sorted
-            .column(0)
-            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
-        assert_eq!(times.values().as_ref(), [5, 1, 2, 4, 6, 3]);
+        assert_eq!(
+            sorted_names(names, vec![6, 5, 4, 3, 2, 1]),
+            [5, 1, 2, 4, 6, 3]
+        );
 
         // A null key and a key pointing at a null value are both null.
         let names = arrow::array::DictionaryArray::<Int32Type>::try_new(
@@ -399,6 +386,13 @@ mod tests {
             Arc::new(arrow::array::StringArray::from(vec![Some("b"), None])),
         )
         .unwrap();
+        assert_eq!(sorted_names(names, vec![4, 3, 2, 1]), [1, 2, 4, 3]);
+    }
+
+    /// Sorts points of these names and times (no tags), checks the order
+    /// against arrow's string order, and returns the sorted times.
+    fn sorted_names(names: arrow::array::DictionaryArray<Int32Type>, times: Vec<i64>) -> Vec<i64> {
+        let rows = times.len();
         let batch = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new(TIME, time_type(), false),
@@ -406,18 +400,19 @@ mod tests {
                 Field::new(VALUE, DataType::Float64, false),
             ])),
             vec![
-                Arc::new(TimestampMillisecondArray::from(vec![4, 3, 2, 1]).with_timezone("UTC")),
+                Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
                 Arc::new(names),
-                Arc::new(arrow::array::Float64Array::from(vec![0.0; 4])),
+                Arc::new(arrow::array::Float64Array::from(vec![0.0; rows])),
             ],
         )
         .unwrap();
         let sorted = sort_by_series(&batch).unwrap();
         assert_eq!(sorted, sorted_by_strings(&batch));
-        let times = sorted
+        sorted
             .column(0)
-            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
-        assert_eq!(times.values().as_ref(), [1, 2, 4, 3]);
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+            .values()
+            .to_vec()
     }
 
     #[test]
