@@ -11,6 +11,8 @@ use serde::{
     de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor},
 };
 
+mod scan;
+
 use super::{LineError, LineSink, PointName, RejectReason, Tags};
 
 /// The fields of one point; tags go straight into the line's reusable scratch.
@@ -90,19 +92,15 @@ impl<'de, 's> Visitor<'de> for TagsSeed<'s, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
         let mut problem = None;
         while let Some((key, value)) = m.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
-            let value = match value {
-                Scalar::Text(s) => s,
-                Scalar::Number(n) => Cow::Owned(n.to_string()),
-                Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-                Scalar::Null => continue,
-                Scalar::Nested => {
+            match tag_text(value) {
+                Ok(Some(text)) => self.tags.push((key, text)),
+                Ok(None) => {}
+                Err(()) => {
                     problem.get_or_insert_with(|| {
                         format!("tag {key:?} must be a string, number or boolean")
                     });
-                    continue;
                 }
-            };
-            self.tags.push((key, value));
+            }
         }
         Ok(problem)
     }
@@ -124,6 +122,18 @@ impl<'de, 's> Visitor<'de> for TagsSeed<'s, 'de> {
     }
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
         Ok(Some("\"tags\" must be an object".to_owned()))
+    }
+}
+
+/// The text a tag value is stored as: `None` for null (the tag is absent),
+/// `Err` for an object or array.
+fn tag_text(value: Scalar<'_>) -> Result<Option<Cow<'_, str>>, ()> {
+    match value {
+        Scalar::Text(s) => Ok(Some(s)),
+        Scalar::Number(n) => Ok(Some(Cow::Owned(n.to_string()))),
+        Scalar::Bool(b) => Ok(Some(Cow::Borrowed(if b { "true" } else { "false" }))),
+        Scalar::Null => Ok(None),
+        Scalar::Nested => Err(()),
     }
 }
 
@@ -201,13 +211,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
+    let point = match scan::scan_point(line, &mut sink.tags) {
+        Some(point) => point,
+        None => {
+            sink.tags.clear();
+            parse_with_serde(line, &mut sink.tags)?
+        }
+    };
+    point_to_sink(point, sink)
+}
+
+/// Any JSON at all: what the scanner leaves, and the reference it is tested against.
+fn parse_with_serde<'a>(line: &'a str, tags: &mut Tags<'a>) -> Result<JsonPoint<'a>, LineError> {
     let mut de = serde_json::Deserializer::from_str(line);
-    let point = PointSeed {
-        tags: &mut sink.tags,
-    }
-    .deserialize(&mut de)
-    .and_then(|p| de.end().map(|()| p))
-    .map_err(|e| LineError::new(RejectReason::InvalidJson, e.to_string()))?;
+    PointSeed { tags }
+        .deserialize(&mut de)
+        .and_then(|p| de.end().map(|()| p))
+        .map_err(|e| LineError::new(RejectReason::InvalidJson, e.to_string()))
+}
+
+/// Checks a parsed point's fields and queues it.
+fn point_to_sink<'a>(point: JsonPoint<'a>, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
     if let Some(problem) = point.bad_tags {
         return Err(LineError::new(RejectReason::InvalidSyntax, problem));
     }

@@ -1,0 +1,369 @@
+//! A scanner for the shape nearly every point has: one flat object whose
+//! strings carry no escapes, with `tags` a flat object of scalars.
+//!
+//! It reads the line once, borrowing every string, and yields the same
+//! [`JsonPoint`] serde would. Anything outside that shape (an escape, a
+//! nested value, a control character, a number out of range, bad syntax)
+//! makes it give up, and the line goes through serde_json, which decides
+//! and words the rejection. So the scanner only has to be right about what
+//! it accepts, and a property test checks that against serde_json.
+
+use super::{JsonPoint, Scalar, tag_text};
+use crate::decode::Tags;
+
+/// The point on `line`, or `None` to hand the line to serde_json. On `None`,
+/// `tags` may hold some of the line's tags: the caller clears it.
+pub(super) fn scan_point<'a>(line: &'a str, tags: &mut Tags<'a>) -> Option<JsonPoint<'a>> {
+    let mut s = Scanner { line, pos: 0 };
+    let mut point = JsonPoint::default();
+    s.skip_whitespace();
+    s.expect(b'{')?;
+    s.skip_whitespace();
+    if !s.eat(b'}') {
+        loop {
+            let key = s.string()?;
+            s.skip_whitespace();
+            s.expect(b':')?;
+            s.skip_whitespace();
+            // A repeated key behaves as in serde: the last value wins, and
+            // tags accumulate (so a repeated tag is refused as a duplicate).
+            match key {
+                "name" => point.name = Some(s.scalar()?),
+                "time" => point.time = Some(s.scalar()?),
+                "value" => point.value = Some(s.scalar()?),
+                "tags" => s.tags(tags)?,
+                _ => {
+                    s.scalar()?;
+                }
+            }
+            s.skip_whitespace();
+            if s.eat(b',') {
+                s.skip_whitespace();
+                continue;
+            }
+            s.expect(b'}')?;
+            break;
+        }
+    }
+    s.skip_whitespace();
+    (s.pos == line.len()).then_some(point)
+}
+
+struct Scanner<'a> {
+    line: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.line.as_bytes().get(self.pos).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.pos += usize::from(found);
+        found
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.eat(byte).then_some(())
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// `"..."` with no escape and no control character.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let bytes = self.line.as_bytes();
+        loop {
+            match *bytes.get(self.pos)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => self.pos += 1,
+            }
+        }
+        // Both ends sit next to an ASCII quote, so they are char boundaries.
+        let text = &self.line[start..self.pos];
+        self.pos += 1;
+        Some(text)
+    }
+
+    /// A string, number, boolean or null.
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(|s| Scalar::Text(s.into())),
+            b't' => self.literal("true", Scalar::Bool(true)),
+            b'f' => self.literal("false", Scalar::Bool(false)),
+            b'n' => self.literal("null", Scalar::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Scalar::Number),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Scalar<'a>) -> Option<Scalar<'a>> {
+        self.line[self.pos..].starts_with(word).then(|| {
+            self.pos += word.len();
+            value
+        })
+    }
+
+    /// A number in JSON's grammar, read as the nearest f64 (as serde_json
+    /// does with `float_roundtrip`). One too large for f64 is left to serde,
+    /// which refuses it.
+    fn number(&mut self) -> Option<f64> {
+        let start = self.pos;
+        self.eat(b'-');
+        if !self.eat(b'0') {
+            self.digits()?;
+        }
+        if self.eat(b'.') {
+            self.digits()?;
+        }
+        if self.eat(b'e') || self.eat(b'E') {
+            if !self.eat(b'+') {
+                self.eat(b'-');
+            }
+            self.digits()?;
+        }
+        let value: f64 = self.line[start..self.pos].parse().ok()?;
+        value.is_finite().then_some(value)
+    }
+
+    /// One or more ASCII digits.
+    fn digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        (self.pos > start).then_some(())
+    }
+
+    /// `null` or a flat object of scalars, appended to `tags`.
+    fn tags(&mut self, tags: &mut Tags<'a>) -> Option<()> {
+        if self.peek() == Some(b'n') {
+            return self.literal("null", Scalar::Null).map(drop);
+        }
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            if let Some(text) = tag_text(self.scalar()?).ok()? {
+                tags.push((key.into(), text));
+            }
+            self.skip_whitespace();
+            if self.eat(b',') {
+                self.skip_whitespace();
+                continue;
+            }
+            return self.expect(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{super::parse_with_serde, *};
+
+    /// A point as a comparable value; numbers by their bits, so -0.0 and 0.0 differ.
+    fn fields(point: &JsonPoint<'_>, tags: &Tags<'_>) -> String {
+        let scalar = |s: &Option<Scalar<'_>>| match s {
+            None => "absent".to_owned(),
+            Some(Scalar::Number(n)) => format!("number {:#x}", n.to_bits()),
+            Some(Scalar::Text(t)) => format!("text {t:?}"),
+            Some(Scalar::Bool(b)) => format!("bool {b}"),
+            Some(Scalar::Null) => "null".to_owned(),
+            Some(Scalar::Nested) => "nested".to_owned(),
+        };
+        format!(
+            "name {} time {} value {} bad_tags {:?} tags {tags:?}",
+            scalar(&point.name),
+            scalar(&point.time),
+            scalar(&point.value),
+            point.bad_tags
+        )
+    }
+
+    fn whitespace() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(""), Just(" "), Just("\t"), Just("  \r")]
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
+            // Near misses JSON refuses, and values at the edges of f64.
+            prop_oneof![
+                Just("01"),
+                Just("1."),
+                Just(".5"),
+                Just("-"),
+                Just("1e"),
+                Just("+1"),
+                Just("-0"),
+                Just("1e400"),
+                Just("-1e400"),
+                Just("1e-400"),
+                Just("NaN"),
+                Just("Infinity"),
+                Just("18446744073709551616"),
+                Just("9007199254740993"),
+                Just("1.7976931348623157e308"),
+                Just("0x10"),
+                Just("1_0"),
+            ]
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// JSON string bodies, some with escapes, control characters or non-ASCII text.
+    fn string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9_.-]{0,12}",
+            "\\PC{0,8}",
+            "[a-z]{0,3}(\\\\[\"\\\\/nt]|\\\\u00e9|\u{1}|\t)[a-z]{0,3}",
+        ]
+        .prop_map(|body| format!("\"{body}\""))
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => string(),
+            4 => number(),
+            1 => prop_oneof![Just("true"), Just("false"), Just("null"), Just("tru"), Just("nul")]
+                .prop_map(str::to_owned),
+            1 => prop_oneof![Just("{\"a\":1}"), Just("[1]"), Just("{}"), Just("[]")]
+                .prop_map(str::to_owned),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("\"name\"".to_owned()),
+            Just("\"time\"".to_owned()),
+            Just("\"value\"".to_owned()),
+            Just("\"tags\"".to_owned()),
+            Just("\"na\\u006de\"".to_owned()),
+            string(),
+        ]
+    }
+
+    fn tags_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => scalar(),
+            4 => proptest::collection::vec((string(), whitespace(), scalar()), 0..4).prop_map(
+                |entries| {
+                    let entries: Vec<String> = entries
+                        .into_iter()
+                        .map(|(k, ws, v)| format!("{k}{ws}:{ws}{v}"))
+                        .collect();
+                    format!("{{{}}}", entries.join(","))
+                }
+            ),
+        ]
+    }
+
+    /// Lines near the point shape: fields in any order, repeated or missing,
+    /// odd whitespace, and a cut or stray tail now and then.
+    fn line() -> impl Strategy<Value = String> {
+        let field = (
+            key(),
+            whitespace(),
+            prop_oneof![3 => scalar(), 1 => tags_value()],
+        )
+            .prop_map(|(k, ws, v)| format!("{k}{ws}:{ws}{v}"));
+        (
+            whitespace(),
+            proptest::collection::vec(field, 0..6),
+            whitespace(),
+            prop_oneof![8 => Just(""), 1 => Just("}"), 1 => Just(",")],
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+        )
+            .prop_map(|(lead, fields, trail, tail, cut, do_cut)| {
+                let mut line = format!("{lead}{{{}}}{trail}{tail}", fields.join(","));
+                if do_cut && !line.is_empty() {
+                    let mut at = cut.index(line.len());
+                    while !line.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    line.truncate(at);
+                }
+                line
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Whatever the scanner accepts, serde_json reads the same way.
+        #[test]
+        fn the_scanner_agrees_with_serde_json(line in line()) {
+            let mut scanned_tags = Vec::new();
+            if let Some(scanned) = scan_point(&line, &mut scanned_tags) {
+                let mut serde_tags = Vec::new();
+                let parsed = parse_with_serde(&line, &mut serde_tags)
+                    .unwrap_or_else(|e| panic!("scanned {line:?} but serde refused it: {e:?}"));
+                prop_assert_eq!(fields(&scanned, &scanned_tags), fields(&parsed, &serde_tags), "{}", line);
+            }
+        }
+
+        /// Producers' points take the scanner's path, whatever their values.
+        #[test]
+        fn plain_points_are_scanned(
+            name in "[a-z][a-z0-9_.]{0,20}",
+            time in 0i64..4_000_000_000_000,
+            value in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            tags in proptest::collection::btree_map("[a-z]{1,8}", "[a-z0-9-]{0,12}", 0..5),
+        ) {
+            let line = serde_json::json!({"name": name, "time": time, "value": value, "tags": tags})
+                .to_string();
+            let mut scanned_tags = Vec::new();
+            let point = scan_point(&line, &mut scanned_tags);
+            prop_assert!(point.is_some(), "{}", line);
+            let point = point.unwrap();
+            prop_assert!(matches!(point.value, Some(Scalar::Number(v)) if v.to_bits() == value.to_bits()), "{}", line);
+            prop_assert!(matches!(point.time, Some(Scalar::Number(t)) if t == time as f64), "{}", line);
+            prop_assert_eq!(scanned_tags.len(), tags.len());
+        }
+    }
+
+    #[test]
+    fn edges_of_the_shape() {
+        let scan = |line: &str| {
+            let mut tags = Vec::new();
+            scan_point(line, &mut tags).map(|p| fields(&p, &tags))
+        };
+        // Scanned: negative zero stays negative, and big integers round as serde rounds them.
+        let negative_zero = scan("{\"name\":\"a\",\"value\":-0}").unwrap();
+        assert!(
+            negative_zero.contains(&format!("{:#x}", (-0.0f64).to_bits())),
+            "{negative_zero}"
+        );
+        assert!(
+            scan(" { \"tags\" : null , \"x\" : [1] } ").is_none(),
+            "nested values go to serde"
+        );
+        assert!(
+            scan("{\"name\":\"a\\nb\"}").is_none(),
+            "escapes go to serde"
+        );
+        assert!(
+            scan("{\"value\":1e400}").is_none(),
+            "out of range goes to serde"
+        );
+        assert!(scan("{\"value\":1}x").is_none());
+        assert!(scan("{}").is_some());
+    }
+}
