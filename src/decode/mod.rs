@@ -220,11 +220,16 @@ impl<'a> LineSink<'_, 'a> {
                 format!("tag {key:?} appears twice"),
             ));
         }
-        let new_keys = self
-            .tags
-            .iter()
-            .filter(|(key, _)| !self.builder.has_tag_column(key))
-            .count();
+        // Only a batch near the limit pays a lookup per tag to count new keys.
+        let near_limit = self.builder.tag_columns() + self.tags.len() > self.limits.max_tag_keys;
+        let new_keys = if near_limit {
+            self.tags
+                .iter()
+                .filter(|(key, _)| !self.builder.has_tag_column(key))
+                .count()
+        } else {
+            0
+        };
         if new_keys > 0 && self.builder.tag_columns() + new_keys > self.limits.max_tag_keys {
             return Err(LineError::new(
                 RejectReason::TooManyTags,
@@ -287,10 +292,8 @@ pub fn decode_record(
         name_buf: String::new(),
     };
     let mut accepted = 0;
-    let mut start = 0;
-    for (index, raw) in payload.split(|b| *b == b'\n').enumerate() {
-        let range = start..start + raw.len();
-        start = range.end + 1;
+    for (index, range) in line_ranges(payload).enumerate() {
+        let raw = &payload[range.clone()];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -308,6 +311,19 @@ pub fn decode_record(
         }
     }
     accepted
+}
+
+/// The byte range of each `\n`-separated line, the last one unterminated
+/// (possibly empty). Found with memchr: a byte-at-a-time split was a tenth of
+/// JSON decoding.
+fn line_ranges(payload: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let ends = memchr::memchr_iter(b'\n', payload).chain(std::iter::once(payload.len()));
+    let mut start = 0;
+    ends.map(move |end| {
+        let range = start..end;
+        start = end + 1;
+        range
+    })
 }
 
 fn decode_line<'a>(

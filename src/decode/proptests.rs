@@ -48,6 +48,19 @@ fn tags() -> impl Strategy<Value = Vec<(String, String)>> {
 
 proptest! {
     #[test]
+    fn lines_are_split_as_slice_split_does(bytes in proptest::collection::vec(
+        prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a')], 0..40)
+    ) {
+        let mut start = 0;
+        let expected: Vec<_> = bytes.split(|b| *b == b'\n').map(|line| {
+            let range = start..start + line.len();
+            start = range.end + 1;
+            range
+        }).collect();
+        prop_assert_eq!(line_ranges(&bytes).collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
     fn json_round_trip(
         name in "\\PC{1,20}",
         value in -1e12f64..1e12,
