@@ -16,7 +16,7 @@ use arrow::{
     compute::{
         SortColumn, filter_record_batch, lexsort_to_indices, sort_to_indices, take_record_batch,
     },
-    datatypes::{DataType, Field, Int32Type, Schema, TimeUnit},
+    datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, TimestampMillisecondType},
     error::ArrowError,
 };
 
@@ -210,15 +210,87 @@ pub fn series_order(schema: &Schema) -> Vec<usize> {
 pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let keys = series_order(&batch.schema())
         .into_iter()
-        .map(|i| {
-            Ok(SortColumn {
-                values: value_ranks(batch.column(i))?,
-                options: None,
-            })
-        })
+        .map(|i| value_ranks(batch.column(i)))
         .collect::<Result<Vec<_>, ArrowError>>()?;
-    let indices = lexsort_to_indices(&keys, None)?;
+    let indices = match packed_keys(&keys) {
+        Some(mut packed) => {
+            packed.sort_unstable();
+            // The low bits are the row: the rest of the key orders it.
+            UInt32Array::from_iter_values(packed.iter().map(|&key| key as u32))
+        }
+        None => {
+            let columns: Vec<SortColumn> = keys
+                .into_iter()
+                .map(|values| SortColumn {
+                    values,
+                    options: None,
+                })
+                .collect();
+            lexsort_to_indices(&columns, None)?
+        }
+    };
     take_record_batch(batch, &indices)
+}
+
+/// Each row's whole sort key in one integer, when it fits: every column
+/// takes the bits its largest code needs, most significant first, and the
+/// row number fills the low 32 bits. A rank column codes null as 0 (nulls
+/// first) and rank `r` as `r + 1`; time codes as its offset from the
+/// batch's earliest point. Comparing these integers orders rows exactly as
+/// `lexsort` over the columns would, without a dynamic comparator per
+/// comparison. `None` when the codes need more than 96 bits, or a column is
+/// of another kind; the caller falls back to `lexsort`.
+fn packed_keys(columns: &[ArrayRef]) -> Option<Vec<u128>> {
+    const KEY_BITS: u32 = 96;
+    let rows = columns.first()?.len();
+    if u32::try_from(rows).is_err() {
+        return None;
+    }
+    let bits = |max: u64| u64::BITS - max.leading_zeros();
+    let mut packed: Vec<u128> = vec![0; rows];
+    let mut used = 0;
+    for column in columns {
+        if let Some(ranks) = column.as_primitive_opt::<arrow::datatypes::UInt32Type>() {
+            let max = ranks.values().iter().copied().max().unwrap_or(0);
+            let width = bits(u64::from(max) + 1);
+            used += width;
+            if used > KEY_BITS {
+                return None;
+            }
+            match ranks.logical_nulls() {
+                None => {
+                    for (key, &rank) in packed.iter_mut().zip(ranks.values()) {
+                        *key = (*key << width) | u128::from(rank + 1);
+                    }
+                }
+                Some(nulls) => {
+                    for ((key, &rank), valid) in packed.iter_mut().zip(ranks.values()).zip(&nulls) {
+                        *key = (*key << width) | if valid { u128::from(rank + 1) } else { 0 };
+                    }
+                }
+            }
+        } else if let Some(times) = column.as_primitive_opt::<TimestampMillisecondType>() {
+            if times.null_count() > 0 {
+                return None;
+            }
+            let min = times.values().iter().copied().min().unwrap_or(0);
+            let max = times.values().iter().copied().max().unwrap_or(0);
+            let width = bits(max.abs_diff(min));
+            used += width;
+            if used > KEY_BITS {
+                return None;
+            }
+            for (key, &time) in packed.iter_mut().zip(times.values()) {
+                *key = (*key << width) | u128::from(time.abs_diff(min));
+            }
+        } else {
+            return None;
+        }
+    }
+    for (row, key) in packed.iter_mut().enumerate() {
+        *key = (*key << 32) | row as u128;
+    }
+    Some(packed)
 }
 
 /// A string dictionary column as the rank of each row's value among the
@@ -387,6 +459,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sorted_names(names, vec![4, 3, 2, 1]), [1, 2, 4, 3]);
+    }
+
+    #[test]
+    fn packed_keys_and_their_fallback_order_as_the_strings_do() {
+        let ranks = |batch: &RecordBatch| -> Vec<ArrayRef> {
+            series_order(&batch.schema())
+                .into_iter()
+                .map(|i| value_ranks(batch.column(i)).unwrap())
+                .collect()
+        };
+        // Times across most of i64 (64 bits of offset), before and after 1970.
+        let mut b = PointBatchBuilder::default();
+        for i in 0..300i64 {
+            let time = (i * 7919 % 300 - 150) * (i64::MAX / 151);
+            b.push(
+                ["b", "a"][(i % 2) as usize],
+                time,
+                0.0,
+                &[("h", ["x", "y", "z"][(i % 3) as usize])],
+            );
+        }
+        let wide_times = b.finish().unwrap();
+        assert!(packed_keys(&ranks(&wide_times)).is_some());
+        assert_eq!(
+            sort_by_series(&wide_times).unwrap(),
+            sorted_by_strings(&wide_times)
+        );
+
+        // Twelve tag keys of ~300 values each need more than 96 bits: lexsort.
+        let mut b = PointBatchBuilder::default();
+        for i in 0..600u64 {
+            let values: Vec<String> = (0..12)
+                .map(|k| format!("v{}", (i * (k + 3)) % 293))
+                .collect();
+            let tags: Vec<(String, &str)> = values
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| (i + *k as u64) % 4 != 0)
+                .map(|(k, v)| (format!("k{k:02}"), v.as_str()))
+                .collect();
+            b.push("m", i as i64, 0.0, &tags);
+        }
+        let many_tags = b.finish().unwrap();
+        assert!(packed_keys(&ranks(&many_tags)).is_none());
+        assert_eq!(
+            sort_by_series(&many_tags).unwrap(),
+            sorted_by_strings(&many_tags)
+        );
     }
 
     /// Sorts points of these names and times (no tags), checks the order
