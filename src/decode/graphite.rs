@@ -23,10 +23,13 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
             "expected `path value [timestamp]`, found more fields",
         ));
     }
-    let mut parts = path.split(';');
-    let name = parts.next().unwrap_or_default();
-    for tag in parts {
-        let Some((k, v)) = tag.split_once('=') else {
+    // Separators are found by plain byte loops: a path is short, and
+    // `str::split`'s searcher cost more than the scan.
+    let (name, mut rest) = split_at_byte(path, b';');
+    while let Some(tags) = rest {
+        let (tag, more) = split_at_byte(tags, b';');
+        rest = more;
+        let (k, Some(v)) = split_at_byte(tag, b'=') else {
             return Err(LineError::new(
                 RejectReason::InvalidSyntax,
                 format!("tag {tag:?} is not `key=value`"),
@@ -51,6 +54,15 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
         Some(t) => parse_epoch_seconds_ms(t)?,
     };
     sink.point(PointName::Whole(Cow::Borrowed(name)), time_ms, value)
+}
+
+/// `text` up to the first `separator`, and what follows it if there is one.
+fn split_at_byte(text: &str, separator: u8) -> (&str, Option<&str>) {
+    match text.bytes().position(|b| b == separator) {
+        // An ASCII byte is always a char boundary.
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    }
 }
 
 fn parse_epoch_seconds_ms(text: &str) -> Result<i64, LineError> {
