@@ -260,12 +260,12 @@ fn packed_keys(columns: &[ArrayRef]) -> Option<Vec<u128>> {
             match ranks.logical_nulls() {
                 None => {
                     for (key, &rank) in packed.iter_mut().zip(ranks.values()) {
-                        *key = (*key << width) | u128::from(rank + 1);
+                        *key = (*key << width) | (u128::from(rank) + 1);
                     }
                 }
                 Some(nulls) => {
                     for ((key, &rank), valid) in packed.iter_mut().zip(ranks.values()).zip(&nulls) {
-                        *key = (*key << width) | if valid { u128::from(rank + 1) } else { 0 };
+                        *key = (*key << width) | if valid { u128::from(rank) + 1 } else { 0 };
                     }
                 }
             }
