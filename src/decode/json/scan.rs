@@ -17,34 +17,20 @@ pub(super) fn scan_point<'a>(line: &'a str, tags: &mut Tags<'a>) -> Option<JsonP
     let mut s = Scanner { line, pos: 0 };
     let mut point = JsonPoint::default();
     s.skip_whitespace();
-    s.expect(b'{')?;
-    s.skip_whitespace();
-    if !s.eat(b'}') {
-        loop {
-            let key = s.string()?;
-            s.skip_whitespace();
-            s.expect(b':')?;
-            s.skip_whitespace();
-            // A repeated key behaves as in serde: the last value wins, and
-            // tags accumulate (so a repeated tag is refused as a duplicate).
-            match key {
-                "name" => point.name = Some(s.scalar()?),
-                "time" => point.time = Some(s.scalar()?),
-                "value" => point.value = Some(s.scalar()?),
-                "tags" => s.tags(tags)?,
-                _ => {
-                    s.scalar()?;
-                }
+    s.object(|s, key| {
+        // A repeated key behaves as in serde: the last value wins, and
+        // tags accumulate (so a repeated tag is refused as a duplicate).
+        match key {
+            "name" => point.name = Some(s.scalar()?),
+            "time" => point.time = Some(s.scalar()?),
+            "value" => point.value = Some(s.scalar()?),
+            "tags" => s.tags(tags)?,
+            _ => {
+                s.scalar()?;
             }
-            s.skip_whitespace();
-            if s.eat(b',') {
-                s.skip_whitespace();
-                continue;
-            }
-            s.expect(b'}')?;
-            break;
         }
-    }
+        Some(())
+    })?;
     s.skip_whitespace();
     (s.pos == line.len()).then_some(point)
 }
@@ -217,6 +203,16 @@ impl<'a> Scanner<'a> {
         if self.peek() == Some(b'n') {
             return self.literal("null", Scalar::Null).map(drop);
         }
+        self.object(|s, key| {
+            if let Some(text) = tag_text(s.scalar()?).ok()? {
+                tags.push((key.into(), text));
+            }
+            Some(())
+        })
+    }
+
+    /// `{ "key": value, ... }`, calling `field` at each value with its key.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         self.skip_whitespace();
         if self.eat(b'}') {
@@ -227,15 +223,12 @@ impl<'a> Scanner<'a> {
             self.skip_whitespace();
             self.expect(b':')?;
             self.skip_whitespace();
-            if let Some(text) = tag_text(self.scalar()?).ok()? {
-                tags.push((key.into(), text));
+            field(self, key)?;
+            self.skip_whitespace();
+            if !self.eat(b',') {
+                return self.expect(b'}');
             }
             self.skip_whitespace();
-            if self.eat(b',') {
-                self.skip_whitespace();
-                continue;
-            }
-            return self.expect(b'}');
         }
     }
 }
