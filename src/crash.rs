@@ -31,7 +31,10 @@
 //!   records them is not written;
 //! - `notify.after_position`: paging events are applied and the changelog
 //!   records how far, their offsets are not committed;
-//! - `notify.after_send`: a page is delivered, its `Sent` record not written.
+//! - `notify.after_send`: a page is delivered, its `Sent` record not written;
+//! - `history.before_commit`: a flush of timeline entries is durable in the
+//!   lake's `incidents` table, the changelog offsets they came from are not
+//!   committed (flushes that hold no entries do not pass it).
 
 use std::{
     sync::{

@@ -39,6 +39,8 @@
 //! - [`paging`]: the Events v2 contract every sender speaks: types, severity, parse, one publisher.
 //! - [`notify`]: the notifier: on-call file and schedules, incidents, escalation,
 //!   channels, the `incidents` changelog and the HTTP API.
+//! - [`history`]: every incident's timeline entries from the changelog into the lake's
+//!   `incidents` table, exactly once.
 //! - [`kafka`]: client settings by role, the one consumer-group member loop, compacted
 //!   topics, dead letters, committed offsets.
 //! - [`topics`]: creates the topics each stage needs when they are missing.
@@ -64,6 +66,7 @@ pub mod crash;
 pub mod decode;
 pub mod error;
 pub mod harness;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod kafka;

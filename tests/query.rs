@@ -33,6 +33,7 @@ async fn write_lake(dir: &Path) -> Lake {
     b.push("cpu", T0 + MS_PER_HOUR + 5, 20.0, &[("host", "b")]);
     b.push("mem", T0 + 30_000, 0.5, &[("zone", "z1")]);
     let range = FlushRange {
+        table: klaxon::lake::layout::TABLE_DIR,
         topic: "metrics".into(),
         partition: 0,
         first_offset: 0,

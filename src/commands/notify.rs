@@ -1,4 +1,5 @@
-//! `klaxon notify`: the notifier, with the HTTP API beside `/metrics`.
+//! `klaxon notify`: the notifier, with the HTTP API beside `/metrics`, and
+//! the writer of its incidents' history into the lake.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,8 @@ use clap::Args;
 use super::{GRACE, create_topics, need_brokers, oncall::load_oncall};
 use crate::{
     config::{Config, Overrides},
+    history::History,
+    lake::Lake,
     notify::Notifier,
     shutdown, telemetry,
 };
@@ -46,6 +49,12 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await?;
     tracing::info!(%addr, "serving /metrics");
-    Notifier::new(config, loaded)?.run(shutdown).await?;
+    let history = History::new(&config, Lake::open(&config.lake)?)?;
+    let (notified, written) = tokio::join!(
+        Notifier::new(config, loaded)?.run(shutdown.clone()),
+        history.run(shutdown),
+    );
+    notified?;
+    written?;
     Ok(())
 }

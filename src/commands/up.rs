@@ -12,6 +12,8 @@ use super::{GRACE, create_topics, ingest::start_ingest, oncall::load_oncall, rul
 use crate::{
     broker::{self, BrokerOptions},
     config::{Config, Overrides},
+    history::History,
+    lake::Lake,
     notify::{LoadedOnCall, Notifier},
     rules::RuleSet,
     shutdown,
@@ -190,7 +192,8 @@ async fn run_rules(
     Ok(())
 }
 
-/// The notifier until shutdown, or just the wait without an on-call file.
+/// The notifier and its history writer until shutdown, or just the wait
+/// without an on-call file.
 async fn run_notifier(
     config: &Config,
     oncall: Option<LoadedOnCall>,
@@ -199,9 +202,13 @@ async fn run_notifier(
     match oncall {
         Some(loaded) => {
             create_topics(config, crate::notify::topics(config)).await?;
-            Notifier::new(config.clone(), loaded)?
-                .run(shutdown.clone())
-                .await?;
+            let history = History::new(config, Lake::open(&config.lake)?)?;
+            let (notified, written) = tokio::join!(
+                Notifier::new(config.clone(), loaded)?.run(shutdown.clone()),
+                history.run(shutdown.clone()),
+            );
+            notified?;
+            written?;
         }
         None => shutdown.cancelled().await,
     }

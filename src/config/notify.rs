@@ -18,6 +18,13 @@ pub struct NotifyConfig {
     pub paging_topic: String,
     /// Compacted changelog of incidents, partitioned like the paging topic.
     pub incidents_topic: String,
+    /// The group that writes the changelog's timeline entries to the
+    /// lake's `incidents` table, beside the notifier.
+    pub history_group_id: String,
+    /// How long timeline entries wait before they are written to the lake
+    /// (with their changelog offsets committed).
+    #[serde(with = "humantime_serde")]
+    pub history_flush_interval: Duration,
     /// Where events that cannot be handled go, with the reason.
     pub dead_letter: String,
     /// How often the on-call file is read again; a broken one is refused
@@ -53,6 +60,8 @@ impl Default for NotifyConfig {
             group_id: "klaxon-notify".into(),
             paging_topic: "paging".into(),
             incidents_topic: "incidents".into(),
+            history_group_id: "klaxon-history".into(),
+            history_flush_interval: Duration::from_secs(5),
             dead_letter: "paging.dlq".into(),
             reload_interval: Duration::from_secs(5),
             public_url: None,

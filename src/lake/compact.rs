@@ -435,6 +435,7 @@ mod tests {
                 b.push("cpu", t0 + i * 1000 + flush as i64, i as f64, tags);
             }
             let range = FlushRange {
+                table: crate::lake::layout::TABLE_DIR,
                 topic: "m".into(),
                 partition: 0,
                 first_offset: flush as i64 * 10,

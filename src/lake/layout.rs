@@ -7,6 +7,9 @@ use crate::points::MS_PER_HOUR;
 
 /// Directory of the table `metrics` under the lake root.
 pub const TABLE_DIR: &str = "metrics";
+/// Directory of the table `incidents`: every incident's timeline entries
+/// (see [`crate::history`]).
+pub const INCIDENTS_DIR: &str = "incidents";
 
 /// The hive partition directory of a UTC hour (hours since the epoch).
 pub fn partition_dir(hour: i64) -> String {
@@ -25,12 +28,30 @@ pub fn partition_values(hour: i64) -> (String, String) {
     )
 }
 
-/// The path of a data file, relative to the lake root.
+/// The path of a data file of `metrics`, relative to the lake root.
 pub fn data_file(topic: &str, partition: i32, first: i64, last: i64, hour: i64) -> String {
+    table_file(TABLE_DIR, topic, partition, first, last, hour)
+}
+
+/// The path of a data file of `table`, relative to the lake root.
+pub fn table_file(
+    table: &str,
+    topic: &str,
+    partition: i32,
+    first: i64,
+    last: i64,
+    hour: i64,
+) -> String {
     format!(
-        "{TABLE_DIR}/{}/{topic}-{partition:05}-{first:020}-{last:020}.parquet",
-        partition_dir(hour)
+        "{table}/{}/{}",
+        partition_dir(hour),
+        file_name(topic, partition, first, last)
     )
+}
+
+/// A data file's name: the topic partition and offsets it holds.
+pub fn file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{topic}-{partition:05}-{first:020}-{last:020}.parquet")
 }
 
 /// Written before a flush's data files and overwritten by the next flush.
@@ -50,8 +71,15 @@ pub struct InflightMarker {
 }
 
 impl InflightMarker {
-    pub fn path(topic: &str, partition: i32) -> String {
-        format!("_klaxon/inflight/{topic}/{partition}.json")
+    /// The marker of a flush of `topic` into `table`. Markers of `metrics`
+    /// keep the path they had before there were other tables, so a lake
+    /// written then still finds them.
+    pub fn path(table: &str, topic: &str, partition: i32) -> String {
+        if table == TABLE_DIR {
+            format!("_klaxon/inflight/{topic}/{partition}.json")
+        } else {
+            format!("_klaxon/inflight/{table}/{topic}/{partition}.json")
+        }
     }
 }
 

@@ -29,4 +29,4 @@ pub mod writer;
 pub use store::{Lake, LakeError};
 
 /// The lake's tables, each a directory under the root.
-pub const TABLES: &[&str] = &[layout::TABLE_DIR];
+pub const TABLES: &[&str] = &[layout::TABLE_DIR, layout::INCIDENTS_DIR];

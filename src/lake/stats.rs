@@ -86,6 +86,7 @@ mod tests {
             b.push("x", t + i * 200_000, i as f64, &[("h", "a")]);
         }
         let range = FlushRange {
+            table: crate::lake::layout::TABLE_DIR,
             topic: "m".into(),
             partition: 0,
             first_offset: 0,

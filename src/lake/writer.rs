@@ -17,9 +17,12 @@ use parquet::{
 use super::{Lake, LakeError, columns, layout};
 use crate::points::{TIME, VALUE, base_fields, series_order, sort_by_series, split_by_hour};
 
-/// What one flush covers: a contiguous offset range of one topic partition.
+/// What one flush covers: a contiguous offset range of one topic partition,
+/// written into one table.
 #[derive(Debug, Clone)]
 pub struct FlushRange {
+    /// The table's directory: [`layout::TABLE_DIR`] for points.
+    pub table: &'static str,
     pub topic: String,
     pub partition: i32,
     pub first_offset: i64,
@@ -34,8 +37,8 @@ pub struct FlushOutcome {
     pub bytes: usize,
 }
 
-/// Sorts the batch by series and time, splits it by hour and writes one file
-/// per hour, after recording them in the partition's in-flight marker.
+/// Sorts a batch of points by series and time, splits it by hour and writes
+/// one file per hour, after recording them in the partition's in-flight marker.
 pub async fn write_flush(
     lake: &Lake,
     range: &FlushRange,
@@ -43,7 +46,7 @@ pub async fn write_flush(
     row_group_rows: usize,
 ) -> Result<FlushOutcome, LakeError> {
     // Before any file holding them can be listed.
-    columns::record(lake, layout::TABLE_DIR, &base_fields(), &batch.schema()).await?;
+    columns::record(lake, range.table, &base_fields(), &batch.schema()).await?;
     let parts = tokio::task::spawn_blocking(move || -> Result<_, LakeError> {
         let sorted = sort_by_series(&batch)?;
         let mut encoded = Vec::new();
@@ -59,11 +62,22 @@ pub async fn write_flush(
     })
     .await
     .expect("parquet encoding task panicked")?;
+    write_hours(lake, range, parts).await
+}
 
+/// Writes a flush's files, one per hour (`(hour, rows, Parquet bytes)`),
+/// after recording them in the partition's in-flight marker. Whoever calls
+/// it has recorded the files' open-ended columns ([`columns::record`]).
+pub async fn write_hours(
+    lake: &Lake,
+    range: &FlushRange,
+    parts: Vec<(i64, usize, Bytes)>,
+) -> Result<FlushOutcome, LakeError> {
     let files: Vec<String> = parts
         .iter()
         .map(|(hour, _, _)| {
-            layout::data_file(
+            layout::table_file(
+                range.table,
                 &range.topic,
                 range.partition,
                 range.first_offset,
@@ -80,7 +94,7 @@ pub async fn write_flush(
         files: files.clone(),
     };
     lake.put_durable(
-        &layout::InflightMarker::path(&range.topic, range.partition),
+        &layout::InflightMarker::path(range.table, &range.topic, range.partition),
         Bytes::from(serde_json::to_vec(&marker).expect("marker serialises")),
     )
     .await?;
@@ -102,11 +116,12 @@ pub async fn write_flush(
 /// (written or not).
 pub async fn discard_uncommitted(
     lake: &Lake,
+    table: &str,
     topic: &str,
     partition: i32,
     first_seen_offset: i64,
 ) -> Result<Vec<String>, LakeError> {
-    let path = layout::InflightMarker::path(topic, partition);
+    let path = layout::InflightMarker::path(table, topic, partition);
     // A marker killed before its rename left only a temporary file.
     lake.delete_temporaries(&path).await?;
     let Some(bytes) = lake.get(&path).await? else {
@@ -153,15 +168,31 @@ pub enum Encoding {
     Compact,
 }
 
-/// Encodes one batch as a Parquet file with statistics for pruning and the
-/// sort order recorded in its metadata.
+/// Encodes one batch of points as a Parquet file with statistics for
+/// pruning and the sort order recorded in its metadata.
 pub fn encode_parquet(
     batch: &RecordBatch,
     row_group_rows: usize,
     encoding: Encoding,
 ) -> Result<Bytes, LakeError> {
+    encode_sorted_by(
+        batch,
+        &series_order(&batch.schema()),
+        row_group_rows,
+        encoding,
+    )
+}
+
+/// [`encode_parquet`] for a batch of any table, sorted by the columns at
+/// `sorting` (ascending, nulls first).
+pub fn encode_sorted_by(
+    batch: &RecordBatch,
+    sorting: &[usize],
+    row_group_rows: usize,
+    encoding: Encoding,
+) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
-    let props = writer_properties(&schema, row_group_rows, encoding)?;
+    let props = properties_sorted_by(sorting, row_group_rows, encoding)?;
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
     writer.write(batch)?;
@@ -176,9 +207,17 @@ pub fn writer_properties(
     row_group_rows: usize,
     encoding: Encoding,
 ) -> Result<WriterProperties, LakeError> {
-    let sorting = series_order(schema)
-        .into_iter()
-        .map(|i| SortingColumn {
+    properties_sorted_by(&series_order(schema), row_group_rows, encoding)
+}
+
+fn properties_sorted_by(
+    sorting: &[usize],
+    row_group_rows: usize,
+    encoding: Encoding,
+) -> Result<WriterProperties, LakeError> {
+    let sorting = sorting
+        .iter()
+        .map(|&i| SortingColumn {
             column_idx: i as i32,
             descending: false,
             nulls_first: true,
@@ -228,6 +267,7 @@ mod tests {
         b.push("x", 10, 1.0, &[("h", "a")]);
         b.push("x", 3_600_000 + 10, 2.0, &[("h", "a")]);
         let range = FlushRange {
+            table: layout::TABLE_DIR,
             topic: "metrics".into(),
             partition: 0,
             first_offset: 5,
@@ -249,14 +289,16 @@ mod tests {
         }
         // The partition resumed after the flush: nothing to discard.
         assert!(
-            discard_uncommitted(&lake, "metrics", 0, 7)
+            discard_uncommitted(&lake, layout::TABLE_DIR, "metrics", 0, 7)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert!(dir.path().join(&out.files[0]).exists());
         // Replayed from inside the flush: its files go.
-        let gone = discard_uncommitted(&lake, "metrics", 0, 5).await.unwrap();
+        let gone = discard_uncommitted(&lake, layout::TABLE_DIR, "metrics", 0, 5)
+            .await
+            .unwrap();
         assert_eq!(gone, out.files);
         assert!(!dir.path().join(&out.files[0]).exists());
         assert!(!dir.path().join(&out.files[1]).exists());

@@ -15,7 +15,8 @@ use rdkafka::{
 use super::incident::Incident;
 use crate::{config::KafkaConfig, kafka::read_compacted};
 
-const INCIDENT_PREFIX: &str = "incident/";
+/// Keys of incident records: `incident/ID`.
+pub const INCIDENT_PREFIX: &str = "incident/";
 const POSITION_KEY: &str = "position";
 
 /// What one partition of the changelog holds.

@@ -63,6 +63,8 @@ impl PartitionState {
                     source: Some(payload.source.clone()),
                     policy: event.escalation_policy.clone(),
                     target: manual_target(event),
+                    rule: event.rule.clone(),
+                    labels: event.labels.clone(),
                 };
                 let incident = Incident::open(opening, now, oncall);
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");

@@ -200,6 +200,8 @@ mod tests {
             source: None,
             policy: None,
             target: None,
+            rule: None,
+            labels: Default::default(),
         };
         let mut i = Incident::open(opening, at("2026-03-02T10:00:00Z"), &oncall);
         let shown = |i: &Incident| {

@@ -1,7 +1,8 @@
-//! Batch SQL over the lake with DataFusion: one table, `metrics`.
+//! Batch SQL over the lake with DataFusion: the tables `metrics` (points)
+//! and `incidents` (every incident's timeline, see [`crate::history`]).
 //!
-//! The table is the lake's `metrics/` directory with its hive partitions
-//! `date` and `hour` as columns. Time predicates on `time` are turned into
+//! Each table is its directory in the lake with its hive partitions `date`
+//! and `hour` as columns. Time predicates on `time` are turned into
 //! partition predicates ([`pruning`]) so a query over an hour reads that hour's
 //! files only.
 //!
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use arrow::{
     array::RecordBatch,
-    datatypes::{DataType, Schema, SchemaRef},
+    datatypes::{DataType, Field, Schema, SchemaRef},
 };
 use datafusion::{
     catalog::TableProvider,
@@ -40,7 +41,11 @@ pub use pruning::TimePrunedTable;
 
 use crate::{
     error::ErrorKind,
-    lake::{Lake, LakeError, columns, layout::TABLE_DIR},
+    history,
+    lake::{
+        Lake, LakeError, columns,
+        layout::{INCIDENTS_DIR, TABLE_DIR},
+    },
     points::base_fields,
 };
 
@@ -69,7 +74,12 @@ impl QueryError {
     }
 }
 
-/// A DataFusion session with the lake registered as `metrics`.
+/// The table of points.
+pub const METRICS: &str = "metrics";
+/// The table of incident timelines.
+pub const INCIDENTS: &str = "incidents";
+
+/// A DataFusion session with the lake's tables registered.
 pub struct QueryEngine {
     ctx: SessionContext,
     /// The `metrics` table's schema, tags and partition columns included.
@@ -113,21 +123,15 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.runtime_env()
             .register_object_store(lake.store_url(), store);
-        let url = ListingTableUrl::parse(lake.dir_url(TABLE_DIR))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![
-                ("date".to_owned(), DataType::Utf8),
-                ("hour".to_owned(), DataType::Utf8),
-            ]);
-        let schema = table_schema(lake, &ctx, &options, &url).await?;
-        let table = ListingTable::try_new(
-            ListingTableConfig::new(url)
-                .with_listing_options(options)
-                .with_schema(schema),
-        )?;
-        let schema = table.schema();
-        ctx.register_table("metrics", Arc::new(TimePrunedTable::new(Arc::new(table))))?;
+        let schema = register_table(&ctx, lake, METRICS, TABLE_DIR, base_fields()).await?;
+        register_table(
+            &ctx,
+            lake,
+            INCIDENTS,
+            INCIDENTS_DIR,
+            history::fixed_fields(),
+        )
+        .await?;
         Ok(Self { ctx, schema })
     }
 
@@ -164,17 +168,47 @@ impl QueryEngine {
     }
 }
 
-/// The `metrics` table's columns (partition columns aside): from the lake's
-/// column markers when they cover it, else read from every file's footer and
-/// then recorded, so the next query skips that read ([`columns`]).
+/// Registers the lake's directory `dir` as the table `name`, with its hive
+/// partitions `date` and `hour` as columns and time pruning; returns its
+/// schema.
+async fn register_table(
+    ctx: &SessionContext,
+    lake: &Lake,
+    name: &str,
+    dir: &str,
+    fixed: Vec<Field>,
+) -> Result<SchemaRef, QueryError> {
+    let url = ListingTableUrl::parse(lake.dir_url(dir))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            ("date".to_owned(), DataType::Utf8),
+            ("hour".to_owned(), DataType::Utf8),
+        ]);
+    let schema = table_schema(lake, ctx, &options, &url, dir, fixed).await?;
+    let table = ListingTable::try_new(
+        ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema),
+    )?;
+    let schema = table.schema();
+    ctx.register_table(name, Arc::new(TimePrunedTable::new(Arc::new(table))))?;
+    Ok(schema)
+}
+
+/// A table's columns (partition columns aside): `fixed`, then the
+/// open-ended ones (tags, labels) from the lake's column markers when they
+/// cover it, else read from every file's footer and then recorded, so the
+/// next query skips that read ([`columns`]).
 async fn table_schema(
     lake: &Lake,
     ctx: &SessionContext,
     options: &ListingOptions,
     url: &ListingTableUrl,
+    dir: &str,
+    fixed: Vec<Field>,
 ) -> Result<SchemaRef, QueryError> {
-    let fixed = base_fields();
-    match columns::recorded_schema(lake, TABLE_DIR, &fixed).await {
+    match columns::recorded_schema(lake, dir, &fixed).await {
         Ok(Some(schema)) => return Ok(Arc::new(schema)),
         Ok(None) => {}
         // Credentials that reach the table but not `_klaxon/`: read footers.
@@ -205,7 +239,7 @@ async fn table_schema(
     let inferred = Arc::new(Schema::new(base.chain(tags).collect::<Vec<_>>()));
     // Best effort: a reader without write access still answers, by
     // inferring again next time.
-    if let Err(e) = columns::backfill(lake, TABLE_DIR, &fixed, &inferred).await {
+    if let Err(e) = columns::backfill(lake, dir, &fixed, &inferred).await {
         tracing::warn!(lake = %lake.describe(), error = %e, "could not record the lake's columns");
     }
     Ok(inferred)
@@ -263,6 +297,7 @@ mod tests {
         let mut batch = PointBatchBuilder::default();
         batch.push("cpu", time_ms, 1.0, tags);
         let range = FlushRange {
+            table: crate::lake::layout::TABLE_DIR,
             topic: "metrics".into(),
             partition: 0,
             first_offset: offset,

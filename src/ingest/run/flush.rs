@@ -152,6 +152,7 @@ impl IngestStage {
         };
         let started = Instant::now();
         let range = FlushRange {
+            table: crate::lake::layout::TABLE_DIR,
             topic: topic.to_owned(),
             partition,
             first_offset,

@@ -392,7 +392,15 @@ async fn discard_until_done(
 ) -> Result<Vec<String>, IngestError> {
     let mut backoff = Backoff::up_to(Duration::from_secs(10));
     loop {
-        match discard_uncommitted(lake, topic, partition, offset).await {
+        match discard_uncommitted(
+            lake,
+            crate::lake::layout::TABLE_DIR,
+            topic,
+            partition,
+            offset,
+        )
+        .await
+        {
             Ok(gone) => return Ok(gone),
             Err(e) if e.kind() == ErrorKind::External => {
                 tracing::warn!(topic, partition, error = %e, "lake unreachable while looking for an interrupted flush; retrying");

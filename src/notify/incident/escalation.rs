@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{EntryKind, Escalation, Incident, Purpose, Status, std_duration};
+use super::{EntryKind, Escalation, Facts, Incident, Purpose, Status, std_duration};
 use crate::notify::{
     oncall::{OnCall, Policy, Target},
     schedule::ScheduleClock,
@@ -97,10 +97,15 @@ impl Incident {
     pub(super) fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
         if let Some(target) = self.target.clone() {
             if let Some(user) = self.resolve_target(&target, now, oncall) {
-                self.log(
+                let facts = Facts {
+                    user: Some(user.clone()),
+                    ..Facts::default()
+                };
+                self.log_facts(
                     now,
                     EntryKind::Escalated,
                     format!("manual page: paging {user}"),
+                    facts,
                 );
                 self.page_user(&user, now, oncall);
             }
@@ -162,10 +167,15 @@ impl Incident {
             } else {
                 String::new()
             };
-            self.log(
+            let facts = Facts {
+                level: Some(number as u32),
+                ..Facts::default()
+            };
+            self.log_facts(
                 now,
                 EntryKind::Escalated,
                 format!("level {number}{cycle}: paging {}", users.join(", ")),
+                facts,
             );
             for u in &users {
                 self.page_user(u, now, oncall);

@@ -30,14 +30,14 @@
 mod escalation;
 mod record;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::record::{
-    Delivery, Entry, EntryKind, Escalation, MAX_DETAIL_BYTES, Notification, Opening, Purpose,
-    Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
+    Delivery, Entry, EntryKind, Escalation, Facts, MAX_DETAIL_BYTES, MAX_FACT_BYTES, Notification,
+    Opening, Purpose, Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
 };
 use super::oncall::{ContactKind, OnCall, Target};
 use crate::paging::{Severity, limits::cut_json};
@@ -57,6 +57,12 @@ pub struct Incident {
     /// For a manual page, who is paged (no escalation beyond them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// The rule that opened it, when a rule did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The labels of the alert that opened it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     pub opened_at: DateTime<Utc>,
     pub acknowledged_by: Option<String>,
     pub resolved_by: Option<String>,
@@ -93,6 +99,8 @@ impl Incident {
             source: opening.source,
             policy,
             target: opening.target,
+            rule: opening.rule,
+            labels: opening.labels,
             opened_at: now,
             acknowledged_by: None,
             resolved_by: None,
@@ -114,9 +122,34 @@ impl Incident {
 
     /// Adds an entry; past the bound, the oldest entry after the head goes
     /// into the `elided` count.
-    fn log(&mut self, at: DateTime<Utc>, kind: EntryKind, mut detail: String) {
+    fn log(&mut self, at: DateTime<Utc>, kind: EntryKind, detail: String) {
+        self.log_facts(at, kind, detail, Facts::default());
+    }
+
+    /// [`Self::log`] with the entry's facts, each bounded like the detail.
+    fn log_facts(
+        &mut self,
+        at: DateTime<Utc>,
+        kind: EntryKind,
+        mut detail: String,
+        mut facts: Facts,
+    ) {
         cut_json(&mut detail, MAX_DETAIL_BYTES);
-        self.timeline.push(Entry { at, kind, detail });
+        let texts = [
+            &mut facts.actor,
+            &mut facts.user,
+            &mut facts.channel,
+            &mut facts.result,
+        ];
+        for text in texts.into_iter().flatten() {
+            cut_json(text, MAX_FACT_BYTES);
+        }
+        self.timeline.push(Entry {
+            at,
+            kind,
+            detail,
+            facts,
+        });
         let marker = usize::from(self.elided > 0);
         if self.timeline.len() <= TIMELINE_HEAD + marker + TIMELINE_TAIL {
             return;
@@ -131,7 +164,30 @@ impl Incident {
             at: gone.at,
             kind: EntryKind::Elided,
             detail: format!("{} entries left out, the last at this time", self.elided),
+            facts: Facts::default(),
         };
+    }
+
+    /// The timeline's entries with their number in the incident's whole
+    /// history (0 for the first entry ever), the `elided` marker left out:
+    /// entries after the head are numbered past those left out. An entry
+    /// keeps its number in every later version of the incident, which is
+    /// what lets the lake's `incidents` table hold each entry once.
+    pub fn numbered_timeline(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        let elided = self.elided;
+        self.timeline
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !(elided > 0 && *i == TIMELINE_HEAD))
+            .map(move |(i, entry)| {
+                let i = i as u64;
+                let n = if elided > 0 && i > TIMELINE_HEAD as u64 {
+                    i - 1 + elided
+                } else {
+                    i
+                };
+                (n, entry)
+            })
     }
 
     /// Another trigger for this open incident: noted, nobody paged again.
@@ -163,7 +219,16 @@ impl Incident {
             .ack_expires_at
             .map(|t| format!(" until {}", t.to_rfc3339()))
             .unwrap_or_default();
-        self.log(now, EntryKind::Acknowledged, format!("by {by}{until}"));
+        let facts = Facts {
+            actor: Some(by.to_owned()),
+            ..Facts::default()
+        };
+        self.log_facts(
+            now,
+            EntryKind::Acknowledged,
+            format!("by {by}{until}"),
+            facts,
+        );
         true
     }
 
@@ -178,7 +243,11 @@ impl Incident {
         self.escalation.next_at = None;
         self.escalation.ack_expires_at = None;
         self.cancel_pages();
-        self.log(now, EntryKind::Resolved, format!("by {by}"));
+        let facts = Facts {
+            actor: Some(by.to_owned()),
+            ..Facts::default()
+        };
+        self.log_facts(now, EntryKind::Resolved, format!("by {by}"), facts);
         // One notice per person reached, on the method that reached them.
         let mut told = BTreeSet::new();
         let reached: Vec<Notification> = self
@@ -289,18 +358,25 @@ impl Incident {
             Purpose::Page => "paged",
             Purpose::Resolved => "told of the resolve",
         };
+        let facts = |result: String| Facts {
+            user: Some(n.user.clone()),
+            channel: Some(n.kind.as_str().to_owned()),
+            result: Some(result),
+            ..Facts::default()
+        };
         match result {
             Ok(()) => {
                 self.notifications[seq as usize].state = Delivery::Delivered;
-                self.log(
+                self.log_facts(
                     now,
                     EntryKind::Notified,
                     format!("{} {what} by {} ({})", n.user, n.contact, n.kind.as_str()),
+                    facts("delivered".to_owned()),
                 );
             }
             Err(reason) => {
                 self.notifications[seq as usize].state = Delivery::Failed;
-                self.log(
+                self.log_facts(
                     now,
                     EntryKind::NotifyFailed,
                     format!(
@@ -309,6 +385,7 @@ impl Incident {
                         n.contact,
                         n.kind.as_str()
                     ),
+                    facts(format!("failed: {reason}")),
                 );
                 if n.purpose != Purpose::Page || self.status != Status::Triggered {
                     return;
@@ -403,6 +480,8 @@ delay = "10m"
             source: None,
             policy: None,
             target: None,
+            rule: None,
+            labels: Default::default(),
         };
         Incident::open(opening, at(now), &oncall())
     }
@@ -675,6 +754,8 @@ mod bounded {
                 source: Some(payload.source.clone()),
                 policy: None,
                 target: None,
+                rule: None,
+                labels: Default::default(),
             };
             let mut incident = Incident::open(opening, chrono::Utc::now(), &OnCall::default());
             for _ in 0..200 {

@@ -2,6 +2,8 @@
 //! and how each went, its timeline entries, its escalation state, what
 //! opens it, and its id. Serialised as they are into the changelog.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,6 +16,8 @@ use crate::{
 /// One timeline entry's detail, measured as JSON (escapes included), so 71
 /// entries stay far below a record's limit whatever they contain.
 pub const MAX_DETAIL_BYTES: usize = 2048;
+/// Each of an entry's [`Facts`] texts, measured the same way.
+pub const MAX_FACT_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +98,31 @@ pub struct Entry {
     pub at: DateTime<Utc>,
     pub kind: EntryKind,
     pub detail: String,
+    /// The entry's facts as columns of the lake's `incidents` table; absent
+    /// from entries written before they were kept.
+    #[serde(flatten)]
+    pub facts: Facts,
+}
+
+/// What an entry is about, beyond its kind and time: who acted, who was
+/// reached on which channel and how it went, which escalation level.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// Who acknowledged or resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Who was notified, or could not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The contact method's kind: `sms`, `slack`, `email`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// How a notification went: `delivered`, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The escalation level paged (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -118,6 +147,9 @@ pub struct Opening {
     pub policy: Option<String>,
     /// A manual page: this user or schedule instead of a policy.
     pub target: Option<Target>,
+    /// The rule that fired, and the alert's labels, when a rule sent it.
+    pub rule: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A short, stable id: the start of a hash of the key and the opening time.
