@@ -399,6 +399,20 @@ pub const METRICS: &[MetricInfo] = &[
         "Incident versions not written to the changelog (tried again).",
     ),
     metric(
+        "klaxon_history_rows_written_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Incident timeline entries written to the lake's `incidents` table.",
+    ),
+    metric(
+        "klaxon_history_unreadable_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Changelog records that are not a readable incident (not written to the lake).",
+    ),
+    metric(
         "klaxon_notify_oncall_reload_failures_total",
         Counter,
         Unit::Count,

@@ -79,6 +79,7 @@ impl History {
             &client_config(&config.kafka, &config.kafka.brokers, role),
             &[notify.incidents_topic.as_str()],
         )?;
+        crate::telemetry::register_unlabeled("klaxon_history_");
         let stage = HistoryStage {
             lake,
             topic: notify.incidents_topic.clone(),
