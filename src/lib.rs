@@ -41,6 +41,7 @@
 //!   channels, the `incidents` changelog and the HTTP API.
 //! - [`history`]: every incident's timeline entries from the changelog into the lake's
 //!   `incidents` table, exactly once.
+//! - [`postmortem`]: `klaxon postmortem`, a blameless draft of one incident from the lake.
 //! - [`kafka`]: client settings by role, the one consumer-group member loop, compacted
 //!   topics, dead letters, committed offsets.
 //! - [`topics`]: creates the topics each stage needs when they are missing.
@@ -52,6 +53,7 @@
 //! - [`config`]: typed TOML configuration, overridden by flags and `KLAXON_*` variables.
 //! - [`commands`]: the command line, one file per verb, each with its flags and `run`.
 //! - [`bench`](mod@bench): `klaxon bench`, the end-to-end benchmark.
+//! - [`demo`]: `klaxon up --demo`, the whole story on the embedded default.
 //! - [`harness`]: free ports and polling, shared by `klaxon bench` and the integration tests.
 //! - [`crash`]: named crash points that tests use to prove recovery paths.
 //! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
@@ -64,6 +66,7 @@ pub mod commands;
 pub mod config;
 pub mod crash;
 pub mod decode;
+pub mod demo;
 pub mod error;
 pub mod harness;
 pub mod history;
@@ -74,6 +77,7 @@ pub mod lake;
 pub mod notify;
 pub mod paging;
 pub mod points;
+pub mod postmortem;
 pub mod produce;
 pub mod query;
 pub mod rules;

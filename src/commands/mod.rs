@@ -11,6 +11,7 @@ pub mod lake;
 pub mod notify;
 pub mod oncall;
 pub mod page;
+pub mod postmortem;
 pub mod produce;
 pub mod query;
 pub mod rules;
@@ -89,6 +90,9 @@ pub enum Command {
     Resolve(incidents::ActionArgs),
     /// Page someone for help, outside any alert.
     Page(page::PageArgs),
+    /// Draft a blameless postmortem of an incident from the lake: facts,
+    /// timeline, the rule's value around it, and the sections to write.
+    Postmortem(postmortem::PostmortemArgs),
     /// End-to-end benchmark: ingest drain against the transport's ceiling,
     /// queries over the lake, alert latency to paging and to the notifier's
     /// webhook. Starts the embedded broker unless --brokers is given.
@@ -132,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ack(args) => incidents::act(config, args, EventAction::Acknowledge).await,
         Command::Resolve(args) => incidents::act(config, args, EventAction::Resolve).await,
         Command::Page(args) => page::run(config, args).await,
+        Command::Postmortem(args) => postmortem::run(config, args).await,
         Command::Bench(args) => bench::run(config, args).await,
     }
 }

@@ -12,6 +12,7 @@ use super::{GRACE, create_topics, ingest::start_ingest, oncall::load_oncall, rul
 use crate::{
     broker::{self, BrokerOptions},
     config::{Config, Overrides},
+    demo,
     history::History,
     lake::Lake,
     notify::{LoadedOnCall, Notifier},
@@ -40,6 +41,15 @@ pub struct UpArgs {
     /// Also run the notifier with this on-call file. Overrides notify.oncall.
     #[arg(long, env = "KLAXON_ONCALL")]
     pub oncall: Option<PathBuf>,
+    /// Play the demo in about two minutes: a synthetic checkout service, a
+    /// bad deploy, the rule firing, the page, the escalation, a page for
+    /// help, the acknowledgement, the rollback, the resolve and the
+    /// postmortem draft. Its files go in a new directory under --data-dir.
+    #[arg(long, conflicts_with_all = ["rules", "oncall"])]
+    pub demo: bool,
+    /// How many times faster the demo runs (for tests).
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    pub demo_speed: f64,
 }
 
 impl UpArgs {
@@ -50,8 +60,12 @@ impl UpArgs {
     }
 }
 
-pub async fn run(mut config: Config, args: UpArgs) -> Result<()> {
+pub async fn run(mut config: Config, mut args: UpArgs) -> Result<()> {
     let shutdown = shutdown::on_signals(GRACE);
+    let demo = match args.demo {
+        true => Some(prepare_demo(&mut config, &mut args)?),
+        false => None,
+    };
     let broker = if config.kafka.brokers.is_empty() {
         start_embedded_broker(&mut config, args).await?
     } else {
@@ -82,15 +96,83 @@ pub async fn run(mut config: Config, args: UpArgs) -> Result<()> {
         addr,
         rules.as_ref(),
     )?;
-    let (ingested, ruled, notified) = tokio::join!(
+    let (ingested, ruled, notified, played) = tokio::join!(
         ingest.run(shutdown.clone()),
         run_rules(&config, rules, &shutdown),
         run_notifier(&config, oncall, &shutdown),
+        play_demo(&config, demo, &shutdown),
     );
     ingested?;
     ruled?;
     notified?;
+    played?;
     Ok(())
+}
+
+/// What the demo runs with.
+struct Demo {
+    timing: demo::Timing,
+    files: demo::DemoFiles,
+    dir: PathBuf,
+}
+
+/// Writes the demo's rule and on-call file into a new directory under
+/// `--data-dir` (the broker's storage and the lake go there too) and points
+/// `config` at them, every duration scaled to `--demo-speed`.
+fn prepare_demo(config: &mut Config, args: &mut UpArgs) -> Result<Demo> {
+    let timing = demo::Timing {
+        speed: args.demo_speed,
+    };
+    let stamp = chrono::Utc::now().format("demo-%Y%m%dT%H%M%S");
+    let dir = std::path::absolute(args.data_dir.join(stamp.to_string()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = demo::write_files(&dir, timing)
+        .with_context(|| format!("writing the demo's files in {}", dir.display()))?;
+    config.rules.dir = Some(files.rules.clone());
+    config.notify.oncall = Some(files.oncall.clone());
+    // The service's points all land on one partition: the quiet ones must
+    // not hold event time back for long.
+    config.rules.idle_timeout = timing.secs(5.0);
+    config.rules.allowed_lateness = timing.secs(2.0);
+    config.notify.history_flush_interval = timing.secs(1.0);
+    // The draft's chart reads the points around the resolve from the lake.
+    config.ingest.flush_interval = timing.secs(2.0);
+    if config.lake.url == Config::default().lake.url {
+        config.lake.url = dir.join("lake").display().to_string();
+    }
+    args.data_dir = dir.clone();
+    Ok(Demo { timing, files, dir })
+}
+
+/// The demo's story, then a stop of everything; or nothing without `--demo`.
+async fn play_demo(
+    config: &Config,
+    demo: Option<Demo>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let Some(demo) = demo else {
+        return Ok(());
+    };
+    let played = demo::play(
+        config,
+        demo.timing,
+        &demo.files,
+        &demo.dir,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    match played {
+        Ok(_) => {
+            println!(
+                "demo done; its broker, lake and files are in {}",
+                demo.dir.display()
+            );
+            Ok(())
+        }
+        Err(demo::DemoError::Stopped) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Starts tansu in this process and points `config` at it, with the lake

@@ -39,7 +39,7 @@ pub use rows::{
     EVENT, INCIDENT_ID, IncidentRows, MAX_LABEL_COLUMNS, RESERVED_LABEL_PREFIX, SEQ, fixed_fields,
     label_column_name,
 };
-pub use stage::History;
+pub use stage::{History, write_rows};
 
 use thiserror::Error;
 

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arrow::array::RecordBatch;
 use rdkafka::{Message, message::BorrowedMessage};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,9 @@ use crate::{
     lake::{
         Lake, LakeError, columns,
         layout::INCIDENTS_DIR,
-        writer::{Encoding, FlushRange, discard_uncommitted, encode_sorted_by, write_hours},
+        writer::{
+            Encoding, FlushOutcome, FlushRange, discard_uncommitted, encode_sorted_by, write_hours,
+        },
     },
     notify::{Incident, changelog::INCIDENT_PREFIX},
     points::split_by_hour,
@@ -247,19 +250,8 @@ impl HistoryStage {
                     "label keys past the column limit are kept in `labels` only"
                 );
             }
-            let lake = &self.lake;
-            let range = &range;
-            let written = until_done(stop, || {
-                let batch = batch.clone();
-                async move {
-                    columns::record(lake, INCIDENTS_DIR, &fixed_fields(), &batch.schema()).await?;
-                    let parts = tokio::task::spawn_blocking(move || encode_hours(&batch))
-                        .await
-                        .expect("parquet encoding task panicked")?;
-                    write_hours(lake, range, parts).await
-                }
-            })
-            .await?;
+            let (lake, range) = (&self.lake, &range);
+            let written = until_done(stop, || write_rows(lake, range, batch.clone())).await?;
             let Some(outcome) = written else {
                 // Stopped while the lake was unreachable: replayed later.
                 self.partitions.remove(&partition);
@@ -290,10 +282,22 @@ impl HistoryStage {
     }
 }
 
+/// Writes rows ([`IncidentRows::finish`]) as the flush of `range`: their
+/// label columns recorded, one file per hour of their entries' times.
+pub async fn write_rows(
+    lake: &Lake,
+    range: &FlushRange,
+    batch: RecordBatch,
+) -> Result<FlushOutcome, LakeError> {
+    columns::record(lake, INCIDENTS_DIR, &fixed_fields(), &batch.schema()).await?;
+    let parts = tokio::task::spawn_blocking(move || encode_hours(&batch))
+        .await
+        .expect("parquet encoding task panicked")?;
+    write_hours(lake, range, parts).await
+}
+
 /// Sorted rows as one Parquet file per hour of their entries' times.
-fn encode_hours(
-    batch: &arrow::array::RecordBatch,
-) -> Result<Vec<(i64, usize, bytes::Bytes)>, LakeError> {
+fn encode_hours(batch: &RecordBatch) -> Result<Vec<(i64, usize, bytes::Bytes)>, LakeError> {
     split_by_hour(batch)?
         .into_iter()
         .map(|(hour, part)| {
