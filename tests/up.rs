@@ -1,5 +1,6 @@
-//! `klaxon up`, the README's first command: embedded broker, topics, ingest
-//! and alert rules, all from a fresh directory, then a clean shutdown on SIGTERM.
+//! `klaxon up`, the README's first command: embedded broker, topics, ingest,
+//! the alert rules of `./rules` and the notifier of `./oncall.toml` (found
+//! without flags), all from a fresh directory, then a clean shutdown on SIGTERM.
 
 mod common;
 
@@ -38,11 +39,9 @@ severity = "info"
             &[
                 "--config",
                 "klaxon.toml",
+                // No --rules or --oncall: `./rules` and `./oncall.toml`
+                // are found by themselves.
                 "up",
-                "--rules",
-                "rules",
-                "--oncall",
-                "oncall.toml",
                 "--broker-listen",
                 &format!("127.0.0.1:{port}"),
                 "--http-listen",

@@ -1,8 +1,14 @@
 //! `klaxon up`: everything in one process. The embedded broker unless
 //! brokers are configured, ingest and `/metrics`, and the rules runner and
-//! the notifier when rules and an on-call file are given.
+//! the notifier when rules and an on-call file are given (or found as
+//! `./rules` and `./oncall.toml`). `--demo` plays the whole story.
 
-use std::{io::Write, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -64,7 +70,10 @@ pub async fn run(mut config: Config, mut args: UpArgs) -> Result<()> {
     let shutdown = shutdown::on_signals(GRACE);
     let demo = match args.demo {
         true => Some(prepare_demo(&mut config, &mut args)?),
-        false => None,
+        false => {
+            use_files_here(&mut config);
+            None
+        }
     };
     let broker = if config.kafka.brokers.is_empty() {
         start_embedded_broker(&mut config, args).await?
@@ -108,6 +117,21 @@ pub async fn run(mut config: Config, mut args: UpArgs) -> Result<()> {
     played?;
     Ok(())
 }
+
+/// `./rules` and `./oncall.toml`, when they exist and nothing else was
+/// given: `klaxon up` in a directory that has them runs the rules and the
+/// notifier too.
+fn use_files_here(config: &mut Config) {
+    if config.rules.dir.is_none() && Path::new(RULES_HERE).is_dir() {
+        config.rules.dir = Some(PathBuf::from(RULES_HERE));
+    }
+    if config.notify.oncall.is_none() && Path::new(ONCALL_HERE).is_file() {
+        config.notify.oncall = Some(PathBuf::from(ONCALL_HERE));
+    }
+}
+
+const RULES_HERE: &str = "rules";
+const ONCALL_HERE: &str = "oncall.toml";
 
 /// What the demo runs with.
 struct Demo {
