@@ -406,6 +406,13 @@ pub const METRICS: &[MetricInfo] = &[
         "Incident timeline entries written to the lake's `incidents` table.",
     ),
     metric(
+        "klaxon_history_restarts_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Times the incident history writer failed and was started again (paging goes on meanwhile).",
+    ),
+    metric(
         "klaxon_history_unreadable_total",
         Counter,
         Unit::Count,

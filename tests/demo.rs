@@ -26,6 +26,7 @@ const STEPS: [&str; 11] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_plays_the_whole_story_in_order() {
     let dir = test_dir();
+    let started = chrono::Utc::now();
     let out = |port: u16| dir.path().join(format!("demo-{port}.out"));
     let (mut up, port) = spawn_listening("the demo's broker", |port| {
         let log = dir.path().join(format!("demo-{port}.log"));
@@ -87,14 +88,15 @@ async fn the_demo_plays_the_whole_story_in_order() {
         .unwrap();
     let oncall: klaxon::notify::OnCall =
         toml::from_str(&std::fs::read_to_string(demo_dir.join("oncall.toml")).unwrap()).unwrap();
-    let now =
-        klaxon::notify::queries::on_call_at(&oncall, Some("checkout-primary"), chrono::Utc::now());
-    let on_call = now[0].shift.as_ref().unwrap().user.clone().unwrap();
-    assert!(
-        story[3].starts_with(&format!("paged {on_call}, on call this week")),
-        "{}",
-        story[3]
-    );
+    // Asked at the start and at the end, for a run across the weekly handover.
+    let on_call_at = |t| {
+        let now = klaxon::notify::queries::on_call_at(&oncall, Some("checkout-primary"), t);
+        now[0].shift.as_ref().unwrap().user.clone().unwrap()
+    };
+    let on_call = [on_call_at(started), on_call_at(chrono::Utc::now())]
+        .into_iter()
+        .find(|u| story[3].starts_with(&format!("paged {u}, on call this week")))
+        .unwrap_or_else(|| panic!("not the rotation's engineer: {}", story[3]));
     assert!(
         !story[6].starts_with(&format!("paged {on_call} ")),
         "help comes from someone else"
@@ -108,7 +110,7 @@ async fn the_demo_plays_the_whole_story_in_order() {
         .split_whitespace()
         .next()
         .unwrap();
-    assert!(draft.contains(&format!("| Incident | `{id}`")), "{draft}");
+    assert!(draft.contains(&format!("| Incident | {id} ")), "{draft}");
     assert!(
         draft.contains("| Time to acknowledge |") && draft.contains(" by maya |"),
         "{draft}"
@@ -119,7 +121,8 @@ async fn the_demo_plays_the_whole_story_in_order() {
         "the rule was run again:\n{draft}"
     );
     assert!(
-        !draft.contains("Notes on the data"),
+        !draft.contains("holds no points"),
         "nothing missing:\n{draft}"
     );
+    assert!(!draft.contains("No chart"), "{draft}");
 }

@@ -214,6 +214,26 @@ async fn the_draft_says_what_data_is_missing() {
     assert!(!html.contains("<script>"), "alert text is text, never HTML");
     assert!(html.contains("&lt;script&gt;"));
 
+    // Markdown in alert text stays text: no link, no image, no stolen chart.
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = incident(
+        "[x](javascript:alert(1)) ![p](https://evil.example/p.png) ![c](klaxon-chart.svg) <javascript:alert(2)> | cell",
+        true,
+    );
+    let lake = setup(dir.path(), &hostile, false, RULE).await;
+    let draft = postmortem::draft(&lake, Some(&dir.path().join("rules")), &hostile.id)
+        .await
+        .unwrap();
+    let html = postmortem::html(&draft);
+    assert!(!html.contains("href="), "no link: {html}");
+    assert_eq!(html.matches("<img").count(), 0, "no outside image");
+    assert_eq!(html.matches("<svg").count(), 1, "the chart, once");
+    let title = &html[html.find("<h1>").unwrap()..html.find("</h1>").unwrap()];
+    assert!(
+        !title.contains("<svg"),
+        "the chart stays in its section: {title}"
+    );
+
     // The rule deleted since.
     let dir = tempfile::tempdir().unwrap();
     let resolved = incident("checkout: 18 errors", true);

@@ -9,7 +9,7 @@ use clap::Args;
 use super::{GRACE, create_topics, need_brokers, oncall::load_oncall};
 use crate::{
     config::{Config, Overrides},
-    history::History,
+    history::run_until_stopped,
     lake::Lake,
     notify::Notifier,
     shutdown, telemetry,
@@ -49,12 +49,16 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await?;
     tracing::info!(%addr, "serving /metrics");
-    let history = History::new(&config, Lake::open(&config.lake)?)?;
-    let (notified, written) = tokio::join!(
-        Notifier::new(config, loaded)?.run(shutdown.clone()),
-        history.run(shutdown),
-    );
+    let history = tokio::spawn(run_until_stopped(
+        config.clone(),
+        Lake::open(&config.lake)?,
+        shutdown.child_token(),
+    ));
+    let notified = Notifier::new(config, loaded)?.run(shutdown.clone()).await;
+    // A notifier that failed takes the process down, history with it, so a
+    // supervisor restarts both.
+    shutdown.cancel();
+    let _ = history.await;
     notified?;
-    written?;
     Ok(())
 }

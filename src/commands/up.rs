@@ -19,7 +19,7 @@ use crate::{
     broker::{self, BrokerOptions},
     config::{Config, Overrides},
     demo,
-    history::History,
+    history::run_until_stopped,
     lake::Lake,
     notify::{LoadedOnCall, Notifier},
     rules::RuleSet,
@@ -308,13 +308,19 @@ async fn run_notifier(
     match oncall {
         Some(loaded) => {
             create_topics(config, crate::notify::topics(config)).await?;
-            let history = History::new(config, Lake::open(&config.lake)?)?;
-            let (notified, written) = tokio::join!(
-                Notifier::new(config.clone(), loaded)?.run(shutdown.clone()),
-                history.run(shutdown.clone()),
-            );
+            let history = tokio::spawn(run_until_stopped(
+                config.clone(),
+                Lake::open(&config.lake)?,
+                shutdown.child_token(),
+            ));
+            let notified = Notifier::new(config.clone(), loaded)?
+                .run(shutdown.clone())
+                .await;
+            // A notifier that failed stops everything, so that `up` exits
+            // with its error instead of running on without paging.
+            shutdown.cancel();
+            let _ = history.await;
             notified?;
-            written?;
         }
         None => shutdown.cancelled().await,
     }

@@ -86,7 +86,8 @@ pub fn write_files(dir: &Path, timing: Timing) -> std::io::Result<DemoFiles> {
 
 /// The share of checkout's requests that fail, in percent, over a window.
 /// Critical only: a warning level would fire again on the way down, after
-/// the demo has resolved the incident.
+/// the demo has resolved the incident. It keeps firing 30s after recovering,
+/// as rules that must not flap do, so the manager's resolve comes first.
 fn rule_file(timing: Timing) -> String {
     format!(
         r#"[[rule]]
@@ -101,6 +102,7 @@ GROUP BY service
 """
 window = "{window}"
 every = "{every}"
+keep_firing_for = "{keep}"
 summary = "{{{{service}}}}: {{{{error_pct}}}}% of requests failing"
 runbook = "https://runbooks.example/checkout"
 escalation_policy = "checkout"
@@ -111,6 +113,7 @@ critical = 5
 "#,
         window = spelled(timing.window()),
         every = spelled(timing.every()),
+        keep = spelled(timing.secs(30.0)),
     )
 }
 

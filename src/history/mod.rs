@@ -41,9 +41,41 @@ pub use rows::{
 };
 pub use stage::{History, write_rows};
 
-use thiserror::Error;
+use std::time::Duration;
 
-use crate::{error::ErrorKind, lake::LakeError};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    error::ErrorKind,
+    kafka::member::Backoff,
+    lake::{Lake, LakeError},
+};
+
+/// Runs the history writer until `stop`, starting it again after a pause
+/// whenever it fails: the lake's incident history must never take paging
+/// down with it, so it runs beside the notifier rather than with it.
+pub async fn run_until_stopped(config: Config, lake: Lake, stop: CancellationToken) {
+    let mut backoff = Backoff::up_to(Duration::from_secs(60));
+    loop {
+        let ran = match History::new(&config, lake.clone()) {
+            Ok(history) => history.run(stop.clone()).await,
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "the incident history writer failed; starting it again");
+                metrics::counter!("klaxon_history_restarts_total").increment(1);
+            }
+        }
+        tokio::select! {
+            () = backoff.wait() => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum HistoryError {

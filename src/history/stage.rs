@@ -34,8 +34,12 @@ use crate::{
     points::split_by_hour,
 };
 
-/// Rows a partition buffers before it flushes, whatever its age.
+/// Rows a partition buffers before it flushes, whatever its age...
 const FLUSH_ROWS: usize = 10_000;
+/// ...or bytes, labels counted (each row carries its incident's labels).
+const FLUSH_BYTES: usize = 32 * 1024 * 1024;
+/// How long a stop waits for an unreachable lake before it gives up.
+const STOP_DRAIN: Duration = Duration::from_secs(10);
 /// Rows per Parquet row group: incidents are few, one group per file.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Prefetch of the writer's consumer: changelog records are small and few.
@@ -55,6 +59,10 @@ struct HistoryStage {
     commits: Commits,
     flush_interval: Duration,
     partitions: HashMap<i32, PartitionState>,
+    /// Set once a stop interrupted a lake operation: a partition dropped
+    /// then must not be started again at a later offset and committed past
+    /// what was never written, so nothing more is taken in or flushed.
+    stopped: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +97,7 @@ impl History {
             commits: member.commits(),
             flush_interval: notify.history_flush_interval,
             partitions: HashMap::new(),
+            stopped: false,
         };
         Ok(Self { member, stage })
     }
@@ -151,11 +160,21 @@ impl Stage for HistoryStage {
         Ok(())
     }
 
+    /// Flushes what is held, giving an unreachable lake [`STOP_DRAIN`]:
+    /// what is not written by then is replayed by the next owner.
     async fn on_stop(&mut self) -> Result<(), HistoryError> {
-        let stop = CancellationToken::new();
+        if self.stopped {
+            return Ok(());
+        }
+        let drained = CancellationToken::new();
+        let deadline = drained.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(STOP_DRAIN).await;
+            deadline.cancel();
+        });
         let held: Vec<i32> = self.partitions.keys().copied().collect();
         for partition in held {
-            self.flush(partition, &stop).await?;
+            self.flush(partition, &drained).await?;
         }
         Ok(())
     }
@@ -167,6 +186,9 @@ impl HistoryStage {
         message: &BorrowedMessage<'_>,
         stop: &CancellationToken,
     ) -> Result<(), HistoryError> {
+        if self.stopped {
+            return Ok(());
+        }
         let (partition, offset) = (message.partition(), message.offset());
         let state = self.partitions.entry(partition).or_default();
         if !state.started {
@@ -187,6 +209,7 @@ impl HistoryStage {
             let Some(written) = written else {
                 // Stopped while the lake was unreachable: nothing is held.
                 self.partitions.remove(&partition);
+                self.stopped = true;
                 return Ok(());
             };
             state.written = written;
@@ -216,7 +239,7 @@ impl HistoryStage {
                 }
             }
         }
-        if state.rows.len() >= FLUSH_ROWS {
+        if state.rows.len() >= FLUSH_ROWS || state.rows.bytes() >= FLUSH_BYTES {
             self.flush(partition, stop).await?;
         }
         Ok(())
@@ -255,6 +278,7 @@ impl HistoryStage {
             let Some(outcome) = written else {
                 // Stopped while the lake was unreachable: replayed later.
                 self.partitions.remove(&partition);
+                self.stopped = true;
                 return Ok(());
             };
             metrics::counter!("klaxon_history_rows_written_total").increment(outcome.rows as u64);

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use arrow::{
     array::{Array, AsArray},
-    datatypes::{Int32Type, Int64Type},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
 };
 use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder};
 
@@ -48,14 +49,17 @@ pub(super) async fn read_written(
             else {
                 continue;
             };
-            let ids = ids.as_dictionary::<Int32Type>();
-            let values = ids.values().as_string::<i32>();
+            // Cast, not assumed: a file of another writer may type them
+            // differently.
+            let ids = cast(ids, &DataType::Utf8)?;
+            let ids = ids.as_string::<i32>();
+            let seqs = cast(seqs, &DataType::Int64)?;
             let seqs = seqs.as_primitive::<Int64Type>();
             for row in 0..batch.num_rows() {
-                if ids.is_null(row) {
+                if ids.is_null(row) || seqs.is_null(row) {
                     continue;
                 }
-                let id = values.value(ids.keys().value(row) as usize);
+                let id = ids.value(row);
                 let seq = u64::try_from(seqs.value(row)).unwrap_or(0);
                 let highest = written.entry(id.to_owned()).or_insert(seq);
                 *highest = (*highest).max(seq);

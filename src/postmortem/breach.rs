@@ -15,8 +15,9 @@ use crate::{
 
 /// Windows evaluated at most: a day of 1-minute hops with room to spare.
 pub const MAX_WINDOWS: usize = 2_000;
-/// Points read from the lake at most; past it the draft says so.
-pub const MAX_POINTS: usize = 5_000_000;
+/// Points read from the lake at most (all of them in memory, every tag
+/// column); past it the rule is not run again and the draft says so.
+pub const MAX_POINTS: usize = 1_000_000;
 
 /// What the rule saw, hop by hop, for the incident's instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,9 @@ pub struct RuleView {
     pub values: Vec<(DateTime<Utc>, Option<f64>)>,
     /// The end of the first window of the breach that led to the trigger.
     pub first_breach: Option<DateTime<Utc>>,
+    /// The first window evaluated already breached: the breach began at or
+    /// before `first_breach`, which is then where the view starts.
+    pub breach_before_view: bool,
     /// What limited the view (points capped, windows capped).
     pub notes: Vec<String>,
 }
@@ -78,45 +82,48 @@ pub async fn rule_view(
         ));
         end += every;
     }
-    let first_breach = first_breach(rule, &values, opened_at);
-    Ok(view(rule, values, first_breach, notes))
+    let first = first_breach(rule, &values, opened_at);
+    Ok(view(rule, values, first, notes))
 }
 
 fn view(
     rule: &CompiledRule,
     values: Vec<(DateTime<Utc>, Option<f64>)>,
-    first_breach: Option<DateTime<Utc>>,
+    first: Option<usize>,
     notes: Vec<String>,
 ) -> RuleView {
     RuleView {
         rule: rule.rule.name.clone(),
         window: rule.rule.window,
         thresholds: rule.rule.thresholds.as_ref().map(|t| t.get_ref().clone()),
+        first_breach: first.map(|i| values[i].0),
+        breach_before_view: first == Some(0),
         values,
-        first_breach,
         notes,
     }
 }
 
-/// The start of the run of breaching windows that holds the last breach
-/// before the incident opened (a window that ends a hop after the opening
-/// counts: event time runs a little behind).
+/// The index of the first window of the run of breaching windows that holds
+/// the last breach before the incident opened (a window that ends a hop
+/// after the opening counts: event time runs a little behind). Only a
+/// window whose value is within the thresholds ends a run: one without a
+/// value (a gap in the data) says nothing either way.
 fn first_breach(
     rule: &CompiledRule,
     values: &[(DateTime<Utc>, Option<f64>)],
     opened_at: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+) -> Option<usize> {
     let slack = Duration::from_std(rule.rule.every()).unwrap_or_default();
-    let breached =
-        |value: Option<f64>| value.is_some_and(|v| severity_of(&rule.rule, v, None).is_some());
+    let breached = |v: f64| severity_of(&rule.rule, v, None).is_some();
     let last = values
         .iter()
-        .rposition(|(end, value)| *end <= opened_at + slack && breached(*value))?;
-    let start = values[..=last]
+        .rposition(|(end, value)| *end <= opened_at + slack && value.is_some_and(breached))?;
+    let recovered = values[..=last]
         .iter()
-        .rposition(|(_, value)| !breached(*value))
-        .map_or(0, |i| i + 1);
-    Some(values[start].0)
+        .rposition(|(_, value)| value.is_some_and(|v| !breached(v)));
+    // The first window with a value after the last recovery.
+    let from = recovered.map_or(0, |i| i + 1);
+    (from..=last).find(|&i| values[i].1.is_some())
 }
 
 /// The lake's points in `[from, to)` (epoch ms), in the columns a rule sees.

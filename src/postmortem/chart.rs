@@ -19,6 +19,8 @@ pub(super) fn draw(view: &RuleView, markers: &[Marker]) -> Result<Option<String>
         .values
         .iter()
         .filter_map(|(t, v)| Some((t.timestamp_millis(), (*v)?)))
+        // A rate over zero requests is infinite or NaN: not drawable.
+        .filter(|(_, v)| v.is_finite())
         .collect();
     if values.is_empty() {
         return Ok(None);

@@ -124,11 +124,27 @@ pub async fn draft(lake: &Lake, rules: Option<&Path>, id: &str) -> Result<Draft,
         Ok(rule) => {
             let window = Duration::from_std(rule.rule.window).unwrap_or(LONGEST);
             let every = Duration::from_std(rule.rule.every()).unwrap_or(LONGEST);
-            let from = facts.opened_at - (every * HOPS_BEFORE).max(window * 6);
+            // A rule with `for` breaches that long before it fires.
+            let pending = rule
+                .rule
+                .pending_for
+                .and_then(|d| Duration::from_std(d).ok())
+                .unwrap_or_default();
+            let from = facts.opened_at - (every * HOPS_BEFORE).max(window * 6) - pending;
             let end = facts.resolved.as_ref().map_or(last_entry, |r| r.at);
             let to = end.min(facts.opened_at + LONGEST) + (every * HOPS_AFTER).max(window * 3);
             let view = rule_view(&engine, &rule, &facts.labels, facts.opened_at, from, to).await?;
             notes.extend(view.notes.iter().cloned());
+            notes.push(format!(
+                "Rule {} was run again as its rule file says today: had it changed since the incident, these are the values of the rule as it is now.",
+                view.rule
+            ));
+            if view.breach_before_view {
+                notes.push(
+                    "The rule already breached in the first window run again: the breach began at or before the first breach shown, so time to detect and the impact window are at least what they say."
+                        .to_owned(),
+                );
+            }
             if view.values.iter().all(|(_, v)| v.is_none()) {
                 notes.push(format!(
                     "The lake holds no points that give rule {} a value for this alert between {} and {}: aged out of the lake, or never ingested.",

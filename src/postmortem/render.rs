@@ -49,9 +49,25 @@ fn span(d: Duration) -> String {
     if negative { format!("-{text}") } else { text }
 }
 
-/// Escapes text for a Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+/// Text from outside (alerts, people, files) made inert in Markdown: the
+/// characters that open links, images, autolinks and HTML, end a table cell
+/// or escape the others are escaped, and line breaks become spaces, so a
+/// summary is never a link, an image, HTML or a cell's end, in the Markdown
+/// or in the HTML made from it. (Emphasis characters are left alone: the
+/// draft stays readable as plain text, and emphasis is harmless.)
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' | '[' | ']' | '<' | '>' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The draft in Markdown; `chart` is the file name the SVG is saved under,
@@ -60,7 +76,7 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
     let f = &draft.facts;
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "# Postmortem draft: {}\n", f.summary);
+    let _ = writeln!(w, "# Postmortem draft: {}\n", text(&f.summary));
     let _ = writeln!(
         w,
         "> Drafted by klaxon from its own data: the incident's timeline in the lake's \
@@ -75,10 +91,19 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
             at(f.timeline.last().map_or(f.opened_at, |r| r.at))
         ),
     };
-    let start = draft.first_breach().unwrap_or(f.opened_at);
+    // Without a first breach the window starts at the trigger, and says so.
+    let (start, from_trigger) = match draft.first_breach() {
+        Some(b) => (b, ""),
+        None => (f.opened_at, ", from the trigger: no first breach was found"),
+    };
     let impact = match &f.resolved {
-        Some(r) => format!("{} → {} ({})", at(start), at(r.at), span(r.at - start)),
-        None => format!("{} → still open", at(start)),
+        Some(r) => format!(
+            "{} → {} ({}{from_trigger})",
+            at(start),
+            at(r.at),
+            span(r.at - start)
+        ),
+        None => format!("{} → still open{from_trigger}", at(start)),
     };
     let detect = match draft.first_breach() {
         Some(b) => format!(
@@ -113,17 +138,12 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let rows = [
-        (
-            "Incident",
-            format!("`{}` (dedup_key `{}`)", f.id, f.dedup_key),
-        ),
+        ("Incident", format!("{} (dedup_key {})", f.id, f.dedup_key)),
         (
             "Rule",
             f.rule
                 .as_deref()
-                .map_or("none (not opened by a rule)".to_owned(), |r| {
-                    format!("`{r}`")
-                }),
+                .map_or("none (not opened by a rule)".to_owned(), |r| r.to_owned()),
         ),
         ("Severity", f.severity.clone()),
         ("Status", status),
@@ -143,7 +163,7 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
     ];
     let _ = writeln!(w, "| | |\n|---|---|");
     for (name, value) in rows {
-        let _ = writeln!(w, "| {name} | {} |", cell(&value));
+        let _ = writeln!(w, "| {name} | {} |", text(&value));
     }
 
     let _ = writeln!(w, "\n## Timeline (UTC)\n");
@@ -172,7 +192,7 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
     // Stable: the breach goes before entries of the same second.
     lines.sort_by_key(|(t, event, _)| (*t, event != "first breach"));
     for (t, event, detail) in lines {
-        let _ = writeln!(w, "| {} | {} | {} |", at(t), cell(&event), cell(&detail));
+        let _ = writeln!(w, "| {} | {} | {} |", at(t), text(&event), text(&detail));
     }
 
     let _ = writeln!(w, "\n## The rule's value\n");
@@ -181,17 +201,17 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
             let _ = writeln!(
                 w,
                 "![{} around the incident: value per window, thresholds, and the first breach, trigger, acknowledgement and resolve]({file})",
-                view.rule
+                text(&view.rule)
             );
         }
         _ => {
-            let _ = writeln!(w, "No chart: {}.", draft.no_chart_reason());
+            let _ = writeln!(w, "No chart: {}.", text(&draft.no_chart_reason()));
         }
     }
     if !draft.notes.is_empty() {
         let _ = writeln!(w, "\n## Notes on the data\n");
         for note in &draft.notes {
-            let _ = writeln!(w, "- {note}");
+            let _ = writeln!(w, "- {}", text(note));
         }
     }
 
@@ -210,13 +230,29 @@ pub fn markdown(draft: &Draft, chart: Option<&str>) -> String {
 /// The draft as one HTML page, the chart inline. Text from alerts and
 /// people (summaries, labels, details) is shown as text, never as HTML.
 pub fn html(draft: &Draft) -> String {
-    use pulldown_cmark::{Event, Options, Parser, html::push_html};
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd, html::push_html};
     const CHART_REF: &str = "klaxon-chart.svg";
     let markdown = markdown(draft, draft.chart.as_ref().map(|_| CHART_REF));
-    let events = Parser::new_ext(&markdown, Options::ENABLE_TABLES).map(|event| match event {
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        other => other,
-    });
+    // Outside text is escaped already (`text`); as a second guard, raw HTML
+    // is shown as text and no link or image but the chart is kept, so the
+    // page is self-contained and carries no script URL.
+    let mut kept: Vec<bool> = Vec::new();
+    let events =
+        Parser::new_ext(&markdown, Options::ENABLE_TABLES).filter_map(|event| match event {
+            Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
+            Event::Start(Tag::Image { ref dest_url, .. }) if dest_url.as_ref() == CHART_REF => {
+                kept.push(true);
+                Some(event)
+            }
+            Event::Start(Tag::Link { .. } | Tag::Image { .. }) => {
+                kept.push(false);
+                None
+            }
+            Event::End(TagEnd::Link | TagEnd::Image) => {
+                kept.pop().unwrap_or(false).then_some(event)
+            }
+            other => Some(other),
+        });
     let mut body = String::new();
     push_html(&mut body, events);
     if let Some(svg) = &draft.chart {
