@@ -42,6 +42,7 @@
 //! - [`history`]: every incident's timeline entries from the changelog into the lake's
 //!   `incidents` table, exactly once.
 //! - [`postmortem`]: `klaxon postmortem`, a blameless draft of one incident from the lake.
+//! - [`report`]: `klaxon report`, on-call health from the lake's `incidents` table.
 //! - [`kafka`]: client settings by role, the one consumer-group member loop, compacted
 //!   topics, dead letters, committed offsets.
 //! - [`topics`]: creates the topics each stage needs when they are missing.
@@ -80,6 +81,7 @@ pub mod points;
 pub mod postmortem;
 pub mod produce;
 pub mod query;
+pub mod report;
 pub mod rules;
 pub mod shutdown;
 pub mod telemetry;

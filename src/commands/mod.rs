@@ -14,6 +14,7 @@ pub mod page;
 pub mod postmortem;
 pub mod produce;
 pub mod query;
+pub mod report;
 pub mod rules;
 pub mod up;
 
@@ -93,6 +94,9 @@ pub enum Command {
     /// Draft a blameless postmortem of an incident from the lake: facts,
     /// timeline, the rule's value around it, and the sections to write.
     Postmortem(postmortem::PostmortemArgs),
+    /// On-call health from the lake: incidents by rule, time to acknowledge
+    /// and resolve, interruptions per person by hours, noisiest rules.
+    Report(report::ReportArgs),
     /// End-to-end benchmark: ingest drain against the transport's ceiling,
     /// queries over the lake, alert latency to paging and to the notifier's
     /// webhook. Starts the embedded broker unless --brokers is given.
@@ -137,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resolve(args) => incidents::act(config, args, EventAction::Resolve).await,
         Command::Page(args) => page::run(config, args).await,
         Command::Postmortem(args) => postmortem::run(config, args).await,
+        Command::Report(args) => report::run(config, args).await,
         Command::Bench(args) => bench::run(config, args).await,
     }
 }

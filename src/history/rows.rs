@@ -51,6 +51,7 @@ pub fn fixed_fields() -> Vec<Field> {
         repeated("user", true),
         repeated("channel", true),
         text("result", true),
+        repeated("purpose", true),
         Field::new("level", DataType::Int32, true),
         text("detail", false),
         // Every label, as a JSON object.
@@ -89,6 +90,8 @@ struct Row {
     summary: String,
     entry: Entry,
     labels: Arc<BTreeMap<String, String>>,
+    /// `labels` as JSON, made once per incident version.
+    labels_json: Arc<str>,
 }
 
 /// Rows gathered for one flush.
@@ -121,12 +124,21 @@ impl IncidentRows {
     /// when `None`). Returns the highest number added.
     pub fn add(&mut self, incident: &Incident, after: Option<u64>) -> Option<u64> {
         let labels = Arc::new(incident.labels.clone());
+        let labels_json: Arc<str> = serde_json::to_string(&incident.labels)
+            .expect("labels serialise")
+            .into();
         let mut highest = None;
         for (seq, entry) in incident.numbered_timeline() {
             if after.is_some_and(|a| seq <= a) {
                 continue;
             }
-            self.bytes += 128 + entry.detail.len() + incident.summary.len();
+            // Each row's own copy of its texts in the Arrow batch; labels
+            // are shared here but written out per row.
+            self.bytes += 128
+                + entry.detail.len()
+                + incident.summary.len()
+                + incident.dedup_key.len()
+                + 2 * labels_json.len();
             self.rows.push(Row {
                 time: entry.at.timestamp_millis(),
                 incident_id: incident.id.clone(),
@@ -141,6 +153,7 @@ impl IncidentRows {
                 summary: incident.summary.clone(),
                 entry: entry.clone(),
                 labels: Arc::clone(&labels),
+                labels_json: Arc::clone(&labels_json),
             });
             highest = Some(seq);
         }
@@ -161,7 +174,7 @@ impl IncidentRows {
         let dict = || StringDictionaryBuilder::<Int32Type>::new();
         let text = || StringBuilder::new();
         let (mut id, mut event, mut rule, mut severity) = (dict(), dict(), dict(), dict());
-        let (mut actor, mut user, mut channel) = (dict(), dict(), dict());
+        let (mut actor, mut user, mut channel, mut purpose) = (dict(), dict(), dict(), dict());
         let (mut dedup, mut summary, mut result, mut detail, mut labels) =
             (text(), text(), text(), text(), text());
         let mut seq = Int64Builder::with_capacity(n);
@@ -182,9 +195,10 @@ impl IncidentRows {
             user.append_option(facts.user.as_deref());
             channel.append_option(facts.channel.as_deref());
             result.append_option(facts.result.as_deref());
+            purpose.append_option(facts.purpose.as_deref());
             level.append_option(facts.level.map(|l| i32::try_from(l).unwrap_or(i32::MAX)));
             detail.append_value(&r.entry.detail);
-            labels.append_value(serde_json::to_string(&*r.labels).expect("labels serialise"));
+            labels.append_value(&r.labels_json);
             for (key, column) in keys.iter().zip(&mut label_columns) {
                 column.append_option(r.labels.get(*key).map(String::as_str));
             }
@@ -203,6 +217,7 @@ impl IncidentRows {
             Arc::new(user.finish()),
             Arc::new(channel.finish()),
             Arc::new(result.finish()),
+            Arc::new(purpose.finish()),
             Arc::new(level.finish()),
             Arc::new(detail.finish()),
             Arc::new(labels.finish()),

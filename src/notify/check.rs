@@ -117,6 +117,17 @@ fn check_users(oncall: &OnCall, found: &mut Findings<'_>) {
         if !users.insert(user.id.as_str()) {
             found.error(u, format!("user {:?} is defined twice", user.id));
         }
+        if let Some(zone) = &user.time_zone
+            && zone.parse::<chrono_tz::Tz>().is_err()
+        {
+            found.error(
+                u,
+                format!(
+                    "user {:?}: unknown time zone {zone:?} (use an IANA name such as \"Europe/Berlin\")",
+                    user.id
+                ),
+            );
+        }
         if user.contact.is_empty() {
             found.error(
                 u,

@@ -71,6 +71,10 @@ pub struct User {
     /// method at once.
     #[serde(default)]
     pub notify: Vec<Spanned<NotifyRule>>,
+    /// IANA zone the user lives in, for `klaxon report`'s business, off and
+    /// sleep hours. Default: the zone of the first schedule they are in.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(
@@ -263,6 +267,23 @@ pub enum Target {
 impl OnCall {
     pub fn user(&self, id: &str) -> Option<&User> {
         self.user.iter().map(Spanned::get_ref).find(|u| u.id == id)
+    }
+
+    /// The zone a user lives in: their own, else that of the first
+    /// schedule with a layer they are in; `None` when neither says.
+    pub fn user_zone(&self, id: &str) -> Option<&str> {
+        if let Some(zone) = self.user(id).and_then(|u| u.time_zone.as_deref()) {
+            return Some(zone);
+        }
+        self.schedule
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|s| {
+                s.layer
+                    .iter()
+                    .any(|l| l.get_ref().users.iter().any(|u| u == id))
+            })
+            .map(|s| s.time_zone.as_str())
     }
 
     pub fn schedule(&self, id: &str) -> Option<&Schedule> {

@@ -22,6 +22,7 @@ pub struct Row {
     pub user: Option<String>,
     pub channel: Option<String>,
     pub result: Option<String>,
+    pub purpose: Option<String>,
     pub detail: String,
 }
 
@@ -76,7 +77,7 @@ impl IncidentFacts {
         let batches = engine
             .sql(&format!(
                 "SELECT CAST(time AS BIGINT) AS t, seq, event, dedup_key, rule, severity, summary, \
-                 actor, \"user\", channel, result, detail, labels FROM incidents \
+                 actor, \"user\", channel, result, purpose, detail, labels FROM incidents \
                  WHERE incident_id = '{}' ORDER BY seq",
                 incident.replace('\'', "''")
             ))
@@ -95,11 +96,12 @@ impl IncidentFacts {
             .collect();
         let column = |name: &str| texts(batches, name);
         let (events, details) = (column("event"), column("detail"));
-        let (actors, users, channels, results) = (
+        let (actors, users, channels, results, purposes) = (
             column("actor"),
             column("user"),
             column("channel"),
             column("result"),
+            column("purpose"),
         );
         let timeline: Vec<Row> = (0..times.len())
             .map(|i| Row {
@@ -110,6 +112,7 @@ impl IncidentFacts {
                 user: users[i].clone(),
                 channel: channels[i].clone(),
                 result: results[i].clone(),
+                purpose: purposes[i].clone(),
                 detail: details[i].clone().unwrap_or_default(),
             })
             .collect();
@@ -137,10 +140,15 @@ impl IncidentFacts {
             .iter()
             .find(|r| r.event == "resolved")
             .map_or(i64::MAX, |r| r.seq);
+        // Pages, not resolve notices: by `purpose`, or for entries written
+        // before it was kept, by coming before the resolve.
         let paged = timeline
             .iter()
             .filter(|r| matches!(r.event.as_str(), "notified" | "notify_failed"))
-            .filter(|r| r.seq < resolve_seq)
+            .filter(|r| match r.purpose.as_deref() {
+                Some(purpose) => purpose == "page",
+                None => r.seq < resolve_seq,
+            })
             .map(|r| Notice {
                 at: r.at,
                 user: r.user.clone().unwrap_or_default(),

@@ -140,6 +140,7 @@ impl Incident {
             &mut facts.user,
             &mut facts.channel,
             &mut facts.result,
+            &mut facts.purpose,
         ];
         for text in texts.into_iter().flatten() {
             cut_json(text, MAX_FACT_BYTES);
@@ -362,6 +363,7 @@ impl Incident {
             user: Some(n.user.clone()),
             channel: Some(n.kind.as_str().to_owned()),
             result: Some(result),
+            purpose: Some(n.purpose.as_str().to_owned()),
             ..Facts::default()
         };
         match result {

@@ -45,6 +45,15 @@ pub enum Purpose {
     Resolved,
 }
 
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Page => "page",
+            Purpose::Resolved => "resolved",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
@@ -120,6 +129,10 @@ pub struct Facts {
     /// How a notification went: `delivered`, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// What a notification was for: `page`, or `resolved` (telling someone
+    /// paged that it is over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// The escalation level paged (1-based).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<u32>,

@@ -1,0 +1,366 @@
+//! `klaxon report`: on-call health from the lake's `incidents` table.
+//!
+//! Every figure is SQL over `incidents` that DataFusion and DuckDB both run
+//! as written (no engine-specific functions: times as `extract(epoch FROM
+//! time)`, percentiles by nearest rank with window functions), so
+//! `--show-sql` prints what anyone can run again on the files. Only the
+//! split of interruptions into business, off and sleep hours is done here,
+//! in each person's time zone from the on-call file.
+//!
+//! - Incidents by rule and severity (the severity they opened with).
+//! - Time to acknowledge and to resolve, p50 and p95 by nearest rank (the
+//!   smallest value with at least that share of incidents at or below it),
+//!   over incidents that paged someone before they were resolved: one
+//!   resolved before anyone was paged never interrupted anybody.
+//! - Interruptions per person: delivered pages, split by the person's local
+//!   time into business hours (08–18 on weekdays), sleep hours (22–08 every
+//!   day) and off hours (the rest).
+//! - The noisiest rules: most triggers, and most incidents the rule resolved
+//!   itself within 5 minutes of opening (flapping candidates).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use arrow::{
+    array::{Array, ArrayRef, AsArray, RecordBatch},
+    datatypes::{DataType, Float64Type, Int64Type},
+};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
+use serde::Serialize;
+
+use crate::{
+    notify::OnCall,
+    query::{QueryEngine, QueryError},
+};
+
+/// The actor the rules runner resolves with.
+pub const RULES_ACTOR: &str = "klaxon";
+/// An incident its rule resolved this soon after opening is a flapping
+/// candidate.
+pub const FLAP_SECS: i64 = 300;
+/// Rules listed as the noisiest.
+pub const NOISIEST: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ByRule {
+    pub rule: String,
+    pub severity: String,
+    pub incidents: i64,
+}
+
+/// Seconds; `None` when no incident qualifies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Response {
+    /// Incidents that paged someone before they were resolved.
+    pub paged_incidents: i64,
+    pub tta_p50_s: Option<f64>,
+    pub tta_p95_s: Option<f64>,
+    pub ttr_p50_s: Option<f64>,
+    pub ttr_p95_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Interruptions {
+    pub user: String,
+    /// The zone the hours are counted in.
+    pub time_zone: String,
+    pub business: u64,
+    pub off_hours: u64,
+    pub sleep: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Noisy {
+    pub rule: String,
+    pub triggers: i64,
+    pub incidents: i64,
+    /// Incidents the rule resolved itself within [`FLAP_SECS`].
+    pub self_resolved_within_5m: i64,
+}
+
+/// One figure's title and the SQL behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Query {
+    pub title: &'static str,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub since: DateTime<Utc>,
+    pub by_rule: Vec<ByRule>,
+    pub response: Response,
+    pub interruptions: Vec<Interruptions>,
+    pub noisiest: Vec<Noisy>,
+    #[serde(skip)]
+    pub queries: Vec<Query>,
+}
+
+/// One row per incident: when it opened, was first paged, acknowledged and
+/// resolved (epoch seconds), by whom it was resolved, its triggers.
+fn per_incident() -> &'static str {
+    "per_incident AS (
+  SELECT incident_id,
+         max(CAST(rule AS VARCHAR)) AS rule,
+         max(CASE WHEN event = 'triggered' THEN CAST(severity AS VARCHAR) END) AS severity,
+         min(CASE WHEN event = 'triggered' THEN extract(epoch FROM time) END) AS opened,
+         min(CASE WHEN event = 'notified' AND purpose = 'page' AND result = 'delivered'
+                  THEN extract(epoch FROM time) END) AS first_page,
+         min(CASE WHEN event = 'acknowledged' THEN extract(epoch FROM time) END) AS acked,
+         min(CASE WHEN event = 'resolved' THEN extract(epoch FROM time) END) AS resolved,
+         max(CASE WHEN event = 'resolved' THEN CAST(actor AS VARCHAR) END) AS resolved_by,
+         sum(CASE WHEN event IN ('triggered', 'repeated') THEN 1 ELSE 0 END) AS triggers
+  FROM incidents
+  GROUP BY incident_id
+)"
+}
+
+/// The SQL of each figure, for incidents opened at or after `since`.
+pub fn queries(since: DateTime<Utc>) -> Vec<Query> {
+    let since = since.timestamp();
+    let with = per_incident();
+    vec![
+        Query {
+            title: "Incidents by rule and severity",
+            sql: format!(
+                "WITH {with}
+SELECT coalesce(rule, '(no rule)') AS rule, coalesce(severity, '(unknown)') AS severity,
+       count(*) AS incidents
+FROM per_incident WHERE opened >= {since}
+GROUP BY coalesce(rule, '(no rule)'), coalesce(severity, '(unknown)')
+ORDER BY incidents DESC, rule, severity"
+            ),
+        },
+        Query {
+            title: "Time to acknowledge and to resolve (seconds, nearest rank)",
+            sql: format!(
+                "WITH {with},
+paged AS (
+  SELECT * FROM per_incident
+  WHERE opened >= {since} AND first_page IS NOT NULL
+    AND (resolved IS NULL OR first_page <= resolved)
+),
+tta AS (
+  SELECT acked - opened AS s, row_number() OVER (ORDER BY acked - opened) AS r,
+         count(*) OVER () AS n
+  FROM paged WHERE acked IS NOT NULL
+),
+ttr AS (
+  SELECT resolved - opened AS s, row_number() OVER (ORDER BY resolved - opened) AS r,
+         count(*) OVER () AS n
+  FROM paged WHERE resolved IS NOT NULL
+)
+SELECT (SELECT count(*) FROM paged) AS paged_incidents,
+       (SELECT min(s) FROM tta WHERE r >= ceil(0.5 * n)) AS tta_p50_s,
+       (SELECT min(s) FROM tta WHERE r >= ceil(0.95 * n)) AS tta_p95_s,
+       (SELECT min(s) FROM ttr WHERE r >= ceil(0.5 * n)) AS ttr_p50_s,
+       (SELECT min(s) FROM ttr WHERE r >= ceil(0.95 * n)) AS ttr_p95_s"
+            ),
+        },
+        Query {
+            title: "Pages delivered, per person (split into hours by klaxon)",
+            sql: format!(
+                "SELECT CAST(\"user\" AS VARCHAR) AS \"user\", extract(epoch FROM time) AS paged_at
+FROM incidents
+WHERE event = 'notified' AND purpose = 'page' AND result = 'delivered'
+  AND extract(epoch FROM time) >= {since}
+ORDER BY \"user\", paged_at"
+            ),
+        },
+        Query {
+            title: "Noisiest rules",
+            sql: format!(
+                "WITH {with}
+SELECT coalesce(rule, '(no rule)') AS rule, sum(triggers) AS triggers, count(*) AS incidents,
+       sum(CASE WHEN resolved_by = '{RULES_ACTOR}' AND resolved - opened <= {FLAP_SECS}
+                THEN 1 ELSE 0 END) AS self_resolved_within_5m
+FROM per_incident WHERE opened >= {since}
+GROUP BY coalesce(rule, '(no rule)')
+ORDER BY triggers DESC, self_resolved_within_5m DESC, rule
+LIMIT {NOISIEST}"
+            ),
+        },
+    ]
+}
+
+/// The report of incidents opened since `since`, hours counted in each
+/// person's zone from `oncall` (UTC without it).
+pub async fn report(
+    engine: &QueryEngine,
+    since: DateTime<Utc>,
+    oncall: Option<&OnCall>,
+) -> Result<Report, QueryError> {
+    let queries = queries(since);
+    let mut results = Vec::new();
+    for q in &queries {
+        results.push(engine.sql(&q.sql).await?);
+    }
+    let by_rule = {
+        let b = &results[0];
+        let (rules, severities, counts) = (texts(b, 0), texts(b, 1), ints(b, 2));
+        (0..counts.len())
+            .map(|i| ByRule {
+                rule: rules[i].clone().unwrap_or_default(),
+                severity: severities[i].clone().unwrap_or_default(),
+                incidents: counts[i].unwrap_or(0),
+            })
+            .collect()
+    };
+    let response = {
+        let b = &results[1];
+        let figure = |c: usize| floats(b, c).first().copied().flatten();
+        Response {
+            paged_incidents: ints(b, 0).first().copied().flatten().unwrap_or(0),
+            tta_p50_s: figure(1),
+            tta_p95_s: figure(2),
+            ttr_p50_s: figure(3),
+            ttr_p95_s: figure(4),
+        }
+    };
+    let interruptions = {
+        let b = &results[2];
+        let (users, ats) = (texts(b, 0), floats(b, 1));
+        let mut per: BTreeMap<String, Interruptions> = BTreeMap::new();
+        for (user, at) in users.into_iter().zip(ats) {
+            let (Some(user), Some(at)) = (user, at) else {
+                continue;
+            };
+            let zone = oncall
+                .and_then(|o| o.user_zone(&user))
+                .unwrap_or("UTC")
+                .to_owned();
+            let entry = per.entry(user.clone()).or_insert_with(|| Interruptions {
+                user,
+                time_zone: zone.clone(),
+                ..Interruptions::default()
+            });
+            let when = DateTime::from_timestamp(at as i64, 0).unwrap_or_default();
+            match hours_of(when, &zone) {
+                Hours::Business => entry.business += 1,
+                Hours::Off => entry.off_hours += 1,
+                Hours::Sleep => entry.sleep += 1,
+            }
+        }
+        per.into_values().collect()
+    };
+    let noisiest = {
+        let b = &results[3];
+        let (rules, triggers, incidents, flapping) =
+            (texts(b, 0), ints(b, 1), ints(b, 2), ints(b, 3));
+        (0..rules.len())
+            .map(|i| Noisy {
+                rule: rules[i].clone().unwrap_or_default(),
+                triggers: triggers[i].unwrap_or(0),
+                incidents: incidents[i].unwrap_or(0),
+                self_resolved_within_5m: flapping[i].unwrap_or(0),
+            })
+            .collect()
+    };
+    Ok(Report {
+        since,
+        by_rule,
+        response,
+        interruptions,
+        noisiest,
+        queries,
+    })
+}
+
+/// When a page reached someone, in their own day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hours {
+    /// 08:00–18:00, Monday to Friday.
+    Business,
+    /// 22:00–08:00, any day.
+    Sleep,
+    /// The rest: weekday evenings, weekend days.
+    Off,
+}
+
+/// Which hours `at` falls in, on the wall clock of `zone` (UTC when the
+/// zone is unknown; the on-call check refuses unknown zones).
+pub fn hours_of(at: DateTime<Utc>, zone: &str) -> Hours {
+    let local = match zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => tz.from_utc_datetime(&at.naive_utc()).naive_local(),
+        Err(_) => at.naive_utc(),
+    };
+    let hour = local.hour();
+    let weekday = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
+    if !(8..22).contains(&hour) {
+        Hours::Sleep
+    } else if weekday && hour < 18 {
+        Hours::Business
+    } else {
+        Hours::Off
+    }
+}
+
+fn column(b: &[RecordBatch], c: usize) -> impl Iterator<Item = ArrayRef> + '_ {
+    b.iter().map(move |batch| Arc::clone(batch.column(c)))
+}
+
+fn texts(b: &[RecordBatch], c: usize) -> Vec<Option<String>> {
+    column(b, c)
+        .flat_map(|a| {
+            let a = arrow::compute::cast(&a, &DataType::Utf8).expect("text casts to Utf8");
+            let a = a.as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn ints(b: &[RecordBatch], c: usize) -> Vec<Option<i64>> {
+    column(b, c)
+        .flat_map(|a| {
+            let a = arrow::compute::cast(&a, &DataType::Int64).expect("counts cast to Int64");
+            let a = a.as_primitive::<Int64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn floats(b: &[RecordBatch], c: usize) -> Vec<Option<f64>> {
+    column(b, c)
+        .flat_map(|a| {
+            let a = arrow::compute::cast(&a, &DataType::Float64).expect("numbers cast to Float64");
+            let a = a.as_primitive::<Float64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn hours_are_counted_on_the_persons_wall_clock() {
+        // Monday 2026-03-02.
+        assert_eq!(hours_of(at("2026-03-02T09:00:00Z"), "UTC"), Hours::Business);
+        assert_eq!(hours_of(at("2026-03-02T17:59:59Z"), "UTC"), Hours::Business);
+        assert_eq!(hours_of(at("2026-03-02T18:00:00Z"), "UTC"), Hours::Off);
+        assert_eq!(hours_of(at("2026-03-02T22:00:00Z"), "UTC"), Hours::Sleep);
+        assert_eq!(hours_of(at("2026-03-02T07:59:59Z"), "UTC"), Hours::Sleep);
+        // 09:00 UTC is 18:00 in Tokyo: off hours there.
+        assert_eq!(
+            hours_of(at("2026-03-02T09:00:00Z"), "Asia/Tokyo"),
+            Hours::Off
+        );
+        // 03:00 UTC Monday is 22:00 Sunday in New York: sleep.
+        assert_eq!(
+            hours_of(at("2026-03-02T03:00:00Z"), "America/New_York"),
+            Hours::Sleep
+        );
+        // Saturday noon.
+        assert_eq!(hours_of(at("2026-03-07T12:00:00Z"), "UTC"), Hours::Off);
+    }
+}
