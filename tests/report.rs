@@ -71,7 +71,11 @@ fn open(
         policy: Some(policy.into()),
         target: None,
         rule: Some(rule.into()),
-        labels: Default::default(),
+        // Errors are the API's; flappy has no service label.
+        labels: match rule {
+            "errors" => [("service".to_owned(), "api".to_owned())].into(),
+            _ => Default::default(),
+        },
     };
     let mut i = Incident::open(opening, opened, &oncall);
     if let Some(after) = delivered {
@@ -185,7 +189,8 @@ async fn the_report_holds_the_figures_worked_out_by_hand_and_duckdb_agrees() {
     let since = at("2026-03-01T00:00:00Z");
     let r = report(&engine, since, Some(&oncall)).await.unwrap();
 
-    let by = |rule: &str, severity: &str, incidents| ByRule {
+    let by = |service: Option<&str>, rule: &str, severity: &str, incidents| ByRule {
+        service: service.map(str::to_owned),
         rule: rule.into(),
         severity: severity.into(),
         incidents,
@@ -193,9 +198,9 @@ async fn the_report_holds_the_figures_worked_out_by_hand_and_duckdb_agrees() {
     assert_eq!(
         r.by_rule,
         [
-            by("flappy", "warning", 2),
-            by("errors", "critical", 1),
-            by("errors", "warning", 1)
+            by(None, "flappy", "warning", 2),
+            by(Some("api"), "errors", "critical", 1),
+            by(Some("api"), "errors", "warning", 1)
         ]
     );
     // C never paged anyone: left out. Acks of A and B (2m, 6m): p50 2m,
@@ -265,7 +270,14 @@ async fn the_report_holds_the_figures_worked_out_by_hand_and_duckdb_agrees() {
     let num = |v: &serde_json::Value| v.as_f64();
     let duck_by_rule: Vec<ByRule> = rows(0)
         .iter()
-        .map(|r| by(&text(&r[0]), &text(&r[1]), num(&r[2]).unwrap() as i64))
+        .map(|r| {
+            by(
+                r[0].as_str(),
+                &text(&r[1]),
+                &text(&r[2]),
+                num(&r[3]).unwrap() as i64,
+            )
+        })
         .collect();
     assert_eq!(duck_by_rule, r.by_rule);
     let duck_response = &rows(1)[0];

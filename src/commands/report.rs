@@ -123,11 +123,18 @@ fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
     };
     let sql = |i: usize| r.queries.get(i).map_or("", |q| q.sql.as_str());
     table(
-        "Incidents by rule and severity",
-        &["rule", "severity", "incidents"],
+        "Incidents by service, rule and severity",
+        &["service", "rule", "severity", "incidents"],
         r.by_rule
             .iter()
-            .map(|b| vec![b.rule.clone(), b.severity.clone(), b.incidents.to_string()])
+            .map(|b| {
+                vec![
+                    b.service.clone().unwrap_or_else(|| "-".to_owned()),
+                    b.rule.clone(),
+                    b.severity.clone(),
+                    b.incidents.to_string(),
+                ]
+            })
             .collect(),
         sql(0),
     );

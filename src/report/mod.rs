@@ -7,7 +7,8 @@
 //! split of interruptions into business, off and sleep hours is done here,
 //! in each person's time zone from the on-call file.
 //!
-//! - Incidents by rule and severity (the severity they opened with).
+//! - Incidents by service (the alert's `service` label, when alerts carry
+//!   one), rule and severity (the severity they opened with).
 //! - Time to acknowledge and to resolve, p50 and p95 by nearest rank (the
 //!   smallest value with at least that share of incidents at or below it),
 //!   over incidents that paged someone before they were resolved: one
@@ -42,6 +43,8 @@ pub const NOISIEST: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ByRule {
+    /// The alert's `service` label, when it has one.
+    pub service: Option<String>,
     pub rule: String,
     pub severity: String,
     pub incidents: i64,
@@ -95,11 +98,19 @@ pub struct Report {
     pub queries: Vec<Query>,
 }
 
-/// One row per incident: when it opened, was first paged, acknowledged and
-/// resolved (epoch seconds), by whom it was resolved, its triggers.
-fn per_incident() -> &'static str {
-    "per_incident AS (
+/// One row per incident: its service (the label's column, when the table
+/// has one), when it opened, was first paged, acknowledged and resolved
+/// (epoch seconds), by whom it was resolved, its triggers.
+fn per_incident(service_column: bool) -> String {
+    let service = if service_column {
+        "max(CAST(service AS VARCHAR))"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
+    format!(
+        "per_incident AS (
   SELECT incident_id,
+         {service} AS service,
          max(CAST(rule AS VARCHAR)) AS rule,
          max(CASE WHEN event = 'triggered' THEN CAST(severity AS VARCHAR) END) AS severity,
          min(CASE WHEN event = 'triggered' THEN extract(epoch FROM time) END) AS opened,
@@ -112,22 +123,24 @@ fn per_incident() -> &'static str {
   FROM incidents
   GROUP BY incident_id
 )"
+    )
 }
 
-/// The SQL of each figure, for incidents opened at or after `since`.
-pub fn queries(since: DateTime<Utc>) -> Vec<Query> {
+/// The SQL of each figure, for incidents opened at or after `since`;
+/// `service_column` when the table has a `service` label column.
+pub fn queries(since: DateTime<Utc>, service_column: bool) -> Vec<Query> {
     let since = since.timestamp();
-    let with = per_incident();
+    let with = per_incident(service_column);
     vec![
         Query {
-            title: "Incidents by rule and severity",
+            title: "Incidents by service, rule and severity",
             sql: format!(
                 "WITH {with}
-SELECT coalesce(rule, '(no rule)') AS rule, coalesce(severity, '(unknown)') AS severity,
-       count(*) AS incidents
+SELECT service, coalesce(rule, '(no rule)') AS rule,
+       coalesce(severity, '(unknown)') AS severity, count(*) AS incidents
 FROM per_incident WHERE opened >= {since}
-GROUP BY coalesce(rule, '(no rule)'), coalesce(severity, '(unknown)')
-ORDER BY incidents DESC, rule, severity"
+GROUP BY service, coalesce(rule, '(no rule)'), coalesce(severity, '(unknown)')
+ORDER BY incidents DESC, service NULLS LAST, rule, severity"
             ),
         },
         Query {
@@ -189,16 +202,20 @@ pub async fn report(
     since: DateTime<Utc>,
     oncall: Option<&OnCall>,
 ) -> Result<Report, QueryError> {
-    let queries = queries(since);
+    let table = engine.context().table_provider("incidents").await?;
+    let service_column = table.schema().field_with_name("service").is_ok();
+    let queries = queries(since, service_column);
     let mut results = Vec::new();
     for q in &queries {
         results.push(engine.sql(&q.sql).await?);
     }
     let by_rule = {
         let b = &results[0];
-        let (rules, severities, counts) = (texts(b, 0), texts(b, 1), ints(b, 2));
+        let (services, rules, severities, counts) =
+            (texts(b, 0), texts(b, 1), texts(b, 2), ints(b, 3));
         (0..counts.len())
             .map(|i| ByRule {
+                service: services[i].clone(),
                 rule: rules[i].clone().unwrap_or_default(),
                 severity: severities[i].clone().unwrap_or_default(),
                 incidents: counts[i].unwrap_or(0),
