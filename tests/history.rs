@@ -8,10 +8,11 @@ mod common;
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use arrow::{
-    array::{Array, AsArray, RecordBatch},
-    datatypes::{DataType, Int64Type},
+    array::{AsArray, RecordBatch},
+    datatypes::Int64Type,
 };
 use common::*;
+use klaxon::query::values::{ints, texts};
 use serde_json::json;
 
 /// Points the notifier's history at `dir/lake`, flushed every 200ms.
@@ -42,16 +43,7 @@ fn rule_trigger(dedup_key: &str) -> (String, String) {
 
 /// Column `name` of `batches` as text (null as `None`).
 fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
-            let c = c.as_string::<i32>();
-            (0..c.len())
-                .map(|i| c.is_valid(i).then(|| c.value(i).to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    texts(batches, name).unwrap()
 }
 
 /// The lake's rows of incident `id`, printed as `klaxon incident` prints
@@ -71,10 +63,7 @@ async fn lake_timeline(lake: &std::path::Path, id: &str) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let times: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
+    let times: Vec<i64> = ints(&batches, "t").unwrap().into_iter().flatten().collect();
     let (events, details) = (column(&batches, "event"), column(&batches, "detail"));
     times
         .iter()

@@ -8,10 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow::{
-    array::{Array, AsArray},
-    datatypes::Int64Type,
-};
 use rdkafka::producer::FutureProducer;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -33,7 +29,7 @@ use crate::{
     },
     paging::{EventAction, ManualPage, PageTarget, PagingEvent, Severity},
     postmortem::{self, PostmortemError},
-    query::QueryEngine,
+    query::{QueryEngine, QueryError, values::ints},
 };
 
 /// How long a step may take, in story seconds, before the demo gives up.
@@ -282,13 +278,14 @@ pub async fn play(
             .await
             .map_err(PostmortemError::from)?;
         let newest = engine
-            .sql("SELECT CAST(max(time) AS BIGINT) FROM metrics")
+            .sql("SELECT CAST(max(time) AS BIGINT) AS newest FROM metrics")
             .await
             .map_err(PostmortemError::from)?;
-        let newest = newest
+        let newest = ints(&newest, "newest")
+            .map_err(|e| PostmortemError::from(QueryError::from(e)))?
             .first()
-            .filter(|b| b.num_rows() > 0 && b.column(0).is_valid(0))
-            .map(|b| b.column(0).as_primitive::<Int64Type>().value(0));
+            .copied()
+            .flatten();
         Ok(newest.filter(|t| *t >= wanted))
     })
     .await?;

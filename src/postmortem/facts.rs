@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use arrow::{
-    array::{Array, AsArray, RecordBatch},
-    datatypes::{DataType, Int64Type},
-};
+use arrow::{array::RecordBatch, error::ArrowError};
 use chrono::{DateTime, Utc};
 
 use super::PostmortemError;
-use crate::query::QueryEngine;
+use crate::query::{
+    QueryEngine, QueryError,
+    values::{ints, texts},
+};
 
 /// One timeline entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +71,8 @@ impl IncidentFacts {
                  ORDER BY time DESC LIMIT 1"
             ))
             .await?;
-        let Some(incident) = texts(&latest, "incident_id").into_iter().flatten().next() else {
+        let ids = texts(&latest, "incident_id").map_err(QueryError::from)?;
+        let Some(incident) = ids.into_iter().flatten().next() else {
             return Ok(None);
         };
         let batches = engine
@@ -82,31 +83,24 @@ impl IncidentFacts {
                 incident.replace('\'', "''")
             ))
             .await?;
-        Ok(Self::from_rows(incident, &batches))
+        Ok(Self::from_rows(incident, &batches).map_err(QueryError::from)?)
     }
 
-    fn from_rows(id: String, batches: &[RecordBatch]) -> Option<Self> {
-        let times: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-            .collect();
-        let seqs: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
-            .collect();
-        let column = |name: &str| texts(batches, name);
-        let (events, details) = (column("event"), column("detail"));
+    fn from_rows(id: String, batches: &[RecordBatch]) -> Result<Option<Self>, ArrowError> {
+        let (times, seqs) = (ints(batches, "t")?, ints(batches, "seq")?);
+        let (events, details) = (texts(batches, "event")?, texts(batches, "detail")?);
         let (actors, users, channels, results, purposes) = (
-            column("actor"),
-            column("user"),
-            column("channel"),
-            column("result"),
-            column("purpose"),
+            texts(batches, "actor")?,
+            texts(batches, "user")?,
+            texts(batches, "channel")?,
+            texts(batches, "result")?,
+            texts(batches, "purpose")?,
         );
         let timeline: Vec<Row> = (0..times.len())
             .map(|i| Row {
-                at: DateTime::from_timestamp_millis(times[i]).unwrap_or_default(),
-                seq: seqs[i],
+                at: DateTime::from_timestamp_millis(times[i].unwrap_or_default())
+                    .unwrap_or_default(),
+                seq: seqs[i].unwrap_or_default(),
                 event: events[i].clone().unwrap_or_default(),
                 actor: actors[i].clone(),
                 user: users[i].clone(),
@@ -116,8 +110,13 @@ impl IncidentFacts {
                 detail: details[i].clone().unwrap_or_default(),
             })
             .collect();
-        let last = timeline.len().checked_sub(1)?;
-        let latest = |name: &str| column(name)[last].clone().unwrap_or_default();
+        let Some(last) = timeline.len().checked_sub(1) else {
+            return Ok(None);
+        };
+        // The incident as its latest entry's row has it.
+        let latest = |name: &str| -> Result<Option<String>, ArrowError> {
+            Ok(texts(batches, name)?.swap_remove(last))
+        };
         let opened_at = timeline
             .iter()
             .find(|r| r.event == "triggered")
@@ -156,37 +155,19 @@ impl IncidentFacts {
                 result: r.result.clone().unwrap_or_default(),
             })
             .collect();
-        Some(Self {
+        Ok(Some(Self {
             id,
-            dedup_key: latest("dedup_key"),
-            rule: column("rule")[last].clone(),
-            severity: latest("severity"),
-            summary: latest("summary"),
-            labels: serde_json::from_str(&latest("labels")).unwrap_or_default(),
+            dedup_key: latest("dedup_key")?.unwrap_or_default(),
+            rule: latest("rule")?,
+            severity: latest("severity")?.unwrap_or_default(),
+            summary: latest("summary")?.unwrap_or_default(),
+            labels: serde_json::from_str(&latest("labels")?.unwrap_or_default())
+                .unwrap_or_default(),
             opened_at,
             acknowledged: act("acknowledged", true),
             resolved,
             paged,
             timeline,
-        })
+        }))
     }
-}
-
-/// Column `name` of `batches` as text, nulls as `None`.
-fn texts(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let Some(column) = b.column_by_name(name) else {
-                return vec![None; b.num_rows()];
-            };
-            let Ok(column) = arrow::compute::cast(column, &DataType::Utf8) else {
-                return vec![None; b.num_rows()];
-            };
-            let column = column.as_string::<i32>();
-            (0..column.len())
-                .map(|i| column.is_valid(i).then(|| column.value(i).to_owned()))
-                .collect()
-        })
-        .collect()
 }

@@ -13,6 +13,7 @@
 
 mod output;
 mod pruning;
+pub mod values;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub enum QueryError {
     DataFusion(#[from] DataFusionError),
     #[error("reading the lake's columns: {0}")]
     Lake(#[from] LakeError),
+    #[error("reading a result: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     #[error("writing the result: {0}")]
     Output(String),
 }
@@ -69,6 +72,7 @@ impl QueryError {
             ) => ErrorKind::User,
             QueryError::DataFusion(_) => ErrorKind::External,
             QueryError::Lake(e) => e.kind(),
+            QueryError::Arrow(_) => ErrorKind::Internal,
             QueryError::Output(_) => ErrorKind::External,
         }
     }

@@ -19,18 +19,17 @@
 //! - The noisiest rules: most triggers, and most incidents the rule resolved
 //!   itself within 5 minutes of opening (flapping candidates).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use arrow::{
-    array::{Array, ArrayRef, AsArray, RecordBatch},
-    datatypes::{DataType, Float64Type, Int64Type},
-};
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
 use serde::Serialize;
 
 use crate::{
     notify::OnCall,
-    query::{QueryEngine, QueryError},
+    query::{
+        QueryEngine, QueryError,
+        values::{floats, ints, texts},
+    },
 };
 
 /// The actor the rules runner resolves with.
@@ -211,8 +210,12 @@ pub async fn report(
     }
     let by_rule = {
         let b = &results[0];
-        let (services, rules, severities, counts) =
-            (texts(b, 0), texts(b, 1), texts(b, 2), ints(b, 3));
+        let (services, rules, severities, counts) = (
+            texts(b, "service")?,
+            texts(b, "rule")?,
+            texts(b, "severity")?,
+            ints(b, "incidents")?,
+        );
         (0..counts.len())
             .map(|i| ByRule {
                 service: services[i].clone(),
@@ -224,18 +227,24 @@ pub async fn report(
     };
     let response = {
         let b = &results[1];
-        let figure = |c: usize| floats(b, c).first().copied().flatten();
+        let figure = |name: &str| -> Result<Option<f64>, QueryError> {
+            Ok(floats(b, name)?.first().copied().flatten())
+        };
         Response {
-            paged_incidents: ints(b, 0).first().copied().flatten().unwrap_or(0),
-            tta_p50_s: figure(1),
-            tta_p95_s: figure(2),
-            ttr_p50_s: figure(3),
-            ttr_p95_s: figure(4),
+            paged_incidents: ints(b, "paged_incidents")?
+                .first()
+                .copied()
+                .flatten()
+                .unwrap_or(0),
+            tta_p50_s: figure("tta_p50_s")?,
+            tta_p95_s: figure("tta_p95_s")?,
+            ttr_p50_s: figure("ttr_p50_s")?,
+            ttr_p95_s: figure("ttr_p95_s")?,
         }
     };
     let interruptions = {
         let b = &results[2];
-        let (users, ats) = (texts(b, 0), floats(b, 1));
+        let (users, ats) = (texts(b, "user")?, floats(b, "paged_at")?);
         let mut per: BTreeMap<String, Interruptions> = BTreeMap::new();
         for (user, at) in users.into_iter().zip(ats) {
             let (Some(user), Some(at)) = (user, at) else {
@@ -261,8 +270,12 @@ pub async fn report(
     };
     let noisiest = {
         let b = &results[3];
-        let (rules, triggers, incidents, flapping) =
-            (texts(b, 0), ints(b, 1), ints(b, 2), ints(b, 3));
+        let (rules, triggers, incidents, flapping) = (
+            texts(b, "rule")?,
+            ints(b, "triggers")?,
+            ints(b, "incidents")?,
+            ints(b, "self_resolved_within_5m")?,
+        );
         (0..rules.len())
             .map(|i| Noisy {
                 rule: rules[i].clone().unwrap_or_default(),
@@ -309,46 +322,6 @@ pub fn hours_of(at: DateTime<Utc>, zone: &str) -> Hours {
     } else {
         Hours::Off
     }
-}
-
-fn column(b: &[RecordBatch], c: usize) -> impl Iterator<Item = ArrayRef> + '_ {
-    b.iter().map(move |batch| Arc::clone(batch.column(c)))
-}
-
-fn texts(b: &[RecordBatch], c: usize) -> Vec<Option<String>> {
-    column(b, c)
-        .flat_map(|a| {
-            let a = arrow::compute::cast(&a, &DataType::Utf8).expect("text casts to Utf8");
-            let a = a.as_string::<i32>();
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i).to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn ints(b: &[RecordBatch], c: usize) -> Vec<Option<i64>> {
-    column(b, c)
-        .flat_map(|a| {
-            let a = arrow::compute::cast(&a, &DataType::Int64).expect("counts cast to Int64");
-            let a = a.as_primitive::<Int64Type>();
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn floats(b: &[RecordBatch], c: usize) -> Vec<Option<f64>> {
-    column(b, c)
-        .flat_map(|a| {
-            let a = arrow::compute::cast(&a, &DataType::Float64).expect("numbers cast to Float64");
-            let a = a.as_primitive::<Float64Type>();
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[cfg(test)]
