@@ -48,8 +48,11 @@ pub async fn run(config: Config, args: ReportArgs) -> Result<()> {
     };
     let lake = Lake::open(&config.lake)?;
     let engine = QueryEngine::open(&lake).await?;
-    let since = chrono::Utc::now()
-        - chrono::Duration::from_std(args.since).unwrap_or(chrono::Duration::MAX);
+    // `--since 100000000y` means all of it, not an overflow.
+    let since = chrono::Duration::from_std(args.since)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let report = report(&engine, since, oncall.as_ref()).await?;
     let text = match args.format {
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
