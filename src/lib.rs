@@ -43,6 +43,8 @@
 //!   `incidents` table, exactly once.
 //! - [`postmortem`]: `klaxon postmortem`, a blameless draft of one incident from the lake.
 //! - [`report`]: `klaxon report`, on-call health from the lake's `incidents` table.
+//! - [`backtest`]: `klaxon rules backtest`, the rules replayed over the lake through the
+//!   streaming engine: the incidents they would have opened and whom they would have woken.
 //! - [`kafka`]: client settings by role, the one consumer-group member loop, compacted
 //!   topics, dead letters, committed offsets.
 //! - [`topics`]: creates the topics each stage needs when they are missing.
@@ -60,6 +62,7 @@
 //! - [`error`]: [`ErrorKind`], whose fault an error is; each module has its own
 //!   error enum, and commands join them with `anyhow` at the edge.
 
+pub mod backtest;
 pub mod bench;
 pub mod broker;
 pub mod clock;

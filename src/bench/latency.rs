@@ -64,10 +64,7 @@ impl Percentiles {
     /// Nearest-rank percentiles of `samples` in milliseconds.
     fn of(samples: &mut [f64]) -> Self {
         samples.sort_by(f64::total_cmp);
-        let rank = |p: f64| {
-            let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[i - 1]
-        };
+        let rank = |p: f64| crate::report::nearest_rank(samples, p).unwrap_or(f64::NAN);
         Self {
             p50: rank(0.50),
             p99: rank(0.99),

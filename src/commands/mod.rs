@@ -16,6 +16,7 @@ pub mod produce;
 pub mod query;
 pub mod report;
 pub mod rules;
+mod table;
 pub mod up;
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
@@ -120,6 +121,15 @@ impl Command {
 /// How long a stopping component may take to flush and commit before a
 /// second signal is no longer needed to force it.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// The instant `d` before now; one longer than the calendar
+/// (`--since 100000000y`) means since the earliest instant, not an overflow.
+fn ago(d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
 
 /// Runs the command `cli` names; `main` only parses flags and prints the error.
 pub async fn run(cli: Cli) -> Result<()> {

@@ -2,16 +2,17 @@
 
 use std::{io::Write, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::{
     config::Config,
     lake::Lake,
-    notify::OnCall,
     query::QueryEngine,
     report::{Report, report},
 };
+
+use super::table::seconds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -37,22 +38,12 @@ pub struct ReportArgs {
 
 pub async fn run(config: Config, args: ReportArgs) -> Result<()> {
     let oncall = match args.oncall.as_ref().or(config.notify.oncall.as_ref()) {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let oncall: OnCall =
-                toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-            Some(oncall)
-        }
+        Some(path) => Some(super::oncall::load_oncall(path)?.oncall),
         None => None,
     };
     let lake = Lake::open(&config.lake)?;
     let engine = QueryEngine::open(&lake).await?;
-    // `--since 100000000y` means all of it, not an overflow.
-    let since = chrono::Duration::from_std(args.since)
-        .ok()
-        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let since = super::ago(args.since);
     let report = report(&engine, since, oncall.as_ref()).await?;
     let text = match args.format {
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
@@ -69,13 +60,6 @@ pub async fn run(config: Config, args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Seconds as `1h 4m`, or `-` when there is no figure.
-fn secs(s: Option<f64>) -> String {
-    s.map_or("-".to_owned(), |s| {
-        humantime::format_duration(Duration::from_secs(s.max(0.0).round() as u64)).to_string()
-    })
-}
-
 /// The report as aligned text or Markdown tables, each with its SQL when asked.
 fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
     let mut out = String::new();
@@ -89,37 +73,7 @@ fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
             "\n{}{title}\n\n",
             if markdown { "## " } else { "" }
         ));
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].chars().count())
-                    .chain([header[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: Vec<String>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            if markdown {
-                format!("| {} |\n", padded.join(" | "))
-            } else {
-                format!("{}\n", padded.join("  ").trim_end())
-            }
-        };
-        out.push_str(&line(header.iter().map(|h| (*h).to_owned()).collect()));
-        if markdown {
-            out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-        }
-        if rows.is_empty() {
-            out.push_str(if markdown { "\n(none)\n" } else { "(none)\n" });
-        }
-        for row in rows {
-            out.push_str(&line(row));
-        }
+        out.push_str(&super::table::aligned(header, &rows, markdown));
         if show_sql {
             out.push_str(&format!("\n```sql\n{sql};\n```\n"));
         }
@@ -153,10 +107,10 @@ fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
         ],
         vec![vec![
             p.paged_incidents.to_string(),
-            secs(p.tta_p50_s),
-            secs(p.tta_p95_s),
-            secs(p.ttr_p50_s),
-            secs(p.ttr_p95_s),
+            seconds(p.tta_p50_s),
+            seconds(p.tta_p95_s),
+            seconds(p.ttr_p50_s),
+            seconds(p.ttr_p95_s),
         ]],
         sql(1),
     );

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     incident::{Incident, Opening},
-    oncall::{OnCall, Target},
+    oncall::OnCall,
 };
-use crate::paging::{EventAction, PageTarget, PagingEvent};
+use crate::paging::{EventAction, PagingEvent};
 
 /// The incidents of one paging partition.
 #[derive(Debug, Default)]
@@ -55,18 +55,7 @@ impl PartitionState {
                 Some(id)
             }
             (EventAction::Trigger, None) => {
-                let payload = event.payload.as_ref()?;
-                let opening = Opening {
-                    dedup_key: event.dedup_key.clone(),
-                    summary: payload.summary.clone(),
-                    severity: payload.severity,
-                    source: Some(payload.source.clone()),
-                    policy: event.escalation_policy.clone(),
-                    target: manual_target(event),
-                    rule: event.rule.clone(),
-                    labels: event.labels.clone(),
-                };
-                let incident = Incident::open(opening, now, oncall);
+                let incident = Incident::open(Opening::of(event)?, now, oncall);
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
                 metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
                 let id = incident.id.clone();
@@ -89,15 +78,6 @@ impl PartitionState {
             }
         }
     }
-}
-
-/// A manual page names its target in klaxon's `page_user` or
-/// `page_schedule` custom details.
-fn manual_target(event: &PagingEvent) -> Option<Target> {
-    Some(match PageTarget::of(event)? {
-        PageTarget::User(u) => Target::User(u),
-        PageTarget::Schedule(s) => Target::Schedule(s),
-    })
 }
 
 #[cfg(test)]

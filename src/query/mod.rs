@@ -29,7 +29,7 @@ use datafusion::{
     },
     error::DataFusionError,
     execution::{
-        cache::cache_manager::CacheManagerConfig, context::SQLOptions,
+        SendableRecordBatchStream, cache::cache_manager::CacheManagerConfig, context::SQLOptions,
         runtime_env::RuntimeEnvBuilder,
     },
     prelude::{SessionConfig, SessionContext},
@@ -156,6 +156,13 @@ impl QueryEngine {
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
         let frame = self.ctx.sql(sql).await?;
         Ok(frame.collect().await?)
+    }
+
+    /// Runs one SQL statement and hands its result out batch by batch, so
+    /// a long read (a backtest's hour of points) is never held twice.
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let frame = self.ctx.sql(sql).await?;
+        Ok(frame.execute_stream().await?)
     }
 
     /// [`Self::sql`] for SQL from a remote caller: only queries run. DDL

@@ -295,8 +295,16 @@ pub async fn report(
     })
 }
 
+/// The `p` percentile (0 < p ≤ 1) of `sorted` by nearest rank: a value that
+/// occurred, as the report's SQL computes it; `None` when there is none.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(i - 1).copied()
+}
+
 /// When a page reached someone, in their own day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Hours {
     /// 08:00–18:00, Monday to Friday.
     Business,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     notify::oncall::{ContactKind, Target},
-    paging::Severity,
+    paging::{EventAction, PageTarget, PagingEvent, Severity},
 };
 
 /// One timeline entry's detail, measured as JSON (escapes included), so 71
@@ -163,6 +163,32 @@ pub struct Opening {
     /// The rule that fired, and the alert's labels, when a rule sent it.
     pub rule: Option<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+impl Opening {
+    /// What a trigger event opens; `None` for an event without a payload
+    /// (the contract refuses those) or one that is not a trigger.
+    pub fn of(event: &PagingEvent) -> Option<Self> {
+        let payload = event.payload.as_ref()?;
+        if event.event_action != EventAction::Trigger {
+            return None;
+        }
+        Some(Self {
+            dedup_key: event.dedup_key.clone(),
+            summary: payload.summary.clone(),
+            severity: payload.severity,
+            source: Some(payload.source.clone()),
+            policy: event.escalation_policy.clone(),
+            // A manual page names its target in klaxon's `page_user` or
+            // `page_schedule` custom details.
+            target: PageTarget::of(event).map(|t| match t {
+                PageTarget::User(u) => Target::User(u),
+                PageTarget::Schedule(s) => Target::Schedule(s),
+            }),
+            rule: event.rule.clone(),
+            labels: event.labels.clone(),
+        })
+    }
 }
 
 /// A short, stable id: the start of a hash of the key and the opening time.

@@ -31,6 +31,11 @@ use std::{
     time::Duration,
 };
 
+use arrow::{
+    array::{AsArray, RecordBatch},
+    datatypes::TimestampMillisecondType,
+    error::ArrowError,
+};
 use datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +51,7 @@ use crate::{
     config::{IngestConfig, RulesConfig},
     decode::{Format, Limits, Rejected, decode_record},
     paging::PagingEvent,
-    points::PointBatchBuilder,
+    points::{PointBatchBuilder, TIME, time_type},
 };
 
 /// How the engine keeps event time, and when it evaluates by panes.
@@ -157,6 +162,29 @@ impl CheckpointDelta {
 }
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
+}
+
+/// Notes the event times of one record's points on every rule's clock.
+/// Returns how many came late (not counting a record `replayed` after a
+/// restart, counted the first time).
+fn observe(
+    slots: &mut BTreeMap<String, RuleSlot>,
+    partition: &PartitionKey,
+    times: &[i64],
+    replayed: bool,
+    wall_ms: i64,
+) -> usize {
+    let mut late = 0;
+    for slot in slots.values_mut() {
+        for &t in times {
+            match slot.marks.observe(partition, t, wall_ms) {
+                Arrival::Late if !replayed => late += 1,
+                Arrival::Late => {}
+                Arrival::OnTime => slot.invalidate_pane(t),
+            }
+        }
+    }
+    late
 }
 
 /// Every active rule over the points of the assigned partitions.
@@ -289,26 +317,62 @@ impl RuleEngine {
             &mut self.rejects,
         );
         self.building.entry(partition.clone()).or_insert(offset);
-        self.positions.insert(partition.clone(), offset + 1);
-        let replayed = self
-            .replayed_until
-            .get(partition)
-            .is_some_and(|until| offset < *until);
-        let mut late = 0;
-        for slot in self.slots.values_mut() {
-            for &t in &self.builder.times()[before..] {
-                match slot.marks.observe(partition, t, wall_ms) {
-                    Arrival::Late if !replayed => late += 1,
-                    Arrival::Late => {}
-                    Arrival::OnTime => slot.invalidate_pane(t),
-                }
-            }
-        }
+        let replayed = self.reached(partition, offset);
+        let times = &self.builder.times()[before..];
+        let late = observe(&mut self.slots, partition, times, replayed, wall_ms);
         Recorded {
             points,
             late,
             rejected: self.rejects.len(),
         }
+    }
+
+    /// Takes points already decoded (the lake's, for a backtest) as the
+    /// record of `partition` at `offset`: `batch` has the point columns,
+    /// `time` first, as a [`PointBatchBuilder`] or the lake's `metrics`
+    /// table (without its partition columns) gives them. No limits apply:
+    /// they were applied when the points were first taken in.
+    pub fn points(
+        &mut self,
+        partition: &PartitionKey,
+        offset: i64,
+        batch: RecordBatch,
+        wall_ms: i64,
+    ) -> Result<Recorded, ArrowError> {
+        let schema = batch.schema();
+        let time = schema.fields().first();
+        if time.is_none_or(|f| f.name() != TIME || *f.data_type() != time_type()) {
+            return Err(ArrowError::SchemaError(format!(
+                "points must start with a `{TIME}` column of {}, not {schema}",
+                time_type()
+            )));
+        }
+        let replayed = self.reached(partition, offset);
+        let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
+        let late = observe(
+            &mut self.slots,
+            partition,
+            times.values(),
+            replayed,
+            wall_ms,
+        );
+        let points = batch.num_rows();
+        self.store
+            .push(batch, HashMap::from([(partition.clone(), offset)]));
+        Ok(Recorded {
+            points,
+            late,
+            rejected: 0,
+        })
+    }
+
+    /// Notes that `partition` reached `offset`, and says whether its
+    /// points were processed before a restart.
+    fn reached(&mut self, partition: &PartitionKey, offset: i64) -> bool {
+        self.positions.insert(partition.clone(), offset + 1);
+        self.replayed_until
+            .get(partition)
+            .is_some_and(|until| offset < *until)
     }
 
     /// The lines the last [`record`](Self::record) call refused.
