@@ -183,55 +183,56 @@ async fn a_backtest_over_the_recorded_lake_opens_the_incidents_the_live_runner_o
     let broker = Broker::start(dir.path()).await;
     broker.create_topic("metrics", 1).await;
     let rules = write_rules(dir.path(), "story.toml", RULES);
-    let config = write_config(dir.path(), "");
+    // The live runner and the backtest read the same settings. Event time
+    // alone closes windows: the one partition never goes idle while the
+    // runner reads the burst, however slowly the machine runs it.
+    let config = write_config(
+        dir.path(),
+        "[rules]\nidle_timeout = \"10m\"\nallowed_lateness = \"0s\"\n",
+    );
     let lake = dir.path().join("lake");
     let ingest = start_ingest(dir.path(), &config, &broker.bootstrap(), &lake, "ingest");
     let runner = Proc::component(
         dir.path(),
         &config,
         &broker.bootstrap(),
-        &[
-            "rules",
-            "run",
-            rules.to_str().unwrap(),
-            // Long enough that the one partition never goes idle while the
-            // runner reads the burst: windows close on event time alone.
-            "--idle-timeout",
-            "10s",
-            "--allowed-lateness",
-            "0s",
-        ],
+        &["rules", "run", rules.to_str().unwrap()],
         &[],
         "rules.log",
     );
     runner.wait_for_log("rules started").await;
     ingest.wait_for_assignment().await;
 
-    // Two hours ago, on a minute.
-    let t0 = (chrono::Utc::now().timestamp_millis() - 2 * 3_600_000) / 60_000 * 60_000;
+    // Ten minutes before an hour two or three hours ago: the story crosses
+    // an hour of the lake, so the backtest reads two.
+    let hour = (chrono::Utc::now().timestamp_millis() - 2 * 3_600_000) / 3_600_000 * 3_600_000;
+    let t0 = hour - 10 * 60_000;
     let records = story(t0);
     produce_all(&producer(&broker.bootstrap()), "metrics", &records).await;
 
-    // Every live event: those of the tick that resolved end-of-data are
-    // published together, so after it only a short quiet spell is waited.
+    // Every live event: once end-of-data has resolved the runner has sent
+    // all it will (its last windows close on the quiet points); what it
+    // counts as published says when all of them are read.
     let paging = topic_reader(&broker.bootstrap(), "paging");
     let mut events: Vec<Value> = Vec::new();
-    let ended = |events: &[Value]| {
-        events
-            .iter()
-            .any(|e| e["rule"] == "end-of-data" && e["event_action"] == "resolve")
-    };
+    let mut quiet_spells = 0;
     loop {
-        let wait = if ended(&events) { 3 } else { 90 };
-        let Ok(m) = tokio::time::timeout(Duration::from_secs(wait), paging.recv()).await else {
-            assert!(
-                ended(&events),
-                "events so far: {events:#?}\n{}",
-                runner.log_text()
-            );
-            break;
-        };
-        events.push(serde_json::from_slice(m.unwrap().payload().unwrap()).unwrap());
+        let ended = events
+            .iter()
+            .any(|e| e["rule"] == "end-of-data" && e["event_action"] == "resolve");
+        let wait = Duration::from_secs(if ended { 2 } else { 90 });
+        match tokio::time::timeout(wait, paging.recv()).await {
+            Ok(m) => events.push(serde_json::from_slice(m.unwrap().payload().unwrap()).unwrap()),
+            Err(_) if ended && quiet_spells < 15 => {
+                let text = http_get(&runner, "/metrics");
+                let published = metric_value(&text, "klaxon_rules_events_published_total");
+                if published == Some(events.len() as f64) {
+                    break;
+                }
+                quiet_spells += 1;
+            }
+            Err(_) => panic!("events so far: {events:#?}\n{}", runner.log_text()),
+        }
     }
     let live = live_incidents(&events);
     let keys: Vec<&str> = live.iter().map(|(k, ..)| k.as_str()).collect();
@@ -264,6 +265,7 @@ async fn a_backtest_over_the_recorded_lake_opens_the_incidents_the_live_runner_o
     std::fs::write(against.join("errors.toml"), ERRORS_NOW).unwrap();
     let oncall = night_oncall(dir.path(), t0);
     let output = Command::new(KLAXON)
+        .args(["--config", config.to_str().unwrap()])
         .args(["rules", "backtest", rules.to_str().unwrap()])
         .args(["--lake", lake.to_str().unwrap(), "--since", "1d"])
         .args(["--against", against.to_str().unwrap()])
@@ -272,7 +274,10 @@ async fn a_backtest_over_the_recorded_lake_opens_the_incidents_the_live_runner_o
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("replayed"), "progress on stderr: {stderr}");
+    assert!(
+        stderr.contains("of 2 hours with points done"),
+        "progress on stderr: {stderr}"
+    );
     let backtest: Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // The same incidents, opened and resolved by the same windows.
@@ -311,6 +316,7 @@ async fn a_backtest_over_the_recorded_lake_opens_the_incidents_the_live_runner_o
     // The table says the same in words.
     let table = run_ok(
         Command::new(KLAXON)
+            .args(["--config", config.to_str().unwrap()])
             .args(["rules", "backtest", rules.to_str().unwrap()])
             .args(["--lake", lake.to_str().unwrap(), "--since", "1d"])
             .args(["--against", against.to_str().unwrap()])

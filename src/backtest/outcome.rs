@@ -29,8 +29,8 @@ pub struct Opened {
     /// firing where the points end.
     pub resolved_at: Option<DateTime<Utc>>,
     pub triggers: u32,
-    /// Who its policy's first level would have paged (with the on-call
-    /// file), when, in which hours of their day.
+    /// Whom it would have paged when it opened (with the on-call file),
+    /// when, in which hours of their day.
     pub paged: Vec<Paged>,
 }
 
@@ -60,8 +60,8 @@ pub struct RuleOutcome {
     pub duration_p50_secs: Option<f64>,
     pub duration_p95_secs: Option<f64>,
     pub longest_secs: Option<f64>,
-    /// First-level pages, and those in sleep hours (22–08 in the person's
-    /// zone), per person.
+    /// Pages when incidents opened, and those in sleep hours (22–08 in the
+    /// person's zone), per person.
     pub pages: usize,
     pub night_pages: BTreeMap<String, usize>,
     /// Windows whose evaluation failed, with the first error.
@@ -70,38 +70,48 @@ pub struct RuleOutcome {
 }
 
 /// The incidents `events` open, in the order they opened. The time of an
-/// event is its window's end; whom an incident pages is decided by the
-/// notifier's own escalation, with `oncall` as it reads today.
+/// event is its window's end; an incident pages whom the notifier's own
+/// escalation pages when it opens (`oncall` as it reads today), each person
+/// once, unless it resolved before their first page was due (the notifier
+/// cancels pages still planned at a resolve).
 pub fn incidents(events: &[PagingEvent], oncall: Option<&OnCall>) -> Vec<Opened> {
     let mut opened: Vec<Opened> = Vec::new();
+    // Each incident's planned pages: (user, due), the first per user.
+    let mut planned: Vec<BTreeMap<String, DateTime<Utc>>> = Vec::new();
     let mut open: HashMap<&str, usize> = HashMap::new();
     for event in events {
         let Some(at) = window_end(event) else {
             continue;
         };
-        let severity = event.payload.as_ref().map(|p| p.severity);
         match (event.event_action, open.get(event.dedup_key.as_str())) {
+            // As the notifier: a trigger without a payload changes nothing.
             (EventAction::Trigger, Some(&i)) => {
-                let incident = &mut opened[i];
-                incident.triggers += 1;
-                incident.severity = incident.severity.max(severity.unwrap_or(Severity::Info));
+                if let Some(payload) = &event.payload {
+                    let incident = &mut opened[i];
+                    incident.triggers += 1;
+                    incident.severity = incident.severity.max(payload.severity);
+                }
             }
             (EventAction::Trigger, None) => {
                 let Some(opening) = Opening::of(event) else {
                     continue;
                 };
                 open.insert(&event.dedup_key, opened.len());
+                let severity = opening.severity;
+                planned.push(
+                    oncall
+                        .map(|o| first_pages(opening, at, o))
+                        .unwrap_or_default(),
+                );
                 opened.push(Opened {
                     rule: event.rule.clone().unwrap_or_default(),
                     dedup_key: event.dedup_key.clone(),
                     labels: event.labels.clone(),
-                    severity: opening.severity,
+                    severity,
                     opened_at: at,
                     resolved_at: None,
                     triggers: 1,
-                    paged: oncall
-                        .map(|o| first_pages(opening, at, o))
-                        .unwrap_or_default(),
+                    paged: Vec::new(),
                 });
             }
             (EventAction::Resolve, Some(&i)) => {
@@ -111,12 +121,34 @@ pub fn incidents(events: &[PagingEvent], oncall: Option<&OnCall>) -> Vec<Opened>
             _ => {}
         }
     }
+    for (incident, pages) in opened.iter_mut().zip(planned) {
+        incident.paged = pages
+            .into_iter()
+            .filter(|(_, due)| incident.resolved_at.is_none_or(|r| *due < r))
+            .map(|(user, at)| {
+                let zone = oncall.and_then(|o| o.user_zone(&user)).unwrap_or("UTC");
+                Paged {
+                    hours: hours_of(at, zone),
+                    user,
+                    at,
+                }
+            })
+            .collect();
+    }
+    // Each rule's events come in its own time order; merge the rules'.
+    opened.sort_by(|a, b| (a.opened_at, &a.dedup_key).cmp(&(b.opened_at, &b.dedup_key)));
     opened
 }
 
-/// Whom the incident's first level pages, each once, at their first
-/// notification (a personal rule may wait before the first one).
-fn first_pages(opening: Opening, at: DateTime<Utc>, oncall: &OnCall) -> Vec<Paged> {
+/// Whom the incident pages when it opens, each at their first notification
+/// (a personal rule may wait before the first one). A level with nobody on
+/// call is skipped at once, as the notifier does; later levels are not
+/// counted, since nobody acknowledges in a replay.
+fn first_pages(
+    opening: Opening,
+    at: DateTime<Utc>,
+    oncall: &OnCall,
+) -> BTreeMap<String, DateTime<Utc>> {
     let incident = Incident::open(opening, at, oncall);
     let mut first: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for n in incident
@@ -128,16 +160,6 @@ fn first_pages(opening: Opening, at: DateTime<Utc>, oncall: &OnCall) -> Vec<Page
         *due = (*due).min(n.due_at);
     }
     first
-        .into_iter()
-        .map(|(user, at)| {
-            let zone = oncall.user_zone(&user).unwrap_or("UTC");
-            Paged {
-                hours: hours_of(at, zone),
-                user,
-                at,
-            }
-        })
-        .collect()
 }
 
 fn window_end(event: &PagingEvent) -> Option<DateTime<Utc>> {
@@ -195,15 +217,16 @@ mod tests {
 
     #[test]
     fn events_fold_into_incidents_as_the_notifier_keeps_them() {
-        // A user in Tokyo: the hours are theirs, 15:30 UTC is 00:30 there.
+        // A user in Tokyo (15:30 UTC is 00:30 there), texted two minutes
+        // into an incident.
         let oncall: OnCall = toml::from_str(
             r#"
             default_policy = "p"
             [[user]]
             id = "kenji"
             time_zone = "Asia/Tokyo"
-            contact = [{ type = "console" }, { type = "sms", address = "+81" }]
-            notify = [{ contact = "sms", after = "2m" }, { contact = "console", after = "0s" }]
+            contact = [{ type = "console" }, { type = "sms", address = "+815012345678" }]
+            notify = [{ contact = "sms", after = "2m" }]
             [[policy]]
             id = "p"
             [[policy.level]]
@@ -218,32 +241,37 @@ mod tests {
             // A resolve with nothing open is nobody's.
             event("resolve", "b", "", "2026-03-02T15:32:00Z"),
             event("resolve", "a", "", "2026-03-02T15:40:00Z"),
+            // Over before the text was due: the notifier cancels it.
+            event("trigger", "c", "critical", "2026-03-02T16:00:00Z"),
+            event("resolve", "c", "", "2026-03-02T16:01:00Z"),
             event("trigger", "a", "warning", "2026-03-02T03:00:00Z"),
         ];
         let opened = incidents(&events, Some(&oncall));
-        assert_eq!(opened.len(), 2);
-        let first = &opened[0];
+        let keys: Vec<&str> = opened.iter().map(|i| i.dedup_key.as_str()).collect();
+        assert_eq!(keys, ["a", "a", "c"], "in the order they opened");
+        let first = &opened[1];
         assert_eq!(first.triggers, 2);
         assert_eq!(first.severity, Severity::Critical, "the highest it reached");
         assert_eq!(first.duration_secs(), Some(600.0));
-        // Paged once, at the first of the personal rules.
         assert_eq!(
             first.paged,
             [Paged {
                 user: "kenji".into(),
-                at: at("2026-03-02T15:30:00Z"),
+                at: at("2026-03-02T15:32:00Z"),
                 hours: Hours::Sleep
             }]
         );
-        assert_eq!(opened[1].resolved_at, None, "still firing at the end");
-        // 03:00 UTC is noon on a Monday in Tokyo.
-        assert_eq!(opened[1].paged[0].hours, Hours::Business);
+        assert!(opened[2].paged.is_empty(), "resolved before the page");
+        assert_eq!(opened[0].resolved_at, None, "still firing at the end");
+        // 03:02 UTC is noon on a Monday in Tokyo.
+        assert_eq!(opened[0].paged[0].hours, Hours::Business);
 
         let outcome = rule_outcome("errors", &opened, &Replayed::default());
-        assert_eq!(outcome.incidents, 2);
+        assert_eq!(outcome.incidents, 3);
         assert_eq!(outcome.open_at_end, 1);
-        assert_eq!(outcome.triggers, 3);
-        assert_eq!(outcome.duration_p50_secs, Some(600.0));
+        assert_eq!(outcome.triggers, 4);
+        assert_eq!(outcome.duration_p50_secs, Some(60.0));
+        assert_eq!(outcome.duration_p95_secs, Some(600.0));
         assert_eq!(outcome.longest_secs, Some(600.0));
         assert_eq!(outcome.pages, 2);
         assert_eq!(outcome.night_pages, BTreeMap::from([("kenji".into(), 1)]));

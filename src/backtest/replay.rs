@@ -1,12 +1,14 @@
 //! The lake's points fed, hour by hour, to the streaming rule engine, with
 //! event time as the only clock.
 //!
-//! Each hour is one query (the lake prunes it to that hour's files) whose
-//! batches go into every engine as they stream in; then the engines tick.
-//! Within an hour order does not matter: windows close only at a tick, and
-//! the next hour's points are all later than every window a tick closed. So
-//! the engines see what the live runner saw when nothing came late, which is
-//! the most a replay can know. An engine holds one hour of points at most.
+//! Each hour is one query (the lake prunes it to that hour's files), sorted
+//! by time, whose batches go into every engine as they stream in, each
+//! followed by a tick. In time order no point is late and every window
+//! closes once all its points are in, so the engines see what the live
+//! runner saw when nothing came late, which is the most a replay can know.
+//! The lake's files are sorted by series, so DataFusion sorts each hour
+//! (one hour of points in memory); the engines hold only what their open
+//! windows need.
 //!
 //! Event time ends where the points end: windows after the last point are
 //! not closed (the live runner closes them as its partitions go idle, by the
@@ -15,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use arrow::array::TimestampMillisecondArray;
 use futures::TryStreamExt;
 
 use super::BacktestError;
@@ -38,8 +41,9 @@ pub struct Replayed {
 /// How far a replay has come, for a progress line.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
-    /// The hour just replayed (epoch ms of its start).
-    pub hour_ms: i64,
+    /// The event time reached (epoch ms).
+    pub at_ms: i64,
+    /// Hours (of those with points) replayed whole.
     pub hours_done: u64,
     pub hours: u64,
     pub points: u64,
@@ -49,6 +53,7 @@ pub struct Progress {
 #[derive(Debug, Default)]
 pub struct Read {
     pub points: u64,
+    /// The earliest point's event time.
     pub first_point_ms: Option<i64>,
     /// The latest point's event time: where event time stopped.
     pub last_point_ms: Option<i64>,
@@ -82,43 +87,40 @@ pub(super) async fn replay(
         let (start, end) = (hour.max(from_ms), (hour + MS_PER_HOUR).min(to_ms));
         let sql = format!(
             "SELECT {columns} FROM metrics \
-             WHERE time >= to_timestamp_millis({start}) AND time < to_timestamp_millis({end})"
+             WHERE time >= to_timestamp_millis({start}) AND time < to_timestamp_millis({end}) \
+             ORDER BY time"
         );
         let mut stream = lake.sql_stream(&sql).await?;
-        let mut any = false;
         while let Some(batch) = stream.try_next().await? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            read.points += batch.num_rows() as u64;
             let times = batch
                 .column(0)
                 .as_any()
-                .downcast_ref::<arrow::array::TimestampMillisecondArray>();
-            if let Some(times) = times {
-                for &&t in [times.values().iter().min(), times.values().iter().max()]
-                    .iter()
-                    .flatten()
-                {
-                    read.first_point_ms = Some(read.first_point_ms.map_or(t, |f| f.min(t)));
-                    read.last_point_ms = Some(read.last_point_ms.map_or(t, |l| l.max(t)));
-                }
-            }
-            for engine in engines.iter_mut() {
-                // The wall clock is the hour's end: no partition goes idle
-                // inside an hour, and event time runs on the points alone.
-                engine.points(&source, batch_number, batch.clone(), end)?;
-            }
-            batch_number += 1;
-            any = true;
-        }
-        if any {
+                .downcast_ref::<TimestampMillisecondArray>()
+                .map(|t| t.values());
+            let (Some(&first), Some(&last)) =
+                (times.and_then(|t| t.first()), times.and_then(|t| t.last()))
+            else {
+                continue;
+            };
+            read.points += batch.num_rows() as u64;
+            read.first_point_ms.get_or_insert(first);
+            read.last_point_ms = Some(last);
             for (engine, out) in engines.iter_mut().zip(&mut replayed) {
+                // The wall clock is the hour's end: no partition goes idle,
+                // and event time runs on the points alone.
+                engine.points(&source, batch_number, batch.clone(), end)?;
                 tick_until_caught_up(engine, end, out).await;
             }
+            batch_number += 1;
+            progress(Progress {
+                at_ms: last,
+                hours_done: done as u64,
+                hours: hours.len() as u64,
+                points: read.points,
+            });
         }
         progress(Progress {
-            hour_ms: hour,
+            at_ms: read.last_point_ms.unwrap_or(end),
             hours_done: done as u64 + 1,
             hours: hours.len() as u64,
             points: read.points,

@@ -249,10 +249,10 @@ async fn backtest(config: Config, args: BacktestArgs) -> Result<()> {
         // A line a second at most, and the last one.
         if last_line.elapsed() >= Duration::from_secs(1) || p.hours_done == p.hours {
             last_line = std::time::Instant::now();
-            let hour = chrono::DateTime::from_timestamp_millis(p.hour_ms).unwrap_or_default();
+            let at = chrono::DateTime::from_timestamp_millis(p.at_ms).unwrap_or_default();
             eprintln!(
-                "backtest: {} replayed ({} of {} hours with points, {} points)",
-                hour.format("%Y-%m-%d %H:00 UTC"),
+                "backtest: event time {} ({} of {} hours with points done, {} points)",
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
                 p.hours_done,
                 p.hours,
                 p.points

@@ -562,6 +562,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn decoded_points_move_event_time_as_records_do() {
+        let options = EngineOptions {
+            allowed_lateness: Duration::ZERO,
+            ..EngineOptions::default()
+        };
+        let mut engine = RuleEngine::new(vec![errors_rule().await], options);
+        let p = ("lake".to_owned(), 0);
+        let batch = |points: &[(i64, f64)]| {
+            let mut b = PointBatchBuilder::default();
+            for &(t, v) in points {
+                b.push("e", t, v, &[("service", "checkout")]);
+            }
+            b.finish().unwrap()
+        };
+        let wall = 10 * M;
+        engine
+            .points(&p, 0, batch(&[(10, 20.0), (M + 10, 1.0)]), wall)
+            .unwrap();
+        let tick = engine.tick(wall).await;
+        assert_eq!(tick.events.len(), 1, "the first minute breached");
+        let late = engine.points(&p, 1, batch(&[(20, 5.0)]), wall).unwrap();
+        assert_eq!(late.late, 1, "its window had closed");
+        // Points must come as the lake or the builder gives them.
+        let no_time = RecordBatch::try_from_iter([(
+            "value",
+            std::sync::Arc::new(arrow::array::Float64Array::from(vec![1.0])) as _,
+        )])
+        .unwrap();
+        assert!(engine.points(&p, 2, no_time, wall).is_err());
+    }
+
+    #[tokio::test]
     async fn a_checkpoint_pushed_a_day_ahead_comes_back_and_real_breaches_alert() {
         let options = EngineOptions {
             allowed_lateness: Duration::ZERO,
