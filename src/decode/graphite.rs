@@ -26,6 +26,11 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
     // Separators are found by plain byte loops: a path is short, and
     // `str::split`'s searcher cost more than the scan.
     let (name, mut rest) = split_at_byte(path, b';');
+    // The tag set is spelled from its first `;` on, and a batch that has
+    // seen the spelling need not read it again.
+    if sink.known_tags(&path.as_bytes()[name.len()..]) {
+        rest = None;
+    }
     while let Some(tags) = rest {
         let (tag, more) = split_at_byte(tags, b';');
         rest = more;

@@ -22,6 +22,11 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
     if measurement.is_empty() {
         return Err(syntax("empty measurement"));
     }
+    // The tag set is spelled from the comma after the measurement on, and
+    // a batch that has seen the spelling need not read it again.
+    if sink.known_tags(&series.as_bytes()[measurement.len()..]) {
+        tags = None;
+    }
     while let Some(t) = tags {
         let (pair, more) = split_unescaped(t, b',', false);
         let (key, value) = split_unescaped(pair, b'=', false);

@@ -15,7 +15,7 @@ use std::{borrow::Cow, ops::Range};
 
 use serde::Deserialize;
 
-use crate::points::{PointBatchBuilder, tag_column_name};
+use crate::points::{PointBatchBuilder, TagSetId, tag_column_name};
 
 /// The wire format of a topic, set per topic in config.
 #[derive(
@@ -148,10 +148,24 @@ pub(crate) struct LineSink<'b, 'a> {
     pub(crate) record_time_ms: i64,
     /// Scratch for the current line's tags, reused across lines of the record.
     pub(crate) tags: Tags<'a>,
+    line_tags: LineTags<'a>,
     /// Points of the current line, committed to the batch only if the line is good.
     pending: Vec<(PointName<'a>, i64, f64)>,
     /// Reused to spell `measurement.field` names without an allocation per point.
     name_buf: String,
+}
+
+/// Where the current line's tags are.
+#[derive(Debug, Clone, Copy)]
+enum LineTags<'a> {
+    /// In `tags`, read by a parser that keeps no spelling.
+    Parsed,
+    /// In `tags`, read from this spelling: the batch stores the set under it
+    /// once the line is good.
+    Spelled(&'a [u8]),
+    /// A set the batch holds already, checked when it was stored; `tags` is
+    /// empty.
+    Known(TagSetId),
 }
 
 /// A point's name as the line spells it.
@@ -163,6 +177,30 @@ pub(crate) enum PointName<'a> {
 }
 
 impl<'a> LineSink<'_, 'a> {
+    /// Tells the sink the bytes that spell the line's tag set (see
+    /// [`PointBatchBuilder::known_tag_set`] for what a spelling must be).
+    /// True when the batch knows the spelling: the parser skips reading the
+    /// tags. Otherwise it reads them into `tags`.
+    pub(crate) fn known_tags(&mut self, spelling: &'a [u8]) -> bool {
+        match self.builder.known_tag_set(spelling) {
+            Some(set) => {
+                self.line_tags = LineTags::Known(set);
+                true
+            }
+            None => {
+                self.line_tags = LineTags::Spelled(spelling);
+                false
+            }
+        }
+    }
+
+    /// Empties `tags` and forgets any spelling: the line's tags are read
+    /// again, from scratch.
+    pub(crate) fn forget_tags(&mut self) {
+        self.tags.clear();
+        self.line_tags = LineTags::Parsed;
+    }
+
     /// Queues one point of the current line.
     pub(crate) fn point(
         &mut self,
@@ -193,9 +231,42 @@ impl<'a> LineSink<'_, 'a> {
         Ok(())
     }
 
-    /// Renames reserved tag keys, refuses duplicates and tag explosions, then
+    /// Checks the line's tags unless the batch holds them already, then
     /// appends the line.
     fn commit_line(&mut self) -> Result<usize, LineError> {
+        let set = match self.line_tags {
+            LineTags::Known(set) => Some(set),
+            LineTags::Spelled(spelling) => {
+                self.check_tags()?;
+                Some(self.builder.add_tag_set(spelling, &self.tags))
+            }
+            LineTags::Parsed => {
+                self.check_tags()?;
+                None
+            }
+        };
+        let n = self.pending.len();
+        for (name, time, value) in self.pending.drain(..) {
+            let name = match &name {
+                PointName::Whole(name) => name.as_ref(),
+                PointName::Joined(measurement, field) => {
+                    self.name_buf.clear();
+                    self.name_buf.push_str(measurement);
+                    self.name_buf.push('.');
+                    self.name_buf.push_str(field);
+                    &self.name_buf
+                }
+            };
+            match set {
+                Some(set) => self.builder.push_tagged(name, time, value, set),
+                None => self.builder.push(name, time, value, &self.tags),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Renames reserved tag keys, refuses duplicates and tag explosions.
+    fn check_tags(&mut self) -> Result<(), LineError> {
         if self.tags.len() > self.limits.max_tags_per_point {
             return Err(LineError::new(
                 RejectReason::TooManyTags,
@@ -239,21 +310,7 @@ impl<'a> LineSink<'_, 'a> {
                 ),
             ));
         }
-        let n = self.pending.len();
-        for (name, time, value) in self.pending.drain(..) {
-            let name = match &name {
-                PointName::Whole(name) => name.as_ref(),
-                PointName::Joined(measurement, field) => {
-                    self.name_buf.clear();
-                    self.name_buf.push_str(measurement);
-                    self.name_buf.push('.');
-                    self.name_buf.push_str(field);
-                    &self.name_buf
-                }
-            };
-            self.builder.push(name, time, value, &self.tags);
-        }
-        Ok(n)
+        Ok(())
     }
 }
 
@@ -288,6 +345,7 @@ pub fn decode_record(
         limits,
         record_time_ms,
         tags: Vec::new(),
+        line_tags: LineTags::Parsed,
         pending: Vec::new(),
         name_buf: String::new(),
     };
@@ -298,7 +356,7 @@ pub fn decode_record(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        sink.tags.clear();
+        sink.forget_tags();
         sink.pending.clear();
         match decode_line(format, line, limits, &mut sink).and_then(|()| sink.commit_line()) {
             Ok(n) => accepted += n,
@@ -483,6 +541,36 @@ mod tests {
         let (_, rejects) = decode_to_table(Format::Graphite, &twice);
         assert_eq!(reasons(&rejects), ["duplicate_tag"]);
         assert!(rejects[0].detail.contains("k7"), "{}", rejects[0].detail);
+    }
+
+    #[test]
+    fn a_repeated_tag_set_is_judged_alike_on_every_line() {
+        // A batch keeps a good tag set by its spelling and skips reading it
+        // again; a bad one is never kept, so it is refused every time.
+        for (format, bad, good) in [
+            (
+                Format::Json,
+                r#"{"name":"m","value":1,"tags":{"k":"a","k":"b"}}"#,
+                r#"{"name":"m","value":2,"tags":{"time":"x","k":"a"}}"#,
+            ),
+            (Format::Graphite, "m;k=a;k=b 1 10", "m;time=x;k=a 2 10"),
+            (Format::Influx, "m,k=a,k=b value=1 10", "m,time=x,k=a value=2 10"),
+        ] {
+            let text = [bad, good, bad, good].join("\n");
+            let (table, rejects) = decode_to_table(format, &text);
+            assert_eq!(reasons(&rejects), ["duplicate_tag"; 2], "{format:?}");
+            assert_eq!(
+                rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+                [1, 3],
+                "{format:?}"
+            );
+            let rows: Vec<&str> = table.lines().filter(|l| l.contains("| m ")).collect();
+            assert_eq!(rows.len(), 2, "{format:?}\n{table}");
+            assert!(
+                rows.iter().all(|row| row.contains("| a ") && row.contains("| x ")),
+                "{format:?}\n{table}"
+            );
+        }
     }
 
     #[test]

@@ -211,10 +211,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
-    let point = match scan::scan_point(line, &mut sink.tags) {
+    let scanned = scan::scan_point(line).and_then(|scanned| {
+        let known = sink.known_tags(scanned.tags.as_bytes());
+        (known || scan::read_tags(scanned.tags, &mut sink.tags).is_some()).then_some(scanned.point)
+    });
+    let point = match scanned {
         Some(point) => point,
         None => {
-            sink.tags.clear();
+            sink.forget_tags();
             parse_with_serde(line, &mut sink.tags)?
         }
     };

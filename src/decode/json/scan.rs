@@ -11,20 +11,32 @@
 use super::{JsonPoint, Scalar, tag_text};
 use crate::decode::Tags;
 
-/// The point on `line`, or `None` to hand the line to serde_json. On `None`,
-/// `tags` may hold some of the line's tags: the caller clears it.
-pub(super) fn scan_point<'a>(line: &'a str, tags: &mut Tags<'a>) -> Option<JsonPoint<'a>> {
+/// A point's fields as the scanner read them.
+pub(super) struct Scanned<'a> {
+    pub(super) point: JsonPoint<'a>,
+    /// How the line spells its tags: its `tags` object as written, or empty
+    /// when it has none (absent or null). The batch finds a tag set it
+    /// already holds by this, so only a spelling it has not seen is read
+    /// into tags ([`read_tags`]).
+    pub(super) tags: &'a str,
+}
+
+/// The point on `line`, or `None` to hand the line to serde_json.
+pub(super) fn scan_point(line: &str) -> Option<Scanned<'_>> {
     let mut s = Scanner { line, pos: 0 };
     let mut point = JsonPoint::default();
+    let mut tags = None;
     s.skip_whitespace();
     s.object(|s, key| {
-        // A repeated key behaves as in serde: the last value wins, and
-        // tags accumulate (so a repeated tag is refused as a duplicate).
+        // A repeated key behaves as in serde: the last value wins. Tags
+        // would accumulate, so one spelling would not say the line's
+        // tags: a second `tags` goes to serde.
         match key {
             "name" => point.name = Some(s.scalar()?),
             "time" => point.time = Some(s.scalar()?),
             "value" => point.value = Some(s.scalar()?),
-            "tags" => s.tags(tags)?,
+            "tags" if tags.is_none() => tags = Some(s.skip_tags()?),
+            "tags" => return None,
             _ => {
                 s.scalar()?;
             }
@@ -32,7 +44,29 @@ pub(super) fn scan_point<'a>(line: &'a str, tags: &mut Tags<'a>) -> Option<JsonP
         Some(())
     })?;
     s.skip_whitespace();
-    (s.pos == line.len()).then_some(point)
+    (s.pos == line.len()).then_some(Scanned {
+        point,
+        tags: tags.unwrap_or_default(),
+    })
+}
+
+/// Appends the tags a [`Scanned::tags`] spelling holds; `None` if it is not
+/// one (the caller clears `tags`).
+pub(super) fn read_tags<'a>(spelling: &'a str, tags: &mut Tags<'a>) -> Option<()> {
+    if spelling.is_empty() {
+        return Some(());
+    }
+    let mut s = Scanner {
+        line: spelling,
+        pos: 0,
+    };
+    s.object(|s, key| {
+        if let Some(text) = tag_text(s.scalar()?).ok()? {
+            tags.push((key.into(), text));
+        }
+        Some(())
+    })?;
+    (s.pos == spelling.len()).then_some(())
 }
 
 /// The digits of a number read so far, while they fit in a u64.
@@ -198,17 +232,15 @@ impl<'a> Scanner<'a> {
         (count > 0).then_some(count)
     }
 
-    /// `null` or a flat object of scalars, appended to `tags`.
-    fn tags(&mut self, tags: &mut Tags<'a>) -> Option<()> {
+    /// `null` or a flat object of scalars, read past: how it is spelled
+    /// (empty for `null`), for [`read_tags`].
+    fn skip_tags(&mut self) -> Option<&'a str> {
         if self.peek() == Some(b'n') {
-            return self.literal("null", Scalar::Null).map(drop);
+            return self.literal("null", Scalar::Null).map(|_| "");
         }
-        self.object(|s, key| {
-            if let Some(text) = tag_text(s.scalar()?).ok()? {
-                tags.push((key.into(), text));
-            }
-            Some(())
-        })
+        let start = self.pos;
+        self.object(|s, _| s.scalar().map(drop))?;
+        Some(&self.line[start..self.pos])
     }
 
     /// `{ "key": value, ... }`, calling `field` at each value with its key.
@@ -238,6 +270,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::{super::parse_with_serde, *};
+
+    /// The point and its tags, as `parse_line` reads a spelling the batch
+    /// does not know.
+    fn scan_with_tags<'a>(line: &'a str, tags: &mut Tags<'a>) -> Option<JsonPoint<'a>> {
+        let scanned = scan_point(line)?;
+        read_tags(scanned.tags, tags)?;
+        Some(scanned.point)
+    }
 
     /// A point as a comparable value; numbers by their bits, so -0.0 and 0.0 differ.
     fn fields(point: &JsonPoint<'_>, tags: &Tags<'_>) -> String {
@@ -373,7 +413,7 @@ mod tests {
         #[test]
         fn the_scanner_agrees_with_serde_json(line in line()) {
             let mut scanned_tags = Vec::new();
-            if let Some(scanned) = scan_point(&line, &mut scanned_tags) {
+            if let Some(scanned) = scan_with_tags(&line, &mut scanned_tags) {
                 let mut serde_tags = Vec::new();
                 let parsed = parse_with_serde(&line, &mut serde_tags)
                     .unwrap_or_else(|e| panic!("scanned {line:?} but serde refused it: {e:?}"));
@@ -410,7 +450,7 @@ mod tests {
             let line = serde_json::json!({"name": name, "time": time, "value": value, "tags": tags})
                 .to_string();
             let mut scanned_tags = Vec::new();
-            let point = scan_point(&line, &mut scanned_tags);
+            let point = scan_with_tags(&line, &mut scanned_tags);
             prop_assert!(point.is_some(), "{}", line);
             let point = point.unwrap();
             prop_assert!(matches!(point.value, Some(Scalar::Number(v)) if v.to_bits() == value.to_bits()), "{}", line);
@@ -423,7 +463,7 @@ mod tests {
     fn edges_of_the_shape() {
         let scan = |line: &str| {
             let mut tags = Vec::new();
-            scan_point(line, &mut tags).map(|p| fields(&p, &tags))
+            scan_with_tags(line, &mut tags).map(|p| fields(&p, &tags))
         };
         // Scanned: negative zero stays negative, and big integers round as serde rounds them.
         let negative_zero = scan("{\"name\":\"a\",\"value\":-0}").unwrap();

@@ -4,21 +4,21 @@
 //! nullable string column per tag key, in key order. Decoders append straight
 //! into [`PointBatchBuilder`]; no point is materialised as a Rust struct.
 
+mod builder;
+mod dictionary;
+
 use std::{borrow::Cow, sync::Arc};
 
-use foldhash::{HashMap, HashMapExt};
-
 use arrow::{
-    array::{
-        Array, ArrayRef, AsArray, Float64Builder, RecordBatch, StringDictionaryBuilder,
-        TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
-    },
+    array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array},
     compute::{
         SortColumn, filter_record_batch, lexsort_to_indices, sort_to_indices, take_record_batch,
     },
     datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, TimestampMillisecondType},
     error::ArrowError,
 };
+
+pub use builder::{PointBatchBuilder, TagSetId};
 
 pub const TIME: &str = "time";
 pub const NAME: &str = "name";
@@ -57,140 +57,6 @@ pub fn base_fields() -> Vec<Field> {
         Field::new(NAME, string_type(), false),
         Field::new(VALUE, DataType::Float64, false),
     ]
-}
-
-/// One tag column; `len` lags the batch's row count until the column is padded,
-/// so a point pays only for the tags it has.
-struct TagColumn {
-    builder: StringDictionaryBuilder<Int32Type>,
-    len: usize,
-}
-
-/// Builds one Arrow batch of points.
-pub struct PointBatchBuilder {
-    time: TimestampMillisecondBuilder,
-    name: StringDictionaryBuilder<Int32Type>,
-    value: Float64Builder,
-    /// Looked up for every tag of every point, so hashed with foldhash
-    /// rather than SipHash; flooding it is bounded by `max_tag_keys`.
-    tags: HashMap<String, TagColumn>,
-    rows: usize,
-}
-
-impl std::fmt::Debug for PointBatchBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut tags: Vec<&String> = self.tags.keys().collect();
-        tags.sort();
-        f.debug_struct("PointBatchBuilder")
-            .field("rows", &self.rows)
-            .field("tags", &tags)
-            .finish()
-    }
-}
-
-impl Default for PointBatchBuilder {
-    fn default() -> Self {
-        Self {
-            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            name: StringDictionaryBuilder::new(),
-            value: Float64Builder::new(),
-            tags: HashMap::new(),
-            rows: 0,
-        }
-    }
-}
-
-impl PointBatchBuilder {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Whether some point of this batch has the tag column `key`.
-    pub fn has_tag_column(&self, key: &str) -> bool {
-        self.tags.contains_key(key)
-    }
-
-    /// How many distinct tag columns the batch has.
-    pub fn tag_columns(&self) -> usize {
-        self.tags.len()
-    }
-
-    /// Memory the finished batch's fixed-width parts will take: 20 bytes per
-    /// row for time, name key and value, and 4 bytes plus a validity bit per
-    /// row in every tag column, since each column is padded to every row.
-    /// Dictionary values are not counted: they are bounded by the input bytes.
-    pub fn estimated_bytes(&self) -> usize {
-        let per_row = 20 + self.tags.len().saturating_mul(4) + self.tags.len().div_ceil(8);
-        self.rows.saturating_mul(per_row)
-    }
-
-    /// Event times of the points appended since the last `finish`, in order.
-    pub fn times(&self) -> &[i64] {
-        self.time.values_slice()
-    }
-
-    /// Appends one point. Tag keys must be distinct; `tags` holds column names
-    /// already (see [`tag_column_name`]).
-    pub fn push<K: AsRef<str>, V: AsRef<str>>(
-        &mut self,
-        name: &str,
-        time_ms: i64,
-        value: f64,
-        tags: &[(K, V)],
-    ) {
-        let row = self.rows;
-        for (key, val) in tags {
-            let key = key.as_ref();
-            let column = match self.tags.get_mut(key) {
-                Some(c) => c,
-                None => self
-                    .tags
-                    .entry(key.to_owned())
-                    .or_insert_with(|| TagColumn {
-                        builder: StringDictionaryBuilder::new(),
-                        len: 0,
-                    }),
-            };
-            pad(column, row);
-            column.builder.append_value(val.as_ref());
-            column.len += 1;
-        }
-        self.time.append_value(time_ms);
-        self.name.append_value(name);
-        self.value.append_value(value);
-        self.rows += 1;
-    }
-
-    /// Finishes the batch and resets the builder for reuse.
-    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let rows = self.rows;
-        let mut fields = base_fields();
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish()),
-            Arc::new(self.name.finish()),
-            Arc::new(self.value.finish()),
-        ];
-        let mut tags: Vec<(String, TagColumn)> = self.tags.drain().collect();
-        tags.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, mut column) in tags {
-            pad(&mut column, rows);
-            fields.push(Field::new(key, string_type(), true));
-            columns.push(Arc::new(column.builder.finish()));
-        }
-        self.rows = 0;
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-    }
-}
-
-fn pad(column: &mut TagColumn, upto: usize) {
-    if column.len < upto {
-        column.builder.append_nulls(upto - column.len);
-        column.len = upto;
-    }
 }
 
 /// The columns lake files are sorted by, as indices into a points schema:
@@ -368,25 +234,6 @@ mod tests {
     use arrow::{array::AsArray, util::pretty::pretty_format_batches};
 
     use super::*;
-
-    #[test]
-    fn missing_tags_are_null_and_columns_sorted() {
-        let mut b = PointBatchBuilder::default();
-        b.push("cpu", 1_000, 1.0, &[("host", "a")]);
-        b.push("cpu", 2_000, 2.0, &[("zone", "z1"), ("host", "b")]);
-        b.push("mem", 3_000, 3.0, &[] as &[(&str, &str)]);
-        let batch = b.finish().unwrap();
-        let names: Vec<_> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        assert_eq!(names, ["time", "name", "value", "host", "zone"]);
-        let zone = batch.column_by_name("zone").unwrap();
-        assert_eq!(zone.null_count(), 2);
-        assert!(b.is_empty(), "finish resets the builder");
-    }
 
     #[test]
     fn sorts_by_name_then_series_then_time() {

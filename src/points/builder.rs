@@ -1,0 +1,338 @@
+//! [`PointBatchBuilder`]: points appended straight into Arrow columns.
+//!
+//! A batch holds few series and many points of each, so the work per point
+//! is kept to what differs between points. A decoder hands over a tag set
+//! once, with the bytes it read it from; later lines spelling the same bytes
+//! find it with one hash ([`PointBatchBuilder::known_tag_set`]) and append
+//! its already resolved column keys, skipping the parse of their tags, the
+//! checks on them and a dictionary lookup per tag.
+
+use std::{hash::BuildHasher, ops::Range, sync::Arc};
+
+use arrow::{
+    array::{ArrayRef, Float64Builder, RecordBatch, TimestampMillisecondBuilder},
+    datatypes::{Field, Schema},
+    error::ArrowError,
+};
+use foldhash::{HashMap, HashMapExt};
+use hashbrown::HashTable;
+
+use super::{base_fields, dictionary::DictionaryColumn, string_type};
+
+/// One tag column; its length lags the batch's row count until it is
+/// padded, so a point pays only for the tags it has.
+struct TagColumn {
+    key: String,
+    values: DictionaryColumn,
+}
+
+impl TagColumn {
+    fn pad(&mut self, rows: usize) {
+        let missing = rows - self.values.len();
+        if missing > 0 {
+            self.values.push_nulls(missing);
+        }
+    }
+}
+
+/// A tag set of the batch being built, as [`PointBatchBuilder::add_tag_set`]
+/// stored it. Valid until the batch is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagSetId(u32);
+
+/// Tag sets resolved to (tag column, dictionary key) pairs, found by the
+/// bytes a decoder read them from.
+#[derive(Default)]
+struct TagSets {
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Every set's spelling, one after the other.
+    spellings: Vec<u8>,
+    /// Each set's spelling and pairs, as ranges of `spellings` and `pairs`.
+    sets: Vec<(Range<usize>, Range<usize>)>,
+    pairs: Vec<(usize, i32)>,
+}
+
+impl TagSets {
+    fn find(&self, spelling: &[u8]) -> Option<TagSetId> {
+        let hash = self.hasher.hash_one(spelling);
+        self.index
+            .find(hash, |&id| {
+                &self.spellings[self.sets[id as usize].0.clone()] == spelling
+            })
+            .map(|&id| TagSetId(id))
+    }
+
+    fn pairs(&self, id: TagSetId) -> &[(usize, i32)] {
+        &self.pairs[self.sets[id.0 as usize].1.clone()]
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.spellings.clear();
+        self.sets.clear();
+        self.pairs.clear();
+    }
+}
+
+/// Builds one Arrow batch of points.
+pub struct PointBatchBuilder {
+    time: TimestampMillisecondBuilder,
+    name: DictionaryColumn,
+    value: Float64Builder,
+    /// Tag columns in the order their keys first appeared.
+    tags: Vec<TagColumn>,
+    /// Index into `tags` by key; hashed with foldhash rather than SipHash,
+    /// flooding it is bounded by `max_tag_keys`.
+    columns: HashMap<String, usize>,
+    tag_sets: TagSets,
+    /// Scratch for [`Self::push`]'s resolved tags.
+    resolved: Vec<(usize, i32)>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for PointBatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut tags: Vec<&String> = self.columns.keys().collect();
+        tags.sort();
+        f.debug_struct("PointBatchBuilder")
+            .field("rows", &self.rows)
+            .field("tags", &tags)
+            .field("tag_sets", &self.tag_sets.sets.len())
+            .finish()
+    }
+}
+
+impl Default for PointBatchBuilder {
+    fn default() -> Self {
+        Self {
+            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            name: DictionaryColumn::default(),
+            value: Float64Builder::new(),
+            tags: Vec::new(),
+            columns: HashMap::new(),
+            tag_sets: TagSets::default(),
+            resolved: Vec::new(),
+            rows: 0,
+        }
+    }
+}
+
+impl PointBatchBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Whether some point of this batch has the tag column `key`.
+    pub fn has_tag_column(&self, key: &str) -> bool {
+        self.columns.contains_key(key)
+    }
+
+    /// How many distinct tag columns the batch has.
+    pub fn tag_columns(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Memory the finished batch's fixed-width parts will take: 20 bytes per
+    /// row for time, name key and value, and 4 bytes plus a validity bit per
+    /// row in every tag column, since each column is padded to every row.
+    /// Dictionary values and tag sets are not counted: they are bounded by
+    /// the input bytes.
+    pub fn estimated_bytes(&self) -> usize {
+        let per_row = 20 + self.tags.len().saturating_mul(4) + self.tags.len().div_ceil(8);
+        self.rows.saturating_mul(per_row)
+    }
+
+    /// Event times of the points appended since the last `finish`, in order.
+    pub fn times(&self) -> &[i64] {
+        self.time.values_slice()
+    }
+
+    /// The tag set a decoder stored under `spelling` in this batch, if any.
+    /// A spelling must mean one tag set whatever format spelled it: each
+    /// decoder's spellings start with their own delimiter (JSON `{`,
+    /// Graphite `;`, Influx `,`), and the empty spelling means no tags in all.
+    pub fn known_tag_set(&self, spelling: &[u8]) -> Option<TagSetId> {
+        self.tag_sets.find(spelling)
+    }
+
+    /// Stores a tag set under the bytes it was read from, for
+    /// [`Self::push_tagged`] and [`Self::known_tag_set`]. Tag keys must be
+    /// distinct and already column names (see [`super::tag_column_name`]).
+    pub fn add_tag_set<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        spelling: &[u8],
+        tags: &[(K, V)],
+    ) -> TagSetId {
+        let sets = &mut self.tag_sets;
+        let start = sets.pairs.len();
+        for (key, value) in tags {
+            let column = column_index(&mut self.tags, &mut self.columns, key.as_ref());
+            let value = self.tags[column].values.intern(value.as_ref());
+            sets.pairs.push((column, value));
+        }
+        let id = u32::try_from(sets.sets.len()).expect("fewer than 2^32 tag sets in a batch");
+        let spelled = sets.spellings.len()..sets.spellings.len() + spelling.len();
+        sets.spellings.extend_from_slice(spelling);
+        sets.sets.push((spelled, start..sets.pairs.len()));
+        let hash = sets.hasher.hash_one(spelling);
+        let (all, spellings, hasher) = (&sets.sets, &sets.spellings, &sets.hasher);
+        sets.index.insert_unique(hash, id, |&id| {
+            hasher.hash_one(&spellings[all[id as usize].0.clone()])
+        });
+        TagSetId(id)
+    }
+
+    /// Appends one point of a stored tag set.
+    pub fn push_tagged(&mut self, name: &str, time_ms: i64, value: f64, tags: TagSetId) {
+        append_tags(&mut self.tags, self.tag_sets.pairs(tags), self.rows);
+        self.push_fixed(name, time_ms, value);
+    }
+
+    /// Appends one point. Tag keys must be distinct; `tags` holds column names
+    /// already (see [`super::tag_column_name`]).
+    pub fn push<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        time_ms: i64,
+        value: f64,
+        tags: &[(K, V)],
+    ) {
+        self.resolved.clear();
+        for (key, value) in tags {
+            let column = column_index(&mut self.tags, &mut self.columns, key.as_ref());
+            let value = self.tags[column].values.intern(value.as_ref());
+            self.resolved.push((column, value));
+        }
+        append_tags(&mut self.tags, &self.resolved, self.rows);
+        self.push_fixed(name, time_ms, value);
+    }
+
+    fn push_fixed(&mut self, name: &str, time_ms: i64, value: f64) {
+        self.time.append_value(time_ms);
+        self.name.push(name);
+        self.value.append_value(value);
+        self.rows += 1;
+    }
+
+    /// Finishes the batch and resets the builder for reuse.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = self.rows;
+        let mut fields = base_fields();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.value.finish()),
+        ];
+        let mut tags = std::mem::take(&mut self.tags);
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        for mut column in tags {
+            column.pad(rows);
+            fields.push(Field::new(column.key, string_type(), true));
+            columns.push(Arc::new(column.values.finish()));
+        }
+        self.columns.clear();
+        self.tag_sets.clear();
+        self.rows = 0;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+/// The index of the tag column `key`, added if the batch has none yet.
+fn column_index(
+    tags: &mut Vec<TagColumn>,
+    columns: &mut HashMap<String, usize>,
+    key: &str,
+) -> usize {
+    if let Some(&column) = columns.get(key) {
+        return column;
+    }
+    tags.push(TagColumn {
+        key: key.to_owned(),
+        values: DictionaryColumn::default(),
+    });
+    columns.insert(key.to_owned(), tags.len() - 1);
+    tags.len() - 1
+}
+
+/// Appends row `row`'s tags, padding each column up to it first.
+fn append_tags(tags: &mut [TagColumn], pairs: &[(usize, i32)], row: usize) {
+    for &(column, key) in pairs {
+        let column = &mut tags[column];
+        column.pad(row);
+        column.values.push_key(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+
+    use super::*;
+
+    #[test]
+    fn missing_tags_are_null_and_columns_sorted() {
+        let mut b = PointBatchBuilder::default();
+        b.push("cpu", 1_000, 1.0, &[("host", "a")]);
+        b.push("cpu", 2_000, 2.0, &[("zone", "z1"), ("host", "b")]);
+        b.push("mem", 3_000, 3.0, &[] as &[(&str, &str)]);
+        let batch = b.finish().unwrap();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["time", "name", "value", "host", "zone"]);
+        let zone = batch.column_by_name("zone").unwrap();
+        assert_eq!(zone.null_count(), 2);
+        assert!(b.is_empty(), "finish resets the builder");
+    }
+
+    #[test]
+    fn a_stored_tag_set_appends_as_its_tags_would() {
+        let mut by_set = PointBatchBuilder::default();
+        let mut by_tags = PointBatchBuilder::default();
+        let web = [("host", "web-1"), ("zone", "a")];
+        let db = [("host", "db-1")];
+        assert_eq!(by_set.known_tag_set(b"{web}"), None);
+        let web_set = by_set.add_tag_set(b"{web}", &web);
+        let db_set = by_set.add_tag_set(b"{db}", &db);
+        let none = by_set.add_tag_set(b"", &[] as &[(&str, &str)]);
+        for i in 0..6 {
+            let (set, tags): (TagSetId, &[(&str, &str)]) = match i % 3 {
+                0 => (web_set, &web),
+                1 => (db_set, &db),
+                _ => (none, &[]),
+            };
+            let found = by_set.known_tag_set(match i % 3 {
+                0 => b"{web}".as_slice(),
+                1 => b"{db}",
+                _ => b"",
+            });
+            assert_eq!(found, Some(set));
+            by_set.push_tagged("cpu", i, i as f64, set);
+            by_tags.push("cpu", i, i as f64, tags);
+        }
+        let (by_set, by_tags) = (by_set.finish().unwrap(), by_tags.finish().unwrap());
+        assert_eq!(by_set, by_tags);
+        let hosts = by_set
+            .column_by_name("host")
+            .unwrap()
+            .as_dictionary::<arrow::datatypes::Int32Type>();
+        assert_eq!(hosts.values().len(), 2, "a value is stored once");
+
+        let mut next = PointBatchBuilder::default();
+        next.add_tag_set(b"{web}", &web);
+        next.finish().unwrap();
+        assert_eq!(
+            next.known_tag_set(b"{web}"),
+            None,
+            "sets end with their batch"
+        );
+    }
+}
