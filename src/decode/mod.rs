@@ -349,6 +349,10 @@ pub fn decode_record(
         pending: Vec::new(),
         name_buf: String::new(),
     };
+    // One pass checks the whole record's UTF-8, faster than a pass per
+    // line; only a record holding a bad line is checked line by line, to
+    // find which lines.
+    let record = std::str::from_utf8(payload).ok();
     let mut accepted = 0;
     for (index, range) in line_ranges(payload).enumerate() {
         let raw = &payload[range.clone()];
@@ -358,7 +362,9 @@ pub fn decode_record(
         }
         sink.forget_tags();
         sink.pending.clear();
-        match decode_line(format, line, limits, &mut sink).and_then(|()| sink.commit_line()) {
+        // Lines end at ASCII bytes, so their ends are char boundaries.
+        let text = record.map(|record| &record[range.start..range.start + line.len()]);
+        match decode_line(format, line, text, limits, &mut sink).and_then(|()| sink.commit_line()) {
             Ok(n) => accepted += n,
             Err(e) => rejects.push(Rejected {
                 reason: e.reason,
@@ -384,9 +390,12 @@ fn line_ranges(payload: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
+/// Decodes `line`; `text` is the line as text when its record was valid
+/// UTF-8 as a whole.
 fn decode_line<'a>(
     format: Format,
     line: &'a [u8],
+    text: Option<&'a str>,
     limits: Limits,
     sink: &mut LineSink<'_, 'a>,
 ) -> Result<(), LineError> {
@@ -400,8 +409,11 @@ fn decode_line<'a>(
             ),
         ));
     }
-    let line = std::str::from_utf8(line)
-        .map_err(|e| LineError::new(RejectReason::InvalidUtf8, e.to_string()))?;
+    let line = match text {
+        Some(text) => text,
+        None => std::str::from_utf8(line)
+            .map_err(|e| LineError::new(RejectReason::InvalidUtf8, e.to_string()))?,
+    };
     match format {
         Format::Json => json::parse_line(line, sink),
         Format::Graphite => {
@@ -554,7 +566,11 @@ mod tests {
                 r#"{"name":"m","value":2,"tags":{"time":"x","k":"a"}}"#,
             ),
             (Format::Graphite, "m;k=a;k=b 1 10", "m;time=x;k=a 2 10"),
-            (Format::Influx, "m,k=a,k=b value=1 10", "m,time=x,k=a value=2 10"),
+            (
+                Format::Influx,
+                "m,k=a,k=b value=1 10",
+                "m,time=x,k=a value=2 10",
+            ),
         ] {
             let text = [bad, good, bad, good].join("\n");
             let (table, rejects) = decode_to_table(format, &text);
@@ -567,7 +583,8 @@ mod tests {
             let rows: Vec<&str> = table.lines().filter(|l| l.contains("| m ")).collect();
             assert_eq!(rows.len(), 2, "{format:?}\n{table}");
             assert!(
-                rows.iter().all(|row| row.contains("| a ") && row.contains("| x ")),
+                rows.iter()
+                    .all(|row| row.contains("| a ") && row.contains("| x ")),
                 "{format:?}\n{table}"
             );
         }
