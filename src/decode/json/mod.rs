@@ -211,6 +211,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
+    if let Some(point) =
+        scan::scan_usual_layout(line, |spelling| sink.known_tags(spelling.as_bytes()))
+    {
+        return point_to_sink(point, sink);
+    }
     let scanned = scan::scan_point(line).and_then(|scanned| {
         let known = sink.known_tags(scanned.tags.as_bytes());
         (known || scan::read_tags(scanned.tags, &mut sink.tags).is_some()).then_some(scanned.point)
