@@ -211,10 +211,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
-    if let Some(point) =
-        scan::scan_usual_layout(line, |spelling| sink.known_tags(spelling.as_bytes()))
-    {
-        return point_to_sink(point, sink);
+    if let Some(scanned) = scan::scan_usual_layout(line) {
+        if sink.known_tags(scanned.tags.as_bytes())
+            || scan::read_tags(scanned.tags, &mut sink.tags).is_some()
+        {
+            return point_to_sink(scanned.point, sink);
+        }
+        sink.forget_tags();
     }
     let scanned = scan::scan_point(line).and_then(|scanned| {
         let known = sink.known_tags(scanned.tags.as_bytes());

@@ -50,16 +50,13 @@ pub(super) fn scan_point(line: &str) -> Option<Scanned<'_>> {
     })
 }
 
-/// The point of a line in the layout producers nearly always write,
+/// The fields of a line in the layout producers nearly always write,
 /// `{"name":"…","time":N,"value":N,"tags":{…}}` with no whitespace (or no
-/// `tags`), whose tags spelling the batch `knows`; `None` for any other
-/// line, which [`scan_point`] reads. A known spelling is one the scanner
-/// read as a flat object before, so the line needs no more checking than
-/// its literal parts, its name and its numbers: the tags are not read.
-pub(super) fn scan_usual_layout<'a>(
-    line: &'a str,
-    knows: impl FnOnce(&'a str) -> bool,
-) -> Option<JsonPoint<'a>> {
+/// `tags`); `None` for any other line, which [`scan_point`] reads. Only the
+/// literal parts, the name and the numbers are checked here, not the tags:
+/// the line is good if the batch knows its tags spelling (one read whole
+/// before) or [`read_tags`] reads the spelling whole now.
+pub(super) fn scan_usual_layout(line: &str) -> Option<Scanned<'_>> {
     let mut s = Scanner { line, pos: 0 };
     s.literal_bytes(b"{\"name\":")?;
     let name = s.string()?;
@@ -79,11 +76,14 @@ pub(super) fn scan_usual_layout<'a>(
         }
         tags
     };
-    knows(tags).then_some(JsonPoint {
-        name: Some(Scalar::Text(name.into())),
-        time: Some(Scalar::Number(time)),
-        value: Some(Scalar::Number(value)),
-        bad_tags: None,
+    Some(Scanned {
+        point: JsonPoint {
+            name: Some(Scalar::Text(name.into())),
+            time: Some(Scalar::Number(time)),
+            value: Some(Scalar::Number(value)),
+            bad_tags: None,
+        },
+        tags,
     })
 }
 
@@ -490,20 +490,16 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(8192))]
 
-        /// Whatever the usual-layout path accepts, given a batch that knows
-        /// every spelling the scanner could have stored (any flat object),
-        /// serde_json reads the same way, tags and all.
+        /// Whatever the usual-layout path takes, serde_json reads the same
+        /// way, tags and all.
         #[test]
         fn the_usual_layout_agrees_with_serde_json(line in usual_line()) {
+            // As parse_line takes it: a batch knows a spelling only once it
+            // has read it whole, so reading it whole stands for both.
             let mut known_tags = Vec::new();
-            let knows = |spelling: &str| {
-                spelling.is_empty()
-                    || (spelling.starts_with('{')
-                        && scan_point(&format!("{{\"tags\":{spelling}}}")).is_some())
-            };
-            let took = scan_usual_layout(&line, |spelling| {
-                knows(spelling) && read_tags(spelling, &mut known_tags).is_some()
-            });
+            let took = scan_usual_layout(&line)
+                .filter(|scanned| read_tags(scanned.tags, &mut known_tags).is_some())
+                .map(|scanned| scanned.point);
             if let Some(point) = took {
                 let mut serde_tags = Vec::new();
                 let parsed = parse_with_serde(&line, &mut serde_tags)
