@@ -11,10 +11,10 @@ pub(super) struct PartitionBuffer {
     /// Offset of the first record since the last flush; `None` when empty.
     pub(super) first_offset: Option<i64>,
     pub(super) last_offset: i64,
-    /// Memory the buffer holds: its input bytes, or what its Arrow columns
-    /// will take if that is more (tag keys multiply columns, and every
-    /// column is padded to every row). The measure of `flush_bytes` and the
-    /// memory budget.
+    /// Memory the buffer holds: its input bytes, or the batch's own measure
+    /// if that is more (tag keys multiply columns, every column is padded
+    /// to every row, and a batch of new series stores more per tag than
+    /// its input spent). The measure of `flush_bytes` and the memory budget.
     pub(super) bytes: usize,
     /// Input bytes buffered.
     input_bytes: usize,

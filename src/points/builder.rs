@@ -28,7 +28,7 @@ struct TagColumn {
 
 impl TagColumn {
     fn pad(&mut self, rows: usize) {
-        let missing = rows - self.values.len();
+        let missing = rows.saturating_sub(self.values.len());
         if missing > 0 {
             self.values.push_nulls(missing);
         }
@@ -40,6 +40,10 @@ impl TagColumn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagSetId(u32);
 
+/// A tag column's place in the batch; u32 rather than usize halves a
+/// stored tag pair (a batch has at most `max_tag_keys` columns).
+type ColumnIndex = u32;
+
 /// Tag sets resolved to (tag column, dictionary key) pairs, found by the
 /// bytes a decoder read them from.
 #[derive(Default)]
@@ -50,7 +54,7 @@ struct TagSets {
     spellings: Vec<u8>,
     /// Each set's spelling and pairs, as ranges of `spellings` and `pairs`.
     sets: Vec<(Range<usize>, Range<usize>)>,
-    pairs: Vec<(usize, i32)>,
+    pairs: Vec<(ColumnIndex, i32)>,
 }
 
 impl TagSets {
@@ -63,17 +67,38 @@ impl TagSets {
             .map(|&id| TagSetId(id))
     }
 
-    fn pairs(&self, id: TagSetId) -> &[(usize, i32)] {
+    fn pairs(&self, id: TagSetId) -> &[(ColumnIndex, i32)] {
         &self.pairs[self.sets[id.0 as usize].1.clone()]
     }
 
+    /// Heap bytes the store holds, by capacity: a batch of new series grows
+    /// these by doubling, and the unused half is held all the same.
+    fn held_bytes(&self) -> usize {
+        self.spellings.capacity()
+            + self.pairs.capacity() * size_of::<(ColumnIndex, i32)>()
+            + self.sets.capacity() * size_of::<(Range<usize>, Range<usize>)>()
+            + self.index.capacity() * INDEX_ENTRY_BYTES
+    }
+
+    /// Empties the store for the next batch, keeping at most a usual
+    /// batch's allocations: one batch of new series must not pin its
+    /// store's memory for the life of the partition.
     fn clear(&mut self) {
+        const KEPT_SETS: usize = 4096;
         self.index.clear();
         self.spellings.clear();
         self.sets.clear();
         self.pairs.clear();
+        self.index.shrink_to(KEPT_SETS, |_| 0);
+        self.spellings.shrink_to(KEPT_SETS * 64);
+        self.sets.shrink_to(KEPT_SETS);
+        self.pairs.shrink_to(KEPT_SETS * 8);
     }
 }
+
+/// What a hash index entry costs besides its value: a 4-byte id and a
+/// control byte, at hashbrown's load factor of 7/8 rounded up.
+pub(super) const INDEX_ENTRY_BYTES: usize = 8;
 
 /// Builds one Arrow batch of points.
 pub struct PointBatchBuilder {
@@ -84,10 +109,10 @@ pub struct PointBatchBuilder {
     tags: Vec<TagColumn>,
     /// Index into `tags` by key; hashed with foldhash rather than SipHash,
     /// flooding it is bounded by `max_tag_keys`.
-    columns: HashMap<String, usize>,
+    columns: HashMap<String, ColumnIndex>,
     tag_sets: TagSets,
     /// Scratch for [`Self::push`]'s resolved tags.
-    resolved: Vec<(usize, i32)>,
+    resolved: Vec<(ColumnIndex, i32)>,
     rows: usize,
 }
 
@@ -137,14 +162,26 @@ impl PointBatchBuilder {
         self.tags.len()
     }
 
-    /// Memory the finished batch's fixed-width parts will take: 20 bytes per
-    /// row for time, name key and value, and 4 bytes plus a validity bit per
-    /// row in every tag column, since each column is padded to every row.
-    /// Dictionary values and tag sets are not counted: they are bounded by
-    /// the input bytes.
+    /// Memory the batch holds, the measure of ingest's memory budget: the
+    /// fixed-width parts the finished batch will take (20 bytes per row for
+    /// time, name key and value, and 4 bytes plus a validity bit per row in
+    /// every tag column, since each column is padded to every row), every
+    /// dictionary's distinct values with their offsets and index, and the
+    /// stored tag sets. The last two are not bounded by the input's size: a
+    /// line of many one-letter tags, each line a new set, stores about 16
+    /// bytes of pairs per 4 bytes of input.
     pub fn estimated_bytes(&self) -> usize {
         let per_row = 20 + self.tags.len().saturating_mul(4) + self.tags.len().div_ceil(8);
-        self.rows.saturating_mul(per_row)
+        let dictionaries: usize = self
+            .tags
+            .iter()
+            .map(|column| column.values.held_bytes())
+            .sum();
+        self.rows
+            .saturating_mul(per_row)
+            .saturating_add(self.name.held_bytes())
+            .saturating_add(dictionaries)
+            .saturating_add(self.tag_sets.held_bytes())
     }
 
     /// Event times of the points appended since the last `finish`, in order.
@@ -172,7 +209,7 @@ impl PointBatchBuilder {
         let start = sets.pairs.len();
         for (key, value) in tags {
             let column = column_index(&mut self.tags, &mut self.columns, key.as_ref());
-            let value = self.tags[column].values.intern(value.as_ref());
+            let value = self.tags[column as usize].values.intern(value.as_ref());
             sets.pairs.push((column, value));
         }
         let id = u32::try_from(sets.sets.len()).expect("fewer than 2^32 tag sets in a batch");
@@ -205,7 +242,7 @@ impl PointBatchBuilder {
         self.resolved.clear();
         for (key, value) in tags {
             let column = column_index(&mut self.tags, &mut self.columns, key.as_ref());
-            let value = self.tags[column].values.intern(value.as_ref());
+            let value = self.tags[column as usize].values.intern(value.as_ref());
             self.resolved.push((column, value));
         }
         append_tags(&mut self.tags, &self.resolved, self.rows);
@@ -245,24 +282,25 @@ impl PointBatchBuilder {
 /// The index of the tag column `key`, added if the batch has none yet.
 fn column_index(
     tags: &mut Vec<TagColumn>,
-    columns: &mut HashMap<String, usize>,
+    columns: &mut HashMap<String, ColumnIndex>,
     key: &str,
-) -> usize {
+) -> ColumnIndex {
     if let Some(&column) = columns.get(key) {
         return column;
     }
+    let column = ColumnIndex::try_from(tags.len()).expect("fewer than 2^32 tag columns");
     tags.push(TagColumn {
         key: key.to_owned(),
         values: DictionaryColumn::default(),
     });
-    columns.insert(key.to_owned(), tags.len() - 1);
-    tags.len() - 1
+    columns.insert(key.to_owned(), column);
+    column
 }
 
 /// Appends row `row`'s tags, padding each column up to it first.
-fn append_tags(tags: &mut [TagColumn], pairs: &[(usize, i32)], row: usize) {
+fn append_tags(tags: &mut [TagColumn], pairs: &[(ColumnIndex, i32)], row: usize) {
     for &(column, key) in pairs {
-        let column = &mut tags[column];
+        let column = &mut tags[column as usize];
         column.pad(row);
         column.values.push_key(key);
     }

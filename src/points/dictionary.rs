@@ -21,7 +21,8 @@ pub(super) struct DictionaryColumn {
     nulls: NullBufferBuilder,
     values: StringBuilder,
     /// Keys of `values`, found by the value's hash. foldhash with a random
-    /// seed: fast, and its collisions cannot be chosen from outside.
+    /// seed: fast, and only minimally resistant to chosen collisions; what
+    /// bounds a flood is the batch's size (ingest flushes by bytes held).
     index: HashTable<i32>,
     hasher: foldhash::fast::RandomState,
 }
@@ -66,6 +67,14 @@ impl DictionaryColumn {
         key
     }
 
+    /// Heap bytes of the distinct values: their bytes, offsets and index
+    /// entries (the keys are counted per row by the batch).
+    pub(super) fn held_bytes(&self) -> usize {
+        let distinct = self.values.len();
+        self.values.values_slice().len()
+            + distinct * (size_of::<i32>() + super::builder::INDEX_ENTRY_BYTES)
+    }
+
     /// Appends a row holding the value of `key` (from [`Self::intern`]).
     pub(super) fn push_key(&mut self, key: i32) {
         self.keys.push(key);
@@ -88,6 +97,8 @@ impl DictionaryColumn {
     pub(super) fn finish(&mut self) -> DictionaryArray<Int32Type> {
         let keys = Int32Array::new(std::mem::take(&mut self.keys).into(), self.nulls.finish());
         self.index.clear();
+        // A batch of many distinct values must not pin its index's memory.
+        self.index.shrink_to(4096, |_| 0);
         DictionaryArray::try_new(keys, Arc::new(self.values.finish()))
             .expect("every key comes from intern, so it indexes the values")
     }
