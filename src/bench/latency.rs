@@ -138,6 +138,7 @@ delay = "1h"
     notify.group_id = env.name(&format!("{scope}-notify"));
     notify.paging_topic = paging.clone();
     notify.incidents_topic = env.name(&format!("{scope}-incidents"));
+    notify.silences_topic = env.name(&format!("{scope}-silences"));
     notify.dead_letter = env.name(&format!("{scope}-paging-dlq"));
     let config = env.write_config(&format!("{scope}.toml"), &config)?;
     let config = config.display().to_string();

@@ -16,6 +16,7 @@ pub mod produce;
 pub mod query;
 pub mod report;
 pub mod rules;
+pub mod silence;
 mod table;
 pub mod up;
 
@@ -92,6 +93,10 @@ pub enum Command {
     Resolve(incidents::ActionArgs),
     /// Page someone for help, outside any alert.
     Page(page::PageArgs),
+    /// Silences: `silence add --match service=checkout --for 2h`, `silence
+    /// list [--unused]`, `silence expire ID`.
+    #[command(subcommand)]
+    Silence(silence::SilenceCommand),
     /// Draft a blameless postmortem of an incident from the lake: facts,
     /// timeline, the rule's value around it, and the sections to write.
     Postmortem(postmortem::PostmortemArgs),
@@ -150,6 +155,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ack(args) => incidents::act(config, args, EventAction::Acknowledge).await,
         Command::Resolve(args) => incidents::act(config, args, EventAction::Resolve).await,
         Command::Page(args) => page::run(config, args).await,
+        Command::Silence(command) => silence::run(config, command).await,
         Command::Postmortem(args) => postmortem::run(config, args).await,
         Command::Report(args) => report::run(config, args).await,
         Command::Bench(args) => bench::run(config, args).await,

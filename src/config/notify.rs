@@ -18,6 +18,9 @@ pub struct NotifyConfig {
     pub paging_topic: String,
     /// Compacted changelog of incidents, partitioned like the paging topic.
     pub incidents_topic: String,
+    /// Compacted, one partition: every silence, read by every notifier
+    /// member, the CLI and the API.
+    pub silences_topic: String,
     /// The group that writes the changelog's timeline entries to the
     /// lake's `incidents` table, beside the notifier.
     pub history_group_id: String,
@@ -60,6 +63,7 @@ impl Default for NotifyConfig {
             group_id: "klaxon-notify".into(),
             paging_topic: "paging".into(),
             incidents_topic: "incidents".into(),
+            silences_topic: "silences".into(),
             history_group_id: "klaxon-history".into(),
             history_flush_interval: Duration::from_secs(5),
             dead_letter: "paging.dlq".into(),

@@ -12,6 +12,8 @@
 //!   incidents of its partition (`partition`, pure), keeps them in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
+//! - [`silence`]: silences, on their own compacted topic, which every
+//!   member follows; a silenced incident pages nobody until its silence ends.
 //! - The CLI and the HTTP API ([`api`]) answer the same questions from
 //!   [`queries`] (incidents by status, one incident, who is on call until
 //!   when) and send acknowledgements, resolves and pages through [`client`].
@@ -32,6 +34,9 @@ pub mod oncall_file;
 mod partition;
 pub mod queries;
 pub mod schedule;
+pub mod silence;
+#[cfg(test)]
+mod streams;
 pub mod worker;
 
 pub use check::{Finding, Level, check_oncall};
@@ -52,5 +57,6 @@ pub fn topics(config: &Config) -> Vec<TopicSpec> {
         TopicSpec::plain(&n.paging_topic, t),
         TopicSpec::plain(&n.dead_letter, t),
         TopicSpec::compacted(&n.incidents_topic, t.partitions, t),
+        TopicSpec::compacted(&n.silences_topic, 1, t),
     ]
 }

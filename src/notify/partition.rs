@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{
     incident::{Incident, Opening},
     oncall::OnCall,
+    silence::{SilenceState, alert_labels},
 };
 use crate::paging::{EventAction, PagingEvent};
 
@@ -32,6 +33,7 @@ impl PartitionState {
         event: &PagingEvent,
         now: DateTime<Utc>,
         oncall: &OnCall,
+        silences: &SilenceState,
     ) -> Option<String> {
         let by = event.by.clone().unwrap_or_else(|| {
             event
@@ -55,7 +57,15 @@ impl PartitionState {
                 Some(id)
             }
             (EventAction::Trigger, None) => {
-                let incident = Incident::open(Opening::of(event)?, now, oncall);
+                let mut incident = Incident::opened(Opening::of(event)?, now, oncall);
+                let silence = incident
+                    .can_be_silenced()
+                    .then(|| silences.matching(&alert_labels(&incident), now))
+                    .flatten();
+                match silence {
+                    Some(s) => incident.silence(now, &s.id, s.describe(), &s.created_by),
+                    None => incident.page(now, oncall),
+                }
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
                 metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
                 let id = incident.id.clone();
@@ -77,6 +87,42 @@ impl PartitionState {
                 None
             }
         }
+    }
+
+    /// Brings every open incident in line with the silences at `now`: one
+    /// that a silence matches is silenced (or moves to another silence
+    /// when its own ended), one whose silence ended is released and pages.
+    /// Returns the incidents changed, each with the silence it is under.
+    pub(super) fn apply_silences(
+        &mut self,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+        silences: &SilenceState,
+    ) -> Vec<(String, Option<String>)> {
+        let mut changed = Vec::new();
+        for id in self.open.values() {
+            let Some(incident) = self.incidents.get_mut(id) else {
+                continue;
+            };
+            if !incident.can_be_silenced() {
+                continue;
+            }
+            let matching = silences.matching(&alert_labels(incident), now);
+            match (&incident.silenced_by, matching) {
+                (None, None) => continue,
+                (Some(current), Some(s)) if *current == s.id => continue,
+                (_, Some(s)) => incident.silence(now, &s.id, s.describe(), &s.created_by),
+                (Some(current), None) => {
+                    let why = silences
+                        .silences
+                        .get(current)
+                        .map_or_else(|| format!("silence {current} was deleted"), |s| s.ending());
+                    incident.unsilence(now, why, oncall);
+                }
+            }
+            changed.push((id.clone(), incident.silenced_by.clone()));
+        }
+        changed
     }
 }
 
@@ -117,31 +163,32 @@ delay = "5m"
         let for_incident = |action, id: &str| {
             PagingEvent::by_person(action, "k", "someone", "test").for_incident(id)
         };
+        let none = SilenceState::default();
         let mut state = PartitionState::default();
         let first = state
-            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall)
+            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall, &none)
             .unwrap();
         let resolve = PagingEvent::resolve("k", "someone", "test");
-        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall);
+        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall, &none);
         let second = state
-            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall)
+            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall, &none)
             .unwrap();
         assert_ne!(first, second);
 
         let stale = for_incident(EventAction::Acknowledge, &first);
         assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall, &none),
             None
         );
         let stale = for_incident(EventAction::Resolve, &first);
         assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall),
+            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall, &none),
             None
         );
         assert_eq!(state.incidents[&second].status, Status::Triggered);
         let ack = for_incident(EventAction::Acknowledge, &second);
         assert_eq!(
-            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall),
+            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall, &none),
             Some(second.clone())
         );
         assert_eq!(state.incidents[&second].status, Status::Acknowledged);

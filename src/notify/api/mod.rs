@@ -6,6 +6,8 @@
 //! - `POST /api/v1/incidents/{id}/ack`, `POST /api/v1/incidents/{id}/resolve`
 //!   (`{"by": "name"}` optional)
 //! - `GET /api/v1/oncall[?schedule=S&at=RFC3339]`
+//! - `GET /api/v1/silences[?all=true|unused=true]`, `POST /api/v1/silences`,
+//!   `DELETE /api/v1/silences/{id}[?by=NAME]` (see `silences`)
 //! - `POST /api/v1/alertmanager[?policy=P]`: an Alertmanager webhook (v4)
 //! - `POST /api/v1/events`: one Events v2 event
 //!
@@ -37,6 +39,7 @@ mod ack_link;
 mod auth;
 mod incidents;
 mod intake;
+mod silences;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -63,6 +66,8 @@ use crate::{
 /// An Alertmanager webhook request: it carries a group of alerts, each of
 /// which becomes one event.
 pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
+/// A silence: up to 32 matchers of 1 KiB, and its comment.
+const SILENCE_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 struct ApiState {
@@ -100,6 +105,16 @@ pub fn router(config: &Config) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/incidents/{id}/resolve", post(resolve))
         .route("/api/v1/oncall", get(oncall))
+        .route(
+            "/api/v1/silences",
+            get(silences::list)
+                .post(silences::add)
+                .layer(DefaultBodyLimit::max(SILENCE_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(silences::expire),
+        )
         .route(
             "/api/v1/alertmanager",
             post(alertmanager).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),

@@ -221,6 +221,11 @@ impl Incident {
         {
             self.status = Status::Triggered;
             self.escalation = Escalation::default();
+            if let Some(silence) = &self.silenced_by {
+                let detail = format!("still open; silence {silence} keeps it from paging");
+                self.log(now, EntryKind::AckExpired, detail);
+                return;
+            }
             self.log(
                 now,
                 EntryKind::AckExpired,

@@ -16,6 +16,9 @@
 //! - A notification is marked `Sending` (and that is persisted) before it is
 //!   sent. One found `Sending` after a restart was perhaps delivered, perhaps
 //!   not: it is sent again and the timeline says so. `Delivered` ones never are.
+//! - A silenced incident pages nobody: its planned pages are cancelled and
+//!   its escalation stops until the silence ends (`silencing`; which
+//!   silence applies is decided by [`super::silence`]).
 //! - The timeline is bounded, so an incident triggered thousands of times
 //!   still fits one changelog record: it keeps its first
 //!   [`TIMELINE_HEAD`] and last [`TIMELINE_TAIL`] entries, and between them
@@ -30,6 +33,7 @@
 
 mod escalation;
 mod record;
+mod silencing;
 mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +80,9 @@ pub struct Incident {
     /// Timeline entries left out (see the module docs).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub elided: u64,
+    /// The silence that keeps it from paging anyone, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -89,6 +96,14 @@ fn std_duration(d: std::time::Duration) -> Duration {
 impl Incident {
     /// Opens an incident and pages the first level of its policy.
     pub fn open(opening: Opening, now: DateTime<Utc>, oncall: &OnCall) -> Self {
+        let mut incident = Self::opened(opening, now, oncall);
+        incident.page_level(now, oncall);
+        incident
+    }
+
+    /// Opens an incident that has paged nobody yet: the caller pages
+    /// ([`Self::page`]) or silences it.
+    pub fn opened(opening: Opening, now: DateTime<Utc>, oncall: &OnCall) -> Self {
         let policy = oncall
             .policy(opening.policy.as_deref())
             .map(|p| p.id.clone());
@@ -111,11 +126,16 @@ impl Incident {
             notifications: Vec::new(),
             timeline: Vec::new(),
             elided: 0,
+            silenced_by: None,
         };
         let detail = format!("{} ({})", incident.summary, incident.severity);
         incident.log(now, EntryKind::Triggered, detail);
-        incident.page_level(now, oncall);
         incident
+    }
+
+    /// Pages the first level of its policy (or its manual page's target).
+    pub fn page(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
+        self.page_level(now, oncall);
     }
 
     pub fn is_open(&self) -> bool {

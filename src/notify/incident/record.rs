@@ -92,6 +92,10 @@ pub enum EntryKind {
     Acknowledged,
     AckExpired,
     Resolved,
+    /// A silence keeps the incident from paging anyone.
+    Silenced,
+    /// Its silence ended.
+    Unsilenced,
     /// Stands for the entries left out of a long timeline.
     Elided,
 }

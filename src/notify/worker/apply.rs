@@ -156,9 +156,12 @@ impl NotifierStage {
 
     /// Applies an event; returns the incident it changed.
     pub(super) fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
-        self.partitions
-            .entry(partition)
-            .or_default()
-            .apply(event, Utc::now(), &self.oncall.oncall)
+        let silences = self.silences.borrow();
+        let state = self.partitions.entry(partition).or_default();
+        let id = state.apply(event, Utc::now(), &self.oncall.oncall, &silences)?;
+        if let Some(silence) = state.incidents.get(&id).and_then(|i| i.silenced_by.clone()) {
+            self.silence_uses.push((silence, id.clone()));
+        }
+        Some(id)
     }
 }

@@ -21,10 +21,12 @@
 //! Here: the member, its stage's wiring (partitions assigned and revoked,
 //! timers, the stop) and the metrics. Applying a batch of paging events
 //! durably is in `apply`; due notifications and their results are in
-//! `sending`.
+//! `sending`; silences starting and ending on open incidents in
+//! `silencing`.
 
 mod apply;
 mod sending;
+mod silencing;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -35,12 +37,12 @@ use std::{
 use chrono::Utc;
 use rdkafka::{error::KafkaError, message::BorrowedMessage, producer::FutureProducer};
 use thiserror::Error;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     changelog::read_changelog, channels::Channels, links::AckLinks, oncall::ContactKind,
-    oncall_file::LoadedOnCall, partition::PartitionState,
+    oncall_file::LoadedOnCall, partition::PartitionState, silence::SilenceState,
 };
 use crate::{
     ErrorKind,
@@ -106,6 +108,18 @@ struct NotifierStage {
     unsaved: HashSet<(i32, String)>,
     /// When `unsaved` is tried again.
     unsaved_retry_at: tokio::time::Instant,
+    /// Every silence, as the follower last read them.
+    silences: watch::Receiver<Arc<SilenceState>>,
+    /// When the silences must next be applied to open incidents (one
+    /// starts or ends); `None` until something changes.
+    silences_due: Option<chrono::DateTime<Utc>>,
+    /// Apply them at the next tick whatever the time: set when partitions
+    /// are restored.
+    silences_stale: bool,
+    /// Silences that suppressed an incident, to be marked used.
+    silence_uses: Vec<(String, String)>,
+    /// Silences this member has marked used already.
+    silences_marked: HashSet<String>,
 }
 
 impl std::fmt::Debug for NotifierStage {
@@ -159,6 +173,12 @@ impl Notifier {
             sends: Arc::new(Semaphore::new(MAX_SENDS)),
             unsaved: HashSet::new(),
             unsaved_retry_at: tokio::time::Instant::now(),
+            // Replaced by the follower's when the notifier runs.
+            silences: watch::channel(Arc::default()).1,
+            silences_due: None,
+            silences_stale: true,
+            silence_uses: Vec::new(),
+            silences_marked: HashSet::new(),
             oncall,
             config,
         };
@@ -168,6 +188,7 @@ impl Notifier {
     /// Runs until `shutdown`, then waits (briefly) for sends under way.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
         let Self { member, mut stage } = self;
+        stage.silences = super::silence::store::follow(&stage.config, shutdown.child_token()).await;
         let settings = &stage.config.notify;
         tracing::info!(group = %settings.group_id, topic = %settings.paging_topic, "notifier started");
         let timers = [
@@ -243,6 +264,8 @@ impl Stage for NotifierStage {
             );
             self.partitions.insert(partition, state);
         }
+        // A silence may have ended (or begun) while nobody owned these.
+        self.silences_stale = true;
         self.save(recovered).await;
         Ok(())
     }

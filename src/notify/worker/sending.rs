@@ -13,7 +13,7 @@ impl NotifierStage {
     pub(super) async fn on_tick(&mut self) -> Result<(), NotifyError> {
         let now = Utc::now();
         let mut to_send = Vec::new();
-        let mut advanced = Vec::new();
+        let mut advanced = self.apply_silences(now);
         let unsaved = &self.unsaved;
         for (partition, state) in &mut self.partitions {
             for incident in state.incidents.values_mut() {
@@ -40,6 +40,7 @@ impl NotifierStage {
         // again, never silently lost. A failed write does not hold the page
         // back: better twice than never.
         self.save(advanced).await;
+        self.mark_silences_used().await;
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
                 .acquire_owned()

@@ -1,0 +1,251 @@
+//! Silences: "page nobody for alerts matching these labels until then".
+//!
+//! A silence is a set of [`Matcher`]s, a start, an end, who made it and why.
+//! Silences live in their own compacted topic (`notify.silences_topic`, one
+//! partition, key `silence/ID`), so every notifier member, the CLI and the
+//! HTTP API see the same ones whichever paging partitions they own; an
+//! expired silence is the same record written again with its new end.
+//!
+//! What a silence does to an incident, decided on every change of the
+//! silences and whenever one starts or ends ([`SilenceState::matching`] and
+//! the notifier's partition):
+//! - an incident opened while a silence matches it pages nobody; its
+//!   timeline says which silence, whose, and why;
+//! - a silence that starts matching an open incident cancels the pages not
+//!   yet sent and stops its escalation;
+//! - when the incident's silence ends (or is expired) and no other matches,
+//!   a still-triggered incident pages from its first level;
+//! - triggers and resolves of a silenced incident are recorded as usual, so
+//!   a silenced alert that resolves is on record; a new incident of the
+//!   same alert (it flapped) is silenced by the same silence while it lasts.
+//!
+//! A silence that suppresses something is marked used (key `used/ID`), once,
+//! by the first member that applies it; `klaxon silence list --unused`
+//! lists the others, the silences that never matched an alert.
+//!
+//! Here: the silence and the set of them; matchers in [`matcher`], the
+//! topic and the requests of the CLI and API in [`store`].
+
+pub mod matcher;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use self::matcher::{Matcher, MatcherError};
+use super::incident::Incident;
+
+/// Matchers one silence may have, and its comment's and author's length.
+pub const MAX_MATCHERS: usize = 32;
+pub const MAX_COMMENT_BYTES: usize = 1024;
+pub const MAX_AUTHOR_BYTES: usize = 256;
+/// Silences the notifier keeps in force; beyond, the oldest ones that have
+/// ended are dropped first, and a request to add one is refused.
+pub const MAX_SILENCES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<Matcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub comment: String,
+    /// Who ended it before its time, when someone did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilenceStatus {
+    Pending,
+    Active,
+    Expired,
+}
+
+impl SilenceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceStatus::Pending => "pending",
+            SilenceStatus::Active => "active",
+            SilenceStatus::Expired => "expired",
+        }
+    }
+}
+
+impl Silence {
+    /// A short, stable id: the start of a hash of what it matches, who
+    /// made it and when.
+    pub fn new_id(matchers: &[Matcher], created_by: &str, created_at: DateTime<Utc>) -> String {
+        let text: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+        let digest = Sha256::digest(format!(
+            "{}@{created_by}@{}",
+            text.join(","),
+            created_at.timestamp_nanos_opt().unwrap_or_default()
+        ));
+        digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn status(&self, now: DateTime<Utc>) -> SilenceStatus {
+        if now >= self.ends_at {
+            SilenceStatus::Expired
+        } else if now < self.starts_at {
+            SilenceStatus::Pending
+        } else {
+            SilenceStatus::Active
+        }
+    }
+
+    /// Whether every matcher matches these labels.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+    }
+
+    /// The timeline's words for it: "silence ID of BY until T: COMMENT".
+    pub fn describe(&self) -> String {
+        format!(
+            "silence {} of {} until {}: {}",
+            self.id,
+            self.created_by,
+            self.ends_at.to_rfc3339(),
+            self.comment
+        )
+    }
+
+    /// How it ended, for the timeline of what it silenced.
+    pub fn ending(&self) -> String {
+        match &self.expired_by {
+            Some(by) => format!("silence {} expired by {by}", self.id),
+            None => format!("silence {} ended", self.id),
+        }
+    }
+}
+
+/// What a silence matches an incident by: its labels, and `severity`,
+/// `dedup_key` and `rule` unless a label has that name.
+pub fn alert_labels(incident: &Incident) -> BTreeMap<String, String> {
+    let mut labels = incident.labels.clone();
+    labels
+        .entry("severity".to_owned())
+        .or_insert_with(|| incident.severity.to_string());
+    labels
+        .entry("dedup_key".to_owned())
+        .or_insert_with(|| incident.dedup_key.clone());
+    if let Some(rule) = &incident.rule {
+        labels
+            .entry("rule".to_owned())
+            .or_insert_with(|| rule.clone());
+    }
+    labels
+}
+
+/// Every silence, and which have suppressed something.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SilenceState {
+    pub silences: BTreeMap<String, Silence>,
+    /// Silences that have suppressed an alert: id → the first incident.
+    pub used: BTreeMap<String, String>,
+}
+
+impl SilenceState {
+    /// The active silence that matches, the one ending last if several do
+    /// (so the incident is released as seldom as possible).
+    pub fn matching(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Option<&Silence> {
+        self.silences
+            .values()
+            .filter(|s| s.status(now) == SilenceStatus::Active && s.matches(labels))
+            .max_by(|a, b| (a.ends_at, &b.id).cmp(&(b.ends_at, &a.id)))
+    }
+
+    /// The next instant a silence starts or ends, after `now`.
+    pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.silences
+            .values()
+            .flat_map(|s| [s.starts_at, s.ends_at])
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    /// Whether any silence is pending or active.
+    pub fn any_in_force(&self, now: DateTime<Utc>) -> bool {
+        self.silences
+            .values()
+            .any(|s| s.status(now) != SilenceStatus::Expired)
+    }
+}
+
+#[cfg(test)]
+pub(in crate::notify) mod tests {
+    use super::*;
+
+    pub(in crate::notify) fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// A silence of `matchers` from `from` to `until`.
+    pub(in crate::notify) fn silence(
+        id: &str,
+        matchers: &[&str],
+        from: &str,
+        until: &str,
+    ) -> Silence {
+        Silence {
+            id: id.to_owned(),
+            matchers: matchers.iter().map(|m| m.parse().unwrap()).collect(),
+            starts_at: at(from),
+            ends_at: at(until),
+            created_by: "ops".to_owned(),
+            created_at: at(from),
+            comment: "deploy".to_owned(),
+            expired_by: None,
+        }
+    }
+
+    #[test]
+    fn the_active_match_ending_last_wins_and_times_are_exact() {
+        let mut state = SilenceState::default();
+        for s in [
+            silence(
+                "short",
+                &["service=api"],
+                "2026-03-02T10:00:00Z",
+                "2026-03-02T11:00:00Z",
+            ),
+            silence(
+                "long",
+                &["service=~a.*"],
+                "2026-03-02T10:00:00Z",
+                "2026-03-02T12:00:00Z",
+            ),
+            silence(
+                "later",
+                &["service=api"],
+                "2026-03-02T13:00:00Z",
+                "2026-03-02T14:00:00Z",
+            ),
+        ] {
+            state.silences.insert(s.id.clone(), s);
+        }
+        let api: BTreeMap<String, String> = [("service".to_owned(), "api".to_owned())].into();
+        let id = |t| state.matching(&api, at(t)).map(|s| s.id.as_str());
+        assert_eq!(id("2026-03-02T09:59:59Z"), None);
+        assert_eq!(id("2026-03-02T10:00:00Z"), Some("long"));
+        assert_eq!(id("2026-03-02T12:00:00Z"), None, "the end is exclusive");
+        assert_eq!(id("2026-03-02T13:30:00Z"), Some("later"));
+        assert_eq!(
+            state.next_change(at("2026-03-02T11:00:00Z")),
+            Some(at("2026-03-02T12:00:00Z"))
+        );
+        let db: BTreeMap<String, String> = [("service".to_owned(), "db".to_owned())].into();
+        assert_eq!(state.matching(&db, at("2026-03-02T10:30:00Z")), None);
+    }
+}

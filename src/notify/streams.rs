@@ -1,0 +1,201 @@
+//! Notifier cases as data: each `tests/notify_streams/*.jsonl` drives one
+//! paging partition (the pure `PartitionState` the notifier's loop owns)
+//! with the on-call file `tests/notify_streams/oncall.toml` and injected
+//! time. Every line is a step at `"at"` (a time on 2026-03-02, UTC):
+//!
+//! - `{"at": T, "event": EVENT}`: an Events v2 event as the paging topic
+//!   carries it (klaxon's `labels`, `rule`, `by`, `incident` included);
+//! - `{"at": T, "silence": {"id": S, "match": [..], "from": T, "until": T,
+//!   "by": B, "comment": C}}`: a silence added (or replaced);
+//! - `{"at": T, "expire": S, "by": B}`: a silence ended now;
+//! - `{"at": T, "tick": true}`: time passes;
+//! - `{"at": T, "expect": {"key": DEDUP_KEY, ...}}`: the latest incident of
+//!   that dedup_key has `status`, `silenced_by` (null for none), `pages`
+//!   (the users paged so far, in order) and `timeline` (substrings found in
+//!   its timeline in this order); `"incidents": N` counts them all.
+//!
+//! After every step, as the notifier's tick does, the silences are applied
+//! to open incidents, timers advance, and every notification due is sent
+//! (and delivered). Lines starting with `#` are comments.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{
+    incident::{Incident, Purpose},
+    oncall::OnCall,
+    partition::PartitionState,
+    silence::{Silence, SilenceState},
+};
+use crate::paging::PagingEvent;
+
+fn at(value: &Value) -> DateTime<Utc> {
+    let time = value.as_str().expect("times are strings");
+    DateTime::parse_from_rfc3339(&format!("2026-03-02T{time}Z"))
+        .unwrap_or_else(|e| panic!("{time}: {e}"))
+        .to_utc()
+}
+
+/// What the notifier's tick does at `now`.
+fn tick(state: &mut PartitionState, now: DateTime<Utc>, oncall: &OnCall, silences: &SilenceState) {
+    state.apply_silences(now, oncall, silences);
+    for incident in state.incidents.values_mut() {
+        incident.advance(now, oncall);
+        for seq in incident.due(now) {
+            incident.sending(seq);
+            incident.delivered(seq, Ok(()), now, oncall);
+        }
+    }
+}
+
+fn latest<'a>(state: &'a PartitionState, key: &str) -> &'a Incident {
+    state
+        .incidents
+        .values()
+        .filter(|i| i.dedup_key == key)
+        .max_by_key(|i| (i.opened_at, i.triggers))
+        .unwrap_or_else(|| panic!("no incident of {key}"))
+}
+
+fn check(state: &PartitionState, expect: &Value, line: usize) {
+    if let Some(n) = expect.get("incidents") {
+        assert_eq!(
+            state.incidents.len() as u64,
+            n.as_u64().unwrap(),
+            "line {line}: incidents"
+        );
+    }
+    let Some(key) = expect.get("key").and_then(Value::as_str) else {
+        return;
+    };
+    let incident = latest(state, key);
+    let timeline: Vec<String> = incident
+        .timeline
+        .iter()
+        .map(|e| format!("{} {:?} {}", e.at.format("%H:%M:%S"), e.kind, e.detail))
+        .collect();
+    let context = format!("line {line}, {key}; timeline:\n{}", timeline.join("\n"));
+    if let Some(status) = expect.get("status") {
+        assert_eq!(
+            incident.status.as_str(),
+            status.as_str().unwrap(),
+            "{context}"
+        );
+    }
+    if let Some(silenced_by) = expect.get("silenced_by") {
+        assert_eq!(
+            incident.silenced_by.as_deref(),
+            silenced_by.as_str(),
+            "silenced_by, {context}"
+        );
+    }
+    if let Some(pages) = expect.get("pages") {
+        let paged: Vec<&str> = incident
+            .notifications
+            .iter()
+            .filter(|n| {
+                n.purpose == Purpose::Page && n.state == super::incident::Delivery::Delivered
+            })
+            .map(|n| n.user.as_str())
+            .collect();
+        let want: Vec<&str> = pages
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(paged, want, "pages, {context}");
+    }
+    if let Some(wanted) = expect.get("timeline") {
+        let mut from = 0;
+        for want in wanted.as_array().unwrap() {
+            let want = want.as_str().unwrap();
+            match timeline[from..].iter().position(|l| l.contains(want)) {
+                Some(i) => from += i + 1,
+                None => panic!("{want:?} not found in order, {context}"),
+            }
+        }
+    }
+}
+
+fn silence_of(spec: &Value, now: DateTime<Utc>) -> Silence {
+    let text = |k: &str, default: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
+    Silence {
+        id: text("id", "s"),
+        matchers: spec["match"]
+            .as_array()
+            .expect("a silence has match")
+            .iter()
+            .map(|m| m.as_str().unwrap().parse().unwrap())
+            .collect(),
+        starts_at: spec.get("from").map_or(now, at),
+        ends_at: at(&spec["until"]),
+        created_by: text("by", "ops"),
+        created_at: now,
+        comment: text("comment", "maintenance"),
+        expired_by: None,
+    }
+}
+
+fn run(path: &Path, oncall: &OnCall) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut state = PartitionState::default();
+    let mut silences = SilenceState::default();
+    let mut expectations = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let step: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
+        let now = at(&step["at"]);
+        if let Some(event) = step.get("event") {
+            let event: PagingEvent = serde_json::from_value(event.clone())
+                .unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
+            state.apply(&event, now, oncall, &silences);
+        } else if let Some(spec) = step.get("silence") {
+            let silence = silence_of(spec, now);
+            silences.silences.insert(silence.id.clone(), silence);
+        } else if let Some(id) = step.get("expire").and_then(Value::as_str) {
+            let silence = silences
+                .silences
+                .get_mut(id)
+                .expect("expire names a silence");
+            silence.starts_at = silence.starts_at.min(now);
+            silence.ends_at = now;
+            silence.expired_by = step["by"].as_str().map(str::to_owned);
+        } else if let Some(expect) = step.get("expect") {
+            check(&state, expect, n + 1);
+            expectations += 1;
+            continue;
+        }
+        tick(&mut state, now, oncall, &silences);
+    }
+    assert!(expectations > 0, "{}: nothing is checked", path.display());
+}
+
+#[test]
+fn notify_streams() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/notify_streams");
+    let oncall: OnCall =
+        toml::from_str(&std::fs::read_to_string(dir.join("oncall.toml")).unwrap()).unwrap();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    for case in cases {
+        eprintln!("{}", case.display());
+        run(&case, &oncall);
+    }
+}
