@@ -82,7 +82,7 @@ fn incident(summary: &str, resolve: bool) -> Incident {
         i.sending(seq);
         i.delivered(seq, Ok(()), t0() + Duration::seconds(5), &oncall);
     }
-    i.acknowledge("alice", t0() + Duration::minutes(3), &oncall);
+    i.acknowledge("alice", t0() + Duration::minutes(3), &oncall, false);
     if resolve {
         let at = t0() + Duration::minutes(20);
         i.resolve("bob", at);

@@ -96,7 +96,7 @@ fn open(
 
 fn ack(i: &mut Incident, by: &str, after: i64) {
     let oncall: OnCall = toml::from_str(ONCALL).unwrap();
-    i.acknowledge(by, i.opened_at + Duration::seconds(after), &oncall);
+    i.acknowledge(by, i.opened_at + Duration::seconds(after), &oncall, false);
 }
 
 /// Resolves; the resolve notices are delivered too (they are not pages).

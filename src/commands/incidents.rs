@@ -12,7 +12,11 @@ use clap::Args;
 use super::need_brokers;
 use crate::{
     config::Config,
-    notify::{Incident, Status, client, queries},
+    notify::{
+        Incident, Status,
+        client::{self, Action},
+        queries,
+    },
     paging::EventAction,
 };
 
@@ -39,6 +43,16 @@ pub struct ActionArgs {
     /// How long to wait for the notifier to apply it (0s: do not wait).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
     pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+    /// Acknowledged until it resolves: the on-call file's ack_timeout does
+    /// not trigger it again.
+    #[arg(long)]
+    pub until_resolved: bool,
 }
 
 /// `klaxon incidents`: one line per incident.
@@ -105,9 +119,11 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
 
 /// `klaxon ack` and `klaxon resolve`: an event on the paging topic, so every
 /// incident has one ordered log; then wait for the notifier to apply it.
-pub async fn act(config: Config, args: ActionArgs, action: EventAction) -> Result<()> {
+pub async fn act(config: Config, args: ActionArgs, action: impl Into<Action>) -> Result<()> {
     need_brokers(&config)?;
+    let action = action.into();
     let incident = send_action(&config, &args, action).await?;
+    let action = action.kind;
     let (now, applied) = wait_until_applied(&config, &incident.id, action, args.wait).await?;
     if applied {
         println!("incident {} is {}", now.id, now.status.as_str());
@@ -123,7 +139,7 @@ pub async fn act(config: Config, args: ActionArgs, action: EventAction) -> Resul
 
 /// Publishes the acknowledge or resolve event for the incident `args.id`
 /// names; returns that incident as it was.
-async fn send_action(config: &Config, args: &ActionArgs, action: EventAction) -> Result<Incident> {
+async fn send_action(config: &Config, args: &ActionArgs, action: Action) -> Result<Incident> {
     let by = args.by.clone().unwrap_or_else(|| "klaxon-cli".to_owned());
     Ok(client::act(config, &args.id, action, &by, "klaxon-cli").await?)
 }

@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{Config, EnvSecrets, Overrides},
+    notify::client::Action,
     paging::EventAction,
     topics::{TopicSpec, ensure_topics},
 };
@@ -88,7 +89,7 @@ pub enum Command {
     /// One incident: details and timeline.
     Incident(incidents::IncidentArgs),
     /// Acknowledge an incident: stops its escalation.
-    Ack(incidents::ActionArgs),
+    Ack(incidents::AckArgs),
     /// Resolve an incident: closes it and tells those who were paged.
     Resolve(incidents::ActionArgs),
     /// Page someone for help, outside any alert.
@@ -152,7 +153,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Notify(_) => notify::run(config).await,
         Command::Incidents(args) => incidents::list(config, args).await,
         Command::Incident(args) => incidents::show(config, args).await,
-        Command::Ack(args) => incidents::act(config, args, EventAction::Acknowledge).await,
+        Command::Ack(args) => {
+            let action = Action {
+                kind: EventAction::Acknowledge,
+                until_resolved: args.until_resolved,
+            };
+            incidents::act(config, args.action, action).await
+        }
         Command::Resolve(args) => incidents::act(config, args, EventAction::Resolve).await,
         Command::Page(args) => page::run(config, args).await,
         Command::Silence(command) => silence::run(config, command).await,

@@ -26,11 +26,29 @@ pub async fn send_events(
         .await
 }
 
+/// What a person does to an incident: acknowledge (perhaps until it
+/// resolves) or resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub kind: EventAction,
+    /// An acknowledgement that no `ack_timeout` ends.
+    pub until_resolved: bool,
+}
+
+impl From<EventAction> for Action {
+    fn from(kind: EventAction) -> Self {
+        Self {
+            kind,
+            until_resolved: false,
+        }
+    }
+}
+
 /// Acknowledges or resolves the incident `id` names; returns it as it was.
 pub async fn act(
     config: &Config,
     id: &str,
-    action: EventAction,
+    action: impl Into<Action>,
     by: &str,
     client: &str,
 ) -> Result<Incident, ClientError> {
@@ -45,11 +63,13 @@ pub async fn send_action(
     config: &Config,
     partition: i32,
     incident: &Incident,
-    action: EventAction,
+    action: impl Into<Action>,
     by: &str,
     client: &str,
 ) -> Result<(), KafkaError> {
-    let event =
-        PagingEvent::by_person(action, &incident.dedup_key, by, client).for_incident(&incident.id);
+    let action = action.into();
+    let mut event = PagingEvent::by_person(action.kind, &incident.dedup_key, by, client)
+        .for_incident(&incident.id);
+    event.until_resolved = action.until_resolved && action.kind == EventAction::Acknowledge;
     send_events(config, &[event], Some(partition)).await
 }

@@ -75,7 +75,9 @@ impl PartitionState {
             }
             (EventAction::Acknowledge, Some(id)) => {
                 let incident = self.incidents.get_mut(&id)?;
-                incident.acknowledge(&by, now, oncall).then_some(id)
+                incident
+                    .acknowledge(&by, now, oncall, event.until_resolved)
+                    .then_some(id)
             }
             (EventAction::Resolve, Some(id)) => {
                 self.open.remove(&event.dedup_key);

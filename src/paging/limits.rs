@@ -256,6 +256,7 @@ mod tests {
             escalation_policy: None,
             by: None,
             incident: None,
+            until_resolved: false,
         }
     }
 

@@ -98,6 +98,10 @@ pub struct PagingEvent {
     /// the dedup_key, as in Events v2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// klaxon's: an `acknowledge` that lasts until the incident resolves,
+    /// whatever the on-call file's `ack_timeout`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_resolved: bool,
 }
 
 /// How bad it is, as Events v2 says it: ordered, so thresholds can
@@ -227,6 +231,7 @@ impl PagingEvent {
             escalation_policy: None,
             by: None,
             incident: None,
+            until_resolved: false,
         }
     }
 

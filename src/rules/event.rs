@@ -51,6 +51,7 @@ pub fn to_event(rule: &Rule, transition: &Transition, start: i64, end: i64) -> P
         escalation_policy: rule.escalation_policy.clone(),
         by: None,
         incident: None,
+        until_resolved: false,
     };
     match transition {
         Transition::Resolve { value, .. } => event.value = *value,
@@ -128,5 +129,6 @@ pub fn resolve_orphan(rule: &str, firing: &Firing) -> PagingEvent {
         escalation_policy: None,
         by: None,
         incident: None,
+        until_resolved: false,
     }
 }

@@ -54,6 +54,9 @@ pub(super) async fn show(State(s): Shared, headers: HeaderMap, Path(id): Path<St
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct ActionBody {
     by: Option<String>,
+    /// An acknowledgement that lasts until the incident resolves.
+    #[serde(default)]
+    until_resolved: bool,
 }
 
 async fn act(
@@ -66,9 +69,12 @@ async fn act(
     if let Some(r) = refused(s, headers) {
         return r;
     }
-    let by = body
-        .and_then(|Json(b)| b.by)
-        .unwrap_or_else(|| "http api".to_owned());
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let by = body.by.unwrap_or_else(|| "http api".to_owned());
+    let action = client::Action {
+        kind: action,
+        until_resolved: body.until_resolved,
+    };
     match client::act(&s.config, id, action, &by, "klaxon-api").await {
         Ok(incident) => (
             StatusCode::ACCEPTED,

@@ -156,21 +156,32 @@ impl Incident {
         self.log(now, EntryKind::Repeated, detail);
     }
 
-    /// Stops escalation. Returns false when there was nothing to acknowledge.
-    pub fn acknowledge(&mut self, by: &str, now: DateTime<Utc>, oncall: &OnCall) -> bool {
+    /// Stops escalation, until the on-call file's `ack_timeout` runs out
+    /// or, `until_resolved`, for good. Returns false when there was
+    /// nothing to acknowledge.
+    pub fn acknowledge(
+        &mut self,
+        by: &str,
+        now: DateTime<Utc>,
+        oncall: &OnCall,
+        until_resolved: bool,
+    ) -> bool {
         if self.status != Status::Triggered {
             return false;
         }
         self.status = Status::Acknowledged;
         self.acknowledged_by = Some(by.to_owned());
         self.escalation.next_at = None;
-        self.escalation.ack_expires_at = oncall.ack_timeout.map(|t| now + std_duration(t));
+        self.escalation.ack_expires_at = oncall
+            .ack_timeout
+            .filter(|_| !until_resolved)
+            .map(|t| now + std_duration(t));
         self.cancel_pages();
-        let until = self
-            .escalation
-            .ack_expires_at
-            .map(|t| format!(" until {}", t.to_rfc3339()))
-            .unwrap_or_default();
+        let until = match self.escalation.ack_expires_at {
+            Some(t) => format!(" until {}", t.to_rfc3339()),
+            None if until_resolved => " until resolved".to_owned(),
+            None => String::new(),
+        };
         let facts = Facts {
             actor: Some(by.to_owned()),
             ..Facts::default()
@@ -503,9 +514,9 @@ delay = "10m"
     fn acknowledging_stops_escalation_until_it_expires() {
         let oncall = oncall();
         let mut i = open("2026-03-02T10:00:00Z");
-        assert!(i.acknowledge("alice", at("2026-03-02T10:02:00Z"), &oncall));
+        assert!(i.acknowledge("alice", at("2026-03-02T10:02:00Z"), &oncall, false));
         assert!(
-            !i.acknowledge("bob", at("2026-03-02T10:03:00Z"), &oncall),
+            !i.acknowledge("bob", at("2026-03-02T10:03:00Z"), &oncall, false),
             "once"
         );
         assert_eq!(
@@ -691,6 +702,7 @@ mod bounded {
                 escalation_policy: None,
                 by: Some(texts[9].clone()),
                 incident: None,
+                until_resolved: false,
             };
             cap_event(&mut event);
             let size = serde_json::to_vec(&event).unwrap().len();
