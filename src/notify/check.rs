@@ -61,7 +61,25 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
     check_users(&oncall, &mut found);
     check_schedules(&oncall, now, &mut found);
     check_policies(&oncall, &mut found);
+    check_maintenance(&oncall, &mut found);
     Ok((oncall, found.into_sorted()))
+}
+
+/// Maintenance windows: each is checked by its own rules, ids once each.
+fn check_maintenance(oncall: &OnCall, found: &mut Findings<'_>) {
+    let mut ids = HashSet::new();
+    for m in &oncall.maintenance {
+        let window = m.get_ref();
+        if !ids.insert(window.id.as_str()) {
+            found.error(
+                m,
+                format!("maintenance window {:?} is defined twice", window.id),
+            );
+        }
+        for problem in window.problems() {
+            found.error(m, problem);
+        }
+    }
 }
 
 /// The line of a byte offset in `text`.
@@ -561,6 +579,53 @@ start = "2026-11-01T00:00:00"
         assert!(
             found[4].contains("layer 1 is always covered by layer 2"),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn maintenance_windows_are_checked_with_their_lines() {
+        let text = format!(
+            r#"{GOOD}
+[[maintenance]]
+id = "patching"
+match = ["service=db"]
+time_zone = "Europe/Berlin"
+from = "02:00"
+to = "04:00"
+
+[[maintenance]]
+id = "patching"
+match = ["team!=db"]
+time_zone = "Mars/Olympus"
+from = "02:00"
+"#
+        );
+        // The second window's header line.
+        let second = text.rfind("[[maintenance]]").unwrap();
+        let at = line_of(&text, second);
+        assert_eq!(
+            errors(&text),
+            [
+                format!("{at}: maintenance window \"patching\" is defined twice"),
+                format!(
+                    "{at}: maintenance window \"patching\": every matcher also matches an alert without that label, so it would mute everything"
+                ),
+                format!(
+                    "{at}: maintenance window \"patching\": unknown time zone \"Mars/Olympus\" (use an IANA name such as \"Europe/Berlin\")"
+                ),
+                format!("{at}: maintenance window \"patching\": from and to go together"),
+            ]
+        );
+        let bad_matcher = format!(
+            "{GOOD}\n[[maintenance]]\nid = \"m\"\nmatch = [\"service=~(\"]\nfrom = \"02:00\"\nto = \"03:00\"\n"
+        );
+        let finding = check_oncall(&bad_matcher, now()).unwrap_err();
+        let matcher_line = line_of(&bad_matcher, bad_matcher.find("service=~(").unwrap());
+        assert_eq!(finding.line, matcher_line, "{}", finding.message);
+        assert!(
+            finding.message.contains("not a regex"),
+            "{}",
+            finding.message
         );
     }
 

@@ -12,6 +12,8 @@
 //!   incidents of its partition (`partition`, pure), keeps them in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
+//! - [`maintenance`]: windows booked in the on-call file, muting alerts as
+//!   silences do.
 //! - [`silence`]: silences, on their own compacted topic, which every
 //!   member follows; a silenced incident pages nobody until its silence ends.
 //! - The CLI and the HTTP API ([`api`]) answer the same questions from
@@ -29,6 +31,7 @@ pub mod check;
 pub mod client;
 pub mod incident;
 pub mod links;
+pub mod maintenance;
 pub mod oncall;
 pub mod oncall_file;
 mod partition;

@@ -38,6 +38,8 @@ use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::maintenance::Maintenance;
+
 /// The whole on-call file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +57,10 @@ pub struct OnCall {
     /// again, and escalation restarts. None: acknowledgements do not expire.
     #[serde(default, with = "humantime_serde")]
     pub ack_timeout: Option<Duration>,
+    /// Maintenance windows: booked hours in which matching alerts page
+    /// nobody (see [`super::maintenance`]).
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<Maintenance>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

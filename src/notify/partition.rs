@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{
     incident::{Incident, Opening},
     oncall::OnCall,
-    silence::{SilenceState, alert_labels},
+    silence::{Mutes, SilenceState, alert_labels},
 };
 use crate::paging::{EventAction, PagingEvent};
 
@@ -58,12 +58,16 @@ impl PartitionState {
             }
             (EventAction::Trigger, None) => {
                 let mut incident = Incident::opened(Opening::of(event)?, now, oncall);
-                let silence = incident
+                let mutes = Mutes {
+                    silences,
+                    maintenance: &oncall.maintenance,
+                };
+                let mute = incident
                     .can_be_silenced()
-                    .then(|| silences.matching(&alert_labels(&incident), now))
+                    .then(|| mutes.matching(&alert_labels(&incident), now))
                     .flatten();
-                match silence {
-                    Some(s) => incident.silence(now, &s.id, s.describe(), &s.created_by),
+                match mute {
+                    Some(m) => incident.silence(now, &m.id, m.why, &m.by),
                     None => incident.page(now, oncall),
                 }
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
@@ -91,16 +95,21 @@ impl PartitionState {
         }
     }
 
-    /// Brings every open incident in line with the silences at `now`: one
-    /// that a silence matches is silenced (or moves to another silence
-    /// when its own ended), one whose silence ended is released and pages.
-    /// Returns the incidents changed, each with the silence it is under.
+    /// Brings every open incident in line with the silences and the
+    /// maintenance windows at `now`: one that something mutes is silenced
+    /// (or moves to another mute when its own ended), one whose mute ended
+    /// is released and pages. Returns the incidents changed, each with the
+    /// mute it is under.
     pub(super) fn apply_silences(
         &mut self,
         now: DateTime<Utc>,
         oncall: &OnCall,
         silences: &SilenceState,
     ) -> Vec<(String, Option<String>)> {
+        let mutes = Mutes {
+            silences,
+            maintenance: &oncall.maintenance,
+        };
         let mut changed = Vec::new();
         for id in self.open.values() {
             let Some(incident) = self.incidents.get_mut(id) else {
@@ -109,18 +118,16 @@ impl PartitionState {
             if !incident.can_be_silenced() {
                 continue;
             }
-            let matching = silences.matching(&alert_labels(incident), now);
-            match (&incident.silenced_by, matching) {
+            let labels = alert_labels(incident);
+            if let Some(current) = &incident.silenced_by
+                && mutes.holds(current, &labels, now)
+            {
+                continue;
+            }
+            match (mutes.matching(&labels, now), incident.silenced_by.clone()) {
                 (None, None) => continue,
-                (Some(current), Some(s)) if *current == s.id => continue,
-                (_, Some(s)) => incident.silence(now, &s.id, s.describe(), &s.created_by),
-                (Some(current), None) => {
-                    let why = silences
-                        .silences
-                        .get(current)
-                        .map_or_else(|| format!("silence {current} was deleted"), |s| s.ending());
-                    incident.unsilence(now, why, oncall);
-                }
+                (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
+                (None, Some(current)) => incident.unsilence(now, mutes.ending(&current), oncall),
             }
             changed.push((id.clone(), incident.silenced_by.clone()));
         }

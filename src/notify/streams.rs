@@ -1,7 +1,8 @@
 //! Notifier cases as data: each `tests/notify_streams/*.jsonl` drives one
 //! paging partition (the pure `PartitionState` the notifier's loop owns)
-//! with the on-call file `tests/notify_streams/oncall.toml` and injected
-//! time. Every line is a step at `"at"` (a time on 2026-03-02, UTC):
+//! with the on-call file `tests/notify_streams/oncall.toml` (its
+//! maintenance windows included) and injected time. Every line is a step
+//! at `"at"` (a time on Monday 2026-03-02, UTC, or a whole RFC 3339 time):
 //!
 //! - `{"at": T, "event": EVENT}`: an Events v2 event as the paging topic
 //!   carries it (klaxon's `labels`, `rule`, `by`, `incident` included);
@@ -33,7 +34,12 @@ use crate::paging::PagingEvent;
 
 fn at(value: &Value) -> DateTime<Utc> {
     let time = value.as_str().expect("times are strings");
-    DateTime::parse_from_rfc3339(&format!("2026-03-02T{time}Z"))
+    let full = if time.contains('T') {
+        time.to_owned()
+    } else {
+        format!("2026-03-02T{time}Z")
+    };
+    DateTime::parse_from_rfc3339(&full)
         .unwrap_or_else(|e| panic!("{time}: {e}"))
         .to_utc()
 }

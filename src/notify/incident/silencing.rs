@@ -20,7 +20,7 @@ impl Incident {
         self.escalation.next_at = None;
         self.cancel_pages();
         let detail = match replaced {
-            Some(old) => format!("suppressed by {why} (after silence {old} ended)"),
+            Some(old) => format!("suppressed by {why} (after {old} ended)"),
             None => format!("suppressed by {why}"),
         };
         let facts = Facts {

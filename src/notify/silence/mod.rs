@@ -31,12 +31,13 @@ pub mod store;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use toml::Spanned;
 
 pub use self::matcher::{Matcher, MatcherError};
-use super::incident::Incident;
+use super::{incident::Incident, maintenance::Maintenance};
 
 /// Matchers one silence may have, and its comment's and author's length.
 pub const MAX_MATCHERS: usize = 32;
@@ -180,6 +181,90 @@ impl SilenceState {
         self.silences
             .values()
             .any(|s| s.status(now) != SilenceStatus::Expired)
+    }
+}
+
+/// How an incident's `silenced_by` names a maintenance window.
+pub const MAINTENANCE_PREFIX: &str = "maintenance/";
+
+/// What keeps an alert from paging: a silence or a maintenance window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mute {
+    /// A silence's id, or `maintenance/ID`.
+    pub id: String,
+    /// The timeline's words for it.
+    pub why: String,
+    pub by: String,
+}
+
+/// Silences and the on-call file's maintenance windows, asked together.
+#[derive(Debug, Clone, Copy)]
+pub struct Mutes<'a> {
+    pub silences: &'a SilenceState,
+    pub maintenance: &'a [Spanned<Maintenance>],
+}
+
+impl Mutes<'_> {
+    fn windows(&self) -> impl Iterator<Item = &Maintenance> {
+        self.maintenance.iter().map(Spanned::get_ref)
+    }
+
+    /// What mutes an alert with these labels at `now`: a silence first (the
+    /// one ending last), else a maintenance window in force.
+    pub fn matching(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> Option<Mute> {
+        if let Some(s) = self.silences.matching(labels, now) {
+            return Some(Mute {
+                id: s.id.clone(),
+                why: s.describe(),
+                by: s.created_by.clone(),
+            });
+        }
+        self.windows()
+            .find(|w| w.in_force(now) && w.matchers.iter().all(|m| m.matches(labels)))
+            .map(|w| Mute {
+                id: format!("{MAINTENANCE_PREFIX}{}", w.id),
+                why: w.describe(),
+                by: "maintenance".to_owned(),
+            })
+    }
+
+    /// Whether the mute `id` still mutes these labels at `now`.
+    pub fn holds(&self, id: &str, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+        match id.strip_prefix(MAINTENANCE_PREFIX) {
+            Some(window) => self.windows().any(|w| {
+                w.id == window && w.in_force(now) && w.matchers.iter().all(|m| m.matches(labels))
+            }),
+            None => self
+                .silences
+                .silences
+                .get(id)
+                .is_some_and(|s| s.status(now) == SilenceStatus::Active && s.matches(labels)),
+        }
+    }
+
+    /// How the mute `id` ended, for the timeline.
+    pub fn ending(&self, id: &str) -> String {
+        if let Some(window) = id.strip_prefix(MAINTENANCE_PREFIX) {
+            return format!("maintenance window {window} ended");
+        }
+        self.silences
+            .silences
+            .get(id)
+            .map_or_else(|| format!("silence {id} was deleted"), Silence::ending)
+    }
+
+    /// When the mutes must next be applied again: a silence starts or
+    /// ends, or, with maintenance windows (minutes on a wall clock), the
+    /// next minute.
+    pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let minute = (!self.maintenance.is_empty())
+            .then(|| now.duration_trunc(TimeDelta::minutes(1)).ok())
+            .flatten()
+            .map(|m| m + TimeDelta::minutes(1));
+        [self.silences.next_change(now), minute]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

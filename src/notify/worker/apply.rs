@@ -11,7 +11,10 @@ use rdkafka::{Message, Offset, TopicPartitionList, message::BorrowedMessage};
 use super::{NotifierStage, NotifyError, UNSAVED_RETRY};
 use crate::{
     kafka::{Origin, Rejection},
-    notify::changelog::{write_incident, write_position},
+    notify::{
+        changelog::{write_incident, write_position},
+        silence::MAINTENANCE_PREFIX,
+    },
     paging::{PagingEvent, parse_event},
 };
 
@@ -159,7 +162,12 @@ impl NotifierStage {
         let silences = self.silences.borrow();
         let state = self.partitions.entry(partition).or_default();
         let id = state.apply(event, Utc::now(), &self.oncall.oncall, &silences)?;
-        if let Some(silence) = state.incidents.get(&id).and_then(|i| i.silenced_by.clone()) {
+        if let Some(silence) = state
+            .incidents
+            .get(&id)
+            .and_then(|i| i.silenced_by.clone())
+            .filter(|m| !m.starts_with(MAINTENANCE_PREFIX))
+        {
             self.silence_uses.push((silence, id.clone()));
         }
         Some(id)

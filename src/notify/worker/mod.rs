@@ -284,6 +284,8 @@ impl Stage for NotifierStage {
             self.on_tick().await
         } else {
             self.oncall.reload();
+            // Its maintenance windows may have changed.
+            self.silences_stale = true;
             Ok(())
         }
     }

@@ -1,11 +1,13 @@
-//! Silences on the member's open incidents: applied when the silences
-//! change, when one starts or ends, and when partitions are restored; and
-//! each silence that suppressed something marked used, once.
+//! Silences and maintenance windows on the member's open incidents:
+//! applied when the silences or the on-call file change, when a silence
+//! starts or ends or a minute turns (windows are booked in minutes), and
+//! when partitions are restored; and each silence that suppressed
+//! something marked used, once.
 
 use chrono::{DateTime, Utc};
 
 use super::NotifierStage;
-use crate::notify::silence::store::mark_used;
+use crate::notify::silence::{MAINTENANCE_PREFIX, Mutes, store::mark_used};
 
 impl NotifierStage {
     /// Applies the silences to every open incident if they changed or one
@@ -17,12 +19,16 @@ impl NotifierStage {
             return Vec::new();
         }
         let silences = self.silences.borrow_and_update().clone();
-        self.silences_due = silences.next_change(now);
+        self.silences_due = Mutes {
+            silences: &silences,
+            maintenance: &self.oncall.oncall.maintenance,
+        }
+        .next_change(now);
         self.silences_stale = false;
         let mut advanced = Vec::new();
         for (partition, state) in &mut self.partitions {
             for (id, under) in state.apply_silences(now, &self.oncall.oncall, &silences) {
-                if let Some(silence) = under {
+                if let Some(silence) = under.filter(|m| !m.starts_with(MAINTENANCE_PREFIX)) {
                     self.silence_uses.push((silence, id.clone()));
                 }
                 advanced.push((*partition, id));
