@@ -62,6 +62,7 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
     check_schedules(&oncall, now, &mut found);
     check_policies(&oncall, &mut found);
     check_maintenance(&oncall, &mut found);
+    check_routes(&oncall, &mut found);
     Ok((oncall, found.into_sorted()))
 }
 
@@ -78,6 +79,21 @@ fn check_maintenance(oncall: &OnCall, found: &mut Findings<'_>) {
         }
         for problem in window.problems() {
             found.error(m, problem);
+        }
+    }
+}
+
+/// Routes: each by its own rules, ids once each.
+fn check_routes(oncall: &OnCall, found: &mut Findings<'_>) {
+    let mut ids = HashSet::new();
+    for r in &oncall.route {
+        let route = r.get_ref();
+        if !ids.insert(route.id.as_str()) {
+            found.error(r, format!("route {:?} is defined twice", route.id));
+        }
+        let policy_exists = |id: &str| oncall.policy.iter().any(|p| p.get_ref().id == id);
+        for problem in route.problems(policy_exists) {
+            found.error(r, problem);
         }
     }
 }
@@ -583,7 +599,7 @@ start = "2026-11-01T00:00:00"
     }
 
     #[test]
-    fn maintenance_windows_are_checked_with_their_lines() {
+    fn maintenance_windows_and_routes_are_checked_with_their_lines() {
         let text = format!(
             r#"{GOOD}
 [[maintenance]]
@@ -614,6 +630,15 @@ from = "02:00"
                     "{at}: maintenance window \"patching\": unknown time zone \"Mars/Olympus\" (use an IANA name such as \"Europe/Berlin\")"
                 ),
                 format!("{at}: maintenance window \"patching\": from and to go together"),
+            ]
+        );
+        let routes = format!("{GOOD}\n[[route]]\nid = \"r\"\npolicy = \"nope\"\npause = \"0s\"\n");
+        let at = line_of(&routes, routes.rfind("[[route]]").unwrap());
+        assert_eq!(
+            errors(&routes),
+            [
+                format!("{at}: route \"r\": unknown policy \"nope\""),
+                format!("{at}: route \"r\": pause is more than 0s and at most 1h"),
             ]
         );
         let bad_matcher = format!(

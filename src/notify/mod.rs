@@ -12,6 +12,8 @@
 //!   incidents of its partition (`partition`, pure), keeps them in the
 //!   compacted `incidents` changelog ([`changelog`]), delivers through
 //!   [`channels`]; acknowledge links are signed ([`links`]).
+//! - [`route`]: which policy an alert takes, a pause before its first page,
+//!   reminders while nobody acknowledges.
 //! - [`maintenance`]: windows booked in the on-call file, muting alerts as
 //!   silences do.
 //! - [`silence`]: silences, on their own compacted topic, which every
@@ -36,6 +38,7 @@ pub mod oncall;
 pub mod oncall_file;
 mod partition;
 pub mod queries;
+pub mod route;
 pub mod schedule;
 pub mod silence;
 #[cfg(test)]

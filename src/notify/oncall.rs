@@ -38,7 +38,7 @@ use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::maintenance::Maintenance;
+use super::{maintenance::Maintenance, route::Route};
 
 /// The whole on-call file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -61,6 +61,10 @@ pub struct OnCall {
     /// nobody (see [`super::maintenance`]).
     #[serde(default)]
     pub maintenance: Vec<Spanned<Maintenance>>,
+    /// Routes: the first whose matchers match an alert picks its policy,
+    /// pause and reminders (see [`super::route`]).
+    #[serde(default)]
+    pub route: Vec<Spanned<Route>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +304,18 @@ impl OnCall {
     }
 
     /// The named policy, else the default one.
+    /// The route of an alert with these labels: the first that matches.
+    pub fn route_for(&self, labels: &std::collections::BTreeMap<String, String>) -> Option<&Route> {
+        self.route
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|r| r.matches(labels))
+    }
+
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.route.iter().map(Spanned::get_ref).find(|r| r.id == id)
+    }
+
     pub fn policy(&self, id: Option<&str>) -> Option<&Policy> {
         let find = |id: &str| {
             self.policy

@@ -58,17 +58,31 @@ impl PartitionState {
             }
             (EventAction::Trigger, None) => {
                 let mut incident = Incident::opened(Opening::of(event)?, now, oncall);
+                let labels = alert_labels(&incident);
+                // A manual page is someone asking for help: no route, no mute.
+                let route = incident
+                    .can_be_silenced()
+                    .then(|| oncall.route_for(&labels))
+                    .flatten();
+                if let Some(route) = route {
+                    incident.route = Some(route.id.clone());
+                    if event.escalation_policy.is_none() && route.policy.is_some() {
+                        incident.policy = route.policy.clone();
+                    }
+                }
                 let mutes = Mutes {
                     silences,
                     maintenance: &oncall.maintenance,
                 };
                 let mute = incident
                     .can_be_silenced()
-                    .then(|| mutes.matching(&alert_labels(&incident), now))
+                    .then(|| mutes.matching(&labels, now))
                     .flatten();
-                match mute {
-                    Some(m) => incident.silence(now, &m.id, m.why, &m.by),
-                    None => incident.page(now, oncall),
+                let pause = route.and_then(|r| r.pause.map(|p| (r.id.as_str(), p)));
+                match (mute, pause) {
+                    (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
+                    (None, Some((route, pause))) => incident.pause(now, route, pause),
+                    (None, None) => incident.page(now, oncall),
                 }
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
                 metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);

@@ -14,7 +14,7 @@ use crate::notify::{
 
 impl Incident {
     /// Plans a user's personal notification rules from `now`.
-    fn page_user(&mut self, user_id: &str, now: DateTime<Utc>, oncall: &OnCall) {
+    pub(super) fn page_user(&mut self, user_id: &str, now: DateTime<Utc>, oncall: &OnCall) {
         let Some(user) = oncall.user(user_id) else {
             self.log(
                 now,
@@ -181,6 +181,8 @@ impl Incident {
                 self.page_user(u, now, oncall);
             }
             self.escalation.next_at = Some(now + std_duration(level.delay));
+            self.escalation.paged = users;
+            self.start_reminders(now, oncall);
             return;
         }
         self.exhausted(now, &policy);
@@ -240,5 +242,6 @@ impl Incident {
                 None => self.escalation.next_at = None,
             }
         }
+        self.advance_route(now, oncall);
     }
 }

@@ -33,6 +33,7 @@
 
 mod escalation;
 mod record;
+mod routing;
 mod silencing;
 mod timeline;
 
@@ -66,6 +67,9 @@ pub struct Incident {
     /// The rule that opened it, when a rule did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The route it took (see [`crate::notify::route`]), if one matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// The labels of the alert that opened it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -117,6 +121,7 @@ impl Incident {
             policy,
             target: opening.target,
             rule: opening.rule,
+            route: None,
             labels: opening.labels,
             opened_at: now,
             acknowledged_by: None,
@@ -172,6 +177,8 @@ impl Incident {
         self.status = Status::Acknowledged;
         self.acknowledged_by = Some(by.to_owned());
         self.escalation.next_at = None;
+        self.escalation.paused_until = None;
+        self.escalation.renotify_at = None;
         self.escalation.ack_expires_at = oncall
             .ack_timeout
             .filter(|_| !until_resolved)
@@ -205,12 +212,19 @@ impl Incident {
         self.resolved_by = Some(by.to_owned());
         self.escalation.next_at = None;
         self.escalation.ack_expires_at = None;
+        self.escalation.renotify_at = None;
+        let paused = self.escalation.paused_until.take().is_some();
         self.cancel_pages();
         let facts = Facts {
             actor: Some(by.to_owned()),
             ..Facts::default()
         };
-        self.log_facts(now, EntryKind::Resolved, format!("by {by}"), facts);
+        let detail = if paused {
+            format!("by {by}; paused, resolved before paging")
+        } else {
+            format!("by {by}")
+        };
+        self.log_facts(now, EntryKind::Resolved, detail, facts);
         // One notice per person reached, on the method that reached them.
         let mut told = BTreeSet::new();
         let reached: Vec<Notification> = self
@@ -287,7 +301,8 @@ impl Incident {
             .iter()
             .filter(|n| n.state == Delivery::Planned)
             .map(|n| n.due_at);
-        let timers = [self.escalation.next_at, self.escalation.ack_expires_at]
+        let e = &self.escalation;
+        let timers = [e.next_at, e.ack_expires_at, e.paused_until, e.renotify_at]
             .into_iter()
             .flatten();
         planned.chain(timers).min()

@@ -96,6 +96,10 @@ pub enum EntryKind {
     Silenced,
     /// Its silence ended.
     Unsilenced,
+    /// Its route holds the first page a while.
+    Paused,
+    /// A reminder: paged again while nobody acknowledges.
+    Renotified,
     /// Stands for the entries left out of a long timeline.
     Elided,
 }
@@ -152,6 +156,21 @@ pub struct Escalation {
     pub next_at: Option<DateTime<Utc>>,
     /// When an acknowledgement runs out.
     pub ack_expires_at: Option<DateTime<Utc>>,
+    /// While its route's pause holds the first page: when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// When the next reminder is due, and how many were sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renotify_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub renotified: u32,
+    /// Whom the last level paged: whom a reminder pages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paged: Vec<String>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the event that opens an incident says.

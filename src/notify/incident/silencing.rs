@@ -18,6 +18,8 @@ impl Incident {
     pub fn silence(&mut self, now: DateTime<Utc>, id: &str, why: String, by: &str) {
         let replaced = self.silenced_by.replace(id.to_owned());
         self.escalation.next_at = None;
+        self.escalation.paused_until = None;
+        self.escalation.renotify_at = None;
         self.cancel_pages();
         let detail = match replaced {
             Some(old) => format!("suppressed by {why} (after {old} ended)"),

@@ -1,0 +1,143 @@
+//! Routes, in the on-call file: which alerts go which way, and how their
+//! first page and reminders are timed. The first route whose matchers all
+//! match an alert (its labels, and `severity`, `dedup_key`, `rule`, as
+//! silences see them) is its route; an alert no route matches takes the
+//! event's policy or `default_policy`, paged at once, no reminders.
+//!
+//! ```toml
+//! [[route]]
+//! id = "checkout"
+//! match = ["service=checkout"]
+//! policy = "payments"      # unless the event names one
+//! pause = "2m"             # page only if still firing 2 minutes on
+//! renotify = { every = "30m", times = 3, backoff = 2.0 }   # 30m, 60m, 120m
+//! ```
+//!
+//! A pause is PagerDuty's transient-alert pause: an alert that resolves
+//! within it pages nobody, and its timeline says "paused, resolved before
+//! paging". A reminder pages again whoever the last escalation level paged,
+//! while the incident is triggered (neither acknowledged nor resolved), at
+//! most `times` times, each wait `backoff` times the one before.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Deserialize;
+
+use super::silence::Matcher;
+
+/// The longest pause: a page held longer is not a page.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// Reminders: at most this many, at least this far apart.
+pub const MAX_RENOTIFY_TIMES: u32 = 100;
+pub const MIN_RENOTIFY_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub id: String,
+    /// Alertmanager matchers; none matches every alert.
+    #[serde(rename = "match", default)]
+    pub matchers: Vec<Matcher>,
+    pub policy: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub pause: Option<Duration>,
+    pub renotify: Option<Renotify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Renotify {
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    pub times: u32,
+    #[serde(default = "no_backoff")]
+    pub backoff: f64,
+}
+
+fn no_backoff() -> f64 {
+    1.0
+}
+
+impl Renotify {
+    /// The wait before reminder `n` (0-based): `every × backoff^n`, capped
+    /// at a day.
+    pub fn wait(&self, n: u32) -> Duration {
+        let factor = self.backoff.powi(n.min(64) as i32);
+        Duration::from_secs_f64((self.every.as_secs_f64() * factor).min(86_400.0))
+    }
+}
+
+impl Route {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+    }
+
+    /// What is wrong with it, for `klaxon oncall check` (`policy_exists`
+    /// says whether a policy id is in the file).
+    pub fn problems(&self, policy_exists: impl Fn(&str) -> bool) -> Vec<String> {
+        let what = format!("route {:?}", self.id);
+        let mut out = Vec::new();
+        if let Some(policy) = &self.policy
+            && !policy_exists(policy)
+        {
+            out.push(format!("{what}: unknown policy {policy:?}"));
+        }
+        if self.pause.is_some_and(|p| p.is_zero() || p > MAX_PAUSE) {
+            out.push(format!("{what}: pause is more than 0s and at most 1h"));
+        }
+        if let Some(r) = &self.renotify {
+            if r.every < MIN_RENOTIFY_EVERY {
+                out.push(format!("{what}: renotify every is at least 1m"));
+            }
+            if r.times == 0 || r.times > MAX_RENOTIFY_TIMES {
+                out.push(format!(
+                    "{what}: renotify times is 1 to {MAX_RENOTIFY_TIMES}"
+                ));
+            }
+            if !(1.0..=10.0).contains(&r.backoff) {
+                out.push(format!("{what}: renotify backoff is 1 to 10"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reminders_back_off_and_bad_routes_say_why() {
+        let r = Renotify {
+            every: Duration::from_secs(1800),
+            times: 3,
+            backoff: 2.0,
+        };
+        let waits: Vec<u64> = (0..3).map(|n| r.wait(n).as_secs()).collect();
+        assert_eq!(waits, [1800, 3600, 7200]);
+        assert_eq!(r.wait(60).as_secs(), 86_400, "capped at a day");
+
+        let route: Route = toml::from_str(
+            r#"
+id = "r"
+policy = "nope"
+pause = "2h"
+renotify = { every = "10s", times = 0, backoff = 0.5 }
+"#,
+        )
+        .unwrap();
+        let problems = route.problems(|p| p == "p");
+        for expect in [
+            "unknown policy",
+            "pause is",
+            "at least 1m",
+            "times is",
+            "backoff is",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expect)),
+                "{expect}: {problems:?}"
+            );
+        }
+    }
+}
