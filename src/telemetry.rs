@@ -392,6 +392,13 @@ pub const METRICS: &[MetricInfo] = &[
         "Paging events read again after a restart and skipped: the changelog's position shows they were applied.",
     ),
     metric(
+        "klaxon_notify_silence_read_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Reads of the silences topic that failed (the last silences stay in force).",
+    ),
+    metric(
         "klaxon_notify_changelog_write_failures_total",
         Counter,
         Unit::Count,

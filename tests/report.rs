@@ -12,7 +12,7 @@ use klaxon::{
     config::LakeConfig,
     history::{IncidentRows, write_rows},
     lake::{Lake, layout::INCIDENTS_DIR, writer::FlushRange},
-    notify::{Incident, OnCall, Opening},
+    notify::{Incident, OnCall, Opening, route::Flap},
     paging::Severity,
     query::QueryEngine,
     report::{ByRule, Interruptions, Noisy, report},
@@ -114,7 +114,8 @@ fn resolve(i: &mut Incident, by: &str, after: i64) {
 /// 2m, resolved by bob after 10m. B: errors, warning, Monday 23:00 UTC,
 /// acked after 6m, resolved after 30m. C: flappy, Saturday noon, resolved
 /// by the rule after 1m before any page was delivered. D: flappy, Tuesday
-/// 19:00 UTC, bob paged, three repeats, resolved by the rule after 3m.
+/// 19:00 UTC, bob paged, three repeats, flapping, resolved by the rule
+/// after 3m.
 fn incidents() -> Vec<Incident> {
     let mut a = open(
         "errors",
@@ -153,6 +154,13 @@ fn incidents() -> Vec<Incident> {
         Some(5),
         3,
     );
+    // It flaps after its repeats: the report counts it among flapping ones.
+    let flap = Flap {
+        changes: 4,
+        within: std::time::Duration::from_secs(600),
+        settle: std::time::Duration::from_secs(300),
+    };
+    d.start_flapping(d.opened_at + Duration::seconds(20), &flap, true);
     resolve(&mut d, "klaxon", 180);
     vec![a, b, c, d]
 }
@@ -239,12 +247,14 @@ async fn the_report_holds_the_figures_worked_out_by_hand_and_duckdb_agrees() {
                 triggers: 5,
                 incidents: 2,
                 self_resolved_within_5m: 2,
+                flapping: 1,
             },
             Noisy {
                 rule: "errors".into(),
                 triggers: 2,
                 incidents: 2,
                 self_resolved_within_5m: 0,
+                flapping: 0,
             },
         ]
     );
@@ -305,6 +315,7 @@ async fn the_report_holds_the_figures_worked_out_by_hand_and_duckdb_agrees() {
             triggers: num(&r[1]).unwrap() as i64,
             incidents: num(&r[2]).unwrap() as i64,
             self_resolved_within_5m: num(&r[3]).unwrap() as i64,
+            flapping: num(&r[4]).unwrap() as i64,
         })
         .collect();
     assert_eq!(duck_noisy, r.noisiest);

@@ -140,8 +140,14 @@ fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
         sql(2),
     );
     table(
-        "Noisiest rules (flapping candidates: resolved by the rule within 5 minutes)",
-        &["rule", "triggers", "incidents", "self-resolved within 5m"],
+        "Noisiest rules (flapping candidates: resolved by the rule within 5 minutes; flapping: by a route's flap detection)",
+        &[
+            "rule",
+            "triggers",
+            "incidents",
+            "self-resolved within 5m",
+            "flapping",
+        ],
         r.noisiest
             .iter()
             .map(|n| {
@@ -150,6 +156,7 @@ fn render(r: &Report, markdown: bool, show_sql: bool) -> String {
                     n.triggers.to_string(),
                     n.incidents.to_string(),
                     n.self_resolved_within_5m.to_string(),
+                    n.flapping.to_string(),
                 ]
             })
             .collect(),

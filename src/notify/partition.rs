@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{
     incident::{Incident, Opening},
     oncall::OnCall,
+    route::{Flap, MAX_FLAP_WINDOW},
     silence::{Mutes, SilenceState, alert_labels},
 };
 use crate::paging::{EventAction, PagingEvent};
@@ -21,6 +22,9 @@ pub(super) struct PartitionState {
     pub(super) open: HashMap<String, String>,
     /// Paging events before this offset are already applied.
     pub(super) position: i64,
+    /// The changes of each alert's last closed incident, for flap
+    /// detection across incidents (see [`super::route::Flap`]).
+    pub(super) changes: HashMap<String, Vec<DateTime<Utc>>>,
 }
 
 impl PartitionState {
@@ -41,6 +45,7 @@ impl PartitionState {
                 .clone()
                 .unwrap_or_else(|| "events api".to_owned())
         });
+        self.forget_closed(&event.dedup_key);
         let open = self
             .open
             .get(&event.dedup_key)
@@ -53,7 +58,11 @@ impl PartitionState {
             (EventAction::Trigger, Some(id)) => {
                 let payload = event.payload.as_ref()?;
                 let incident = self.incidents.get_mut(&id)?;
-                incident.retrigger(&payload.summary, payload.severity, now);
+                let flap = flap_of(incident, oncall);
+                match (flap, incident.flapping.is_some()) {
+                    (Some(flap), true) => incident.flapped(now, &flap, true),
+                    _ => incident.retrigger(&payload.summary, payload.severity, now),
+                }
                 Some(id)
             }
             (EventAction::Trigger, None) => {
@@ -78,11 +87,26 @@ impl PartitionState {
                     .can_be_silenced()
                     .then(|| mutes.matching(&labels, now))
                     .flatten();
+                // The alert's changes go on from its last incident.
+                let flap = route.and_then(|r| r.flap);
+                let flaps = match (flap, self.changes.remove(&event.dedup_key)) {
+                    (Some(flap), history) => {
+                        incident.changes = history.unwrap_or_default();
+                        incident.note_change(now, &flap)
+                    }
+                    (None, _) => false,
+                };
                 let pause = route.and_then(|r| r.pause.map(|p| (r.id.as_str(), p)));
-                match (mute, pause) {
-                    (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
-                    (None, Some((route, pause))) => incident.pause(now, route, pause),
-                    (None, None) => incident.page(now, oncall),
+                match (mute, flap.filter(|_| flaps), pause) {
+                    (Some(m), flapping, _) => {
+                        incident.silence(now, &m.id, m.why, &m.by);
+                        if let Some(flap) = flapping {
+                            incident.start_flapping(now, &flap, true);
+                        }
+                    }
+                    (None, Some(flap), _) => incident.start_flapping(now, &flap, true),
+                    (None, None, Some((route, pause))) => incident.pause(now, route, pause),
+                    (None, None, None) => incident.page(now, oncall),
                 }
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
                 metrics::counter!("klaxon_notify_incidents_opened_total").increment(1);
@@ -98,13 +122,55 @@ impl PartitionState {
                     .then_some(id)
             }
             (EventAction::Resolve, Some(id)) => {
-                self.open.remove(&event.dedup_key);
                 let incident = self.incidents.get_mut(&id)?;
+                // A resolve sent by a person is never a flap.
+                if event.by.is_none()
+                    && let Some(flap) = flap_of(incident, oncall)
+                {
+                    if incident.flapping.is_some() {
+                        incident.flapped(now, &flap, false);
+                        return Some(id);
+                    }
+                    if incident.note_change(now, &flap) {
+                        incident.start_flapping(now, &flap, false);
+                        return Some(id);
+                    }
+                }
+                self.open.remove(&event.dedup_key);
+                self.changes
+                    .insert(event.dedup_key.clone(), incident.changes.clone());
                 incident.resolve(&by, now).then_some(id)
             }
             (action, None) => {
                 tracing::info!(dedup_key = %event.dedup_key, incident = ?event.incident, action = action.as_str(), "no open incident; event ignored");
                 None
+            }
+        }
+    }
+
+    /// Forgets the changes of alerts quiet for longer than any route's
+    /// flap window.
+    pub(super) fn forget_old_changes(&mut self, now: DateTime<Utc>) {
+        let since = now - chrono::Duration::from_std(MAX_FLAP_WINDOW).expect("a day fits");
+        self.changes
+            .retain(|_, changes| changes.last().is_some_and(|t| *t > since));
+    }
+
+    /// Drops the open entry of `dedup_key` if its incident closed by
+    /// itself (its flapping settled resolved), keeping its changes.
+    fn forget_closed(&mut self, dedup_key: &str) {
+        let Some(id) = self.open.get(dedup_key) else {
+            return;
+        };
+        match self.incidents.get(id) {
+            Some(incident) if incident.is_open() => {}
+            Some(incident) => {
+                self.changes
+                    .insert(dedup_key.to_owned(), incident.changes.clone());
+                self.open.remove(dedup_key);
+            }
+            None => {
+                self.open.remove(dedup_key);
             }
         }
     }
@@ -147,6 +213,15 @@ impl PartitionState {
         }
         changed
     }
+}
+
+/// The flap detection of an incident's route, if it has one.
+fn flap_of(incident: &Incident, oncall: &OnCall) -> Option<Flap> {
+    incident
+        .route
+        .as_deref()
+        .and_then(|r| oncall.route(r))
+        .and_then(|r| r.flap)
 }
 
 #[cfg(test)]

@@ -11,13 +11,15 @@
 //! policy = "payments"      # unless the event names one
 //! pause = "2m"             # page only if still firing 2 minutes on
 //! renotify = { every = "30m", times = 3, backoff = 2.0 }   # 30m, 60m, 120m
+//! flap = { changes = 4, within = "10m", settle = "5m" }
 //! ```
 //!
 //! A pause is PagerDuty's transient-alert pause: an alert that resolves
 //! within it pages nobody, and its timeline says "paused, resolved before
 //! paging". A reminder pages again whoever the last escalation level paged,
 //! while the incident is triggered (neither acknowledged nor resolved), at
-//! most `times` times, each wait `backoff` times the one before.
+//! most `times` times, each wait `backoff` times the one before. Flapping
+//! (see [`Flap`]) is Alertmanager's #204 and #3048, refused there.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -42,7 +44,26 @@ pub struct Route {
     #[serde(default, with = "humantime_serde")]
     pub pause: Option<Duration>,
     pub renotify: Option<Renotify>,
+    pub flap: Option<Flap>,
 }
+
+/// When an alert is flapping: more than `changes` state changes (fired,
+/// resolved) within `within`. It then keeps one incident open and pages
+/// nobody until it settles: `settle` without a change. Settled firing, it
+/// pages again; settled resolved, it resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flap {
+    pub changes: u32,
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+/// Flap detection's bounds: a day of history, at most 100 changes.
+pub const MAX_FLAP_WINDOW: Duration = Duration::from_secs(86_400);
+pub const MAX_FLAP_CHANGES: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +119,17 @@ impl Route {
                 out.push(format!("{what}: renotify backoff is 1 to 10"));
             }
         }
+        if let Some(f) = &self.flap {
+            if !(2..=MAX_FLAP_CHANGES).contains(&f.changes) {
+                out.push(format!("{what}: flap changes is 2 to {MAX_FLAP_CHANGES}"));
+            }
+            let minute = Duration::from_secs(60);
+            if !(minute..=MAX_FLAP_WINDOW).contains(&f.within)
+                || !(minute..=MAX_FLAP_WINDOW).contains(&f.settle)
+            {
+                out.push(format!("{what}: flap within and settle are 1m to 1d"));
+            }
+        }
         out
     }
 }
@@ -123,6 +155,7 @@ id = "r"
 policy = "nope"
 pause = "2h"
 renotify = { every = "10s", times = 0, backoff = 0.5 }
+flap = { changes = 1, within = "10s", settle = "5m" }
 "#,
         )
         .unwrap();

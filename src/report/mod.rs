@@ -17,7 +17,8 @@
 //!   time into business hours (08–18 on weekdays), sleep hours (22–08 every
 //!   day) and off hours (the rest).
 //! - The noisiest rules: most triggers, and most incidents the rule resolved
-//!   itself within 5 minutes of opening (flapping candidates).
+//!   itself within 5 minutes of opening (flapping candidates), and those
+//!   whose alert flapped (a route's flap detection).
 
 use std::collections::BTreeMap;
 
@@ -77,6 +78,8 @@ pub struct Noisy {
     pub incidents: i64,
     /// Incidents the rule resolved itself within [`FLAP_SECS`].
     pub self_resolved_within_5m: i64,
+    /// Incidents whose alert flapped (their route's flap detection).
+    pub flapping: i64,
 }
 
 /// One figure's title and the SQL behind it.
@@ -118,7 +121,8 @@ fn per_incident(service_column: bool) -> String {
          min(CASE WHEN event = 'acknowledged' THEN extract(epoch FROM time) END) AS acked,
          min(CASE WHEN event = 'resolved' THEN extract(epoch FROM time) END) AS resolved,
          max(CASE WHEN event = 'resolved' THEN CAST(actor AS VARCHAR) END) AS resolved_by,
-         sum(CASE WHEN event IN ('triggered', 'repeated') THEN 1 ELSE 0 END) AS triggers
+         sum(CASE WHEN event IN ('triggered', 'repeated') THEN 1 ELSE 0 END) AS triggers,
+         max(CASE WHEN event = 'flapping' THEN 1 ELSE 0 END) AS flapped
   FROM incidents
   GROUP BY incident_id
 )"
@@ -184,7 +188,8 @@ ORDER BY \"user\", paged_at"
                 "WITH {with}
 SELECT coalesce(rule, '(no rule)') AS rule, sum(triggers) AS triggers, count(*) AS incidents,
        sum(CASE WHEN resolved_by = '{RULES_ACTOR}' AND resolved - opened <= {FLAP_SECS}
-                THEN 1 ELSE 0 END) AS self_resolved_within_5m
+                THEN 1 ELSE 0 END) AS self_resolved_within_5m,
+       sum(flapped) AS flapping
 FROM per_incident WHERE opened >= {since}
 GROUP BY coalesce(rule, '(no rule)')
 ORDER BY triggers DESC, self_resolved_within_5m DESC, rule
@@ -270,18 +275,20 @@ pub async fn report(
     };
     let noisiest = {
         let b = &results[3];
-        let (rules, triggers, incidents, flapping) = (
+        let (rules, triggers, incidents, self_resolved, flapping) = (
             texts(b, "rule")?,
             ints(b, "triggers")?,
             ints(b, "incidents")?,
             ints(b, "self_resolved_within_5m")?,
+            ints(b, "flapping")?,
         );
         (0..rules.len())
             .map(|i| Noisy {
                 rule: rules[i].clone().unwrap_or_default(),
                 triggers: triggers[i].unwrap_or(0),
                 incidents: incidents[i].unwrap_or(0),
-                self_resolved_within_5m: flapping[i].unwrap_or(0),
+                self_resolved_within_5m: self_resolved[i].unwrap_or(0),
+                flapping: flapping[i].unwrap_or(0),
             })
             .collect()
     };

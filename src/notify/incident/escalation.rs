@@ -243,5 +243,6 @@ impl Incident {
             }
         }
         self.advance_route(now, oncall);
+        self.advance_flapping(now, oncall);
     }
 }

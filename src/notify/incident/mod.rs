@@ -32,6 +32,7 @@
 //! further `impl Incident`.
 
 mod escalation;
+mod flapping;
 mod record;
 mod routing;
 mod silencing;
@@ -43,8 +44,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::record::{
-    Delivery, Entry, EntryKind, Escalation, Facts, MAX_DETAIL_BYTES, MAX_FACT_BYTES, Notification,
-    Opening, Purpose, Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
+    Delivery, Entry, EntryKind, Escalation, Facts, Flapping, MAX_DETAIL_BYTES, MAX_FACT_BYTES,
+    Notification, Opening, Purpose, Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
 };
 use super::oncall::{ContactKind, OnCall, Target};
 use crate::paging::Severity;
@@ -87,6 +88,13 @@ pub struct Incident {
     /// The silence that keeps it from paging anyone, while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silenced_by: Option<String>,
+    /// When its alert changed state lately (fired, resolved), carried over
+    /// from the alert's previous incident, for its route's flap detection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DateTime<Utc>>,
+    /// While its alert flaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Flapping>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -132,6 +140,8 @@ impl Incident {
             timeline: Vec::new(),
             elided: 0,
             silenced_by: None,
+            changes: Vec::new(),
+            flapping: None,
         };
         let detail = format!("{} ({})", incident.summary, incident.severity);
         incident.log(now, EntryKind::Triggered, detail);
@@ -214,6 +224,7 @@ impl Incident {
         self.escalation.ack_expires_at = None;
         self.escalation.renotify_at = None;
         let paused = self.escalation.paused_until.take().is_some();
+        self.flapping = None;
         self.cancel_pages();
         let facts = Facts {
             actor: Some(by.to_owned()),
@@ -302,9 +313,16 @@ impl Incident {
             .filter(|n| n.state == Delivery::Planned)
             .map(|n| n.due_at);
         let e = &self.escalation;
-        let timers = [e.next_at, e.ack_expires_at, e.paused_until, e.renotify_at]
-            .into_iter()
-            .flatten();
+        let settle = self.flapping.map(|f| f.settle_at);
+        let timers = [
+            e.next_at,
+            e.ack_expires_at,
+            e.paused_until,
+            e.renotify_at,
+            settle,
+        ]
+        .into_iter()
+        .flatten();
         planned.chain(timers).min()
     }
 

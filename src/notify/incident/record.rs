@@ -100,6 +100,10 @@ pub enum EntryKind {
     Paused,
     /// A reminder: paged again while nobody acknowledges.
     Renotified,
+    /// Its alert flaps: changes are noted, nobody is paged until it settles.
+    Flapping,
+    /// It stopped flapping.
+    Settled,
     /// Stands for the entries left out of a long timeline.
     Elided,
 }
@@ -167,6 +171,15 @@ pub struct Escalation {
     /// Whom the last level paged: whom a reminder pages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paged: Vec<String>,
+}
+
+/// While an incident's alert flaps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Flapping {
+    /// Whether it fired last (a resolve while flapping keeps it open).
+    pub firing: bool,
+    /// When it settles if nothing changes before.
+    pub settle_at: DateTime<Utc>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

@@ -244,6 +244,12 @@ impl Stage for NotifierStage {
                 state.position = log.position.unwrap_or(0);
                 for incident in &log.incidents {
                     let mut incident = incident.clone();
+                    // Flap detection goes on across the restart.
+                    if !incident.is_open() && !incident.changes.is_empty() {
+                        state
+                            .changes
+                            .insert(incident.dedup_key.clone(), incident.changes.clone());
+                    }
                     if incident.is_open() {
                         state
                             .open

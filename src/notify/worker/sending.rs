@@ -16,6 +16,7 @@ impl NotifierStage {
         let mut advanced = self.apply_silences(now);
         let unsaved = &self.unsaved;
         for (partition, state) in &mut self.partitions {
+            state.forget_old_changes(now);
             for incident in state.incidents.values_mut() {
                 if incident.next_wakeup().is_none_or(|t| t > now) {
                     continue;
