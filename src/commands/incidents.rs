@@ -97,12 +97,29 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
     // end of an acknowledgement that runs out.
     let at =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let escalates = match (i.escalation.next_at, i.escalation.ack_expires_at) {
-        (Some(next), _) => at(next),
-        (None, Some(expires)) => format!("{} (when the acknowledgement runs out)", at(expires)),
-        (None, None) => "never".to_owned(),
+    let e = &i.escalation;
+    let escalates = match (e.next_at, e.ack_expires_at, e.paused_until, e.renotify_at) {
+        (Some(next), ..) => at(next),
+        (None, Some(expires), ..) => {
+            format!("{} (when the acknowledgement runs out)", at(expires))
+        }
+        (None, None, Some(pause), _) => format!("{} (when its route's pause ends)", at(pause)),
+        (None, None, None, Some(remind)) => format!("{} (a reminder)", at(remind)),
+        (None, None, None, None) => "never".to_owned(),
     };
     writeln!(out, "escalates  {escalates}")?;
+    // What holds its pages back, if anything: said here, not only in the
+    // timeline.
+    if let Some(mute) = &i.silenced_by {
+        writeln!(out, "silenced   by {mute} (pages when it ends)")?;
+    }
+    if let Some(flapping) = &i.flapping {
+        writeln!(
+            out,
+            "flapping   settles at {} unless it changes again",
+            at(flapping.settle_at)
+        )?;
+    }
     writeln!(out, "timeline")?;
     for e in &i.timeline {
         let kind = serde_json::to_value(e.kind)?;

@@ -11,7 +11,7 @@ use super::{create_topics, need_brokers, table::aligned};
 use crate::{
     config::Config,
     notify::silence::{
-        Silence, SilenceState, SilenceStatus,
+        SilenceState,
         store::{self, NewSilence},
     },
 };
@@ -116,23 +116,10 @@ fn by(by: Option<String>) -> String {
 
 /// The silences `args` asks for, newest first, as a table or JSON.
 fn listing(state: &SilenceState, args: &ListArgs, now: DateTime<Utc>) -> String {
-    let mut shown: Vec<&Silence> = state
-        .silences
-        .values()
-        .filter(|s| args.all || args.unused || s.status(now) != SilenceStatus::Expired)
-        .filter(|s| !args.unused || !state.used.contains_key(&s.id))
-        .collect();
-    shown.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let shown = store::listed(state, args.all, args.unused, now);
     if args.format == ListFormat::Json {
-        let rows: Vec<serde_json::Value> = shown
-            .iter()
-            .map(|s| {
-                let mut value = serde_json::to_value(s).expect("silences serialise");
-                value["status"] = s.status(now).as_str().into();
-                value["used_by"] = state.used.get(&s.id).cloned().into();
-                value
-            })
-            .collect();
+        let rows: Vec<serde_json::Value> =
+            shown.iter().map(|s| store::row(state, s, now)).collect();
         return format!("{}\n", serde_json::Value::Array(rows));
     }
     let rows: Vec<Vec<String>> = shown

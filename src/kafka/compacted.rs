@@ -11,6 +11,7 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
+    types::RDKafkaErrorCode,
 };
 
 use crate::{
@@ -38,9 +39,20 @@ pub fn read_compacted(
     let mut assignment = TopicPartitionList::new();
     let mut open = 0;
     for t in metadata.topics() {
+        // A topic that does not exist yet reads as empty; any other error
+        // (no leader, an election under way) is a failed read, never an
+        // empty topic: state read as empty would lift every silence and
+        // forget every incident.
+        match t.error().map(RDKafkaErrorCode::from) {
+            None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+            Some(code) => return Err(KafkaError::MetadataFetch(code)),
+        }
         for p in t.partitions() {
             if partitions.is_some_and(|wanted| !wanted.contains(&p.id())) {
                 continue;
+            }
+            if let Some(code) = p.error().map(RDKafkaErrorCode::from) {
+                return Err(KafkaError::MetadataFetch(code));
             }
             let (low, high) = consumer.fetch_watermarks(topic, p.id(), limit)?;
             if high > low {
@@ -58,7 +70,7 @@ pub fn read_compacted(
     while open > 0 {
         if Instant::now() > deadline {
             return Err(KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                RDKafkaErrorCode::OperationTimedOut,
             ));
         }
         match consumer.poll(Duration::from_millis(500)) {

@@ -624,7 +624,7 @@ from = "02:00"
             [
                 format!("{at}: maintenance window \"patching\" is defined twice"),
                 format!(
-                    "{at}: maintenance window \"patching\": every matcher also matches an alert without that label, so it would mute everything"
+                    "{at}: maintenance window \"patching\": its matchers match every alert (a label every alert has, or one it lacks, which reads as empty), so it would mute everything"
                 ),
                 format!(
                     "{at}: maintenance window \"patching\": unknown time zone \"Mars/Olympus\" (use an IANA name such as \"Europe/Berlin\")"

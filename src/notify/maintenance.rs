@@ -25,7 +25,10 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::Deserialize;
 
-use super::{oncall::Day, silence::Matcher};
+use super::{
+    oncall::Day,
+    silence::{Matcher, matches_every_alert},
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,9 +62,9 @@ impl Maintenance {
         let what = format!("maintenance window {:?}", self.id);
         if self.matchers.is_empty() {
             out.push(format!("{what} has no matchers"));
-        } else if self.matchers.iter().all(Matcher::matches_empty) {
+        } else if matches_every_alert(&self.matchers) {
             out.push(format!(
-                "{what}: every matcher also matches an alert without that label, so it would mute everything"
+                "{what}: its matchers match every alert (a label every alert has, or one it lacks, which reads as empty), so it would mute everything"
             ));
         }
         if self.time_zone.parse::<chrono_tz::Tz>().is_err() {

@@ -10,7 +10,7 @@ use super::{
     incident::{Incident, Opening},
     oncall::OnCall,
     route::{Flap, MAX_FLAP_WINDOW},
-    silence::{Mutes, SilenceState, alert_labels},
+    silence::{Mutes, SilenceState, UNKNOWN_SILENCE_GRACE, alert_labels},
 };
 use crate::paging::{EventAction, PagingEvent};
 
@@ -63,6 +63,12 @@ impl PartitionState {
                     (Some(flap), true) => incident.flapped(now, &flap, true),
                     _ => incident.retrigger(&payload.summary, payload.severity, now),
                 }
+                // Its severity may have changed what silences it.
+                let mutes = Mutes {
+                    silences,
+                    maintenance: &oncall.maintenance,
+                };
+                apply_mutes(incident, &mutes, now, oncall);
                 Some(id)
             }
             (EventAction::Trigger, None) => {
@@ -195,24 +201,48 @@ impl PartitionState {
             let Some(incident) = self.incidents.get_mut(id) else {
                 continue;
             };
-            if !incident.can_be_silenced() {
-                continue;
+            if apply_mutes(incident, &mutes, now, oncall) {
+                changed.push((id.clone(), incident.silenced_by.clone()));
             }
-            let labels = alert_labels(incident);
-            if let Some(current) = &incident.silenced_by
-                && mutes.holds(current, &labels, now)
-            {
-                continue;
-            }
-            match (mutes.matching(&labels, now), incident.silenced_by.clone()) {
-                (None, None) => continue,
-                (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
-                (None, Some(current)) => incident.unsilence(now, mutes.ending(&current), oncall),
-            }
-            changed.push((id.clone(), incident.silenced_by.clone()));
         }
         changed
     }
+}
+
+/// Brings one incident in line with the mutes at `now`; true if it changed.
+/// A silence this member does not know yet (none read so far, or one made
+/// within [`UNKNOWN_SILENCE_GRACE`]) keeps the incident silenced: a silence
+/// is never lifted for want of reading it.
+fn apply_mutes(
+    incident: &mut Incident,
+    mutes: &Mutes,
+    now: DateTime<Utc>,
+    oncall: &OnCall,
+) -> bool {
+    if !incident.can_be_silenced() {
+        return false;
+    }
+    let labels = alert_labels(incident);
+    if let Some(current) = &incident.silenced_by {
+        let keep = match mutes.holds(current, &labels, now) {
+            Some(holds) => holds,
+            None => {
+                !mutes.silences.loaded
+                    || incident
+                        .silenced_at()
+                        .is_some_and(|at| now - at < UNKNOWN_SILENCE_GRACE)
+            }
+        };
+        if keep {
+            return false;
+        }
+    }
+    match (mutes.matching(&labels, now), incident.silenced_by.clone()) {
+        (None, None) => return false,
+        (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
+        (None, Some(current)) => incident.unsilence(now, mutes.ending(&current), oncall),
+    }
+    true
 }
 
 /// The flap detection of an incident's route, if it has one.
@@ -290,5 +320,147 @@ delay = "5m"
             Some(second.clone())
         );
         assert_eq!(state.incidents[&second].status, Status::Acknowledged);
+    }
+
+    fn event(dedup_key: &str, service: &str, severity: &str) -> PagingEvent {
+        let text = format!(
+            r#"{{"event_action":"trigger","dedup_key":"{dedup_key}","labels":{{"service":"{service}"}},"payload":{{"summary":"s","source":"x","severity":"{severity}"}}}}"#
+        );
+        parse_event(text.as_bytes()).unwrap().0
+    }
+
+    fn loaded(silences: &[crate::notify::silence::Silence]) -> SilenceState {
+        SilenceState {
+            silences: silences.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+            loaded: true,
+            ..SilenceState::default()
+        }
+    }
+
+    #[test]
+    fn what_a_silence_holds_back_is_not_sent_by_another_way() {
+        use crate::notify::{
+            incident::Delivery,
+            silence::tests::{at, silence},
+        };
+        let oncall: OnCall = toml::from_str(&one_user_oncall(
+            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }, { type = "webhook", id = "b", address = "http://127.0.0.1:1/b" }"#,
+        ))
+        .unwrap();
+        let none = loaded(&[]);
+        let api = loaded(&[silence(
+            "s1",
+            &["service=api"],
+            "2026-03-02T10:00:30Z",
+            "2026-03-02T12:00:00Z",
+        )]);
+        let mut state = PartitionState::default();
+        let (t0, t1) = (at("2026-03-02T10:00:00Z"), at("2026-03-02T10:01:00Z"));
+        let failing = state
+            .apply(&event("a", "api", "critical"), t0, &oncall, &none)
+            .unwrap();
+        let uncertain = state
+            .apply(&event("b", "api", "critical"), t0, &oncall, &none)
+            .unwrap();
+        let mut sending = Vec::new();
+        for id in [&failing, &uncertain] {
+            let incident = state.incidents.get_mut(id).unwrap();
+            let seq = incident.due(t0)[0];
+            incident.sending(seq);
+            sending.push(seq);
+        }
+        // The silence arrives while both first pages are under way.
+        assert_eq!(state.apply_silences(t1, &oncall, &api).len(), 2);
+        // A failed page does not fall through to the next contact...
+        let incident = state.incidents.get_mut(&failing).unwrap();
+        incident.delivered(sending[0], Err("refused".into()), t1, &oncall);
+        assert!(incident.due(t1 + chrono::Duration::hours(1)).is_empty());
+        assert_eq!(incident.next_wakeup(), None);
+        // ...and a send left uncertain by a crash is not made again.
+        let incident = state.incidents.get_mut(&uncertain).unwrap();
+        assert!(incident.recover(t1));
+        assert_eq!(
+            incident.notification(sending[1]).unwrap().state,
+            Delivery::Cancelled
+        );
+        assert!(incident.due(t1 + chrono::Duration::hours(1)).is_empty());
+    }
+
+    #[test]
+    fn a_silence_not_read_yet_is_not_lifted_and_a_new_severity_is_checked() {
+        use crate::notify::silence::tests::{at, silence};
+        let oncall: OnCall = toml::from_str(&one_user_oncall(
+            r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
+        ))
+        .unwrap();
+        let api = loaded(&[silence(
+            "s1",
+            &["service=api"],
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T12:00:00Z",
+        )]);
+        let mut state = PartitionState::default();
+        let id = state
+            .apply(
+                &event("a", "api", "critical"),
+                at("2026-03-02T10:00:00Z"),
+                &oncall,
+                &api,
+            )
+            .unwrap();
+        let silenced = |state: &PartitionState| state.incidents[&id].silenced_by.clone();
+        assert_eq!(silenced(&state).as_deref(), Some("s1"));
+        // Nothing read yet (the first read failed): s1 holds.
+        let unread = SilenceState::default();
+        assert!(
+            state
+                .apply_silences(at("2026-03-02T10:30:00Z"), &oncall, &unread)
+                .is_empty()
+        );
+        // Read, but without s1: within the grace it may be a silence made
+        // an instant ago elsewhere; past it, it is gone, and the alert pages.
+        let without = loaded(&[]);
+        assert!(
+            state
+                .apply_silences(at("2026-03-02T10:00:20Z"), &oncall, &without)
+                .is_empty()
+        );
+        assert_eq!(
+            state
+                .apply_silences(at("2026-03-02T10:00:40Z"), &oncall, &without)
+                .len(),
+            1
+        );
+        assert_eq!(silenced(&state), None);
+        assert!(
+            state.incidents[&id]
+                .timeline
+                .iter()
+                .any(|e| e.detail == "silence s1 was deleted: paging")
+        );
+
+        // A retrigger that raises the severity is checked again.
+        let critical = loaded(&[silence(
+            "crit",
+            &["service=web", "severity=critical"],
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T12:00:00Z",
+        )]);
+        let web = state
+            .apply(
+                &event("w", "web", "warning"),
+                at("2026-03-02T10:01:00Z"),
+                &oncall,
+                &critical,
+            )
+            .unwrap();
+        assert_eq!(state.incidents[&web].silenced_by, None);
+        state.apply(
+            &event("w", "web", "critical"),
+            at("2026-03-02T10:02:00Z"),
+            &oncall,
+            &critical,
+        );
+        assert_eq!(state.incidents[&web].silenced_by.as_deref(), Some("crit"));
     }
 }

@@ -25,10 +25,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
+    check::{Level, check_oncall},
     incident::{Incident, Purpose},
     oncall::OnCall,
     partition::PartitionState,
-    silence::{Silence, SilenceState},
+    silence::{Silence, SilenceState, store::NewSilence},
 };
 use crate::paging::PagingEvent;
 
@@ -126,6 +127,8 @@ fn check(state: &PartitionState, expect: &Value, line: usize) {
     }
 }
 
+/// A silence as `klaxon silence add` makes it (checked as it checks them)
+/// and as notifiers read it back from the topic (through its JSON).
 fn silence_of(spec: &Value, now: DateTime<Utc>) -> Silence {
     let text = |k: &str, default: &str| {
         spec.get(k)
@@ -133,27 +136,37 @@ fn silence_of(spec: &Value, now: DateTime<Utc>) -> Silence {
             .unwrap_or(default)
             .to_owned()
     };
-    Silence {
-        id: text("id", "s"),
+    let starts_at = spec.get("from").map_or(now, at);
+    let length = (at(&spec["until"]) - starts_at)
+        .to_std()
+        .expect("a silence ends after it starts");
+    let request = NewSilence {
         matchers: spec["match"]
             .as_array()
             .expect("a silence has match")
             .iter()
-            .map(|m| m.as_str().unwrap().parse().unwrap())
+            .map(|m| m.as_str().unwrap().to_owned())
             .collect(),
-        starts_at: spec.get("from").map_or(now, at),
-        ends_at: at(&spec["until"]),
+        starts_at: Some(starts_at),
+        length,
         created_by: text("by", "ops"),
-        created_at: now,
         comment: text("comment", "maintenance"),
-        expired_by: None,
-    }
+    };
+    let mut silence = request
+        .check(now)
+        .unwrap_or_else(|e| panic!("{spec}: klaxon silence add refuses it: {e}"));
+    silence.id = text("id", "s");
+    let stored = serde_json::to_vec(&silence).unwrap();
+    serde_json::from_slice(&stored).unwrap()
 }
 
 fn run(path: &Path, oncall: &OnCall) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut state = PartitionState::default();
-    let mut silences = SilenceState::default();
+    let mut silences = SilenceState {
+        loaded: true,
+        ..SilenceState::default()
+    };
     let mut expectations = 0;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -191,8 +204,14 @@ fn run(path: &Path, oncall: &OnCall) {
 #[test]
 fn notify_streams() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/notify_streams");
-    let oncall: OnCall =
-        toml::from_str(&std::fs::read_to_string(dir.join("oncall.toml")).unwrap()).unwrap();
+    // Checked as `klaxon oncall check` and the notifier check it.
+    let text = std::fs::read_to_string(dir.join("oncall.toml")).unwrap();
+    let (oncall, findings) = check_oncall(&text, at(&Value::from("00:00:00"))).unwrap();
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
     let mut cases: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

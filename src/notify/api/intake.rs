@@ -130,6 +130,13 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
                 custom_details: details,
             };
             let mut event = PagingEvent::trigger(&dedup_key, payload, by);
+            // The alert's labels, for silences, routes and the lake
+            // (Alertmanager's labels are strings; cap_event bounds them).
+            event.labels = a
+                .labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
             event.links = a
                 .generator_url
                 .iter()
@@ -331,6 +338,11 @@ mod tests {
         assert_eq!(fire["payload"]["component"], "checkout");
         assert_eq!(fire["escalation_policy"], "payments");
         assert_eq!(fire["links"][0]["href"], "http://prom/graph");
+        // Its labels travel with it, so a silence on service=checkout or a
+        // route on alertname matches it.
+        assert_eq!(fire["labels"]["service"], "checkout");
+        assert_eq!(fire["labels"]["alertname"], "HighLatency");
+        assert_eq!(events[0].labels.len(), 4);
         let schema: Value =
             serde_json::from_str(include_str!("../../../schemas/paging-event.schema.json"))
                 .unwrap();

@@ -7,7 +7,7 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -16,10 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Shared, auth::refused, error};
-use crate::notify::silence::{
-    SilenceStatus,
-    store::{self, NewSilence, SilenceError},
-};
+use crate::notify::silence::store::{self, NewSilence, SilenceError};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
@@ -32,27 +29,25 @@ pub(super) struct ListQuery {
 pub(super) async fn list(
     State(s): Shared,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
+    // The credential first: a caller without one learns nothing, not
+    // even which query klaxon takes.
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let state = match store::list(&s.config).await {
         Ok(state) => state,
         Err(e) => return silence_error(SilenceError::Kafka(e)),
     };
     let now = Utc::now();
-    let rows: Vec<serde_json::Value> = state
-        .silences
-        .values()
-        .filter(|x| q.all || q.unused || x.status(now) != SilenceStatus::Expired)
-        .filter(|x| !q.unused || !state.used.contains_key(&x.id))
-        .map(|x| {
-            let mut value = serde_json::to_value(x).expect("silences serialise");
-            value["status"] = x.status(now).as_str().into();
-            value["used_by"] = state.used.get(&x.id).cloned().into();
-            value
-        })
+    let rows: Vec<serde_json::Value> = store::listed(&state, q.all, q.unused, now)
+        .into_iter()
+        .map(|x| store::row(&state, x, now))
         .collect();
     Json(json!({ "silences": rows })).into_response()
 }
@@ -101,11 +96,15 @@ pub(super) async fn expire(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ExpireQuery>,
+    q: Result<Query<ExpireQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = refused(&s, &headers) {
         return r;
     }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let by = q.by.unwrap_or_else(|| "http api".to_owned());
     match store::expire(&s.config, &id, &by).await {
         Ok(silence) => Json(silence).into_response(),

@@ -181,6 +181,20 @@ impl Incident {
         oncall: &OnCall,
         until_resolved: bool,
     ) -> bool {
+        // Acknowledged already with a timeout: until resolved lifts it.
+        if self.status == Status::Acknowledged
+            && until_resolved
+            && self.escalation.ack_expires_at.take().is_some()
+        {
+            self.acknowledged_by = Some(by.to_owned());
+            let facts = Facts {
+                actor: Some(by.to_owned()),
+                ..Facts::default()
+            };
+            let detail = format!("by {by} until resolved");
+            self.log_facts(now, EntryKind::Acknowledged, detail, facts);
+            return true;
+        }
         if self.status != Status::Triggered {
             return false;
         }
@@ -384,7 +398,10 @@ impl Incident {
                     ),
                     facts(format!("failed: {reason}")),
                 );
-                if n.purpose != Purpose::Page || self.status != Status::Triggered {
+                if n.purpose != Purpose::Page
+                    || self.status != Status::Triggered
+                    || self.pages_held()
+                {
                     return;
                 }
                 let next = oncall.user(&n.user).and_then(|u| {
@@ -414,14 +431,26 @@ impl Incident {
             .collect();
         let any = !uncertain.is_empty();
         for n in uncertain {
-            self.notifications[n.seq as usize].state = Delivery::Planned;
+            // A page under a silence (or while its alert flaps) is not sent
+            // again: it is no longer wanted.
+            let (state, what) = if n.purpose == Purpose::Page && self.pages_held() {
+                (Delivery::Cancelled, "not sent again, pages are held")
+            } else {
+                (Delivery::Planned, "sending again")
+            };
+            self.notifications[n.seq as usize].state = state;
             self.log(
                 now,
                 EntryKind::DeliveryUncertain,
-                format!("{} by {}: sending again", n.user, n.contact),
+                format!("{} by {}: {what}", n.user, n.contact),
             );
         }
         any
+    }
+
+    /// Whether it pages nobody for now: it is silenced, or its alert flaps.
+    pub fn pages_held(&self) -> bool {
+        self.silenced_by.is_some() || self.flapping.is_some()
     }
 }
 

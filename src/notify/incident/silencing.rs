@@ -32,6 +32,15 @@ impl Incident {
         self.log_facts(now, EntryKind::Silenced, detail, facts);
     }
 
+    /// When it was last put under a silence, if its timeline still shows.
+    pub fn silenced_at(&self) -> Option<DateTime<Utc>> {
+        self.timeline
+            .iter()
+            .rev()
+            .find(|e| e.kind == EntryKind::Silenced)
+            .map(|e| e.at)
+    }
+
     /// Its silence ended (`why` says how). Still triggered, it pages from
     /// its policy's first level; acknowledged, it waits as it was.
     pub fn unsilence(&mut self, now: DateTime<Utc>, why: String, oncall: &OnCall) {

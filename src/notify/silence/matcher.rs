@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// small, and a regex built from user input must not take the notifier's
 /// memory or time.
 pub const MAX_MATCHER_VALUE_BYTES: usize = 1024;
+pub const MAX_LABEL_NAME_BYTES: usize = 128;
 const MAX_REGEX_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +72,19 @@ impl Matcher {
 }
 
 impl fmt::Display for Matcher {
+    /// Writes it so that it reads back the same: a value that is empty,
+    /// starts with a quote or space, ends with a space or holds a control
+    /// character is written quoted, with JSON's escapes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.name, self.op.as_str(), self.value)
+        let v = &self.value;
+        let quote =
+            v.is_empty() || v.starts_with('"') || v.trim() != v || v.chars().any(char::is_control);
+        if quote {
+            let quoted = serde_json::to_string(v).map_err(|_| fmt::Error)?;
+            write!(f, "{}{}{quoted}", self.name, self.op.as_str())
+        } else {
+            write!(f, "{}{}{v}", self.name, self.op.as_str())
+        }
     }
 }
 
@@ -80,41 +92,24 @@ impl fmt::Display for Matcher {
 pub enum MatcherError {
     #[error("{0:?}: a matcher is label=value, label!=value, label=~regex or label!~regex")]
     Shape(String),
-    #[error("{0:?}: a label name is letters, digits and _, not starting with a digit")]
+    #[error(
+        "{0:?}: a label name is letters, digits and _, not starting with a digit, at most {MAX_LABEL_NAME_BYTES} bytes"
+    )]
     Name(String),
+    #[error("{0:?}: a quoted value is one JSON string: \"...\" with \\\" for a quote inside")]
+    Quote(String),
     #[error("{0:?}: the value is longer than {MAX_MATCHER_VALUE_BYTES} bytes")]
     TooLong(String),
     #[error("{text:?}: not a regex: {reason}")]
     Regex { text: String, reason: String },
 }
 
-impl FromStr for Matcher {
-    type Err = MatcherError;
-
-    fn from_str(text: &str) -> Result<Self, MatcherError> {
-        let text = text.trim();
-        let name_end = text
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .ok_or_else(|| MatcherError::Shape(text.to_owned()))?;
-        let (name, rest) = text.split_at(name_end);
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(MatcherError::Shape(text.to_owned()));
-        }
-        if name.starts_with(|c: char| c.is_ascii_digit()) {
+impl Matcher {
+    /// A matcher of `name`; `text` is how it was written, for errors.
+    fn new(text: &str, name: &str, op: Op, value: String) -> Result<Self, MatcherError> {
+        if name.len() > MAX_LABEL_NAME_BYTES || name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(MatcherError::Name(text.to_owned()));
         }
-        let rest = rest.trim_start();
-        let op = [Op::NotEqual, Op::Regex, Op::NotRegex, Op::Equal]
-            .into_iter()
-            .find(|op| rest.starts_with(op.as_str()))
-            .ok_or_else(|| MatcherError::Shape(text.to_owned()))?;
-        let value = rest[op.as_str().len()..].trim();
-        // A quoted value, as Alertmanager's amtool writes them.
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
         if value.len() > MAX_MATCHER_VALUE_BYTES {
             return Err(MatcherError::TooLong(text.to_owned()));
         }
@@ -133,9 +128,39 @@ impl FromStr for Matcher {
         Ok(Self {
             name: name.to_owned(),
             op,
-            value: value.to_owned(),
+            value,
             regex,
         })
+    }
+}
+
+impl FromStr for Matcher {
+    type Err = MatcherError;
+
+    fn from_str(text: &str) -> Result<Self, MatcherError> {
+        let text = text.trim();
+        let name_end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or_else(|| MatcherError::Shape(text.to_owned()))?;
+        let (name, rest) = text.split_at(name_end);
+        if name.is_empty() {
+            return Err(MatcherError::Shape(text.to_owned()));
+        }
+        let rest = rest.trim_start();
+        let op = [Op::NotEqual, Op::Regex, Op::NotRegex, Op::Equal]
+            .into_iter()
+            .find(|op| rest.starts_with(op.as_str()))
+            .ok_or_else(|| MatcherError::Shape(text.to_owned()))?;
+        let value = rest[op.as_str().len()..].trim();
+        // A quoted value, as Alertmanager's amtool writes them, is one whole
+        // string with its escapes: `x=""""` is refused, not read as `x=""`.
+        let value = if value.starts_with('"') {
+            serde_json::from_str::<String>(value)
+                .map_err(|_| MatcherError::Quote(text.to_owned()))?
+        } else {
+            value.to_owned()
+        };
+        Self::new(text, name, op, value)
     }
 }
 
@@ -191,6 +216,34 @@ mod tests {
         let quoted = m(r#"severity =~ "warn.*""#);
         assert_eq!(quoted.to_string(), "severity=~warn.*");
         assert_eq!(m(&quoted.to_string()), quoted);
+        // Whatever a value holds, it is written so that it reads back alike.
+        for value in [
+            "",
+            "\"",
+            "\"\"",
+            " a ",
+            "a\"b",
+            "\\",
+            "tab\there",
+            "x\ny",
+            "é",
+        ] {
+            for op in [Op::Equal, Op::NotEqual, Op::Regex, Op::NotRegex] {
+                let Ok(matcher) = Matcher::new("test", "x", op, value.to_owned()) else {
+                    continue; // not a regex
+                };
+                let text = matcher.to_string();
+                assert_eq!(m(&text), matcher, "{value:?} as {text}");
+            }
+        }
+        assert_eq!(m(r#"team="""#).to_string(), r#"team="""#);
+        // A quote that does not close one string is refused, not guessed.
+        for bad in [r#"x="""""#, r#"x=""""#, r#"x="a"#, r#"x="a"b""#] {
+            assert!(
+                matches!(bad.parse::<Matcher>(), Err(MatcherError::Quote(_))),
+                "{bad}"
+            );
+        }
         let json = serde_json::to_string(&m("a!=b=c")).unwrap();
         assert_eq!(json, r#""a!=b=c""#);
         assert_eq!(serde_json::from_str::<Matcher>(&json).unwrap().value, "b=c");
@@ -198,11 +251,13 @@ mod tests {
 
     #[test]
     fn bad_matchers_say_why() {
+        let long_name = format!("{}=y", "n".repeat(MAX_LABEL_NAME_BYTES + 1));
         for (text, expect) in [
             ("service", "a matcher is"),
             ("=x", "a matcher is"),
             ("service~x", "a matcher is"),
             ("1x=y", "a label name"),
+            (long_name.as_str(), "a label name"),
             ("a=~(", "not a regex"),
             ("a=~x{100000}{100000}", "not a regex"),
         ] {

@@ -38,6 +38,7 @@ use toml::Spanned;
 
 pub use self::matcher::{Matcher, MatcherError};
 use super::{incident::Incident, maintenance::Maintenance};
+use crate::paging::Severity;
 
 /// Matchers one silence may have, and its comment's and author's length.
 pub const MAX_MATCHERS: usize = 32;
@@ -145,12 +146,32 @@ pub fn alert_labels(incident: &Incident) -> BTreeMap<String, String> {
     labels
 }
 
+/// Whether these matchers match every alert there can be: checked against
+/// alerts of each severity with nothing but the labels every alert has
+/// (`severity`, `dedup_key`). `team!=db`, `severity=~.+` and
+/// `dedup_key=~.*` all do; a silence or window of them would mute
+/// everything, and is refused.
+pub fn matches_every_alert(matchers: &[Matcher]) -> bool {
+    Severity::ALL.iter().all(|severity| {
+        ["probe", "rule{service=a}"].iter().all(|key| {
+            let labels = BTreeMap::from([
+                ("severity".to_owned(), severity.to_string()),
+                ("dedup_key".to_owned(), (*key).to_owned()),
+            ]);
+            matchers.iter().all(|m| m.matches(&labels))
+        })
+    })
+}
+
 /// Every silence, and which have suppressed something.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SilenceState {
     pub silences: BTreeMap<String, Silence>,
     /// Silences that have suppressed an alert: id → the first incident.
     pub used: BTreeMap<String, String>,
+    /// Whether this was read from the topic: until a read succeeds, a
+    /// notifier knows no silence, and lifts none it does not know.
+    pub loaded: bool,
 }
 
 impl SilenceState {
@@ -176,13 +197,23 @@ impl SilenceState {
             .min()
     }
 
-    /// Whether any silence is pending or active.
-    pub fn any_in_force(&self, now: DateTime<Utc>) -> bool {
+    /// Every active silence that matches: what `silence list --unused`
+    /// must not list once an alert was suppressed, whichever silence won.
+    pub fn all_matching<'a>(
+        &'a self,
+        labels: &'a BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = &'a Silence> {
         self.silences
             .values()
-            .any(|s| s.status(now) != SilenceStatus::Expired)
+            .filter(move |s| s.status(now) == SilenceStatus::Active && s.matches(labels))
     }
 }
+
+/// How long an incident keeps a silence this member does not know: one
+/// made an instant ago (by the member that had the partition) may not have
+/// been read here yet.
+pub const UNKNOWN_SILENCE_GRACE: TimeDelta = TimeDelta::seconds(30);
 
 /// How an incident's `silenced_by` names a maintenance window.
 pub const MAINTENANCE_PREFIX: &str = "maintenance/";
@@ -228,17 +259,24 @@ impl Mutes<'_> {
             })
     }
 
-    /// Whether the mute `id` still mutes these labels at `now`.
-    pub fn holds(&self, id: &str, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+    /// Whether the mute `id` still mutes these labels at `now`; `None`
+    /// for a silence this member does not know (see
+    /// [`UNKNOWN_SILENCE_GRACE`]).
+    pub fn holds(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
         match id.strip_prefix(MAINTENANCE_PREFIX) {
-            Some(window) => self.windows().any(|w| {
+            Some(window) => Some(self.windows().any(|w| {
                 w.id == window && w.in_force(now) && w.matchers.iter().all(|m| m.matches(labels))
-            }),
+            })),
             None => self
                 .silences
                 .silences
                 .get(id)
-                .is_some_and(|s| s.status(now) == SilenceStatus::Active && s.matches(labels)),
+                .map(|s| s.status(now) == SilenceStatus::Active && s.matches(labels)),
         }
     }
 
@@ -292,6 +330,31 @@ pub(in crate::notify) mod tests {
             created_at: at(from),
             comment: "deploy".to_owned(),
             expired_by: None,
+        }
+    }
+
+    #[test]
+    fn matchers_that_mute_every_alert_are_told_apart() {
+        let every = |ms: &[&str]| {
+            let ms: Vec<Matcher> = ms.iter().map(|m| m.parse().unwrap()).collect();
+            matches_every_alert(&ms)
+        };
+        for all in [
+            &["team!=db"][..],
+            &["severity=~.+"],
+            &["dedup_key=~.*"],
+            &["team!~.+", "severity!=page"],
+        ] {
+            assert!(every(all), "{all:?}");
+        }
+        for some in [
+            &["service=checkout"][..],
+            &["severity=critical"],
+            &["severity!=critical"],
+            &["team!=db", "service=web"],
+            &["dedup_key=~rule.*"],
+        ] {
+            assert!(!every(some), "{some:?}");
         }
     }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     MAX_AUTHOR_BYTES, MAX_COMMENT_BYTES, MAX_MATCHERS, MAX_SILENCES, Matcher, MatcherError,
-    Silence, SilenceState, SilenceStatus,
+    Silence, SilenceState, SilenceStatus, matches_every_alert,
 };
 use crate::{
     config::{Config, KafkaConfig},
@@ -39,11 +39,13 @@ pub enum SilenceError {
     #[error("at most {MAX_MATCHERS} matchers")]
     TooManyMatchers,
     #[error(
-        "every matcher also matches an alert without that label, so this silence would silence everything; add a matcher such as service=NAME"
+        "these matchers match every alert (a label every alert has, or one it lacks, which reads as empty), so this silence would silence everything; add a matcher such as service=NAME"
     )]
     MatchesEverything,
     #[error("a silence lasts more than 0s and at most a year")]
     Length,
+    #[error("a silence starts at most a year ahead, and ends after now")]
+    Start,
     #[error("the comment is longer than {MAX_COMMENT_BYTES} bytes")]
     Comment,
     #[error("the author is empty or longer than {MAX_AUTHOR_BYTES} bytes")]
@@ -83,7 +85,7 @@ impl NewSilence {
             .iter()
             .map(|m| m.parse())
             .collect::<Result<Vec<Matcher>, _>>()?;
-        if matchers.iter().all(Matcher::matches_empty) {
+        if matches_every_alert(&matchers) {
             return Err(SilenceError::MatchesEverything);
         }
         if self.length.is_zero() || self.length > MAX_SILENCE {
@@ -101,6 +103,10 @@ impl NewSilence {
         let ends_at = starts_at
             .checked_add_signed(length)
             .ok_or(SilenceError::Length)?;
+        let year = chrono::Duration::from_std(MAX_SILENCE).expect("a year fits");
+        if starts_at > now + year || ends_at <= now {
+            return Err(SilenceError::Start);
+        }
         Ok(Silence {
             id: Silence::new_id(&matchers, by, now),
             matchers,
@@ -123,7 +129,10 @@ pub fn read_silences(
     topic: &str,
 ) -> Result<SilenceState, KafkaError> {
     let latest = read_compacted(kafka, brokers, topic, None, Duration::from_secs(30))?;
-    let mut state = SilenceState::default();
+    let mut state = SilenceState {
+        loaded: true,
+        ..SilenceState::default()
+    };
     for ((_, key), body) in latest {
         if let Some(id) = key.strip_prefix(SILENCE_PREFIX) {
             match serde_json::from_slice::<Silence>(&body) {
@@ -210,6 +219,29 @@ pub async fn list(config: &Config) -> Result<SilenceState, KafkaError> {
     tokio::task::spawn_blocking(move || read_silences(&kafka, &kafka.brokers, &topic))
         .await
         .expect("the silence reader does not panic")
+}
+
+/// The silences a listing shows, newest first: those pending or active,
+/// ended ones too with `all`; with `unused`, every one that never
+/// suppressed an alert, ended or not (Alertmanager #5459).
+pub fn listed(state: &SilenceState, all: bool, unused: bool, now: DateTime<Utc>) -> Vec<&Silence> {
+    let mut shown: Vec<&Silence> = state
+        .silences
+        .values()
+        .filter(|s| all || unused || s.status(now) != SilenceStatus::Expired)
+        .filter(|s| !unused || !state.used.contains_key(&s.id))
+        .collect();
+    shown.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    shown
+}
+
+/// A silence as a JSON listing shows it: the record, its `status` and
+/// `used_by` (the first incident it suppressed, or null).
+pub fn row(state: &SilenceState, silence: &Silence, now: DateTime<Utc>) -> serde_json::Value {
+    let mut value = serde_json::to_value(silence).expect("silences serialise");
+    value["status"] = silence.status(now).as_str().into();
+    value["used_by"] = state.used.get(&silence.id).cloned().into();
+    value
 }
 
 /// Checks and stores a new silence.
@@ -344,6 +376,7 @@ mod tests {
             (request(&[], hour), "at least one matcher"),
             (request(&["team!=db"], hour), "silence everything"),
             (request(&["team=~.*"], hour), "silence everything"),
+            (request(&["severity=~.+"], hour), "silence everything"),
             (request(&["service"], hour), "a matcher is"),
             (request(&["service=a"], Duration::ZERO), "more than 0s"),
             (
@@ -354,6 +387,12 @@ mod tests {
             let err = bad.check(now).unwrap_err().to_string();
             assert!(err.contains(expect), "{err}");
         }
+        let mut far = request(&["service=a"], hour);
+        far.starts_at = Some(now + chrono::Duration::days(400));
+        assert!(matches!(far.check(now), Err(SilenceError::Start)));
+        let mut past = request(&["service=a"], hour);
+        past.starts_at = Some(now - chrono::Duration::hours(2));
+        assert!(matches!(past.check(now), Err(SilenceError::Start)));
         let mut nobody = request(&["service=a"], hour);
         nobody.created_by = " ".into();
         assert!(matches!(nobody.check(now), Err(SilenceError::Author)));

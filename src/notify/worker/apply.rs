@@ -8,13 +8,10 @@ use std::collections::HashMap;
 use chrono::Utc;
 use rdkafka::{Message, Offset, TopicPartitionList, message::BorrowedMessage};
 
-use super::{NotifierStage, NotifyError, UNSAVED_RETRY};
+use super::{NotifierStage, NotifyError, UNSAVED_RETRY, silencing::silences_used};
 use crate::{
     kafka::{Origin, Rejection},
-    notify::{
-        changelog::{write_incident, write_position},
-        silence::MAINTENANCE_PREFIX,
-    },
+    notify::changelog::{write_incident, write_position},
     paging::{PagingEvent, parse_event},
 };
 
@@ -161,14 +158,11 @@ impl NotifierStage {
     pub(super) fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
         let silences = self.silences.borrow();
         let state = self.partitions.entry(partition).or_default();
-        let id = state.apply(event, Utc::now(), &self.oncall.oncall, &silences)?;
-        if let Some(silence) = state
-            .incidents
-            .get(&id)
-            .and_then(|i| i.silenced_by.clone())
-            .filter(|m| !m.starts_with(MAINTENANCE_PREFIX))
-        {
-            self.silence_uses.push((silence, id.clone()));
+        let now = Utc::now();
+        let id = state.apply(event, now, &self.oncall.oncall, &silences)?;
+        if let Some(incident) = state.incidents.get(&id) {
+            self.silence_uses
+                .extend(silences_used(incident, &silences, now));
         }
         Some(id)
     }

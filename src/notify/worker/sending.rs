@@ -41,7 +41,6 @@ impl NotifierStage {
         // again, never silently lost. A failed write does not hold the page
         // back: better twice than never.
         self.save(advanced).await;
-        self.mark_silences_used().await;
         for (partition, incident, seq) in to_send {
             let permit = Arc::clone(&self.sends)
                 .acquire_owned()
@@ -73,6 +72,7 @@ impl NotifierStage {
                 drop(permit);
             });
         }
+        self.mark_silences_used().await;
         Ok(())
     }
 

@@ -7,7 +7,12 @@
 use chrono::{DateTime, Utc};
 
 use super::NotifierStage;
-use crate::notify::silence::{MAINTENANCE_PREFIX, Mutes, store::mark_used};
+use crate::notify::{
+    incident::Incident,
+    silence::{
+        MAINTENANCE_PREFIX, MAX_SILENCES, Mutes, SilenceState, alert_labels, store::mark_used,
+    },
+};
 
 impl NotifierStage {
     /// Applies the silences to every open incident if they changed or one
@@ -27,9 +32,10 @@ impl NotifierStage {
         self.silences_stale = false;
         let mut advanced = Vec::new();
         for (partition, state) in &mut self.partitions {
-            for (id, under) in state.apply_silences(now, &self.oncall.oncall, &silences) {
-                if let Some(silence) = under.filter(|m| !m.starts_with(MAINTENANCE_PREFIX)) {
-                    self.silence_uses.push((silence, id.clone()));
+            for (id, _) in state.apply_silences(now, &self.oncall.oncall, &silences) {
+                if let Some(incident) = state.incidents.get(&id) {
+                    self.silence_uses
+                        .extend(silences_used(incident, &silences, now));
                 }
                 advanced.push((*partition, id));
             }
@@ -38,7 +44,9 @@ impl NotifierStage {
     }
 
     /// Marks used the silences that suppressed an incident, unless already
-    /// marked. A failed write is logged and tried again at the next use.
+    /// marked. Called after the tick's sends have started, so a slow broker
+    /// holds no page back; a failed write is logged and tried again at the
+    /// next tick.
     pub(super) async fn mark_silences_used(&mut self) {
         let uses = std::mem::take(&mut self.silence_uses);
         let topic = &self.config.notify.silences_topic;
@@ -52,8 +60,35 @@ impl NotifierStage {
                 Ok(()) => {
                     self.silences_marked.insert(silence);
                 }
-                Err(e) => tracing::warn!(%silence, error = %e, "silence not marked used"),
+                Err(e) => {
+                    tracing::warn!(%silence, error = %e, "silence not marked used; trying again");
+                    if self.silence_uses.len() < MAX_SILENCES {
+                        self.silence_uses.push((silence, incident));
+                    }
+                }
             }
         }
     }
+}
+
+/// The silences an incident under a silence counts as a use of: every
+/// active silence that matches it, not only the one it is under (the others
+/// would have silenced it as well, and are not "unused").
+pub(super) fn silences_used(
+    incident: &Incident,
+    silences: &SilenceState,
+    now: DateTime<Utc>,
+) -> Vec<(String, String)> {
+    let under_silence = incident
+        .silenced_by
+        .as_deref()
+        .is_some_and(|m| !m.starts_with(MAINTENANCE_PREFIX));
+    if !under_silence {
+        return Vec::new();
+    }
+    let labels = alert_labels(incident);
+    silences
+        .all_matching(&labels, now)
+        .map(|s| (s.id.clone(), incident.id.clone()))
+        .collect()
 }
