@@ -280,3 +280,51 @@ async fn the_http_api_makes_lists_and_expires_silences() {
         .unwrap();
     assert_eq!(again.status(), 409, "it has ended already");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silence_ended_longer_than_the_retention_is_deleted() {
+    let s = Setup::new().await;
+    let recent = silence_id(&s.klaxon(&[
+        "silence",
+        "add",
+        "--match",
+        "service=web",
+        "--for",
+        "1h",
+        "--by",
+        "dana",
+    ]));
+    // A silence that ended six days ago (the retention is five), written as
+    // an older klaxon would have left it, with its use mark.
+    let ended = chrono::Utc::now() - chrono::Duration::days(6);
+    let old = json!({
+        "id": "0ld5113nce", "matchers": ["service=api"],
+        "starts_at": ended - chrono::Duration::hours(1), "ends_at": ended,
+        "created_by": "dana", "created_at": ended - chrono::Duration::hours(1),
+        "comment": "last week's deploy",
+    });
+    produce_all(
+        &s.producer(),
+        "silences",
+        &[
+            ("silence/0ld5113nce".to_owned(), old.to_string()),
+            ("used/0ld5113nce".to_owned(), "some-incident".to_owned()),
+        ],
+    )
+    .await;
+    let listed = s.klaxon(&["silence", "list", "--all"]);
+    assert!(listed.contains("0ld5113nce"), "{listed}");
+
+    let _notifier = s.notifier("notify.log").await;
+    wait_until(
+        Duration::from_secs(30),
+        "the old silence deleted",
+        async || {
+            !s.klaxon(&["silence", "list", "--all"])
+                .contains("0ld5113nce")
+        },
+    )
+    .await;
+    let listed = s.klaxon(&["silence", "list", "--all"]);
+    assert!(listed.contains(&recent), "{listed}");
+}

@@ -29,6 +29,11 @@ const USED_PREFIX: &str = "used/";
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// The longest silence: a year. Longer is a rule to delete, not a silence.
 pub const MAX_SILENCE: Duration = Duration::from_secs(366 * 24 * 3600);
+/// How long an ended silence stays listed (`silence list --all`) before a
+/// notifier deletes it from the topic: Alertmanager's `data.retention`
+/// default, 120h. Without it the topic, and each notifier's read of it,
+/// grows with every silence ever made.
+pub const SILENCE_RETENTION: Duration = Duration::from_secs(120 * 3600);
 
 #[derive(Debug, Error)]
 pub enum SilenceError {
@@ -213,6 +218,42 @@ pub async fn mark_used(
     .await
 }
 
+/// The silences that ended longer than [`SILENCE_RETENTION`] ago.
+pub fn past_retention(state: &SilenceState, now: DateTime<Utc>) -> Vec<String> {
+    let retention = chrono::Duration::from_std(SILENCE_RETENTION).expect("120h fits");
+    state
+        .silences
+        .values()
+        .filter(|s| s.ends_at + retention < now)
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// Deletes silences past retention, and their use marks, with tombstones.
+/// Every member may do it at once: a tombstone written twice is one.
+async fn forget_past_retention(
+    producer: &FutureProducer,
+    topic: &str,
+    state: &SilenceState,
+) -> Result<usize, KafkaError> {
+    let old = past_retention(state, Utc::now());
+    for id in &old {
+        for key in [
+            format!("{SILENCE_PREFIX}{id}"),
+            format!("{USED_PREFIX}{id}"),
+        ] {
+            producer
+                .send(
+                    FutureRecord::<str, [u8]>::to(topic).partition(0).key(&key),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+    }
+    Ok(old.len())
+}
+
 /// Every silence, as the CLI and the API list them.
 pub async fn list(config: &Config) -> Result<SilenceState, KafkaError> {
     let (kafka, topic) = (config.kafka.clone(), config.notify.silences_topic.clone());
@@ -305,13 +346,23 @@ pub async fn follow(
         read = first,
         "silences read"
     );
+    let producer = keyed_producer(&kafka, &kafka.brokers);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(REFRESH) => {}
             }
-            read_into(&tx, &kafka, &topic).await;
+            if !read_into(&tx, &kafka, &topic).await {
+                continue;
+            }
+            let Ok(producer) = &producer else { continue };
+            let state = tx.borrow().clone();
+            match forget_past_retention(producer, &topic, &state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(silences = n, "ended silences past retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "deleting old silences failed; trying again"),
+            }
         }
     });
     rx
@@ -396,5 +447,24 @@ mod tests {
         let mut nobody = request(&["service=a"], hour);
         nobody.created_by = " ".into();
         assert!(matches!(nobody.check(now), Err(SilenceError::Author)));
+    }
+
+    #[test]
+    fn ended_silences_are_kept_for_the_retention_then_forgotten() {
+        let now = Utc::now();
+        let retention = chrono::Duration::from_std(SILENCE_RETENTION).unwrap();
+        let mut state = SilenceState::default();
+        for (id, ended) in [
+            ("recent", retention - chrono::Duration::minutes(1)),
+            ("old", retention + chrono::Duration::minutes(1)),
+        ] {
+            let mut s = request(&["service=a"], Duration::from_secs(60))
+                .check(now)
+                .unwrap();
+            s.id = id.to_owned();
+            s.ends_at = now - ended;
+            state.silences.insert(s.id.clone(), s);
+        }
+        assert_eq!(past_retention(&state, now), ["old"]);
     }
 }
