@@ -392,6 +392,13 @@ pub const METRICS: &[MetricInfo] = &[
         "Paging events read again after a restart and skipped: the changelog's position shows they were applied.",
     ),
     metric(
+        "klaxon_notify_firing_read_failures_total",
+        Counter,
+        Unit::Count,
+        &[],
+        "Times the follower of the incidents changelog (the alerts firing everywhere, for inhibitions) failed and started again.",
+    ),
+    metric(
         "klaxon_notify_silence_read_failures_total",
         Counter,
         Unit::Count,

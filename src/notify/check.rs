@@ -63,6 +63,7 @@ pub fn check_oncall(text: &str, now: DateTime<Utc>) -> Result<(OnCall, Vec<Findi
     check_policies(&oncall, &mut found);
     check_maintenance(&oncall, &mut found);
     check_routes(&oncall, &mut found);
+    check_inhibits(&oncall, &mut found);
     Ok((oncall, found.into_sorted()))
 }
 
@@ -94,6 +95,20 @@ fn check_routes(oncall: &OnCall, found: &mut Findings<'_>) {
         let policy_exists = |id: &str| oncall.policy.iter().any(|p| p.get_ref().id == id);
         for problem in route.problems(policy_exists) {
             found.error(r, problem);
+        }
+    }
+}
+
+/// Inhibitions: each by its own rules, ids once each.
+fn check_inhibits(oncall: &OnCall, found: &mut Findings<'_>) {
+    let mut ids = HashSet::new();
+    for i in &oncall.inhibit {
+        let inhibit = i.get_ref();
+        if !ids.insert(inhibit.id.as_str()) {
+            found.error(i, format!("inhibit {:?} is defined twice", inhibit.id));
+        }
+        for problem in inhibit.problems() {
+            found.error(i, problem);
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod channels;
 pub mod check;
 pub mod client;
 pub mod incident;
+pub mod inhibit;
 pub mod links;
 pub mod maintenance;
 pub mod oncall;

@@ -38,7 +38,7 @@ use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{maintenance::Maintenance, route::Route};
+use super::{inhibit::Inhibit, maintenance::Maintenance, route::Route};
 
 /// The whole on-call file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,6 +65,10 @@ pub struct OnCall {
     /// pause and reminders (see [`super::route`]).
     #[serde(default)]
     pub route: Vec<Spanned<Route>>,
+    /// Inhibitions: alerts that mute others while they fire (see
+    /// [`super::inhibit`]).
+    #[serde(default)]
+    pub inhibit: Vec<Spanned<Inhibit>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

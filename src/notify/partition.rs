@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     incident::{Incident, Opening},
+    inhibit::Firing,
     oncall::OnCall,
     route::{Flap, MAX_FLAP_WINDOW},
     silence::{Mutes, SilenceState, UNKNOWN_SILENCE_GRACE, alert_labels},
@@ -38,6 +39,7 @@ impl PartitionState {
         now: DateTime<Utc>,
         oncall: &OnCall,
         silences: &SilenceState,
+        firing: &Firing,
     ) -> Option<String> {
         let by = event.by.clone().unwrap_or_else(|| {
             event
@@ -64,10 +66,7 @@ impl PartitionState {
                     _ => incident.retrigger(&payload.summary, payload.severity, now),
                 }
                 // Its severity may have changed what silences it.
-                let mutes = Mutes {
-                    silences,
-                    maintenance: &oncall.maintenance,
-                };
+                let mutes = Mutes::new(silences, oncall, firing);
                 apply_mutes(incident, &mutes, now, oncall);
                 Some(id)
             }
@@ -85,10 +84,7 @@ impl PartitionState {
                         incident.policy = route.policy.clone();
                     }
                 }
-                let mutes = Mutes {
-                    silences,
-                    maintenance: &oncall.maintenance,
-                };
+                let mutes = Mutes::new(silences, oncall, firing);
                 let mute = incident
                     .can_be_silenced()
                     .then(|| mutes.matching(&labels, now))
@@ -102,7 +98,21 @@ impl PartitionState {
                     }
                     (None, _) => false,
                 };
-                let pause = route.and_then(|r| r.pause.map(|p| (r.id.as_str(), p)));
+                // A route's pause, or an inhibition's wait (a source just
+                // behind this alert still inhibits it), the longer one.
+                let route_pause =
+                    route.and_then(|r| r.pause.map(|p| (format!("route {}", r.id), p)));
+                let inhibit_wait = oncall
+                    .inhibit
+                    .iter()
+                    .map(toml::Spanned::get_ref)
+                    .filter(|i| i.target.iter().all(|m| m.matches(&labels)))
+                    .filter_map(|i| i.wait.map(|w| (format!("inhibit {}", i.id), w)))
+                    .max_by_key(|(_, w)| *w);
+                let pause = [route_pause, inhibit_wait]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|(_, w)| *w);
                 match (mute, flap.filter(|_| flaps), pause) {
                     (Some(m), flapping, _) => {
                         incident.silence(now, &m.id, m.why, &m.by);
@@ -111,7 +121,7 @@ impl PartitionState {
                         }
                     }
                     (None, Some(flap), _) => incident.start_flapping(now, &flap, true),
-                    (None, None, Some((route, pause))) => incident.pause(now, route, pause),
+                    (None, None, Some((by, pause))) => incident.pause(now, &by, pause),
                     (None, None, None) => incident.page(now, oncall),
                 }
                 tracing::info!(incident = %incident.id, dedup_key = %incident.dedup_key, "incident opened");
@@ -191,11 +201,9 @@ impl PartitionState {
         now: DateTime<Utc>,
         oncall: &OnCall,
         silences: &SilenceState,
+        firing: &Firing,
     ) -> Vec<(String, Option<String>)> {
-        let mutes = Mutes {
-            silences,
-            maintenance: &oncall.maintenance,
-        };
+        let mutes = Mutes::new(silences, oncall, firing);
         let mut changed = Vec::new();
         for id in self.open.values() {
             let Some(incident) = self.incidents.get_mut(id) else {
@@ -294,29 +302,65 @@ delay = "5m"
         let none = SilenceState::default();
         let mut state = PartitionState::default();
         let first = state
-            .apply(&trigger, at("2026-03-02T10:00:00Z"), &oncall, &none)
+            .apply(
+                &trigger,
+                at("2026-03-02T10:00:00Z"),
+                &oncall,
+                &none,
+                &Firing::default(),
+            )
             .unwrap();
         let resolve = PagingEvent::resolve("k", "someone", "test");
-        state.apply(&resolve, at("2026-03-02T10:01:00Z"), &oncall, &none);
+        state.apply(
+            &resolve,
+            at("2026-03-02T10:01:00Z"),
+            &oncall,
+            &none,
+            &Firing::default(),
+        );
         let second = state
-            .apply(&trigger, at("2026-03-02T10:02:00Z"), &oncall, &none)
+            .apply(
+                &trigger,
+                at("2026-03-02T10:02:00Z"),
+                &oncall,
+                &none,
+                &Firing::default(),
+            )
             .unwrap();
         assert_ne!(first, second);
 
         let stale = for_incident(EventAction::Acknowledge, &first);
         assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall, &none),
+            state.apply(
+                &stale,
+                at("2026-03-02T10:03:00Z"),
+                &oncall,
+                &none,
+                &Firing::default()
+            ),
             None
         );
         let stale = for_incident(EventAction::Resolve, &first);
         assert_eq!(
-            state.apply(&stale, at("2026-03-02T10:03:00Z"), &oncall, &none),
+            state.apply(
+                &stale,
+                at("2026-03-02T10:03:00Z"),
+                &oncall,
+                &none,
+                &Firing::default()
+            ),
             None
         );
         assert_eq!(state.incidents[&second].status, Status::Triggered);
         let ack = for_incident(EventAction::Acknowledge, &second);
         assert_eq!(
-            state.apply(&ack, at("2026-03-02T10:04:00Z"), &oncall, &none),
+            state.apply(
+                &ack,
+                at("2026-03-02T10:04:00Z"),
+                &oncall,
+                &none,
+                &Firing::default()
+            ),
             Some(second.clone())
         );
         assert_eq!(state.incidents[&second].status, Status::Acknowledged);
@@ -357,10 +401,22 @@ delay = "5m"
         let mut state = PartitionState::default();
         let (t0, t1) = (at("2026-03-02T10:00:00Z"), at("2026-03-02T10:01:00Z"));
         let failing = state
-            .apply(&event("a", "api", "critical"), t0, &oncall, &none)
+            .apply(
+                &event("a", "api", "critical"),
+                t0,
+                &oncall,
+                &none,
+                &Firing::default(),
+            )
             .unwrap();
         let uncertain = state
-            .apply(&event("b", "api", "critical"), t0, &oncall, &none)
+            .apply(
+                &event("b", "api", "critical"),
+                t0,
+                &oncall,
+                &none,
+                &Firing::default(),
+            )
             .unwrap();
         let mut sending = Vec::new();
         for id in [&failing, &uncertain] {
@@ -370,7 +426,12 @@ delay = "5m"
             sending.push(seq);
         }
         // The silence arrives while both first pages are under way.
-        assert_eq!(state.apply_silences(t1, &oncall, &api).len(), 2);
+        assert_eq!(
+            state
+                .apply_silences(t1, &oncall, &api, &Firing::default())
+                .len(),
+            2
+        );
         // A failed page does not fall through to the next contact...
         let incident = state.incidents.get_mut(&failing).unwrap();
         incident.delivered(sending[0], Err("refused".into()), t1, &oncall);
@@ -406,6 +467,7 @@ delay = "5m"
                 at("2026-03-02T10:00:00Z"),
                 &oncall,
                 &api,
+                &Firing::default(),
             )
             .unwrap();
         let silenced = |state: &PartitionState| state.incidents[&id].silenced_by.clone();
@@ -414,7 +476,12 @@ delay = "5m"
         let unread = SilenceState::default();
         assert!(
             state
-                .apply_silences(at("2026-03-02T10:30:00Z"), &oncall, &unread)
+                .apply_silences(
+                    at("2026-03-02T10:30:00Z"),
+                    &oncall,
+                    &unread,
+                    &Firing::default()
+                )
                 .is_empty()
         );
         // Read, but without s1: within the grace it may be a silence made
@@ -422,12 +489,22 @@ delay = "5m"
         let without = loaded(&[]);
         assert!(
             state
-                .apply_silences(at("2026-03-02T10:00:20Z"), &oncall, &without)
+                .apply_silences(
+                    at("2026-03-02T10:00:20Z"),
+                    &oncall,
+                    &without,
+                    &Firing::default()
+                )
                 .is_empty()
         );
         assert_eq!(
             state
-                .apply_silences(at("2026-03-02T10:00:40Z"), &oncall, &without)
+                .apply_silences(
+                    at("2026-03-02T10:00:40Z"),
+                    &oncall,
+                    &without,
+                    &Firing::default()
+                )
                 .len(),
             1
         );
@@ -452,6 +529,7 @@ delay = "5m"
                 at("2026-03-02T10:01:00Z"),
                 &oncall,
                 &critical,
+                &Firing::default(),
             )
             .unwrap();
         assert_eq!(state.incidents[&web].silenced_by, None);
@@ -460,6 +538,7 @@ delay = "5m"
             at("2026-03-02T10:02:00Z"),
             &oncall,
             &critical,
+            &Firing::default(),
         );
         assert_eq!(state.incidents[&web].silenced_by.as_deref(), Some("crit"));
     }

@@ -1,7 +1,8 @@
 //! Notifier cases as data: each `tests/notify_streams/*.jsonl` drives one
 //! paging partition (the pure `PartitionState` the notifier's loop owns)
 //! with the on-call file `tests/notify_streams/oncall.toml` (its
-//! maintenance windows included) and injected time. Every line is a step
+//! maintenance windows and inhibitions included) and injected time; the
+//! partition's open incidents stand for the alerts firing everywhere. Every line is a step
 //! at `"at"` (a time on Monday 2026-03-02, UTC, or a whole RFC 3339 time):
 //!
 //! - `{"at": T, "event": EVENT}`: an Events v2 event as the paging topic
@@ -27,9 +28,10 @@ use serde_json::Value;
 use super::{
     check::{Level, check_oncall},
     incident::{Incident, Purpose},
+    inhibit::{Firing, FiringAlert},
     oncall::OnCall,
     partition::PartitionState,
-    silence::{Silence, SilenceState, store::NewSilence},
+    silence::{Silence, SilenceState, alert_labels, store::NewSilence},
 };
 use crate::paging::PagingEvent;
 
@@ -45,9 +47,31 @@ fn at(value: &Value) -> DateTime<Utc> {
         .to_utc()
 }
 
+/// The alerts firing, as every notifier's follower of the changelog sees
+/// them: here the partition's own open incidents (one partition stands for
+/// them all).
+fn firing_of(state: &PartitionState) -> Firing {
+    let alerts = state
+        .incidents
+        .values()
+        .filter(|i| i.is_open())
+        .map(|i| {
+            let alert = FiringAlert {
+                dedup_key: i.dedup_key.clone(),
+                labels: alert_labels(i),
+            };
+            (i.id.clone(), alert)
+        })
+        .collect();
+    Firing {
+        alerts,
+        loaded: true,
+    }
+}
+
 /// What the notifier's tick does at `now`.
 fn tick(state: &mut PartitionState, now: DateTime<Utc>, oncall: &OnCall, silences: &SilenceState) {
-    state.apply_silences(now, oncall, silences);
+    state.apply_silences(now, oncall, silences, &firing_of(state));
     for incident in state.incidents.values_mut() {
         incident.advance(now, oncall);
         for seq in incident.due(now) {
@@ -179,7 +203,7 @@ fn run(path: &Path, oncall: &OnCall) {
         if let Some(event) = step.get("event") {
             let event: PagingEvent = serde_json::from_value(event.clone())
                 .unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
-            state.apply(&event, now, oncall, &silences);
+            state.apply(&event, now, oncall, &silences, &firing_of(&state));
         } else if let Some(spec) = step.get("silence") {
             let silence = silence_of(spec, now);
             silences.silences.insert(silence.id.clone(), silence);

@@ -10,14 +10,15 @@ use crate::notify::oncall::OnCall;
 impl Incident {
     /// Holds the first page for `pause`: it pages when the pause ends if
     /// the incident is still triggered.
-    pub fn pause(&mut self, now: DateTime<Utc>, route: &str, pause: std::time::Duration) {
+    /// `by` names what asks for it: `route R` or `inhibit I`.
+    pub fn pause(&mut self, now: DateTime<Utc>, by: &str, pause: std::time::Duration) {
         let until = now + std_duration(pause);
         self.escalation.paused_until = Some(until);
         self.log(
             now,
             EntryKind::Paused,
             format!(
-                "paused {} by route {route}: pages at {} if still firing",
+                "paused {} by {by}: pages at {} if still firing",
                 humantime::format_duration(pause),
                 until.to_rfc3339()
             ),

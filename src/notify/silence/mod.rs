@@ -37,7 +37,12 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 pub use self::matcher::{Matcher, MatcherError};
-use super::{incident::Incident, maintenance::Maintenance};
+use super::{
+    incident::Incident,
+    inhibit::{Firing, INHIBITED_PREFIX, Inhibit},
+    maintenance::Maintenance,
+    oncall::OnCall,
+};
 use crate::paging::Severity;
 
 /// Matchers one silence may have, and its comment's and author's length.
@@ -228,20 +233,38 @@ pub struct Mute {
     pub by: String,
 }
 
-/// Silences and the on-call file's maintenance windows, asked together.
+/// Silences, the on-call file's maintenance windows and inhibitions,
+/// asked together.
 #[derive(Debug, Clone, Copy)]
 pub struct Mutes<'a> {
     pub silences: &'a SilenceState,
     pub maintenance: &'a [Spanned<Maintenance>],
+    pub inhibit: &'a [Spanned<Inhibit>],
+    /// The alerts firing in every partition, for inhibitions.
+    pub firing: &'a Firing,
 }
 
-impl Mutes<'_> {
+impl<'a> Mutes<'a> {
+    pub fn new(silences: &'a SilenceState, oncall: &'a OnCall, firing: &'a Firing) -> Self {
+        Self {
+            silences,
+            maintenance: &oncall.maintenance,
+            inhibit: &oncall.inhibit,
+            firing,
+        }
+    }
+
     fn windows(&self) -> impl Iterator<Item = &Maintenance> {
         self.maintenance.iter().map(Spanned::get_ref)
     }
 
+    fn rules(&self) -> impl Iterator<Item = &'a Inhibit> {
+        self.inhibit.iter().map(Spanned::get_ref)
+    }
+
     /// What mutes an alert with these labels at `now`: a silence first (the
-    /// one ending last), else a maintenance window in force.
+    /// one ending last), else a maintenance window in force, else another
+    /// alert that inhibits it.
     pub fn matching(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> Option<Mute> {
         if let Some(s) = self.silences.matching(labels, now) {
             return Some(Mute {
@@ -250,13 +273,21 @@ impl Mutes<'_> {
                 by: s.created_by.clone(),
             });
         }
-        self.windows()
+        let window = self
+            .windows()
             .find(|w| w.in_force(now) && w.matchers.iter().all(|m| m.matches(labels)))
             .map(|w| Mute {
                 id: format!("{MAINTENANCE_PREFIX}{}", w.id),
                 why: w.describe(),
                 by: "maintenance".to_owned(),
+            });
+        window.or_else(|| {
+            self.firing.inhibitor(self.rules(), labels).map(|i| Mute {
+                id: i.id(),
+                why: i.describe(),
+                by: "inhibition".to_owned(),
             })
+        })
     }
 
     /// Whether the mute `id` still mutes these labels at `now`; `None`
@@ -268,22 +299,30 @@ impl Mutes<'_> {
         labels: &BTreeMap<String, String>,
         now: DateTime<Utc>,
     ) -> Option<bool> {
-        match id.strip_prefix(MAINTENANCE_PREFIX) {
-            Some(window) => Some(self.windows().any(|w| {
+        if let Some(window) = id.strip_prefix(MAINTENANCE_PREFIX) {
+            return Some(self.windows().any(|w| {
                 w.id == window && w.in_force(now) && w.matchers.iter().all(|m| m.matches(labels))
-            })),
-            None => self
-                .silences
-                .silences
-                .get(id)
-                .map(|s| s.status(now) == SilenceStatus::Active && s.matches(labels)),
+            }));
         }
+        if id.starts_with(INHIBITED_PREFIX) {
+            return self.firing.holds(self.rules(), id, labels);
+        }
+        self.silences
+            .silences
+            .get(id)
+            .map(|s| s.status(now) == SilenceStatus::Active && s.matches(labels))
     }
 
     /// How the mute `id` ended, for the timeline.
     pub fn ending(&self, id: &str) -> String {
         if let Some(window) = id.strip_prefix(MAINTENANCE_PREFIX) {
             return format!("maintenance window {window} ended");
+        }
+        if let Some(inhibition) = id.strip_prefix(INHIBITED_PREFIX) {
+            let incident = inhibition.split_once('/').map_or(inhibition, |(_, i)| i);
+            return format!(
+                "no longer inhibited (incident {incident} resolved or no longer matches)"
+            );
         }
         self.silences
             .silences

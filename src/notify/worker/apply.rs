@@ -157,9 +157,10 @@ impl NotifierStage {
     /// Applies an event; returns the incident it changed.
     pub(super) fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
         let silences = self.silences.borrow();
+        let firing = self.firing.borrow();
         let state = self.partitions.entry(partition).or_default();
         let now = Utc::now();
-        let id = state.apply(event, now, &self.oncall.oncall, &silences)?;
+        let id = state.apply(event, now, &self.oncall.oncall, &silences, &firing)?;
         if let Some(incident) = state.incidents.get(&id) {
             self.silence_uses
                 .extend(silences_used(incident, &silences, now));

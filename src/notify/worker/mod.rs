@@ -41,8 +41,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    changelog::read_changelog, channels::Channels, links::AckLinks, oncall::ContactKind,
-    oncall_file::LoadedOnCall, partition::PartitionState, silence::SilenceState,
+    changelog::read_changelog, channels::Channels, inhibit::Firing, links::AckLinks,
+    oncall::ContactKind, oncall_file::LoadedOnCall, partition::PartitionState,
+    silence::SilenceState,
 };
 use crate::{
     ErrorKind,
@@ -120,6 +121,9 @@ struct NotifierStage {
     silence_uses: Vec<(String, String)>,
     /// Silences this member has marked used already.
     silences_marked: HashSet<String>,
+    /// The alerts firing in every partition, for inhibitions, as the
+    /// follower of the whole changelog last saw them.
+    firing: watch::Receiver<Arc<Firing>>,
 }
 
 impl std::fmt::Debug for NotifierStage {
@@ -179,6 +183,7 @@ impl Notifier {
             silences_stale: true,
             silence_uses: Vec::new(),
             silences_marked: HashSet::new(),
+            firing: watch::channel(Arc::default()).1,
             oncall,
             config,
         };
@@ -189,6 +194,8 @@ impl Notifier {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
         let Self { member, mut stage } = self;
         stage.silences = super::silence::store::follow(&stage.config, shutdown.child_token()).await;
+        // Always, as inhibitions may come with a reload of the on-call file.
+        stage.firing = super::inhibit::follow::follow(&stage.config, shutdown.child_token());
         let settings = &stage.config.notify;
         tracing::info!(group = %settings.group_id, topic = %settings.paging_topic, "notifier started");
         let timers = [

@@ -1,5 +1,6 @@
-//! Silences and maintenance windows on the member's open incidents:
-//! applied when the silences or the on-call file change, when a silence
+//! Silences, maintenance windows and inhibitions on the member's open
+//! incidents: applied when the silences, the firing alerts or the on-call
+//! file change, when a silence
 //! starts or ends or a minute turns (windows are booked in minutes), and
 //! when partitions are restored; and each silence that suppressed
 //! something marked used, once.
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::NotifierStage;
 use crate::notify::{
     incident::Incident,
+    inhibit::INHIBITED_PREFIX,
     silence::{
         MAINTENANCE_PREFIX, MAX_SILENCES, Mutes, SilenceState, alert_labels, store::mark_used,
     },
@@ -18,21 +20,19 @@ impl NotifierStage {
     /// Applies the silences to every open incident if they changed or one
     /// started or ended since the last time; returns the incidents changed.
     pub(super) fn apply_silences(&mut self, now: DateTime<Utc>) -> Vec<(i32, String)> {
-        let changed = self.silences.has_changed().unwrap_or(false);
+        let changed = self.silences.has_changed().unwrap_or(false)
+            || self.firing.has_changed().unwrap_or(false);
         let due = self.silences_due.is_some_and(|t| t <= now);
         if !(changed || due || self.silences_stale) {
             return Vec::new();
         }
         let silences = self.silences.borrow_and_update().clone();
-        self.silences_due = Mutes {
-            silences: &silences,
-            maintenance: &self.oncall.oncall.maintenance,
-        }
-        .next_change(now);
+        let firing = self.firing.borrow_and_update().clone();
+        self.silences_due = Mutes::new(&silences, &self.oncall.oncall, &firing).next_change(now);
         self.silences_stale = false;
         let mut advanced = Vec::new();
         for (partition, state) in &mut self.partitions {
-            for (id, _) in state.apply_silences(now, &self.oncall.oncall, &silences) {
+            for (id, _) in state.apply_silences(now, &self.oncall.oncall, &silences, &firing) {
                 if let Some(incident) = state.incidents.get(&id) {
                     self.silence_uses
                         .extend(silences_used(incident, &silences, now));
@@ -82,7 +82,7 @@ pub(super) fn silences_used(
     let under_silence = incident
         .silenced_by
         .as_deref()
-        .is_some_and(|m| !m.starts_with(MAINTENANCE_PREFIX));
+        .is_some_and(|m| !m.starts_with(MAINTENANCE_PREFIX) && !m.starts_with(INHIBITED_PREFIX));
     if !under_silence {
         return Vec::new();
     }

@@ -1,0 +1,121 @@
+//! Inhibition through a real broker and `klaxon notify`: while a
+//! cluster-down alert fires for a cluster, that cluster's lesser alerts
+//! page nobody, though they arrive on other paging partitions than the
+//! source (the notifier follows the whole incidents changelog, not its own
+//! partitions' incidents); another cluster's alert pages; when the source
+//! resolves, what it inhibited and still fires pages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rdkafka::producer::FutureRecord;
+use serde_json::json;
+
+const INHIBIT: &str = r#"
+[[inhibit]]
+id = "cluster-down"
+source = ["rule=cluster-down"]
+target = ["severity!=critical", "cluster=~.+"]
+equal = ["cluster"]
+wait = "2s"
+"#;
+
+/// Sends `event` to paging partition `partition`.
+async fn produce_to(s: &Setup, partition: i32, event: serde_json::Value) {
+    let key = event["dedup_key"].as_str().unwrap().to_owned();
+    let body = event.to_string();
+    s.producer()
+        .send(
+            FutureRecord::to("paging")
+                .partition(partition)
+                .key(&key)
+                .payload(&body),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("delivery");
+}
+
+fn alert(dedup_key: &str, cluster: &str, severity: &str, rule: Option<&str>) -> serde_json::Value {
+    json!({
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "rule": rule,
+        "labels": { "cluster": cluster },
+        "payload": { "summary": format!("{dedup_key} alert"), "source": "test", "severity": severity },
+    })
+}
+
+/// Pages to alice's webhook about `dedup_key`.
+fn pages_about(s: &Setup, dedup_key: &str) -> usize {
+    s.recorder
+        .requests()
+        .iter()
+        .filter(|r| {
+            let body = r.json();
+            r.path == "/alice"
+                && body["event"] == "page"
+                && body["incident"]["dedup_key"] == dedup_key
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() {
+    let s = Setup::new().await;
+    s.no_repeat();
+    s.edit_oncall(|text| text + INHIBIT);
+    let check = s.klaxon(&["oncall", "check", s.oncall.to_str().unwrap()]);
+    assert!(!check.contains("error"), "{check}");
+    let _notifier = s.notifier("notify.log").await;
+
+    produce_to(
+        &s,
+        0,
+        alert("down-eu", "eu", "critical", Some("cluster-down")),
+    )
+    .await;
+    wait_until(Duration::from_secs(30), "the source paged", async || {
+        pages_about(&s, "down-eu") >= 1
+    })
+    .await;
+    produce_to(&s, 3, alert("api-eu", "eu", "warning", None)).await;
+    produce_to(&s, 2, alert("api-us", "us", "warning", None)).await;
+    // api-us waits the inhibition's 2 seconds, then pages: nothing
+    // inhibits it. By then api-eu has long been applied.
+    wait_until(
+        Duration::from_secs(30),
+        "the other cluster paged",
+        async || pages_about(&s, "api-us") >= 1,
+    )
+    .await;
+    let detail = s.klaxon(&["incident", "api-eu"]);
+    assert!(
+        detail.contains("suppressed by alert down-eu firing"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("silenced   by inhibited/cluster-down/"),
+        "{detail}"
+    );
+    assert_eq!(pages_about(&s, "api-eu"), 0, "the inhibited alert paged");
+
+    // The source resolves: the alert it inhibited still fires, and pages.
+    produce_to(
+        &s,
+        0,
+        json!({ "event_action": "resolve", "dedup_key": "down-eu" }),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the inhibited alert paged",
+        async || pages_about(&s, "api-eu") >= 1,
+    )
+    .await;
+    let detail = s.klaxon(&["incident", "api-eu"]);
+    assert!(detail.contains("no longer inhibited"), "{detail}");
+}
