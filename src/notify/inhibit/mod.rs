@@ -76,12 +76,20 @@ impl Inhibit {
         out
     }
 
-    /// Whether `source` (another alert's labels) inhibits `target`.
+    /// Whether `source` (another alert's labels) inhibits `target`. Two
+    /// alerts that each match both sides do not inhibit each other (as in
+    /// Alertmanager): else both would be muted and nobody paged.
     fn inhibits(
         &self,
         source: &BTreeMap<String, String>,
         target: &BTreeMap<String, String>,
     ) -> bool {
+        let both_sides = |l: &BTreeMap<String, String>| {
+            self.source.iter().all(|m| m.matches(l)) && self.target.iter().all(|m| m.matches(l))
+        };
+        if both_sides(source) && both_sides(target) {
+            return false;
+        }
         let equal = self.equal.iter().all(|l| {
             matches!((source.get(l), target.get(l)), (Some(a), Some(b)) if !a.is_empty() && a == b)
         });
@@ -287,6 +295,14 @@ mod tests {
         ];
         let me = firing(&[("i1", &labels_of)]);
         assert!(me.inhibitor(&rules, &labels(&labels_of)).is_none(), "#666");
+        // Nor do two alerts that each match both sides mute each other.
+        let twin = [
+            ("dedup_key", "down-eu-2"),
+            ("rule", "cluster-down"),
+            ("cluster", "eu"),
+            ("severity", "critical"),
+        ];
+        assert!(me.inhibitor(&rules, &labels(&twin)).is_none(), "mutual");
         let rules = [rule(&["cluster"])];
         let eu = labels(&[
             ("dedup_key", "api"),
