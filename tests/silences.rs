@@ -50,6 +50,15 @@ fn pages_about(s: &Setup, dedup_key: &str) -> usize {
         .count()
 }
 
+/// Requests to `path` whose body mentions `text`.
+fn mentions(s: &Setup, path: &str, text: &str) -> usize {
+    s.recorder
+        .requests()
+        .iter()
+        .filter(|r| r.path == path && r.body.contains(text))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silenced_alert_pages_nobody_until_its_silence_is_expired() {
     let s = Setup::new().await;
@@ -255,7 +264,17 @@ async fn the_http_api_makes_lists_and_expires_silences() {
         },
     )
     .await;
-    assert_eq!(pages_about(&s, "alertmanager/c0ffee"), 0);
+    // Bob's level comes 3s after alice's: once search's has come, the
+    // silenced alert had all the time it needed to page anyone.
+    wait_until(
+        Duration::from_secs(30),
+        "search's second level",
+        async || mentions(&s, "/slack/bob", "search errors") >= 1,
+    )
+    .await;
+    for path in ["/alice", "/slack/alice", "/slack/bob"] {
+        assert_eq!(mentions(&s, path, "checkout errors"), 0, "{path} was paged");
+    }
 
     let expired = http
         .delete(format!("{base}/{id}?by=erin"))

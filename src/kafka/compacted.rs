@@ -51,9 +51,6 @@ pub fn read_compacted(
             if partitions.is_some_and(|wanted| !wanted.contains(&p.id())) {
                 continue;
             }
-            if let Some(code) = p.error().map(RDKafkaErrorCode::from) {
-                return Err(KafkaError::MetadataFetch(code));
-            }
             let (low, high) = consumer.fetch_watermarks(topic, p.id(), limit)?;
             if high > low {
                 assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;

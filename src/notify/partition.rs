@@ -61,8 +61,14 @@ impl PartitionState {
                 let payload = event.payload.as_ref()?;
                 let incident = self.incidents.get_mut(&id)?;
                 let flap = flap_of(incident, oncall);
-                match (flap, incident.flapping.is_some()) {
-                    (Some(flap), true) => incident.flapped(now, &flap, true),
+                // A trigger while it flaps resolved is a flip; one while it
+                // already fires (a source repeating itself) is not, and
+                // must not put its settling off.
+                match (flap, incident.flapping) {
+                    (Some(flap), Some(f)) if !f.firing => {
+                        incident.retrigger(&payload.summary, payload.severity, now);
+                        incident.flapped(now, &flap, true);
+                    }
                     _ => incident.retrigger(&payload.summary, payload.severity, now),
                 }
                 // Its severity may have changed what silences it.
@@ -143,9 +149,14 @@ impl PartitionState {
                 if event.by.is_none()
                     && let Some(flap) = flap_of(incident, oncall)
                 {
-                    if incident.flapping.is_some() {
-                        incident.flapped(now, &flap, false);
-                        return Some(id);
+                    match incident.flapping {
+                        Some(f) if f.firing => {
+                            incident.flapped(now, &flap, false);
+                            return Some(id);
+                        }
+                        // Resolved again while it flaps resolved: nothing new.
+                        Some(_) => return None,
+                        None => {}
                     }
                     if incident.note_change(now, &flap) {
                         incident.start_flapping(now, &flap, false);
@@ -174,7 +185,7 @@ impl PartitionState {
 
     /// Drops the open entry of `dedup_key` if its incident closed by
     /// itself (its flapping settled resolved), keeping its changes.
-    fn forget_closed(&mut self, dedup_key: &str) {
+    pub(super) fn forget_closed(&mut self, dedup_key: &str) {
         let Some(id) = self.open.get(dedup_key) else {
             return;
         };

@@ -72,12 +72,19 @@ fn firing_of(state: &PartitionState) -> Firing {
 /// What the notifier's tick does at `now`.
 fn tick(state: &mut PartitionState, now: DateTime<Utc>, oncall: &OnCall, silences: &SilenceState) {
     state.apply_silences(now, oncall, silences, &firing_of(state));
+    let mut closed = Vec::new();
     for incident in state.incidents.values_mut() {
         incident.advance(now, oncall);
         for seq in incident.due(now) {
             incident.sending(seq);
             incident.delivered(seq, Ok(()), now, oncall);
         }
+        if !incident.is_open() {
+            closed.push(incident.dedup_key.clone());
+        }
+    }
+    for dedup_key in closed {
+        state.forget_closed(&dedup_key);
     }
 }
 

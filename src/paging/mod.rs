@@ -249,6 +249,12 @@ impl PagingEvent {
     }
 
     /// A resolve by someone (`by`), sent by `client`.
+    /// A resolve sent by the alert's own source (a monitoring system saying
+    /// it stopped firing), not by a person: it may be a flap.
+    pub fn source_resolve(dedup_key: &str, client: &str) -> Self {
+        Self::bare(EventAction::Resolve, dedup_key, client)
+    }
+
     pub fn resolve(dedup_key: &str, by: &str, client: &str) -> Self {
         Self::by_person(EventAction::Resolve, dedup_key, by, client)
     }

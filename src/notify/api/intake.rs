@@ -96,7 +96,9 @@ fn from_alertmanager(message: AlertmanagerMessage, policy: Option<String>) -> Ve
             let dedup_key = format!("alertmanager/{fingerprint}");
             let by = "alertmanager";
             if a.status != "firing" {
-                return PagingEvent::resolve(&dedup_key, by, by);
+                // Alertmanager saying the alert stopped firing, not a
+                // person: counted as a flap where the route detects them.
+                return PagingEvent::source_resolve(&dedup_key, by);
             }
             let alertname = text(&a.labels, "alertname").unwrap_or_else(|| "alert".to_owned());
             let severity = match text(&a.labels, "severity").as_deref() {
@@ -350,5 +352,7 @@ mod tests {
         let resolve = serde_json::to_value(&events[1]).unwrap();
         assert_eq!(resolve["event_action"], "resolve");
         assert_eq!(resolve["dedup_key"], "alertmanager/def");
+        assert_eq!(resolve["client"], "alertmanager");
+        assert!(events[1].by.is_none(), "not a person's resolve");
     }
 }

@@ -95,6 +95,11 @@ impl Incident {
     /// Pages the current level, skipping levels that have nobody to page.
     /// A manual page pages its target once and does not escalate.
     pub(super) fn page_level(&mut self, now: DateTime<Utc>, oncall: &OnCall) {
+        // While its alert flaps, nobody is paged (whatever asks: a silence
+        // that ended, an acknowledgement that ran out); settling pages.
+        if self.flapping.is_some() {
+            return;
+        }
         if let Some(target) = self.target.clone() {
             if let Some(user) = self.resolve_target(&target, now, oncall) {
                 let facts = Facts {

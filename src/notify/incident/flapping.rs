@@ -28,10 +28,7 @@ impl Incident {
     /// Starts flapping: pages not yet sent are cancelled and escalation
     /// waits until the alert settles.
     pub fn start_flapping(&mut self, now: DateTime<Utc>, flap: &Flap, firing: bool) {
-        self.escalation.next_at = None;
-        self.escalation.paused_until = None;
-        self.escalation.renotify_at = None;
-        self.cancel_pages();
+        self.hold_pages();
         self.flapping = Some(Flapping {
             firing,
             settle_at: now + std_duration(flap.settle),
@@ -45,9 +42,12 @@ impl Incident {
         self.log(now, EntryKind::Flapping, detail);
     }
 
-    /// Another change while flapping: noted, the settle timer starts over.
+    /// Another change while flapping: noted, the settle timer starts over,
+    /// and anything planned meanwhile (an acknowledgement that ran out, a
+    /// silence that ended) stays unsent.
     pub fn flapped(&mut self, now: DateTime<Utc>, flap: &Flap, firing: bool) {
         self.note_change(now, flap);
+        self.hold_pages();
         self.flapping = Some(Flapping {
             firing,
             settle_at: now + std_duration(flap.settle),
@@ -58,6 +58,14 @@ impl Incident {
             EntryKind::Flapping,
             format!("{what} again while flapping"),
         );
+    }
+
+    /// Stops escalation and cancels pages not yet sent.
+    fn hold_pages(&mut self) {
+        self.escalation.next_at = None;
+        self.escalation.paused_until = None;
+        self.escalation.renotify_at = None;
+        self.cancel_pages();
     }
 
     /// Settles a flapping incident whose time has come.

@@ -47,7 +47,14 @@ impl Incident {
         if self.silenced_by.take().is_none() {
             return;
         }
-        if self.status == Status::Triggered {
+        if self.flapping.is_some() {
+            // Settling pages, if it still fires then.
+            self.log(
+                now,
+                EntryKind::Unsilenced,
+                format!("{why}; its alert flaps: paging when it settles"),
+            );
+        } else if self.status == Status::Triggered {
             self.log(now, EntryKind::Unsilenced, format!("{why}: paging"));
             self.escalation = Escalation::default();
             self.page_level(now, oncall);

@@ -34,6 +34,8 @@ pub const MAX_SILENCE: Duration = Duration::from_secs(366 * 24 * 3600);
 /// default, 120h. Without it the topic, and each notifier's read of it,
 /// grows with every silence ever made.
 pub const SILENCE_RETENTION: Duration = Duration::from_secs(120 * 3600);
+/// How often a notifier looks for silences past retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Error)]
 pub enum SilenceError {
@@ -348,6 +350,7 @@ pub async fn follow(
     );
     let producer = keyed_producer(&kafka, &kafka.brokers);
     tokio::spawn(async move {
+        let mut retention_due = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -356,16 +359,36 @@ pub async fn follow(
             if !read_into(&tx, &kafka, &topic).await {
                 continue;
             }
+            // Retention at start and then hourly, beside the reads: a slow
+            // or failing write never holds a read back.
             let Ok(producer) = &producer else { continue };
-            let state = tx.borrow().clone();
-            match forget_past_retention(producer, &topic, &state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(silences = n, "ended silences past retention deleted"),
-                Err(e) => tracing::warn!(error = %e, "deleting old silences failed; trying again"),
+            if tokio::time::Instant::now() < retention_due {
+                continue;
             }
+            retention_due = tokio::time::Instant::now() + RETENTION_EVERY;
+            let (producer, topic, state) = (producer.clone(), topic.clone(), tx.borrow().clone());
+            tokio::spawn(async move {
+                match forget_past_retention(&producer, &topic, &state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(silences = n, "ended silences past retention deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deleting old silences failed; trying again within the hour")
+                    }
+                }
+            });
         }
     });
     rx
+}
+
+/// Whether `new` lacks a silence of `current` that has not ended: one
+/// only leaves the topic long after it ended.
+fn lost_silences(current: &SilenceState, new: &SilenceState) -> bool {
+    let now = Utc::now();
+    current
+        .silences
+        .values()
+        .any(|s| s.ends_at > now && !new.silences.contains_key(&s.id))
 }
 
 /// Reads the silences into `tx` if they changed; false if the read failed.
@@ -378,6 +401,16 @@ async fn read_into(
     let read =
         tokio::task::spawn_blocking(move || read_silences(&kafka, &kafka.brokers, &topic)).await;
     match read {
+        Ok(Ok(state)) if lost_silences(&tx.borrow(), &state) => {
+            // Silences leave the topic only long after they end: a read
+            // without one still in force is a broker answering for a topic
+            // it does not know yet (stale metadata), not the truth.
+            metrics::counter!("klaxon_notify_silence_read_failures_total").increment(1);
+            tracing::warn!(
+                "a read of the silences lacks silences still kept; the last ones stay in force"
+            );
+            false
+        }
         Ok(Ok(state)) => {
             tx.send_if_modified(|current| {
                 let changed = **current != state;

@@ -119,8 +119,10 @@ struct NotifierStage {
     silences_stale: bool,
     /// Silences that suppressed an incident, to be marked used.
     silence_uses: Vec<(String, String)>,
-    /// Silences this member has marked used already.
+    /// Silences this member has marked used already (or is marking).
     silences_marked: HashSet<String>,
+    /// Marks that failed in the background, to be made again.
+    silence_marks_failed: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// The alerts firing in every partition, for inhibitions, as the
     /// follower of the whole changelog last saw them.
     firing: watch::Receiver<Arc<Firing>>,
@@ -183,6 +185,7 @@ impl Notifier {
             silences_stale: true,
             silence_uses: Vec::new(),
             silences_marked: HashSet::new(),
+            silence_marks_failed: Arc::default(),
             firing: watch::channel(Arc::default()).1,
             oncall,
             config,

@@ -2,7 +2,7 @@
 //! notifications due, marked `Sending` in the changelog first, as bounded
 //! tasks; their results come back to the loop and land in the timeline.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::Utc;
 
@@ -17,6 +17,8 @@ impl NotifierStage {
         let unsaved = &self.unsaved;
         for (partition, state) in &mut self.partitions {
             state.forget_old_changes(now);
+            let mut touched = HashSet::new();
+            let mut closed = Vec::new();
             for incident in state.incidents.values_mut() {
                 if incident.next_wakeup().is_none_or(|t| t > now) {
                     continue;
@@ -29,12 +31,25 @@ impl NotifierStage {
                 for seq in due {
                     to_send.push((*partition, incident.clone(), seq));
                 }
+                // Closed by its own timer (a flapping alert settled
+                // resolved): its alert's open entry goes, its changes stay.
+                if !incident.is_open() {
+                    closed.push(incident.dedup_key.clone());
+                }
+                touched.insert(incident.id.clone());
                 advanced.push((*partition, incident.id.clone()));
             }
+            for dedup_key in closed {
+                state.forget_closed(&dedup_key);
+            }
             // Closed incidents with nothing left to send (or being sent)
-            // leave memory once the changelog has them.
+            // leave memory once the changelog has them: not before this
+            // tick's save below.
             state.incidents.retain(|id, i| {
-                i.is_open() || i.has_pending() || unsaved.contains(&(*partition, id.clone()))
+                i.is_open()
+                    || i.has_pending()
+                    || touched.contains(id)
+                    || unsaved.contains(&(*partition, id.clone()))
             });
         }
         // Durable before sending: after a crash these are "uncertain" and go
@@ -72,7 +87,8 @@ impl NotifierStage {
                 drop(permit);
             });
         }
-        self.mark_silences_used().await;
+        self.retry_failed_marks();
+        self.mark_silences_used();
         Ok(())
     }
 

@@ -5,15 +5,15 @@
 //! when partitions are restored; and each silence that suppressed
 //! something marked used, once.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::NotifierStage;
 use crate::notify::{
     incident::Incident,
     inhibit::INHIBITED_PREFIX,
-    silence::{
-        MAINTENANCE_PREFIX, MAX_SILENCES, Mutes, SilenceState, alert_labels, store::mark_used,
-    },
+    silence::{MAINTENANCE_PREFIX, Mutes, SilenceState, alert_labels, store::mark_used},
 };
 
 impl NotifierStage {
@@ -44,29 +44,47 @@ impl NotifierStage {
     }
 
     /// Marks used the silences that suppressed an incident, unless already
-    /// marked. Called after the tick's sends have started, so a slow broker
-    /// holds no page back; a failed write is logged and tried again at the
-    /// next tick.
-    pub(super) async fn mark_silences_used(&mut self) {
-        let uses = std::mem::take(&mut self.silence_uses);
-        let topic = &self.config.notify.silences_topic;
-        for (silence, incident) in uses {
-            if self.silences_marked.contains(&silence)
-                || self.silences.borrow().used.contains_key(&silence)
+    /// marked, in the background: a slow or failing broker never holds the
+    /// loop (and its pages) back. A failed mark is logged and made again at
+    /// the next tick.
+    pub(super) fn mark_silences_used(&mut self) {
+        let mut marks = Vec::new();
+        for (silence, incident) in std::mem::take(&mut self.silence_uses) {
+            if self.silences.borrow().used.contains_key(&silence)
+                || !self.silences_marked.insert(silence.clone())
             {
                 continue;
             }
-            match mark_used(&self.producer, topic, &silence, &incident).await {
-                Ok(()) => {
-                    self.silences_marked.insert(silence);
-                }
-                Err(e) => {
-                    tracing::warn!(%silence, error = %e, "silence not marked used; trying again");
-                    if self.silence_uses.len() < MAX_SILENCES {
-                        self.silence_uses.push((silence, incident));
-                    }
+            marks.push((silence, incident));
+        }
+        if marks.is_empty() {
+            return;
+        }
+        let (producer, topic) = (
+            self.producer.clone(),
+            self.config.notify.silences_topic.clone(),
+        );
+        let failed = Arc::clone(&self.silence_marks_failed);
+        tokio::spawn(async move {
+            for (silence, incident) in marks {
+                if let Err(e) = mark_used(&producer, &topic, &silence, &incident).await {
+                    tracing::warn!(%silence, error = %e, "silence not marked used");
+                    failed
+                        .lock()
+                        .expect("not poisoned")
+                        .push((silence, incident));
                 }
             }
+        });
+    }
+
+    /// Queues the marks that failed again, for the next tick (one at a
+    /// time per silence: it stays in `silences_marked` while in flight).
+    pub(super) fn retry_failed_marks(&mut self) {
+        let failed = std::mem::take(&mut *self.silence_marks_failed.lock().expect("not poisoned"));
+        for (silence, incident) in failed {
+            self.silences_marked.remove(&silence);
+            self.silence_uses.push((silence, incident));
         }
     }
 }
