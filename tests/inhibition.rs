@@ -3,7 +3,8 @@
 //! page nobody, though they arrive on other paging partitions than the
 //! source (the notifier follows the whole incidents changelog, not its own
 //! partitions' incidents); another cluster's alert pages; when the source
-//! resolves, what it inhibited and still fires pages.
+//! resolves, what it inhibited and still fires pages; a target that comes
+//! before its source, within the wait, ends the same.
 
 mod common;
 
@@ -19,7 +20,7 @@ id = "cluster-down"
 source = ["rule=cluster-down"]
 target = ["severity!=critical", "cluster=~.+"]
 equal = ["cluster"]
-wait = "2s"
+wait = "3s"
 "#;
 
 /// Sends `event` to paging partition `partition`.
@@ -84,7 +85,7 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
     .await;
     produce_to(&s, 3, alert("api-eu", "eu", "warning", None)).await;
     produce_to(&s, 2, alert("api-us", "us", "warning", None)).await;
-    // api-us waits the inhibition's 2 seconds, then pages: nothing
+    // api-us waits the inhibition's 3 seconds, then pages: nothing
     // inhibits it. By then api-eu has long been applied.
     wait_until(
         Duration::from_secs(30),
@@ -102,6 +103,40 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
         "{detail}"
     );
     assert_eq!(pages_about(&s, "api-eu"), 0, "the inhibited alert paged");
+    assert!(!detail.contains("Escalated"), "{detail}");
+
+    // The other order (#2783): a target first, its source within the wait,
+    // on other partitions: the target ends inhibited, never paged.
+    produce_to(&s, 1, alert("cache-sa", "sa", "error", None)).await;
+    produce_to(
+        &s,
+        2,
+        alert("down-sa", "sa", "critical", Some("cluster-down")),
+    )
+    .await;
+    let suppressed = async || {
+        s.command(&["incident", "cache-sa"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout).contains("suppressed by alert down-sa firing")
+            })
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the earlier target inhibited",
+        suppressed,
+    )
+    .await;
+    let detail = s.klaxon(&["incident", "cache-sa"]);
+    assert!(
+        detail.contains("paused 3s by inhibit cluster-down"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("Escalated"),
+        "paged before its source came: {detail}"
+    );
+    assert_eq!(pages_about(&s, "cache-sa"), 0);
 
     // The source resolves: the alert it inhibited still fires, and pages.
     produce_to(

@@ -112,7 +112,7 @@ impl PartitionState {
                     .inhibit
                     .iter()
                     .map(toml::Spanned::get_ref)
-                    .filter(|i| i.target.iter().all(|m| m.matches(&labels)))
+                    .filter(|i| incident.can_be_silenced() && i.could_mute(&labels))
                     .filter_map(|i| i.wait.map(|w| (format!("inhibit {}", i.id), w)))
                     .max_by_key(|(_, w)| *w);
                 let pause = [route_pause, inhibit_wait]

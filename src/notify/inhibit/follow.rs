@@ -45,6 +45,12 @@ pub fn follow(config: &Config, shutdown: CancellationToken) -> watch::Receiver<A
     rx
 }
 
+/// Whether an incident's alert can inhibit others: open, not a manual page
+/// (someone asking for help), and not flapping while resolved.
+fn fires(incident: &Incident) -> bool {
+    incident.is_open() && incident.target.is_none() && incident.flapping.is_none_or(|f| f.firing)
+}
+
 /// Reads the changelog from its start until `shutdown` or an error.
 fn read(
     kafka: &KafkaConfig,
@@ -56,6 +62,18 @@ fn read(
         client_config(kafka, &kafka.brokers, Role::CompactedReader)
             .create_with_context(EndOfPartitionIsNoError)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    // A topic the broker does not know (yet), or without partitions, is a
+    // failed read: read as empty, it would release every inhibited alert.
+    for t in metadata.topics() {
+        if let Some(code) = t.error() {
+            return Err(KafkaError::MetadataFetch(code.into()));
+        }
+    }
+    if metadata.topics().iter().all(|t| t.partitions().is_empty()) {
+        return Err(KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
     let mut assignment = TopicPartitionList::new();
     let mut behind = HashSet::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -67,12 +85,14 @@ fn read(
         }
     }
     consumer.assign(&assignment)?;
-    // Started over: what was known is read again from the start.
+    // Read again from the start; the set last published (if complete)
+    // stays in force until this read has caught up: a partial read would
+    // show alerts resolved long ago as open, and open ones as missing.
     let mut firing = Firing {
         loaded: behind.is_empty(),
         ..Firing::default()
     };
-    let mut dirty = true;
+    let mut dirty = firing.loaded;
     let mut published = Instant::now() - PUBLISH_EVERY;
     while !shutdown.is_cancelled() {
         match consumer.poll(Duration::from_millis(100)) {
@@ -83,7 +103,12 @@ fn read(
                 firing.loaded |= caught_up;
                 dirty |= caught_up;
             }
-            Some(Err(e)) => return Err(e),
+            // librdkafka recovers from the rest itself (a broker gone for a
+            // while): counted and logged, the read goes on where it was.
+            Some(Err(e)) => {
+                metrics::counter!("klaxon_notify_firing_read_failures_total").increment(1);
+                tracing::warn!(error = %e, "following firing alerts: {e}");
+            }
             Some(Ok(m)) => {
                 let Some(id) = m
                     .key()
@@ -92,10 +117,16 @@ fn read(
                 else {
                     continue;
                 };
-                let incident = m
-                    .payload()
-                    .and_then(|body| serde_json::from_slice::<Incident>(body).ok());
-                let alert = incident.filter(Incident::is_open).map(|i| FiringAlert {
+                let incident = match m.payload().map(serde_json::from_slice::<Incident>) {
+                    None => None,
+                    Some(Ok(incident)) => Some(incident),
+                    // Not the source resolving: what was known stays.
+                    Some(Err(e)) => {
+                        tracing::error!(%id, error = %e, "unreadable incident in the changelog; kept as it was");
+                        continue;
+                    }
+                };
+                let alert = incident.filter(fires).map(|i| FiringAlert {
                     dedup_key: i.dedup_key.clone(),
                     labels: alert_labels(&i),
                 });
@@ -108,7 +139,7 @@ fn read(
                 dirty |= before;
             }
         }
-        if dirty && published.elapsed() >= PUBLISH_EVERY {
+        if dirty && firing.loaded && published.elapsed() >= PUBLISH_EVERY {
             tx.send_replace(Arc::new(firing.clone()));
             published = Instant::now();
             dirty = false;

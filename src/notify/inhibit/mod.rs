@@ -57,6 +57,9 @@ impl Inhibit {
     pub fn problems(&self) -> Vec<String> {
         let what = format!("inhibit {:?}", self.id);
         let mut out = Vec::new();
+        if self.id.is_empty() || self.id.contains('/') {
+            out.push(format!("{what}: an id is not empty and has no '/'"));
+        }
         if self.source.is_empty() || self.target.is_empty() {
             out.push(format!("{what}: source and target each need a matcher"));
         } else if matches_every_alert(&self.target) {
@@ -74,6 +77,17 @@ impl Inhibit {
             out.push(format!("{what}: wait is at most 1h"));
         }
         out
+    }
+
+    /// Whether some source could inhibit an alert with these labels: it
+    /// matches `target` and has every `equal` label (else nothing ever
+    /// inhibits it, and its first page need not wait).
+    pub fn could_mute(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.target.iter().all(|m| m.matches(labels))
+            && self
+                .equal
+                .iter()
+                .all(|l| labels.get(l).is_some_and(|v| !v.is_empty()))
     }
 
     /// Whether `source` (another alert's labels) inhibits `target`. Two
@@ -153,11 +167,26 @@ impl Firing {
         rules: impl IntoIterator<Item = &'a Inhibit>,
         labels: &BTreeMap<String, String>,
     ) -> Option<Inhibitor<'a>> {
+        // Until the changelog was read to its end, a partial view would
+        // mute on alerts long resolved.
+        if !self.loaded {
+            return None;
+        }
+        let rules: Vec<&Inhibit> = rules.into_iter().collect();
         let own = labels.get("dedup_key");
-        rules.into_iter().find_map(|rule| {
+        // A source this alert itself inhibits (by any rule) does not
+        // inhibit it back: two rules pointing at each other would leave
+        // both alerts muted and nobody paged.
+        let inhibited_by_me =
+            |source: &FiringAlert| rules.iter().any(|r| r.inhibits(labels, &source.labels));
+        rules.iter().copied().find_map(|rule| {
             self.alerts
                 .iter()
-                .filter(|(_, a)| Some(&a.dedup_key) != own && rule.inhibits(&a.labels, labels))
+                .filter(|(_, a)| {
+                    Some(&a.dedup_key) != own
+                        && rule.inhibits(&a.labels, labels)
+                        && !inhibited_by_me(a)
+                })
                 .min_by(|a, b| a.0.cmp(b.0))
                 .map(|(incident, alert)| Inhibitor {
                     rule,
@@ -326,8 +355,83 @@ mod tests {
     }
 
     #[test]
+    fn missing_on_both_sides_is_no_match_and_rules_do_not_mute_each_other() {
+        // Both without the equal label: still no match (#507).
+        let any = Inhibit {
+            target: vec!["severity=warning".parse().unwrap()],
+            ..rule(&["cluster"])
+        };
+        let rules = [any.clone()];
+        let source = firing(&[(
+            "i1",
+            &[
+                ("dedup_key", "down"),
+                ("rule", "cluster-down"),
+                ("severity", "critical"),
+            ],
+        )]);
+        let target = labels(&[("dedup_key", "api"), ("severity", "warning")]);
+        assert!(source.inhibitor(&rules, &target).is_none());
+        assert!(!any.could_mute(&target), "nothing can mute it: no wait");
+        // Two rules pointing at each other: region-down (a warning) would
+        // mute cluster-down by one rule and cluster-down it by the other.
+        let region = Inhibit {
+            id: "region-down".into(),
+            source: vec!["rule=region-down".parse().unwrap()],
+            target: vec!["rule=cluster-down".parse().unwrap()],
+            equal: vec!["region".into()],
+            wait: None,
+        };
+        let rules = [rule(&["cluster"]), region];
+        let both = firing(&[
+            (
+                "r",
+                &[
+                    ("dedup_key", "region"),
+                    ("rule", "region-down"),
+                    ("cluster", "eu"),
+                    ("region", "r1"),
+                    ("severity", "warning"),
+                ],
+            ),
+            (
+                "c",
+                &[
+                    ("dedup_key", "cluster"),
+                    ("rule", "cluster-down"),
+                    ("cluster", "eu"),
+                    ("region", "r1"),
+                    ("severity", "critical"),
+                ],
+            ),
+        ]);
+        let region_labels = both.alerts["r"].labels.clone();
+        let cluster_labels = both.alerts["c"].labels.clone();
+        assert!(both.inhibitor(&rules, &region_labels).is_none());
+        assert!(both.inhibitor(&rules, &cluster_labels).is_none());
+        // A view not read to its end mutes nothing.
+        let partial = Firing {
+            loaded: false,
+            ..both.clone()
+        };
+        assert!(
+            partial
+                .inhibitor(
+                    &rules[..1],
+                    &labels(&[
+                        ("dedup_key", "x"),
+                        ("cluster", "eu"),
+                        ("severity", "warning")
+                    ])
+                )
+                .is_none()
+        );
+    }
+
+    #[test]
     fn bad_rules_say_why() {
         let mut bad = rule(&[""]);
+        bad.id = "a/b".into();
         bad.target = vec!["team!=db".parse().unwrap()];
         bad.wait = Some(Duration::from_secs(7200));
         let problems = bad.problems().join("\n");

@@ -20,8 +20,10 @@ impl NotifierStage {
     /// Applies the silences to every open incident if they changed or one
     /// started or ended since the last time; returns the incidents changed.
     pub(super) fn apply_silences(&mut self, now: DateTime<Utc>) -> Vec<(i32, String)> {
+        // The firing alerts matter only with inhibitions.
+        let inhibiting = !self.oncall.oncall.inhibit.is_empty();
         let changed = self.silences.has_changed().unwrap_or(false)
-            || self.firing.has_changed().unwrap_or(false);
+            || (inhibiting && self.firing.has_changed().unwrap_or(false));
         let due = self.silences_due.is_some_and(|t| t <= now);
         if !(changed || due || self.silences_stale) {
             return Vec::new();
