@@ -114,20 +114,9 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
         alert("down-sa", "sa", "critical", Some("cluster-down")),
     )
     .await;
-    let suppressed = async || {
-        s.command(&["incident", "cache-sa"])
-            .output()
-            .is_ok_and(|o| {
-                String::from_utf8_lossy(&o.stdout).contains("suppressed by alert down-sa firing")
-            })
-    };
-    wait_until(
-        Duration::from_secs(30),
-        "the earlier target inhibited",
-        suppressed,
-    )
-    .await;
-    let detail = s.klaxon(&["incident", "cache-sa"]);
+    let detail = s
+        .wait_for_incident("cache-sa", "suppressed by alert down-sa firing")
+        .await;
     assert!(
         detail.contains("paused 3s by inhibit cluster-down"),
         "{detail}"

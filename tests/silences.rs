@@ -101,16 +101,7 @@ async fn a_silenced_alert_pages_nobody_until_its_silence_is_expired() {
 
     // db pages alice; api opens, silenced.
     s.recorder.wait_for("/alice", 1).await;
-    wait_until(
-        Duration::from_secs(30),
-        "api's incident, silenced",
-        async || {
-            s.command(&["incident", "api"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("suppressed by silence"))
-        },
-    )
-    .await;
+    s.wait_for_incident("api", "suppressed by silence").await;
     let detail = s.klaxon(&["incident", "api"]);
     assert!(
         detail.contains(&format!("suppressed by silence {silence} of dana until ")),
@@ -254,16 +245,8 @@ async fn the_http_api_makes_lists_and_expires_silences() {
     })
     .await;
     let suppressed = format!("suppressed by silence {id} of dana");
-    wait_until(
-        Duration::from_secs(30),
-        "checkout's incident, silenced",
-        async || {
-            s.command(&["incident", "alertmanager/c0ffee"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&suppressed))
-        },
-    )
-    .await;
+    s.wait_for_incident("alertmanager/c0ffee", &suppressed)
+        .await;
     // Bob's level comes 3s after alice's: once search's has come, the
     // silenced alert had all the time it needed to page anyone.
     wait_until(

@@ -170,6 +170,24 @@ impl Setup {
         run_ok(self.command(args).env("RUST_LOG", "warn"))
     }
 
+    /// Waits until `klaxon incident KEY` says `text`; returns what it says.
+    pub async fn wait_for_incident(&self, key: &str, text: &str) -> String {
+        let says = || {
+            self.command(&["incident", key])
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .filter(|out| out.contains(text))
+        };
+        wait_until(
+            Duration::from_secs(30),
+            &format!("incident {key}: {text}"),
+            async || says().is_some(),
+        )
+        .await;
+        says().expect("it said so a moment ago")
+    }
+
     /// Waits for alice's first page: its body and the id of its incident.
     pub async fn alices_first_page(&self) -> (Value, String) {
         let body = self.recorder.wait_for("/alice", 1).await[0].json();
