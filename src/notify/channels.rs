@@ -76,7 +76,7 @@ impl Channels {
             }
             ContactKind::Webhook => {
                 let body = json!({
-                    "event": match n.purpose { Purpose::Page => "page", Purpose::Resolved => "resolved" },
+                    "event": n.purpose.as_str(),
                     "user": n.user,
                     "message": text,
                     "ack_url": self.ack_url(incident),
@@ -139,6 +139,7 @@ impl Channels {
         let subject = match n.purpose {
             Purpose::Page => format!("[klaxon] [{}] {}", incident.severity, incident.summary),
             Purpose::Resolved => format!("[klaxon] RESOLVED: {}", incident.summary),
+            Purpose::Update => format!("[klaxon] UPDATE: {}", incident.summary),
         };
         let message = Message::builder()
             .from(
@@ -306,14 +307,20 @@ fn slack_escape(s: &str) -> String {
     xml_escape(s)
 }
 
-/// The one-line text every channel carries.
+/// The text every channel carries: one line, and its note (the alerts of
+/// its group, what changed in it) on the next.
 fn message(incident: &Incident, n: &Notification) -> String {
-    match n.purpose {
+    let line = match n.purpose {
         Purpose::Page => format!(
             "[{}] {} (incident {})",
             incident.severity, incident.summary, incident.id
         ),
         Purpose::Resolved => format!("RESOLVED: {} (incident {})", incident.summary, incident.id),
+        Purpose::Update => format!("UPDATE: {} (incident {})", incident.summary, incident.id),
+    };
+    match &n.note {
+        Some(note) => format!("{line}\n{note}"),
+        None => line,
     }
 }
 

@@ -31,6 +31,7 @@ pub mod changelog;
 pub mod channels;
 pub mod check;
 pub mod client;
+pub mod group;
 pub mod incident;
 pub mod inhibit;
 pub mod links;

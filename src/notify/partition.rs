@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{
+    group::{GROUPED_PREFIX, Group, group_key},
     incident::{Incident, Opening},
     inhibit::Firing,
     oncall::OnCall,
@@ -91,9 +92,16 @@ impl PartitionState {
                     }
                 }
                 let mutes = Mutes::new(silences, oncall, firing);
+                let group = route.and_then(|r| group_key(r, &labels));
                 let mute = incident
                     .can_be_silenced()
-                    .then(|| mutes.matching(&labels, now))
+                    .then(|| {
+                        mutes.matching(&labels, now).or_else(|| {
+                            group
+                                .as_deref()
+                                .and_then(|key| mutes.grouped(key, &incident))
+                        })
+                    })
                     .flatten();
                 // The alert's changes go on from its last incident.
                 let flap = route.and_then(|r| r.flap);
@@ -108,6 +116,15 @@ impl PartitionState {
                 // behind this alert still inhibits it), the longer one.
                 let route_pause =
                     route.and_then(|r| r.pause.map(|p| (format!("route {}", r.id), p)));
+                // Its group's incident: the first page waits for the rest.
+                let group_wait = match (route, group) {
+                    (Some(r), Some(key)) if mute.is_none() => {
+                        let others = firing.groups.firing(&key, &incident.dedup_key);
+                        incident.group = Some(Group::new(key, others));
+                        Some((format!("group_wait of route {}", r.id), r.group_wait()))
+                    }
+                    _ => None,
+                };
                 let inhibit_wait = oncall
                     .inhibit
                     .iter()
@@ -115,7 +132,7 @@ impl PartitionState {
                     .filter(|i| incident.can_be_silenced() && i.could_mute(&labels))
                     .filter_map(|i| i.wait.map(|w| (format!("inhibit {}", i.id), w)))
                     .max_by_key(|(_, w)| *w);
-                let pause = [route_pause, inhibit_wait]
+                let pause = [route_pause, inhibit_wait, group_wait]
                     .into_iter()
                     .flatten()
                     .max_by_key(|(_, w)| *w);
@@ -162,6 +179,10 @@ impl PartitionState {
                         incident.start_flapping(now, &flap, false);
                         return Some(id);
                     }
+                }
+                // The group's incident stays open while its group fires.
+                if event.by.is_none() && incident.hold_for_group(now) {
+                    return Some(id);
                 }
                 self.open.remove(&event.dedup_key);
                 self.changes
@@ -216,6 +237,7 @@ impl PartitionState {
     ) -> Vec<(String, Option<String>)> {
         let mutes = Mutes::new(silences, oncall, firing);
         let mut changed = Vec::new();
+        let mut closed = Vec::new();
         for id in self.open.values() {
             let Some(incident) = self.incidents.get_mut(id) else {
                 continue;
@@ -223,6 +245,12 @@ impl PartitionState {
             if apply_mutes(incident, &mutes, now, oncall) {
                 changed.push((id.clone(), incident.silenced_by.clone()));
             }
+            if !incident.is_open() {
+                closed.push(incident.dedup_key.clone());
+            }
+        }
+        for dedup_key in closed {
+            self.forget_closed(&dedup_key);
         }
         changed
     }
@@ -242,26 +270,57 @@ fn apply_mutes(
         return false;
     }
     let labels = alert_labels(incident);
+    let route = incident.route.as_deref().and_then(|r| oncall.route(r));
+    let group = route.and_then(|r| Some((r, group_key(r, &labels)?)));
+    let grouped = group
+        .as_ref()
+        .and_then(|(_, key)| mutes.grouped(key, incident));
+    let matching = mutes.matching(&labels, now);
     if let Some(current) = &incident.silenced_by {
-        let keep = match mutes.holds(current, &labels, now) {
-            Some(holds) => holds,
-            None => {
-                !mutes.silences.loaded
-                    || incident
-                        .silenced_at()
-                        .is_some_and(|at| now - at < UNKNOWN_SILENCE_GRACE)
+        let keep = if current.starts_with(GROUPED_PREFIX) {
+            // Until the view of every partition is read, the group it
+            // was put in stands.
+            matching.is_none()
+                && (!mutes.firing.loaded || grouped.as_ref().is_some_and(|m| m.id == *current))
+        } else {
+            match mutes.holds(current, &labels, now) {
+                Some(holds) => holds,
+                None => {
+                    !mutes.silences.loaded
+                        || incident
+                            .silenced_at()
+                            .is_some_and(|at| now - at < UNKNOWN_SILENCE_GRACE)
+                }
             }
         };
         if keep {
             return false;
         }
     }
-    match (mutes.matching(&labels, now), incident.silenced_by.clone()) {
-        (None, None) => return false,
-        (Some(m), _) => incident.silence(now, &m.id, m.why, &m.by),
-        (None, Some(current)) => incident.unsilence(now, mutes.ending(&current), oncall),
+    let mute = matching.or(grouped);
+    // Nothing mutes it: it is its group's incident (told of the group
+    // before a release pages it); muted, it is not.
+    let mut changed = match (&mute, group) {
+        (Some(_), _) => incident.stop_leading(now),
+        (None, Some((route, key))) if mutes.firing.loaded => {
+            let others = mutes.firing.groups.firing(&key, &incident.dedup_key);
+            incident.lead_group(key, others, now, route.group_interval())
+        }
+        (None, _) => false,
+    };
+    match (mute, incident.silenced_by.clone()) {
+        (None, None) => {}
+        (Some(_), _) if !incident.is_open() => {}
+        (Some(m), _) => {
+            incident.silence(now, &m.id, m.why, &m.by);
+            changed = true;
+        }
+        (None, Some(current)) => {
+            incident.unsilence(now, mutes.ending(&current), oncall);
+            changed = true;
+        }
     }
-    true
+    changed
 }
 
 /// The flap detection of an incident's route, if it has one.

@@ -12,6 +12,10 @@
 //! pause = "2m"             # page only if still firing 2 minutes on
 //! renotify = { every = "30m", times = 3, backoff = 2.0 }   # 30m, 60m, 120m
 //! flap = { changes = 4, within = "10m", settle = "5m" }
+//! group_by = ["service"]   # one page for the alerts of a service
+//! group_wait = "30s"       # before the group's first page
+//! group_interval = "5m"    # between updates naming what changed
+//! repeat_interval = "4h"   # reminders while unacknowledged
 //! ```
 //!
 //! A pause is PagerDuty's transient-alert pause: an alert that resolves
@@ -20,6 +24,9 @@
 //! while the incident is triggered (neither acknowledged nor resolved), at
 //! most `times` times, each wait `backoff` times the one before. Flapping
 //! (see [`Flap`]) is Alertmanager's #204 and #3048, refused there.
+//! Grouping is Alertmanager's, with one incident per group (see
+//! [`super::group`]); `repeat_interval` is `renotify` with no end
+//! ([`MAX_RENOTIFY_TIMES`] reminders) and no backoff.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -45,7 +52,26 @@ pub struct Route {
     pub pause: Option<Duration>,
     pub renotify: Option<Renotify>,
     pub flap: Option<Flap>,
+    /// Labels whose values make a group; none, no grouping.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub group_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub repeat_interval: Option<Duration>,
 }
+
+/// Alertmanager's defaults: a group's first page waits 30s, updates come
+/// at most every 5 minutes.
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+/// At least a second: the alerts of other partitions reach a notifier
+/// about half a second after they open, and a group's first page must not
+/// go before they are seen.
+pub const MIN_GROUP_WAIT: Duration = Duration::from_secs(1);
+pub const MAX_GROUP_BY: usize = 16;
 
 /// When an alert is flapping: more than `changes` state changes (fired,
 /// resolved) within `within`. It then keeps one incident open and pages
@@ -93,6 +119,28 @@ impl Route {
         self.matchers.iter().all(|m| m.matches(labels))
     }
 
+    /// Whether it groups alerts.
+    pub fn groups(&self) -> bool {
+        !self.group_by.is_empty()
+    }
+
+    pub fn group_wait(&self) -> Duration {
+        self.group_wait.unwrap_or(DEFAULT_GROUP_WAIT)
+    }
+
+    pub fn group_interval(&self) -> Duration {
+        self.group_interval.unwrap_or(DEFAULT_GROUP_INTERVAL)
+    }
+
+    /// Its reminders: `renotify`, or `repeat_interval` (no end, no backoff).
+    pub fn reminders(&self) -> Option<Renotify> {
+        self.renotify.or(self.repeat_interval.map(|every| Renotify {
+            every,
+            times: MAX_RENOTIFY_TIMES,
+            backoff: 1.0,
+        }))
+    }
+
     /// What is wrong with it, for `klaxon oncall check` (`policy_exists`
     /// says whether a policy id is in the file).
     pub fn problems(&self, policy_exists: impl Fn(&str) -> bool) -> Vec<String> {
@@ -118,6 +166,32 @@ impl Route {
             if !(1.0..=10.0).contains(&r.backoff) {
                 out.push(format!("{what}: renotify backoff is 1 to 10"));
             }
+        }
+        if self.renotify.is_some() && self.repeat_interval.is_some() {
+            out.push(format!(
+                "{what}: renotify and repeat_interval both set reminders; keep one"
+            ));
+        }
+        if self.repeat_interval.is_some_and(|r| r < MIN_RENOTIFY_EVERY) {
+            out.push(format!("{what}: repeat_interval is at least 1m"));
+        }
+        if self.group_by.len() > MAX_GROUP_BY
+            || self.group_by.iter().any(|l| l.is_empty() || l.len() > 128)
+        {
+            out.push(format!(
+                "{what}: group_by has at most {MAX_GROUP_BY} labels, each 1 to 128 bytes"
+            ));
+        }
+        if !self.groups() && (self.group_wait.is_some() || self.group_interval.is_some()) {
+            out.push(format!(
+                "{what}: group_wait and group_interval need group_by"
+            ));
+        }
+        if !(MIN_GROUP_WAIT..=MAX_PAUSE).contains(&self.group_wait()) {
+            out.push(format!("{what}: group_wait is 1s to 1h"));
+        }
+        if !(MIN_GROUP_WAIT..=MAX_FLAP_WINDOW).contains(&self.group_interval()) {
+            out.push(format!("{what}: group_interval is 1s to 1d"));
         }
         if let Some(f) = &self.flap {
             if !(2..=MAX_FLAP_CHANGES).contains(&f.changes) {
@@ -156,6 +230,8 @@ policy = "nope"
 pause = "2h"
 renotify = { every = "10s", times = 0, backoff = 0.5 }
 flap = { changes = 1, within = "10s", settle = "5m" }
+repeat_interval = "10s"
+group_wait = "0s"
 "#,
         )
         .unwrap();
@@ -166,6 +242,10 @@ flap = { changes = 1, within = "10s", settle = "5m" }
             "at least 1m",
             "times is",
             "backoff is",
+            "keep one",
+            "repeat_interval is at least",
+            "need group_by",
+            "group_wait is",
         ] {
             assert!(
                 problems.iter().any(|p| p.contains(expect)),

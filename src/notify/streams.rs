@@ -13,8 +13,10 @@
 //! - `{"at": T, "tick": true}`: time passes;
 //! - `{"at": T, "expect": {"key": DEDUP_KEY, ...}}`: the latest incident of
 //!   that dedup_key has `status`, `silenced_by` (null for none), `pages`
-//!   (the users paged so far, in order) and `timeline` (substrings found in
-//!   its timeline in this order); `"incidents": N` counts them all.
+//!   (the users paged so far, in order), `notes` (what the notifications
+//!   delivered said of its group, each containing the substring, in order)
+//!   and `timeline` (substrings found in its timeline in this order);
+//!   `"incidents": N` counts them all.
 //!
 //! After every step, as the notifier's tick does, the silences are applied
 //! to open incidents, timers advance, and every notification due is sent
@@ -31,7 +33,7 @@ use super::{
     inhibit::{Firing, FiringAlert},
     oncall::OnCall,
     partition::PartitionState,
-    silence::{Silence, SilenceState, alert_labels, store::NewSilence},
+    silence::{Silence, SilenceState, store::NewSilence},
 };
 use crate::paging::PagingEvent;
 
@@ -50,28 +52,23 @@ fn at(value: &Value) -> DateTime<Utc> {
 /// The alerts firing, as every notifier's follower of the changelog sees
 /// them: here the partition's own open incidents (one partition stands for
 /// them all).
-fn firing_of(state: &PartitionState) -> Firing {
+fn firing_of(state: &PartitionState, oncall: &OnCall) -> Firing {
     let alerts = state
         .incidents
         .values()
-        .filter(|i| i.is_open())
-        .map(|i| {
-            let alert = FiringAlert {
-                dedup_key: i.dedup_key.clone(),
-                labels: alert_labels(i),
-            };
-            (i.id.clone(), alert)
-        })
+        .filter_map(|i| Some((i.id.clone(), FiringAlert::of(i)?)))
         .collect();
-    Firing {
+    let firing = Firing {
         alerts,
         loaded: true,
-    }
+        ..Firing::default()
+    };
+    firing.grouped(oncall)
 }
 
 /// What the notifier's tick does at `now`.
 fn tick(state: &mut PartitionState, now: DateTime<Utc>, oncall: &OnCall, silences: &SilenceState) {
-    state.apply_silences(now, oncall, silences, &firing_of(state));
+    state.apply_silences(now, oncall, silences, &firing_of(state, oncall));
     let mut closed = Vec::new();
     for incident in state.incidents.values_mut() {
         incident.advance(now, oncall);
@@ -146,6 +143,27 @@ fn check(state: &PartitionState, expect: &Value, line: usize) {
             .collect();
         assert_eq!(paged, want, "pages, {context}");
     }
+    if let Some(notes) = expect.get("notes") {
+        let told: Vec<&str> = incident
+            .notifications
+            .iter()
+            .filter(|n| n.state == super::incident::Delivery::Delivered)
+            .filter_map(|n| n.note.as_deref())
+            .collect();
+        let want: Vec<&str> = notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(told.len(), want.len(), "notes {told:?}, {context}");
+        for (note, want) in told.iter().zip(want) {
+            assert!(
+                note.contains(want),
+                "note {note:?} lacks {want:?}, {context}"
+            );
+        }
+    }
     if let Some(wanted) = expect.get("timeline") {
         let mut from = 0;
         for want in wanted.as_array().unwrap() {
@@ -210,7 +228,7 @@ fn run(path: &Path, oncall: &OnCall) {
         if let Some(event) = step.get("event") {
             let event: PagingEvent = serde_json::from_value(event.clone())
                 .unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
-            state.apply(&event, now, oncall, &silences, &firing_of(&state));
+            state.apply(&event, now, oncall, &silences, &firing_of(&state, oncall));
         } else if let Some(spec) = step.get("silence") {
             let silence = silence_of(spec, now);
             silences.silences.insert(silence.id.clone(), silence);

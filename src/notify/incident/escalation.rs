@@ -249,5 +249,6 @@ impl Incident {
         }
         self.advance_route(now, oncall);
         self.advance_flapping(now, oncall);
+        self.advance_group(now);
     }
 }

@@ -33,6 +33,7 @@
 
 mod escalation;
 mod flapping;
+mod grouping;
 mod record;
 mod routing;
 mod silencing;
@@ -47,7 +48,10 @@ pub use self::record::{
     Delivery, Entry, EntryKind, Escalation, Facts, Flapping, MAX_DETAIL_BYTES, MAX_FACT_BYTES,
     Notification, Opening, Purpose, Status, TIMELINE_HEAD, TIMELINE_TAIL, incident_id,
 };
-use super::oncall::{ContactKind, OnCall, Target};
+use super::{
+    group::Group,
+    oncall::{ContactKind, OnCall, Target},
+};
 use crate::paging::Severity;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +99,10 @@ pub struct Incident {
     /// While its alert flaps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flapping: Option<Flapping>,
+    /// The group it pages for, while it is its group's incident (see
+    /// [`crate::notify::group`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -142,6 +150,7 @@ impl Incident {
             silenced_by: None,
             changes: Vec::new(),
             flapping: None,
+            group: None,
         };
         let detail = format!("{} ({})", incident.summary, incident.severity);
         incident.log(now, EntryKind::Triggered, detail);
@@ -160,6 +169,7 @@ impl Incident {
     /// Another trigger for this open incident: noted, nobody paged again.
     pub fn retrigger(&mut self, summary: &str, severity: Severity, now: DateTime<Utc>) {
         self.triggers += 1;
+        self.alert_fires_again(now);
         let changed = self.severity != severity || self.summary != summary;
         self.summary = summary.to_owned();
         self.severity = severity;
@@ -250,27 +260,29 @@ impl Incident {
             format!("by {by}")
         };
         self.log_facts(now, EntryKind::Resolved, detail, facts);
-        // One notice per person reached, on the method that reached them.
-        let mut told = BTreeSet::new();
-        let reached: Vec<Notification> = self
-            .notifications
-            .iter()
-            .filter(|n| n.purpose == Purpose::Page && n.state == Delivery::Delivered)
-            .cloned()
-            .collect();
-        for n in reached {
-            if told.insert(n.user.clone()) {
-                self.plan(
-                    &n.user,
-                    &n.contact,
-                    n.kind,
-                    &n.address,
-                    Purpose::Resolved,
-                    now,
-                );
-            }
+        for n in self.reached() {
+            self.plan(
+                &n.user,
+                &n.contact,
+                n.kind,
+                &n.address,
+                Purpose::Resolved,
+                now,
+            );
         }
         true
+    }
+
+    /// Everyone a page reached, once each, on the method that reached them:
+    /// whom a resolve or an update is told to.
+    fn reached(&self) -> Vec<Notification> {
+        let mut users = BTreeSet::new();
+        self.notifications
+            .iter()
+            .filter(|n| n.purpose == Purpose::Page && n.state == Delivery::Delivered)
+            .filter(|n| users.insert(n.user.clone()))
+            .cloned()
+            .collect()
     }
 
     fn cancel_pages(&mut self) {
@@ -291,6 +303,10 @@ impl Incident {
         due_at: DateTime<Utc>,
     ) {
         let seq = self.notifications.len() as u32;
+        let note = match purpose {
+            Purpose::Page => self.group_listing(due_at),
+            _ => None,
+        };
         self.notifications.push(Notification {
             seq,
             user: user.to_owned(),
@@ -300,6 +316,7 @@ impl Incident {
             purpose,
             due_at,
             state: Delivery::Planned,
+            note,
         });
     }
 
@@ -328,12 +345,14 @@ impl Incident {
             .map(|n| n.due_at);
         let e = &self.escalation;
         let settle = self.flapping.map(|f| f.settle_at);
+        let group = self.group.as_ref().and_then(|g| g.due_at);
         let timers = [
             e.next_at,
             e.ack_expires_at,
             e.paused_until,
             e.renotify_at,
             settle,
+            group,
         ]
         .into_iter()
         .flatten();
@@ -367,6 +386,7 @@ impl Incident {
         let what = match n.purpose {
             Purpose::Page => "paged",
             Purpose::Resolved => "told of the resolve",
+            Purpose::Update => "told of the group's changes",
         };
         let facts = |result: String| Facts {
             user: Some(n.user.clone()),

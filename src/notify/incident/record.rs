@@ -43,6 +43,9 @@ pub enum Purpose {
     Page,
     /// Tells someone who was paged that the incident is resolved.
     Resolved,
+    /// Tells someone who was paged what changed in the incident's group
+    /// (see [`crate::notify::group`]).
+    Update,
 }
 
 impl Purpose {
@@ -50,6 +53,7 @@ impl Purpose {
         match self {
             Purpose::Page => "page",
             Purpose::Resolved => "resolved",
+            Purpose::Update => "update",
         }
     }
 }
@@ -75,6 +79,10 @@ pub struct Notification {
     pub purpose: Purpose,
     pub due_at: DateTime<Utc>,
     pub state: Delivery,
+    /// What it says besides the incident: the alerts of its group on a
+    /// page, what changed on an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +112,8 @@ pub enum EntryKind {
     Flapping,
     /// It stopped flapping.
     Settled,
+    /// Its group changed, or it was grouped into another incident's.
+    Grouped,
     /// Stands for the entries left out of a long timeline.
     Elided,
 }

@@ -35,7 +35,7 @@ impl Incident {
             .route
             .as_deref()
             .and_then(|r| oncall.route(r))
-            .and_then(|r| r.renotify);
+            .and_then(|r| r.reminders());
         self.escalation.renotify_at = renotify
             .filter(|r| self.escalation.renotified < r.times)
             .map(|r| now + std_duration(r.wait(self.escalation.renotified)));
@@ -64,7 +64,7 @@ impl Incident {
             .route
             .as_deref()
             .and_then(|r| oncall.route(r))
-            .and_then(|r| r.renotify)
+            .and_then(|r| r.reminders())
         else {
             return;
         };

@@ -21,7 +21,7 @@ use super::{Firing, FiringAlert};
 use crate::{
     config::{Config, KafkaConfig},
     kafka::{EndOfPartitionIsNoError, Role, client_config},
-    notify::{changelog::INCIDENT_PREFIX, incident::Incident, silence::alert_labels},
+    notify::{changelog::INCIDENT_PREFIX, incident::Incident},
 };
 
 /// How often a changed set is published, at most.
@@ -43,12 +43,6 @@ pub fn follow(config: &Config, shutdown: CancellationToken) -> watch::Receiver<A
         }
     });
     rx
-}
-
-/// Whether an incident's alert can inhibit others: open, not a manual page
-/// (someone asking for help), and not flapping while resolved.
-fn fires(incident: &Incident) -> bool {
-    incident.is_open() && incident.target.is_none() && incident.flapping.is_none_or(|f| f.firing)
 }
 
 /// Reads the changelog from its start until `shutdown` or an error.
@@ -126,10 +120,7 @@ fn read(
                         continue;
                     }
                 };
-                let alert = incident.filter(fires).map(|i| FiringAlert {
-                    dedup_key: i.dedup_key.clone(),
-                    labels: alert_labels(&i),
-                });
+                let alert = incident.as_ref().and_then(FiringAlert::of);
                 let before = match alert {
                     Some(alert) => {
                         firing.alerts.insert(id.to_owned(), alert.clone()) != Some(alert)

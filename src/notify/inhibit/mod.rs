@@ -32,9 +32,15 @@ use std::{
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::silence::{Matcher, matches_every_alert};
+use super::{
+    group::{GROUPED_PREFIX, Groups},
+    incident::Incident,
+    oncall::OnCall,
+    silence::{Matcher, alert_labels, matches_every_alert},
+};
 
 /// The longest `wait`, and the most `equal` labels.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -113,12 +119,43 @@ impl Inhibit {
     }
 }
 
-/// An open, unresolved alert of any paging partition.
+/// The alert of an open incident of any paging partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FiringAlert {
     pub dedup_key: String,
     /// Its labels as silences see them (`severity`, `dedup_key`, `rule`).
     pub labels: BTreeMap<String, String>,
+    pub opened_at: DateTime<Utc>,
+    /// Whether it fires: not while it flaps resolved, nor when its
+    /// incident stays open only for its group. Only firing alerts inhibit.
+    pub fires: bool,
+    /// Whether a silence, a maintenance window or an inhibition mutes it
+    /// (being grouped into another incident is not).
+    pub muted: bool,
+    pub flapping: bool,
+}
+
+impl FiringAlert {
+    /// The alert of an open incident; none for a closed one or a manual
+    /// page (someone asking for help, never grouped nor inhibiting).
+    pub fn of(incident: &Incident) -> Option<Self> {
+        if !incident.is_open() || incident.target.is_some() {
+            return None;
+        }
+        let held = incident.group.as_ref().is_some_and(|g| g.alert_resolved);
+        let muted = incident
+            .silenced_by
+            .as_deref()
+            .is_some_and(|m| !m.starts_with(GROUPED_PREFIX));
+        Some(Self {
+            dedup_key: incident.dedup_key.clone(),
+            labels: alert_labels(incident),
+            opened_at: incident.opened_at,
+            fires: !held && incident.flapping.is_none_or(|f| f.firing),
+            muted,
+            flapping: incident.flapping.is_some(),
+        })
+    }
 }
 
 /// Every open alert of every partition, by incident id, as the `incidents`
@@ -129,6 +166,9 @@ pub struct Firing {
     /// Whether the changelog was read to its end once: before, an alert
     /// that inhibits may not be known yet.
     pub loaded: bool,
+    /// The alerts in the groups of the on-call file's routes: filled in by
+    /// [`Self::grouped`], as the routes may change with the file.
+    pub groups: Groups,
 }
 
 /// How an incident's `silenced_by` names an inhibition:
@@ -159,6 +199,14 @@ impl Inhibitor<'_> {
 }
 
 impl Firing {
+    /// The same alerts, sorted into the groups of `oncall`'s routes.
+    pub fn grouped(&self, oncall: &OnCall) -> Self {
+        Self {
+            groups: Groups::new(oncall, self),
+            ..self.clone()
+        }
+    }
+
     /// The first rule and firing alert that inhibit an alert with these
     /// labels (its own `dedup_key` excluded: an alert never inhibits
     /// itself), in the order of the rules, then of incident ids.
@@ -183,7 +231,8 @@ impl Firing {
             self.alerts
                 .iter()
                 .filter(|(_, a)| {
-                    Some(&a.dedup_key) != own
+                    a.fires
+                        && Some(&a.dedup_key) != own
                         && rule.inhibits(&a.labels, labels)
                         && !inhibited_by_me(a)
                 })
@@ -208,7 +257,7 @@ impl Firing {
         let rule = rules.into_iter().find(|r| r.id == rule);
         let alert = self.alerts.get(incident);
         Some(match (rule, alert) {
-            (Some(rule), Some(alert)) => rule.inhibits(&alert.labels, labels),
+            (Some(rule), Some(alert)) => alert.fires && rule.inhibits(&alert.labels, labels),
             // Not read yet: the source may well still fire.
             (Some(_), None) if !self.loaded => true,
             _ => false,
@@ -246,11 +295,16 @@ mod tests {
                     let alert = FiringAlert {
                         dedup_key: labels["dedup_key"].clone(),
                         labels,
+                        opened_at: DateTime::UNIX_EPOCH,
+                        fires: true,
+                        muted: false,
+                        flapping: false,
                     };
                     (id.to_string(), alert)
                 })
                 .collect(),
             loaded: true,
+            groups: Groups::default(),
         }
     }
 

@@ -38,6 +38,7 @@ use toml::Spanned;
 
 pub use self::matcher::{Matcher, MatcherError};
 use super::{
+    group::GROUPED_PREFIX,
     incident::Incident,
     inhibit::{Firing, INHIBITED_PREFIX, Inhibit},
     maintenance::Maintenance,
@@ -313,8 +314,27 @@ impl<'a> Mutes<'a> {
             .map(|s| s.status(now) == SilenceStatus::Active && s.matches(labels))
     }
 
+    /// The incident of its group that `incident` (of group `key`) is
+    /// grouped into, if it is not its group's incident itself.
+    pub fn grouped(&self, key: &str, incident: &Incident) -> Option<Mute> {
+        let leader = self
+            .firing
+            .groups
+            .leader(key, &incident.id, incident.opened_at)?;
+        Some(Mute {
+            id: format!("{GROUPED_PREFIX}{leader}"),
+            why: format!("grouped into incident {leader} (group {key})"),
+            by: "grouping".to_owned(),
+        })
+    }
+
     /// How the mute `id` ended, for the timeline.
     pub fn ending(&self, id: &str) -> String {
+        if let Some(leader) = id.strip_prefix(GROUPED_PREFIX) {
+            return format!(
+                "incident {leader} no longer pages for its group (resolved or muted): this one does"
+            );
+        }
         if let Some(window) = id.strip_prefix(MAINTENANCE_PREFIX) {
             return format!("maintenance window {window} ended");
         }

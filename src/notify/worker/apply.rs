@@ -3,7 +3,7 @@
 //! failed write is remembered in `unsaved` and holds its partition's
 //! position back, so a restart replays rather than loses the change.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use rdkafka::{Message, Offset, TopicPartitionList, message::BorrowedMessage};
@@ -156,8 +156,9 @@ impl NotifierStage {
 
     /// Applies an event; returns the incident it changed.
     pub(super) fn apply(&mut self, partition: i32, event: &PagingEvent) -> Option<String> {
+        self.refresh_view();
         let silences = self.silences.borrow();
-        let firing = self.firing.borrow();
+        let firing = Arc::clone(&self.view);
         let state = self.partitions.entry(partition).or_default();
         let now = Utc::now();
         let id = state.apply(event, now, &self.oncall.oncall, &silences, &firing)?;

@@ -123,9 +123,16 @@ struct NotifierStage {
     silences_marked: HashSet<String>,
     /// Marks that failed in the background, to be made again.
     silence_marks_failed: Arc<std::sync::Mutex<Vec<(String, String)>>>,
-    /// The alerts firing in every partition, for inhibitions, as the
-    /// follower of the whole changelog last saw them.
+    /// The alerts firing in every partition, for inhibitions and groups,
+    /// as the follower of the whole changelog last saw them.
     firing: watch::Receiver<Arc<Firing>>,
+    /// The same, sorted into the groups of the on-call file's routes.
+    view: Arc<Firing>,
+    /// `view` must be made again: the on-call file was reloaded.
+    view_stale: bool,
+    /// `view` changed since its alerts last went through the open
+    /// incidents' mutes and groups.
+    view_unapplied: bool,
 }
 
 impl std::fmt::Debug for NotifierStage {
@@ -187,6 +194,9 @@ impl Notifier {
             silences_marked: HashSet::new(),
             silence_marks_failed: Arc::default(),
             firing: watch::channel(Arc::default()).1,
+            view: Arc::default(),
+            view_stale: true,
+            view_unapplied: false,
             oncall,
             config,
         };
@@ -300,8 +310,9 @@ impl Stage for NotifierStage {
             self.on_tick().await
         } else {
             self.oncall.reload();
-            // Its maintenance windows may have changed.
+            // Its maintenance windows, routes and groups may have changed.
             self.silences_stale = true;
+            self.view_stale = true;
             Ok(())
         }
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::NotifierStage;
 use crate::notify::{
+    group::GROUPED_PREFIX,
     incident::Incident,
     inhibit::INHIBITED_PREFIX,
     silence::{MAINTENANCE_PREFIX, Mutes, SilenceState, alert_labels, store::mark_used},
@@ -20,16 +21,19 @@ impl NotifierStage {
     /// Applies the silences to every open incident if they changed or one
     /// started or ended since the last time; returns the incidents changed.
     pub(super) fn apply_silences(&mut self, now: DateTime<Utc>) -> Vec<(i32, String)> {
-        // The firing alerts matter only with inhibitions.
-        let inhibiting = !self.oncall.oncall.inhibit.is_empty();
-        let changed = self.silences.has_changed().unwrap_or(false)
-            || (inhibiting && self.firing.has_changed().unwrap_or(false));
+        // The firing alerts matter only with inhibitions or groups.
+        let oncall = &self.oncall.oncall;
+        let following =
+            !oncall.inhibit.is_empty() || oncall.route.iter().any(|r| r.get_ref().groups());
+        self.refresh_view();
+        let view_changed = std::mem::take(&mut self.view_unapplied);
+        let changed = self.silences.has_changed().unwrap_or(false) || (following && view_changed);
         let due = self.silences_due.is_some_and(|t| t <= now);
         if !(changed || due || self.silences_stale) {
             return Vec::new();
         }
         let silences = self.silences.borrow_and_update().clone();
-        let firing = self.firing.borrow_and_update().clone();
+        let firing = Arc::clone(&self.view);
         self.silences_due = Mutes::new(&silences, &self.oncall.oncall, &firing).next_change(now);
         self.silences_stale = false;
         let mut advanced = Vec::new();
@@ -43,6 +47,19 @@ impl NotifierStage {
             }
         }
         advanced
+    }
+
+    /// Sorts the follower's latest view into groups, if it changed or the
+    /// on-call file was reloaded.
+    pub(super) fn refresh_view(&mut self) {
+        let changed = self.firing.has_changed().unwrap_or(false);
+        if !(changed || self.view_stale) {
+            return;
+        }
+        let firing = self.firing.borrow_and_update().clone();
+        self.view = Arc::new(firing.grouped(&self.oncall.oncall));
+        self.view_stale = false;
+        self.view_unapplied = true;
     }
 
     /// Marks used the silences that suppressed an incident, unless already
@@ -99,10 +116,11 @@ pub(super) fn silences_used(
     silences: &SilenceState,
     now: DateTime<Utc>,
 ) -> Vec<(String, String)> {
-    let under_silence = incident
-        .silenced_by
-        .as_deref()
-        .is_some_and(|m| !m.starts_with(MAINTENANCE_PREFIX) && !m.starts_with(INHIBITED_PREFIX));
+    let under_silence = incident.silenced_by.as_deref().is_some_and(|m| {
+        ![MAINTENANCE_PREFIX, INHIBITED_PREFIX, GROUPED_PREFIX]
+            .iter()
+            .any(|prefix| m.starts_with(prefix))
+    });
     if !under_silence {
         return Vec::new();
     }

@@ -1,0 +1,150 @@
+//! An incident as its group's incident (see [`crate::notify::group`]): what
+//! its pages say of the group, the updates it sends when the group
+//! changes, and staying open while the group fires after its own alert
+//! resolved.
+
+use chrono::{DateTime, Utc};
+
+use super::{EntryKind, Incident, Purpose, Status, std_duration};
+use crate::notify::group::{Alerts, Group};
+
+impl Incident {
+    /// Leads group `key`, whose other alerts firing are `firing` now;
+    /// `interval` is its route's `group_interval`. An update is due when
+    /// they differ from what it last told, `interval` after that; with
+    /// its own alert resolved and none of the others firing, it resolves.
+    /// True when its record changed.
+    pub fn lead_group(
+        &mut self,
+        key: String,
+        firing: Alerts,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> bool {
+        let before = self.group.clone();
+        let group = self
+            .group
+            .get_or_insert_with(|| Group::new(key.clone(), Alerts::default()));
+        group.key = key;
+        group.firing = firing;
+        group.due_at = if group.alert_resolved && group.firing.count == 0 {
+            Some(now)
+        } else {
+            match (&group.told, group.told_at) {
+                (Some(told), Some(at)) if *told != group.firing => Some(
+                    group
+                        .due_at
+                        .unwrap_or_else(|| (at + std_duration(interval)).max(now)),
+                ),
+                _ => None,
+            }
+        };
+        before != self.group
+    }
+
+    /// No longer its group's incident (grouped into another, or muted).
+    /// One held open only for its group has nothing left to page for, and
+    /// resolves.
+    pub fn stop_leading(&mut self, now: DateTime<Utc>) -> bool {
+        let Some(group) = self.group.take() else {
+            return false;
+        };
+        if group.alert_resolved {
+            self.resolve("klaxon (its alert had resolved; its group moved on)", now);
+        }
+        true
+    }
+
+    /// Its own alert resolved: while others of its group fire, it stays
+    /// open for them (true), its timeline says so.
+    pub fn hold_for_group(&mut self, now: DateTime<Utc>) -> bool {
+        let Some(group) = self.group.as_mut().filter(|g| g.firing.count > 0) else {
+            return false;
+        };
+        if group.alert_resolved {
+            return true;
+        }
+        group.alert_resolved = true;
+        let detail = format!(
+            "its alert resolved; {} other alerts of group {} still fire: open until they resolve",
+            group.firing.count, group.key
+        );
+        self.log(now, EntryKind::Grouped, detail);
+        true
+    }
+
+    /// A trigger for an alert whose incident was held open for its group.
+    pub(super) fn alert_fires_again(&mut self, now: DateTime<Utc>) {
+        if let Some(group) = self.group.as_mut().filter(|g| g.alert_resolved) {
+            group.alert_resolved = false;
+            self.log(now, EntryKind::Grouped, "its alert fires again".to_owned());
+        }
+    }
+
+    /// What a page says of its group (the first page sets what the group
+    /// was told).
+    pub(super) fn group_listing(&mut self, now: DateTime<Utc>) -> Option<String> {
+        let own = self.dedup_key.clone();
+        let group = self.group.as_mut()?;
+        if group.told.is_none() {
+            group.told = Some(group.firing.clone());
+            group.told_at = Some(now);
+        }
+        Some(group.listing(&own))
+    }
+
+    /// An update due at `now`: whoever a page reached is told what changed,
+    /// while nobody has acknowledged; acknowledged, the timeline has it.
+    /// Held open for a group that has ended, it resolves.
+    pub(super) fn advance_group(&mut self, now: DateTime<Utc>) {
+        let open = self.is_open();
+        let Some(group) = self.group.as_mut().filter(|_| open) else {
+            return;
+        };
+        if group.due_at.is_none_or(|t| t > now) {
+            return;
+        }
+        group.due_at = None;
+        if group.alert_resolved && group.firing.count == 0 {
+            self.resolve("klaxon (every alert of its group resolved)", now);
+            return;
+        }
+        let Some(changes) = group.changes() else {
+            return;
+        };
+        group.told = Some(group.firing.clone());
+        group.told_at = Some(now);
+        if self.status != Status::Triggered || self.pages_held() {
+            let why = match self.status {
+                Status::Triggered => "its pages are held",
+                _ => self.status.as_str(),
+            };
+            self.log(
+                now,
+                EntryKind::Grouped,
+                format!("{changes} (nobody paged: {why})"),
+            );
+            return;
+        }
+        let reached = self.reached();
+        let users: Vec<&str> = reached.iter().map(|n| n.user.as_str()).collect();
+        let detail = match users.is_empty() {
+            true => format!("{changes} (nobody reached yet to tell)"),
+            false => format!("{changes}: telling {}", users.join(", ")),
+        };
+        self.log(now, EntryKind::Grouped, detail);
+        for n in reached {
+            self.plan(
+                &n.user,
+                &n.contact,
+                n.kind,
+                &n.address,
+                Purpose::Update,
+                now,
+            );
+            if let Some(update) = self.notifications.last_mut() {
+                update.note = Some(changes.clone());
+            }
+        }
+    }
+}
