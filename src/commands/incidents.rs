@@ -120,6 +120,15 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
             at(flapping.settle_at)
         )?;
     }
+    if let Some(group) = &i.group {
+        writeln!(out, "group      {}", group.listing(&i.dedup_key))?;
+        if group.alert_resolved {
+            writeln!(
+                out,
+                "           its alert resolved: open until its group's alerts resolve"
+            )?;
+        }
+    }
     writeln!(out, "timeline")?;
     for e in &i.timeline {
         let kind = serde_json::to_value(e.kind)?;

@@ -647,13 +647,29 @@ from = "02:00"
                 format!("{at}: maintenance window \"patching\": from and to go together"),
             ]
         );
-        let routes = format!("{GOOD}\n[[route]]\nid = \"r\"\npolicy = \"nope\"\npause = \"0s\"\n");
+        let routes = format!(
+            "{GOOD}\n[[route]]\nid = \"r\"\npolicy = \"nope\"\npause = \"0s\"\ngroup_wait = \"10m\"\n"
+        );
         let at = line_of(&routes, routes.rfind("[[route]]").unwrap());
         assert_eq!(
             errors(&routes),
             [
                 format!("{at}: route \"r\": unknown policy \"nope\""),
                 format!("{at}: route \"r\": pause is more than 0s and at most 1h"),
+                format!("{at}: route \"r\": group_wait and group_interval need group_by"),
+            ]
+        );
+        let grouped = format!(
+            "{GOOD}\n[[route]]\nid = \"g\"\ngroup_by = [\"service\"]\ngroup_wait = \"0s\"\nrepeat_interval = \"4h\"\nrenotify = {{ every = \"1h\", times = 2 }}\n"
+        );
+        let at = line_of(&grouped, grouped.rfind("[[route]]").unwrap());
+        assert_eq!(
+            errors(&grouped),
+            [
+                format!(
+                    "{at}: route \"g\": renotify and repeat_interval both set reminders; keep one"
+                ),
+                format!("{at}: route \"g\": group_wait is 1s to 1h"),
             ]
         );
         let bad_matcher = format!(

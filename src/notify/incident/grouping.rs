@@ -8,6 +8,22 @@ use chrono::{DateTime, Utc};
 use super::{EntryKind, Incident, Purpose, Status, std_duration};
 use crate::notify::group::{Alerts, Group};
 
+/// The first instant from `at` on, a whole number of `interval`s after
+/// it (at least one), that is not before `now`: changes are told on the
+/// group's beat, as Alertmanager flushes a group every `group_interval`,
+/// so those that come together are told together.
+fn next_tick(
+    at: DateTime<Utc>,
+    interval: std::time::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let step = std_duration(interval).num_milliseconds().max(1_000);
+    let behind = (now - at).num_milliseconds().max(0);
+    // Both are at least 0 and 1000: unsigned ceiling division is exact.
+    let ticks = (behind as u64).div_ceil(step as u64).max(1) as i64;
+    at + chrono::Duration::milliseconds(ticks.saturating_mul(step))
+}
+
 impl Incident {
     /// Leads group `key`, whose other alerts firing are `firing` now;
     /// `interval` is its route's `group_interval`. An update is due when
@@ -31,11 +47,9 @@ impl Incident {
             Some(now)
         } else {
             match (&group.told, group.told_at) {
-                (Some(told), Some(at)) if *told != group.firing => Some(
-                    group
-                        .due_at
-                        .unwrap_or_else(|| (at + std_duration(interval)).max(now)),
-                ),
+                (Some(told), Some(at)) if *told != group.firing => {
+                    Some(group.due_at.unwrap_or_else(|| next_tick(at, interval, now)))
+                }
                 _ => None,
             }
         };
@@ -145,6 +159,27 @@ impl Incident {
             if let Some(update) = self.notifications.last_mut() {
                 update.note = Some(changes.clone());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_keep_the_groups_beat() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let told = at("2026-03-02T10:00:00Z");
+        let five = std::time::Duration::from_secs(300);
+        for (now, due) in [
+            ("2026-03-02T10:01:00Z", "2026-03-02T10:05:00Z"),
+            ("2026-03-02T10:05:00Z", "2026-03-02T10:05:00Z"),
+            ("2026-03-02T10:07:00Z", "2026-03-02T10:10:00Z"),
+            ("2026-03-02T11:00:01Z", "2026-03-02T11:05:00Z"),
+            ("2026-03-02T09:00:00Z", "2026-03-02T10:05:00Z"),
+        ] {
+            assert_eq!(next_tick(told, five, at(now)), at(due), "{now}");
         }
     }
 }
