@@ -36,9 +36,28 @@ pub const GROUPED_PREFIX: &str = "grouped/";
 /// Alerts a group's incident keeps by name (those firing, those it told
 /// of): beyond, in the order of their names, they are counted only, so the
 /// record stays bounded.
-pub const MAX_NAMED: usize = 200;
+pub const MAX_NAMED: usize = 100;
 /// Alerts a page or an update names; the rest are counted.
 pub const LISTED: usize = 20;
+/// What a page or an update says of its group, at most (cut at a
+/// character with "…"): notifications are kept on the incident's record.
+pub const MAX_NOTE_BYTES: usize = 1024;
+/// Updates an incident sends; later changes are on its timeline only, so
+/// a group that churns for days neither pages without end nor grows its
+/// record without bound.
+pub const MAX_UPDATES: u32 = 50;
+
+/// `text` cut to [`MAX_NOTE_BYTES`] at a character boundary.
+pub fn bounded(text: String) -> String {
+    if text.len() <= MAX_NOTE_BYTES {
+        return text;
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 /// Which group an alert of `route` is in: the route's id and its
 /// `group_by` labels' values (a missing label is empty, as in
@@ -198,6 +217,9 @@ pub struct Group {
     /// open until they resolve.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alert_resolved: bool,
+    /// Updates sent so far (see [`MAX_UPDATES`]).
+    #[serde(default)]
+    pub updates: u32,
 }
 
 impl Group {
@@ -209,6 +231,7 @@ impl Group {
             told_at: None,
             due_at: None,
             alert_resolved: false,
+            updates: 0,
         }
     }
 
@@ -220,11 +243,11 @@ impl Group {
         names.extend(own);
         names.sort_unstable();
         let s = if count == 1 { "" } else { "s" };
-        format!(
+        bounded(format!(
             "group {}: {count} alert{s} firing: {}",
             self.key,
             list(names.into_iter(), count)
-        )
+        ))
     }
 
     /// An update's words, if something changed since it last told:
@@ -268,7 +291,7 @@ impl Group {
             now.count + own,
             told.count + own
         ));
-        Some(format!("group {}: {}", self.key, parts.join("; ")))
+        Some(bounded(format!("group {}: {}", self.key, parts.join("; "))))
     }
 }
 
@@ -320,6 +343,17 @@ mod tests {
         let fewer: Vec<&str> = more.iter().skip(1).map(String::as_str).collect();
         group.firing = Alerts::new(fewer);
         assert!(group.changes().unwrap().contains("1 resolved (k0000)"));
+    }
+
+    #[test]
+    fn notes_are_bounded_at_a_character() {
+        let long: Vec<String> = (0..40)
+            .map(|i| format!("{i:02}{}", "é".repeat(120)))
+            .collect();
+        let group = Group::new("g".into(), Alerts::new(long.iter().map(String::as_str)));
+        let listing = group.listing("a");
+        assert!(listing.len() <= MAX_NOTE_BYTES, "{}", listing.len());
+        assert!(listing.ends_with('…'));
     }
 
     #[test]

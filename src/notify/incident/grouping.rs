@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{EntryKind, Incident, Purpose, Status, std_duration};
-use crate::notify::group::{Alerts, Group};
+use crate::notify::group::{Alerts, Group, MAX_UPDATES};
 
 /// The first instant from `at` on, a whole number of `interval`s after
 /// it (at least one), that is not before `now`: changes are told on the
@@ -112,6 +112,7 @@ impl Incident {
     /// Held open for a group that has ended, it resolves.
     pub(super) fn advance_group(&mut self, now: DateTime<Utc>) {
         let open = self.is_open();
+        let held = self.pages_held();
         let Some(group) = self.group.as_mut().filter(|_| open) else {
             return;
         };
@@ -128,8 +129,10 @@ impl Incident {
         };
         group.told = Some(group.firing.clone());
         group.told_at = Some(now);
-        if self.status != Status::Triggered || self.pages_held() {
+        let spent = group.updates >= MAX_UPDATES;
+        if self.status != Status::Triggered || held || spent {
             let why = match self.status {
+                _ if spent => "it sent the most updates an incident sends",
                 Status::Triggered => "its pages are held",
                 _ => self.status.as_str(),
             };
@@ -140,6 +143,7 @@ impl Incident {
             );
             return;
         }
+        group.updates += 1;
         let reached = self.reached();
         let users: Vec<&str> = reached.iter().map(|n| n.user.as_str()).collect();
         let detail = match users.is_empty() {
