@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{inhibit::Firing, oncall::OnCall, route::Route};
 
@@ -71,7 +72,27 @@ pub fn group_key(route: &Route, labels: &BTreeMap<String, String>) -> Option<Str
         .iter()
         .map(|l| format!("{l}={:?}", labels.get(l).map_or("", String::as_str)))
         .collect();
-    Some(format!("{}{{{}}}", route.id, values.join(",")))
+    let key = format!("{}{{{}}}", route.id, values.join(","));
+    Some(bounded_key(key))
+}
+
+/// A group key's longest spelling: label values may be long (an event's
+/// labels are up to 64 KiB), the key is on records and timelines.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A key over [`MAX_KEY_BYTES`]: its start and a hash of the whole, so two
+/// long keys stay apart.
+fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_KEY_BYTES {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut end = MAX_KEY_BYTES - hash.len() - '…'.len_utf8() - 1;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… {hash}", &key[..end])
 }
 
 /// One open alert of a group, as the firing view shows it.
@@ -343,6 +364,27 @@ mod tests {
         let fewer: Vec<&str> = more.iter().skip(1).map(String::as_str).collect();
         group.firing = Alerts::new(fewer);
         assert!(group.changes().unwrap().contains("1 resolved (k0000)"));
+    }
+
+    #[test]
+    fn long_group_keys_are_cut_and_kept_apart() {
+        let route: Route = toml::from_str("id = \"r\"\ngroup_by = [\"service\"]").unwrap();
+        let key = |value: &str| {
+            let labels = BTreeMap::from([("service".to_owned(), value.to_owned())]);
+            group_key(&route, &labels).unwrap()
+        };
+        assert_eq!(key("a"), "r{service=\"a\"}");
+        assert_eq!(
+            key(""),
+            group_key(&route, &BTreeMap::new()).unwrap(),
+            "missing reads as empty"
+        );
+        let (a, b) = (
+            key(&"é".repeat(40_000)),
+            key(&format!("{}x", "é".repeat(40_000))),
+        );
+        assert!(a.len() <= MAX_KEY_BYTES && b.len() <= MAX_KEY_BYTES);
+        assert_ne!(a, b);
     }
 
     #[test]
