@@ -306,7 +306,9 @@ fn apply_mutes(
             let others = mutes.firing.groups.firing(&key, &incident.dedup_key);
             incident.lead_group(key, others, now, route.group_interval())
         }
-        (None, _) => false,
+        // Its route no longer groups (the on-call file changed).
+        (None, None) => incident.stop_leading(now),
+        (None, Some(_)) => false,
     };
     match (mute, incident.silenced_by.clone()) {
         (None, None) => {}
