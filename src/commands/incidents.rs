@@ -121,7 +121,7 @@ pub async fn show(config: Config, args: IncidentArgs) -> Result<()> {
         )?;
     }
     if let Some(group) = &i.group {
-        writeln!(out, "group      {}", group.listing(&i.dedup_key))?;
+        writeln!(out, "group      {}", group.listing())?;
         if group.alert_resolved {
             writeln!(
                 out,

@@ -12,7 +12,10 @@ use super::{
     links::AckLinks,
     oncall::ContactKind,
 };
-use crate::config::{RetryConfig, SmtpConfig, SmtpTls, TwilioConfig};
+use crate::{
+    config::{RetryConfig, SmtpConfig, SmtpTls, TwilioConfig},
+    paging::limits::cut_chars,
+};
 
 /// Everything a send needs besides the notification.
 #[derive(Debug, Clone)]
@@ -100,14 +103,17 @@ impl Channels {
                 self.post_json(&n.address, &body).await
             }
             ContactKind::Sms => {
-                self.twilio("Messages.json", &[("To", &n.address), ("Body", &text)])
+                // Twilio refuses a body over 1600 characters.
+                let mut body = text;
+                cut_chars(&mut body, MAX_SMS_CHARS);
+                self.twilio("Messages.json", &[("To", &n.address), ("Body", &body)])
                     .await
             }
             ContactKind::Phone => {
-                let twiml = format!(
-                    "<Response><Say>{}</Say></Response>",
-                    xml_escape(&format!("klaxon. {text}"))
-                );
+                // Read aloud: a group's long list would not be listened to.
+                let mut said = format!("klaxon. {text}");
+                cut_chars(&mut said, MAX_SAID_CHARS);
+                let twiml = format!("<Response><Say>{}</Say></Response>", xml_escape(&said));
                 self.twilio("Calls.json", &[("To", &n.address), ("Twiml", &twiml)])
                     .await
             }
@@ -307,6 +313,11 @@ fn slack_escape(s: &str) -> String {
     xml_escape(s)
 }
 
+/// An SMS body's length, at most: Twilio's limit.
+const MAX_SMS_CHARS: usize = 1600;
+/// What a call reads aloud, at most.
+const MAX_SAID_CHARS: usize = 600;
+
 /// The text every channel carries: one line, and its note (the alerts of
 /// its group, what changed in it) on the next.
 fn message(incident: &Incident, n: &Notification) -> String {
@@ -318,7 +329,7 @@ fn message(incident: &Incident, n: &Notification) -> String {
         Purpose::Resolved => format!("RESOLVED: {} (incident {})", incident.summary, incident.id),
         Purpose::Update => format!("UPDATE: {} (incident {})", incident.summary, incident.id),
     };
-    match &n.note {
+    match incident.note(n) {
         Some(note) => format!("{line}\n{note}"),
         None => line,
     }

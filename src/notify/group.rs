@@ -1,22 +1,23 @@
 //! Grouping: the alerts of one route with the same values of its
-//! `group_by` labels page as one incident, Alertmanager's groups with
-//! PagerDuty's incident around them.
+//! `group_by` labels, paging the same escalation policy, page as one
+//! incident: Alertmanager's groups with PagerDuty's incident around them.
 //!
 //! - Each alert keeps its own incident (its own timeline, acknowledge,
-//!   resolve). The oldest open incident of a group that is not muted
-//!   otherwise (silence, maintenance, inhibition) nor flapping is the
-//!   group's incident; every other one is muted, its timeline saying
-//!   "grouped into incident I".
+//!   resolve). One of them is the group's incident: the one that already
+//!   is (it paged for the group), else the oldest open one that is not
+//!   muted otherwise (silence, maintenance, inhibition) nor flapping. Every
+//!   other one is muted, its timeline saying "grouped into incident I".
 //! - The group's incident holds its first page for `group_wait`, so alerts
-//!   arriving together page once; the page names the group's alerts.
+//!   arriving together page once; each page names the group's alerts.
 //! - While it is open, it tells whoever it reached what changed (alerts
-//!   that joined, alerts that resolved), at most every `group_interval`,
-//!   never the whole group again (Alertmanager #3059). Acknowledged, the
-//!   changes are on its timeline and page nobody.
+//!   that joined, alerts that resolved), on the group's beat, every
+//!   `group_interval` from its last page, never the whole group again
+//!   (Alertmanager #3059). Acknowledged, the changes are on its timeline
+//!   and page nobody.
 //! - When its own alert resolves while others of its group still fire, it
 //!   stays open (the group is not over) and resolves with the last of them.
-//!   Resolved by a person, it closes, and the oldest alert still firing
-//!   becomes the group's incident and pages.
+//!   Resolved by a person, or muted, it is no longer the group's incident:
+//!   the next one takes the group over and pages.
 //!
 //! Alerts of every paging partition count, as for inhibitions: each
 //! notifier sees them through its follower of the `incidents` changelog
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{inhibit::Firing, oncall::OnCall, route::Route};
+use crate::paging::limits::cut_json;
 
 /// How an incident's `silenced_by` names the incident it is grouped into:
 /// `grouped/INCIDENT`.
@@ -37,33 +39,32 @@ pub const GROUPED_PREFIX: &str = "grouped/";
 /// Alerts a group's incident keeps by name (those firing, those it told
 /// of): beyond, in the order of their names, they are counted only, so the
 /// record stays bounded.
-pub const MAX_NAMED: usize = 100;
+pub const MAX_NAMED: usize = 50;
 /// Alerts a page or an update names; the rest are counted.
 pub const LISTED: usize = 20;
-/// What a page or an update says of its group, at most (cut at a
-/// character with "…"): notifications are kept on the incident's record.
+/// What an update says of its group, at most, as JSON (cut with "…"):
+/// updates are kept on the incident's record.
 pub const MAX_NOTE_BYTES: usize = 1024;
 /// Updates an incident sends; later changes are on its timeline only, so
 /// a group that churns for days neither pages without end nor grows its
 /// record without bound.
-pub const MAX_UPDATES: u32 = 50;
+pub const MAX_UPDATES: u32 = 20;
 
-/// `text` cut to [`MAX_NOTE_BYTES`] at a character boundary.
-pub fn bounded(text: String) -> String {
-    if text.len() <= MAX_NOTE_BYTES {
-        return text;
-    }
-    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+/// `text` cut to [`MAX_NOTE_BYTES`] as JSON (escapes counted).
+pub fn bounded(mut text: String) -> String {
+    cut_json(&mut text, MAX_NOTE_BYTES);
+    text
 }
 
-/// Which group an alert of `route` is in: the route's id and its
-/// `group_by` labels' values (a missing label is empty, as in
-/// Alertmanager). `None` when the route does not group.
-pub fn group_key(route: &Route, labels: &BTreeMap<String, String>) -> Option<String> {
+/// Which group an alert of `route` is in: the route's id, its `group_by`
+/// labels' values (a missing label is empty, as in Alertmanager) and the
+/// escalation policy its incident pages (alerts for two teams never share a
+/// group). `None` when the route does not group.
+pub fn group_key(
+    route: &Route,
+    labels: &BTreeMap<String, String>,
+    policy: Option<&str>,
+) -> Option<String> {
     if !route.groups() {
         return None;
     }
@@ -72,7 +73,8 @@ pub fn group_key(route: &Route, labels: &BTreeMap<String, String>) -> Option<Str
         .iter()
         .map(|l| format!("{l}={:?}", labels.get(l).map_or("", String::as_str)))
         .collect();
-    let key = format!("{}{{{}}}", route.id, values.join(","));
+    let policy = policy.map(|p| format!("/{p}")).unwrap_or_default();
+    let key = format!("{}{{{}}}{policy}", route.id, values.join(","));
     Some(bounded_key(key))
 }
 
@@ -108,6 +110,16 @@ struct Member {
     /// It may be its group's incident: nothing mutes it but grouping, and
     /// it does not flap.
     can_lead: bool,
+    /// It is its group's incident already (it paged for the group).
+    leads: bool,
+}
+
+impl Member {
+    /// Who leads first: an incident that already leads (a group keeps its
+    /// incident, however old the alerts that come back), then the oldest.
+    fn rank(&self) -> (bool, DateTime<Utc>, &str) {
+        (!self.leads, self.opened_at, &self.incident)
+    }
 }
 
 /// The open alerts of every group, from the firing view, oldest first.
@@ -124,9 +136,12 @@ impl Groups {
             return Self { by_key };
         }
         for (incident, alert) in &firing.alerts {
-            let Some(key) = oncall
-                .route_for(&alert.labels)
-                .and_then(|r| group_key(r, &alert.labels))
+            // The route it took when it opened, as its incident keys it.
+            let Some(key) = alert
+                .route
+                .as_deref()
+                .and_then(|r| oncall.route(r))
+                .and_then(|r| group_key(r, &alert.labels, alert.policy.as_deref()))
             else {
                 continue;
             };
@@ -136,25 +151,32 @@ impl Groups {
                 dedup_key: alert.dedup_key.clone(),
                 named: alert.fires && !alert.muted,
                 can_lead: !alert.muted && !alert.flapping,
+                leads: alert.leads,
             });
         }
         for members in by_key.values_mut() {
-            members.sort_by(|a, b| (a.opened_at, &a.incident).cmp(&(b.opened_at, &b.incident)));
+            members.sort_by(|a, b| a.rank().cmp(&b.rank()));
         }
         Self { by_key }
     }
 
-    /// The incident that incident `id` (opened at `opened_at`) of group
-    /// `key` is grouped into: the oldest of the group that may lead, when
+    /// The incident that incident `id` (opened at `opened_at`; `leads`
+    /// if it is its group's incident now) of group `key` is grouped into:
+    /// the first of the group that may lead (see [`Member::rank`]), when
     /// that is not `id` itself.
-    pub fn leader(&self, key: &str, id: &str, opened_at: DateTime<Utc>) -> Option<&str> {
+    pub fn leader(
+        &self,
+        key: &str,
+        id: &str,
+        opened_at: DateTime<Utc>,
+        leads: bool,
+    ) -> Option<&str> {
         let first = self
             .by_key
             .get(key)?
             .iter()
             .find(|m| m.can_lead && m.incident != id)?;
-        ((first.opened_at, first.incident.as_str()) < (opened_at, id))
-            .then_some(first.incident.as_str())
+        (first.rank() < (!leads, opened_at, id)).then_some(first.incident.as_str())
     }
 
     /// The alerts of group `key` firing now and not muted, but `dedup_key`.
@@ -196,6 +218,25 @@ impl Alerts {
         }
     }
 
+    /// Adds one alert not among them.
+    pub fn insert(&mut self, name: &str) {
+        self.count += 1;
+        if self.named.len() < MAX_NAMED
+            || self.named.last().is_some_and(|last| name < last.as_str())
+        {
+            self.named.insert(name.to_owned());
+            if self.named.len() > MAX_NAMED {
+                self.named.pop_last();
+            }
+        }
+    }
+
+    /// Takes out one alert that is among them.
+    pub fn remove(&mut self, name: &str) {
+        self.named.remove(name);
+        self.count = self.count.saturating_sub(1);
+    }
+
     /// Whether every alert is named.
     fn complete(&self) -> bool {
         self.named.len() == self.count
@@ -222,7 +263,8 @@ fn list<'a>(names: impl Iterator<Item = &'a str>, count: usize) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub key: String,
-    /// Its other alerts firing, as last seen.
+    /// Its alerts firing, as last seen (its own among them while it
+    /// fires).
     pub firing: Alerts,
     /// What its last page or update said of them; none before its first
     /// page.
@@ -244,10 +286,13 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn new(key: String, firing: Alerts) -> Self {
+    /// The group `key` of the incident of alert `own`, whose other alerts
+    /// firing are `others`.
+    pub fn new(key: String, mut others: Alerts, own: &str) -> Self {
+        others.insert(own);
         Self {
             key,
-            firing,
+            firing: others,
             told: None,
             told_at: None,
             due_at: None,
@@ -257,18 +302,22 @@ impl Group {
     }
 
     /// A page's words: "group K: 3 alerts firing: a, b, c".
-    pub fn listing(&self, own: &str) -> String {
-        let own = (!self.alert_resolved).then_some(own);
-        let count = self.firing.count + usize::from(own.is_some());
-        let mut names: Vec<&str> = self.firing.named.iter().map(String::as_str).collect();
-        names.extend(own);
-        names.sort_unstable();
+    pub fn listing(&self) -> String {
+        let count = self.firing.count;
         let s = if count == 1 { "" } else { "s" };
-        bounded(format!(
+        let names = self.firing.named.iter().map(String::as_str);
+        format!(
             "group {}: {count} alert{s} firing: {}",
             self.key,
-            list(names.into_iter(), count)
-        ))
+            list(names, count)
+        )
+    }
+
+    /// How many of its alerts but its own fire.
+    pub fn others(&self) -> usize {
+        self.firing
+            .count
+            .saturating_sub(usize::from(!self.alert_resolved))
     }
 
     /// An update's words, if something changed since it last told:
@@ -306,12 +355,7 @@ impl Group {
                 list(resolved.iter().copied(), resolved.len())
             ));
         }
-        let own = usize::from(!self.alert_resolved);
-        parts.push(format!(
-            "{} firing (was {})",
-            now.count + own,
-            told.count + own
-        ));
+        parts.push(format!("{} firing (was {})", now.count, told.count));
         Some(bounded(format!("group {}: {}", self.key, parts.join("; "))))
     }
 }
@@ -326,15 +370,16 @@ mod tests {
 
     #[test]
     fn an_update_names_only_what_changed() {
-        let mut group = Group::new("r{service=\"checkout\"}".into(), alerts(&["b", "c"]));
+        let mut group = Group::new("r{service=\"checkout\"}".into(), alerts(&["b", "c"]), "a");
         assert_eq!(
-            group.listing("a"),
+            group.listing(),
             "group r{service=\"checkout\"}: 3 alerts firing: a, b, c"
         );
+        assert_eq!(group.others(), 2);
         assert_eq!(group.changes(), None, "nothing told yet");
         group.told = Some(group.firing.clone());
         assert_eq!(group.changes(), None, "nothing changed");
-        group.firing = alerts(&["c", "d", "e"]);
+        group.firing = alerts(&["a", "c", "d", "e"]);
         assert_eq!(
             group.changes().unwrap(),
             "group r{service=\"checkout\"}: 2 joined (d, e); 1 resolved (b); 4 firing (was 3)"
@@ -348,36 +393,43 @@ mod tests {
         assert_eq!((told.named.len(), told.count), (MAX_NAMED, MAX_NAMED + 50));
         // One more, past the names kept: counted, not named, and no name
         // kept is taken for resolved.
-        let mut more = many.clone();
-        more.push("k9999".into());
-        let mut group = Group::new("g".into(), Alerts::new(more.iter().map(String::as_str)));
+        let mut group = Group::new("g".into(), told.clone(), "k9999");
         group.told = Some(told);
         assert_eq!(
             group.changes().unwrap(),
             format!(
                 "group g: {} firing (was {})",
-                MAX_NAMED + 52,
-                MAX_NAMED + 51
+                MAX_NAMED + 51,
+                MAX_NAMED + 50
             )
         );
         // A named one resolves: it is named.
-        let fewer: Vec<&str> = more.iter().skip(1).map(String::as_str).collect();
-        group.firing = Alerts::new(fewer);
+        group.firing.remove("k0000");
         assert!(group.changes().unwrap().contains("1 resolved (k0000)"));
+        // One that sorts first joins: named, and the last name kept drops.
+        group.firing.insert("a");
+        assert_eq!(group.firing.named.len(), MAX_NAMED);
+        assert!(group.changes().unwrap().contains("1 joined (a)"));
     }
 
     #[test]
-    fn long_group_keys_are_cut_and_kept_apart() {
+    fn group_keys_name_the_policy_and_long_ones_are_cut_and_kept_apart() {
         let route: Route = toml::from_str("id = \"r\"\ngroup_by = [\"service\"]").unwrap();
         let key = |value: &str| {
             let labels = BTreeMap::from([("service".to_owned(), value.to_owned())]);
-            group_key(&route, &labels).unwrap()
+            group_key(&route, &labels, Some("p")).unwrap()
         };
-        assert_eq!(key("a"), "r{service=\"a\"}");
+        assert_eq!(key("a"), "r{service=\"a\"}/p");
         assert_eq!(
             key(""),
-            group_key(&route, &BTreeMap::new()).unwrap(),
+            group_key(&route, &BTreeMap::new(), Some("p")).unwrap(),
             "missing reads as empty"
+        );
+        let labels = BTreeMap::from([("service".to_owned(), "a".to_owned())]);
+        assert_ne!(
+            group_key(&route, &labels, Some("q")).unwrap(),
+            key("a"),
+            "another team"
         );
         let (a, b) = (
             key(&"é".repeat(40_000)),
@@ -388,22 +440,65 @@ mod tests {
     }
 
     #[test]
-    fn notes_are_bounded_at_a_character() {
+    fn updates_are_bounded_as_json() {
         let long: Vec<String> = (0..40)
-            .map(|i| format!("{i:02}{}", "é".repeat(120)))
+            .map(|i| format!("{i:02}{}", "\u{1}".repeat(120)))
             .collect();
-        let group = Group::new("g".into(), Alerts::new(long.iter().map(String::as_str)));
-        let listing = group.listing("a");
-        assert!(listing.len() <= MAX_NOTE_BYTES, "{}", listing.len());
-        assert!(listing.ends_with('…'));
+        let mut group = Group::new("g".into(), Alerts::default(), "a");
+        group.told = Some(group.firing.clone());
+        group.firing = Alerts::new(long.iter().map(String::as_str));
+        let update = bounded(group.changes().unwrap());
+        let json = serde_json::to_string(&update).unwrap();
+        assert!(json.len() <= MAX_NOTE_BYTES + 2, "{}", json.len());
+        assert!(update.ends_with('…'));
     }
 
     #[test]
     fn a_long_group_lists_twenty_and_counts_the_rest() {
         let names: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
-        let group = Group::new("g".into(), Alerts::new(names.iter().map(String::as_str)));
-        let listing = group.listing("a");
+        let group = Group::new(
+            "g".into(),
+            Alerts::new(names.iter().map(String::as_str)),
+            "a",
+        );
+        let listing = group.listing();
         assert!(listing.starts_with("group g: 31 alerts firing: a, k00,"));
         assert!(listing.ends_with("k18 and 11 more"), "{listing}");
+    }
+
+    #[test]
+    fn an_incident_that_leads_keeps_its_group() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let member = |id: &str, opened: &str, leads: bool| Member {
+            opened_at: at(opened),
+            incident: id.to_owned(),
+            dedup_key: id.to_owned(),
+            named: true,
+            can_lead: true,
+            leads,
+        };
+        let mut members = vec![
+            member("young", "2026-03-02T10:05:00Z", true),
+            member("old", "2026-03-02T10:00:00Z", false),
+        ];
+        members.sort_by(|a, b| a.rank().cmp(&b.rank()));
+        let groups = Groups {
+            by_key: HashMap::from([("g".to_owned(), members)]),
+        };
+        // The old alert, back from a silence, joins the group it leads.
+        assert_eq!(
+            groups.leader("g", "old", at("2026-03-02T10:00:00Z"), false),
+            Some("young")
+        );
+        assert_eq!(
+            groups.leader("g", "young", at("2026-03-02T10:05:00Z"), true),
+            None
+        );
+        // Before anyone leads, the oldest does.
+        assert_eq!(
+            groups.leader("g", "new", at("2026-03-02T09:00:00Z"), false),
+            Some("young"),
+            "one that leads comes first"
+        );
     }
 }

@@ -92,7 +92,7 @@ impl PartitionState {
                     }
                 }
                 let mutes = Mutes::new(silences, oncall, firing);
-                let group = route.and_then(|r| group_key(r, &labels));
+                let group = route.and_then(|r| group_key(r, &labels, incident.policy.as_deref()));
                 let mute = incident
                     .can_be_silenced()
                     .then(|| {
@@ -120,7 +120,7 @@ impl PartitionState {
                 let group_wait = match (route, group) {
                     (Some(r), Some(key)) if mute.is_none() => {
                         let others = firing.groups.firing(&key, &incident.dedup_key);
-                        incident.group = Some(Group::new(key, others));
+                        incident.group = Some(Group::new(key, others, &incident.dedup_key));
                         Some((format!("group_wait of route {}", r.id), r.group_wait()))
                     }
                     _ => None,
@@ -271,17 +271,18 @@ fn apply_mutes(
     }
     let labels = alert_labels(incident);
     let route = incident.route.as_deref().and_then(|r| oncall.route(r));
-    let group = route.and_then(|r| Some((r, group_key(r, &labels)?)));
+    let policy = incident.policy.as_deref();
+    let group = route.and_then(|r| Some((r, group_key(r, &labels, policy)?)));
     let grouped = group
         .as_ref()
         .and_then(|(_, key)| mutes.grouped(key, incident));
     let matching = mutes.matching(&labels, now);
     if let Some(current) = &incident.silenced_by {
         let keep = if current.starts_with(GROUPED_PREFIX) {
-            // Until the view of every partition is read, the group it
-            // was put in stands.
-            matching.is_none()
-                && (!mutes.firing.loaded || grouped.as_ref().is_some_and(|m| m.id == *current))
+            // Until the view of every partition is read (for a while),
+            // the group it was put in stands.
+            let unread = !mutes.firing.loaded && !mutes.firing.overdue;
+            matching.is_none() && (unread || grouped.as_ref().is_some_and(|m| m.id == *current))
         } else {
             match mutes.holds(current, &labels, now) {
                 Some(holds) => holds,

@@ -25,7 +25,7 @@
 //! most `times` times, each wait `backoff` times the one before. Flapping
 //! (see [`Flap`]) is Alertmanager's #204 and #3048, refused there.
 //! Grouping is Alertmanager's, with one incident per group (see
-//! [`super::group`]); `repeat_interval` is `renotify` with no end
+//! [`super::group`]); `repeat_interval` is `renotify` with the most
 //! ([`MAX_RENOTIFY_TIMES`] reminders) and no backoff.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -132,7 +132,8 @@ impl Route {
         self.group_interval.unwrap_or(DEFAULT_GROUP_INTERVAL)
     }
 
-    /// Its reminders: `renotify`, or `repeat_interval` (no end, no backoff).
+    /// Its reminders: `renotify`, or `repeat_interval` (the most times, no
+    /// backoff).
     pub fn reminders(&self) -> Option<Renotify> {
         self.renotify.or(self.repeat_interval.map(|every| Renotify {
             every,

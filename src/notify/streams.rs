@@ -14,7 +14,7 @@
 //! - `{"at": T, "expect": {"key": DEDUP_KEY, ...}}`: the latest incident of
 //!   that dedup_key has `status`, `silenced_by` (null for none), `pages`
 //!   (the users paged so far, in order), `notes` (what the notifications
-//!   delivered said of its group, each containing the substring, in order)
+//!   sent said of its group, each containing the substring, in order)
 //!   and `timeline` (substrings found in its timeline in this order);
 //!   `"incidents": N` counts them all.
 //!
@@ -22,7 +22,7 @@
 //! to open incidents, timers advance, and every notification due is sent
 //! (and delivered). Lines starting with `#` are comments.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -67,13 +67,27 @@ fn firing_of(state: &PartitionState, oncall: &OnCall) -> Firing {
 }
 
 /// What the notifier's tick does at `now`.
-fn tick(state: &mut PartitionState, now: DateTime<Utc>, oncall: &OnCall, silences: &SilenceState) {
+/// What the notifications sent said besides the incident (their notes),
+/// by incident id, in order.
+type Sent = HashMap<String, Vec<String>>;
+
+fn tick(
+    state: &mut PartitionState,
+    now: DateTime<Utc>,
+    oncall: &OnCall,
+    silences: &SilenceState,
+    sent: &mut Sent,
+) {
     state.apply_silences(now, oncall, silences, &firing_of(state, oncall));
     let mut closed = Vec::new();
     for incident in state.incidents.values_mut() {
         incident.advance(now, oncall);
         for seq in incident.due(now) {
             incident.sending(seq);
+            let n = incident.notification(seq).expect("due").clone();
+            if let Some(note) = incident.note(&n) {
+                sent.entry(incident.id.clone()).or_default().push(note);
+            }
             incident.delivered(seq, Ok(()), now, oncall);
         }
         if !incident.is_open() {
@@ -94,7 +108,7 @@ fn latest<'a>(state: &'a PartitionState, key: &str) -> &'a Incident {
         .unwrap_or_else(|| panic!("no incident of {key}"))
 }
 
-fn check(state: &PartitionState, expect: &Value, line: usize) {
+fn check(state: &PartitionState, sent: &Sent, expect: &Value, line: usize) {
     if let Some(n) = expect.get("incidents") {
         assert_eq!(
             state.incidents.len() as u64,
@@ -144,11 +158,11 @@ fn check(state: &PartitionState, expect: &Value, line: usize) {
         assert_eq!(paged, want, "pages, {context}");
     }
     if let Some(notes) = expect.get("notes") {
-        let told: Vec<&str> = incident
-            .notifications
-            .iter()
-            .filter(|n| n.state == super::incident::Delivery::Delivered)
-            .filter_map(|n| n.note.as_deref())
+        let told: Vec<&str> = sent
+            .get(&incident.id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
             .collect();
         let want: Vec<&str> = notes
             .as_array()
@@ -217,6 +231,7 @@ fn run(path: &Path, oncall: &OnCall) {
         ..SilenceState::default()
     };
     let mut expectations = 0;
+    let mut sent = Sent::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -241,11 +256,11 @@ fn run(path: &Path, oncall: &OnCall) {
             silence.ends_at = now;
             silence.expired_by = step["by"].as_str().map(str::to_owned);
         } else if let Some(expect) = step.get("expect") {
-            check(&state, expect, n + 1);
+            check(&state, &sent, expect, n + 1);
             expectations += 1;
             continue;
         }
-        tick(&mut state, now, oncall, &silences);
+        tick(&mut state, now, oncall, &silences, &mut sent);
     }
     assert!(expectations > 0, "{}: nothing is checked", path.display());
 }

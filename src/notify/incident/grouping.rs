@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{EntryKind, Incident, Purpose, Status, std_duration};
+use super::{EntryKind, Incident, Notification, Purpose, Status, std_duration};
 use crate::notify::group::{Alerts, Group, MAX_UPDATES};
 
 /// The first instant from `at` on, a whole number of `interval`s after
@@ -25,30 +25,42 @@ fn next_tick(
 }
 
 impl Incident {
-    /// Leads group `key`, whose other alerts firing are `firing` now;
-    /// `interval` is its route's `group_interval`. An update is due when
-    /// they differ from what it last told, `interval` after that; with
-    /// its own alert resolved and none of the others firing, it resolves.
-    /// True when its record changed.
+    /// Leads group `key`, whose other alerts firing are `others` now;
+    /// `interval` is its route's `group_interval`. An update is due, on
+    /// the group's beat, when its alerts differ from what it last told;
+    /// with its own alert resolved and none of the others firing, it
+    /// resolves. Taking a group over while acknowledged, it starts from
+    /// the group as it is (its changes go on the timeline). True when its
+    /// record changed.
     pub fn lead_group(
         &mut self,
         key: String,
-        firing: Alerts,
+        mut others: Alerts,
         now: DateTime<Utc>,
         interval: std::time::Duration,
     ) -> bool {
         let before = self.group.clone();
+        let acknowledged = self.status == Status::Acknowledged;
         let group = self
             .group
-            .get_or_insert_with(|| Group::new(key.clone(), Alerts::default()));
+            .get_or_insert_with(|| Group::new(key.clone(), Alerts::default(), &self.dedup_key));
+        if !group.alert_resolved {
+            others.insert(&self.dedup_key);
+        }
         group.key = key;
-        group.firing = firing;
+        group.firing = others;
+        if acknowledged && group.told.is_none() {
+            group.told = Some(group.firing.clone());
+            group.told_at = Some(now);
+        }
         group.due_at = if group.alert_resolved && group.firing.count == 0 {
             Some(now)
         } else {
             match (&group.told, group.told_at) {
+                // A beat already due stays due, however late the tick.
                 (Some(told), Some(at)) if *told != group.firing => {
-                    Some(group.due_at.unwrap_or_else(|| next_tick(at, interval, now)))
+                    let from = group.due_at.map_or(now, |due| due.min(now));
+                    Some(next_tick(at, interval, from))
                 }
                 _ => None,
             }
@@ -72,13 +84,15 @@ impl Incident {
     /// Its own alert resolved: while others of its group fire, it stays
     /// open for them (true), its timeline says so.
     pub fn hold_for_group(&mut self, now: DateTime<Utc>) -> bool {
-        let Some(group) = self.group.as_mut().filter(|g| g.firing.count > 0) else {
+        let own = self.dedup_key.clone();
+        let Some(group) = self.group.as_mut().filter(|g| g.others() > 0) else {
             return false;
         };
         if group.alert_resolved {
             return true;
         }
         group.alert_resolved = true;
+        group.firing.remove(&own);
         let detail = format!(
             "its alert resolved; {} other alerts of group {} still fire: open until they resolve",
             group.firing.count, group.key
@@ -89,22 +103,30 @@ impl Incident {
 
     /// A trigger for an alert whose incident was held open for its group.
     pub(super) fn alert_fires_again(&mut self, now: DateTime<Utc>) {
+        let own = self.dedup_key.clone();
         if let Some(group) = self.group.as_mut().filter(|g| g.alert_resolved) {
             group.alert_resolved = false;
+            group.firing.insert(&own);
             self.log(now, EntryKind::Grouped, "its alert fires again".to_owned());
         }
     }
 
-    /// What a page says of its group (the first page sets what the group
-    /// was told).
-    pub(super) fn group_listing(&mut self, now: DateTime<Utc>) -> Option<String> {
-        let own = self.dedup_key.clone();
-        let group = self.group.as_mut()?;
-        if group.told.is_none() {
+    /// A page names the group as it is: the group has been told that.
+    pub(super) fn group_told(&mut self, now: DateTime<Utc>) {
+        if let Some(group) = self.group.as_mut() {
             group.told = Some(group.firing.clone());
             group.told_at = Some(now);
         }
-        Some(group.listing(&own))
+    }
+
+    /// What a notification says besides the incident: a page, the group's
+    /// alerts as they are when it is sent; an update, what changed.
+    pub fn note(&self, n: &Notification) -> Option<String> {
+        match n.purpose {
+            Purpose::Page => self.group.as_ref().map(Group::listing),
+            Purpose::Update => n.note.clone(),
+            Purpose::Resolved => None,
+        }
     }
 
     /// An update due at `now`: whoever a page reached is told what changed,
@@ -143,8 +165,10 @@ impl Incident {
             );
             return;
         }
-        group.updates += 1;
         let reached = self.reached();
+        if let Some(group) = self.group.as_mut().filter(|_| !reached.is_empty()) {
+            group.updates += 1;
+        }
         let users: Vec<&str> = reached.iter().map(|n| n.user.as_str()).collect();
         let detail = match users.is_empty() {
             true => format!("{changes} (nobody reached yet to tell)"),

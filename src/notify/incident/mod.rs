@@ -249,6 +249,9 @@ impl Incident {
         self.escalation.renotify_at = None;
         let paused = self.escalation.paused_until.take().is_some();
         self.flapping = None;
+        if let Some(group) = &mut self.group {
+            group.due_at = None;
+        }
         self.cancel_pages();
         let facts = Facts {
             actor: Some(by.to_owned()),
@@ -303,10 +306,9 @@ impl Incident {
         due_at: DateTime<Utc>,
     ) {
         let seq = self.notifications.len() as u32;
-        let note = match purpose {
-            Purpose::Page => self.group_listing(due_at),
-            _ => None,
-        };
+        if purpose == Purpose::Page {
+            self.group_told(due_at);
+        }
         self.notifications.push(Notification {
             seq,
             user: user.to_owned(),
@@ -316,7 +318,7 @@ impl Incident {
             purpose,
             due_at,
             state: Delivery::Planned,
-            note,
+            note: None,
         });
     }
 
@@ -345,7 +347,12 @@ impl Incident {
             .map(|n| n.due_at);
         let e = &self.escalation;
         let settle = self.flapping.map(|f| f.settle_at);
-        let group = self.group.as_ref().and_then(|g| g.due_at);
+        // Records written before resolve cleared it may still carry one.
+        let group = self
+            .group
+            .as_ref()
+            .and_then(|g| g.due_at)
+            .filter(|_| self.is_open());
         let timers = [
             e.next_at,
             e.ack_expires_at,
@@ -453,7 +460,7 @@ impl Incident {
         for n in uncertain {
             // A page under a silence (or while its alert flaps) is not sent
             // again: it is no longer wanted.
-            let (state, what) = if n.purpose == Purpose::Page && self.pages_held() {
+            let (state, what) = if n.purpose != Purpose::Resolved && self.pages_held() {
                 (Delivery::Cancelled, "not sent again, pages are held")
             } else {
                 (Delivery::Planned, "sending again")

@@ -133,6 +133,11 @@ pub struct FiringAlert {
     /// (being grouped into another incident is not).
     pub muted: bool,
     pub flapping: bool,
+    /// The route it took and the policy it pages, which make its group.
+    pub route: Option<String>,
+    pub policy: Option<String>,
+    /// It is its group's incident already (it paged for the group).
+    pub leads: bool,
 }
 
 impl FiringAlert {
@@ -154,6 +159,9 @@ impl FiringAlert {
             fires: !held && incident.flapping.is_none_or(|f| f.firing),
             muted,
             flapping: incident.flapping.is_some(),
+            route: incident.route.clone(),
+            policy: incident.policy.clone(),
+            leads: incident.group.as_ref().is_some_and(|g| g.told.is_some()),
         })
     }
 }
@@ -169,6 +177,10 @@ pub struct Firing {
     /// The alerts in the groups of the on-call file's routes: filled in by
     /// [`Self::grouped`], as the routes may change with the file.
     pub groups: Groups,
+    /// Not loaded long after the notifier started: alerts grouped before
+    /// are released (each pages) rather than kept muted on a view that may
+    /// never come.
+    pub overdue: bool,
 }
 
 /// How an incident's `silenced_by` names an inhibition:
@@ -299,12 +311,15 @@ mod tests {
                         fires: true,
                         muted: false,
                         flapping: false,
+                        route: None,
+                        policy: None,
+                        leads: false,
                     };
                     (id.to_string(), alert)
                 })
                 .collect(),
             loaded: true,
-            groups: Groups::default(),
+            ..Firing::default()
         }
     }
 

@@ -317,10 +317,11 @@ impl<'a> Mutes<'a> {
     /// The incident of its group that `incident` (of group `key`) is
     /// grouped into, if it is not its group's incident itself.
     pub fn grouped(&self, key: &str, incident: &Incident) -> Option<Mute> {
+        let leads = incident.group.as_ref().is_some_and(|g| g.told.is_some());
         let leader = self
             .firing
             .groups
-            .leader(key, &incident.id, incident.opened_at)?;
+            .leader(key, &incident.id, incident.opened_at, leads)?;
         Some(Mute {
             id: format!("{GROUPED_PREFIX}{leader}"),
             why: format!("grouped into incident {leader} (group {key})"),

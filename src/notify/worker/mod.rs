@@ -133,7 +133,14 @@ struct NotifierStage {
     /// `view` changed since its alerts last went through the open
     /// incidents' mutes and groups.
     view_unapplied: bool,
+    /// When the stage started: a view not loaded [`VIEW_GRACE`] after it
+    /// is overdue.
+    view_since: std::time::Instant,
 }
+
+/// How long grouped alerts stay muted, after a start, while the follower
+/// has not read the changelog to its end.
+const VIEW_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl std::fmt::Debug for NotifierStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,6 +204,7 @@ impl Notifier {
             view: Arc::default(),
             view_stale: true,
             view_unapplied: false,
+            view_since: std::time::Instant::now(),
             oncall,
             config,
         };

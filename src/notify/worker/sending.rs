@@ -14,6 +14,8 @@ impl NotifierStage {
         let now = Utc::now();
         let mut to_send = Vec::new();
         let mut advanced = self.apply_silences(now);
+        // Changed by the mutes (one may have closed): kept until saved.
+        let muted: HashSet<(i32, String)> = advanced.iter().cloned().collect();
         let unsaved = &self.unsaved;
         for (partition, state) in &mut self.partitions {
             state.forget_old_changes(now);
@@ -49,6 +51,7 @@ impl NotifierStage {
                 i.is_open()
                     || i.has_pending()
                     || touched.contains(id)
+                    || muted.contains(&(*partition, id.clone()))
                     || unsaved.contains(&(*partition, id.clone()))
             });
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::NotifierStage;
+use super::{NotifierStage, VIEW_GRACE};
 use crate::notify::{
     group::GROUPED_PREFIX,
     incident::Incident,
@@ -53,11 +53,19 @@ impl NotifierStage {
     /// on-call file was reloaded.
     pub(super) fn refresh_view(&mut self) {
         let changed = self.firing.has_changed().unwrap_or(false);
-        if !(changed || self.view_stale) {
+        let overdue = !self.view.loaded && self.view_since.elapsed() > VIEW_GRACE;
+        if !(changed || self.view_stale || overdue != self.view.overdue) {
             return;
         }
-        let firing = self.firing.borrow_and_update().clone();
-        self.view = Arc::new(firing.grouped(&self.oncall.oncall));
+        let mut view = self.firing.borrow_and_update().grouped(&self.oncall.oncall);
+        view.overdue = !view.loaded && overdue;
+        if view.overdue && !self.view.overdue {
+            tracing::error!(
+                "the incidents changelog is still unread {}s after the start: grouped alerts are released",
+                VIEW_GRACE.as_secs()
+            );
+        }
+        self.view = Arc::new(view);
         self.view_stale = false;
         self.view_unapplied = true;
     }
