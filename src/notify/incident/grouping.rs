@@ -210,4 +210,58 @@ mod tests {
             assert_eq!(next_tick(told, five, at(now)), at(due), "{now}");
         }
     }
+
+    #[test]
+    fn a_held_group_incident_counts_its_alert_and_a_resolve_ends_its_timers() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let oncall: crate::notify::oncall::OnCall =
+            toml::from_str(&crate::notify::partition::tests::one_user_oncall(
+                r#"{ type = "webhook", address = "http://127.0.0.1:1/a" }"#,
+            ))
+            .unwrap();
+        let opening = |key: &str| super::super::Opening {
+            dedup_key: key.into(),
+            summary: "s".into(),
+            severity: crate::paging::Severity::Error,
+            source: None,
+            policy: None,
+            target: None,
+            rule: None,
+            labels: Default::default(),
+        };
+        let t0 = at("2026-03-02T10:00:00Z");
+        let mut i = Incident::open(opening("a"), t0, &oncall);
+        let five = std::time::Duration::from_secs(300);
+        i.lead_group("g".into(), Alerts::new(["b"]), t0, five);
+        i.group_told(t0);
+        assert!(i.hold_for_group(t0), "b still fires");
+        let group = i.group.clone().unwrap();
+        assert_eq!((group.firing.count, group.others()), (1, 1));
+        // b resolves: the group's incident is due to resolve at once.
+        i.lead_group("g".into(), Alerts::default(), t0, five);
+        assert_eq!(i.next_wakeup(), Some(t0));
+        i.advance(t0, &oncall);
+        assert_eq!(i.status, Status::Resolved);
+        assert_eq!(
+            i.resolved_by.as_deref(),
+            Some("klaxon (every alert of its group resolved)")
+        );
+
+        // An update pending when a person resolves: no timer is left.
+        let mut i = Incident::open(opening("c"), t0, &oncall);
+        i.lead_group("g".into(), Alerts::new(["d"]), t0, five);
+        i.group_told(t0);
+        i.lead_group("g".into(), Alerts::new(["d", "e"]), t0, five);
+        assert_eq!(
+            i.group.as_ref().unwrap().due_at,
+            Some(at("2026-03-02T10:05:00Z"))
+        );
+        i.resolve("alice", t0);
+        i.advance(t0, &oncall);
+        for n in i.due(t0) {
+            i.sending(n);
+            i.delivered(n, Ok(()), t0, &oncall);
+        }
+        assert_eq!(i.next_wakeup(), None, "a closed incident sleeps");
+    }
 }
