@@ -204,6 +204,9 @@ async fn the_http_api_makes_lists_and_expires_silences() {
     assert_eq!(status, 201, "{made}");
     let id = made["id"].as_str().unwrap().to_owned();
     assert_eq!(made["matchers"], json!(["service=checkout"]));
+    // A silence reaches the notifiers within about a second: the alerts
+    // below come once this one has read it.
+    notifier.wait_for_log("silences changed").await;
 
     let bad = json!({ "matchers": ["service=~("], "for": "2h" });
     let (status, why) = post_json(&http, &base, Some(auth), bad.to_string()).await;

@@ -103,9 +103,18 @@ impl Channels {
                 self.post_json(&n.address, &body).await
             }
             ContactKind::Sms => {
-                // Twilio refuses a body over 1600 characters.
+                // Twilio refuses a body over 1600 characters, counted
+                // as UTF-16 units.
                 let mut body = text;
-                cut_chars(&mut body, MAX_SMS_CHARS);
+                let mut units = 0;
+                let fit = body
+                    .chars()
+                    .take_while(|c| {
+                        units += c.len_utf16();
+                        units <= MAX_SMS_CHARS
+                    })
+                    .count();
+                cut_chars(&mut body, fit);
                 self.twilio("Messages.json", &[("To", &n.address), ("Body", &body)])
                     .await
             }

@@ -4,9 +4,10 @@
 //!
 //! - Each alert keeps its own incident (its own timeline, acknowledge,
 //!   resolve). One of them is the group's incident: the one that already
-//!   is (it paged for the group), else the oldest open one that is not
-//!   muted otherwise (silence, maintenance, inhibition) nor flapping. Every
-//!   other one is muted, its timeline saying "grouped into incident I".
+//!   is (it paged for the group), else one not muted otherwise (silence,
+//!   maintenance, inhibition) nor flapping, unacknowledged first, oldest
+//!   first (see [`Rank`]). Every other one is muted, its timeline saying
+//!   "grouped into incident I".
 //! - The group's incident holds its first page for `group_wait`, so alerts
 //!   arriving together page once; each page names the group's alerts.
 //! - While it is open, it tells whoever it reached what changed (alerts
@@ -16,8 +17,9 @@
 //!   and page nobody.
 //! - When its own alert resolves while others of its group still fire, it
 //!   stays open (the group is not over) and resolves with the last of them.
-//!   Resolved by a person, or muted, it is no longer the group's incident:
-//!   the next one takes the group over and pages.
+//!   Resolved by a person, muted, flapping, or out of updates
+//!   ([`MAX_UPDATES`]), it is no longer the group's incident: the next one
+//!   takes the group over and pages.
 //!
 //! Alerts of every paging partition count, as for inhibitions: each
 //! notifier sees them through its follower of the `incidents` changelog
@@ -45,10 +47,10 @@ pub const LISTED: usize = 20;
 /// What an update says of its group, at most, as JSON (cut with "…"):
 /// updates are kept on the incident's record.
 pub const MAX_NOTE_BYTES: usize = 1024;
-/// Updates an incident sends; later changes are on its timeline only, so
-/// a group that churns for days neither pages without end nor grows its
-/// record without bound.
-pub const MAX_UPDATES: u32 = 20;
+/// Updates an incident sends; then its group moves to another of its
+/// incidents (which pages), so a group that churns for days never grows
+/// one record without bound.
+pub const MAX_UPDATES: u32 = 100;
 
 /// `text` cut to [`MAX_NOTE_BYTES`] as JSON (escapes counted).
 pub fn bounded(mut text: String) -> String {
@@ -112,13 +114,23 @@ struct Member {
     can_lead: bool,
     /// It is its group's incident already (it paged for the group).
     leads: bool,
+    acknowledged: bool,
 }
 
+/// Who leads a group first: an incident that already leads (a group keeps
+/// its incident, however old the alerts that come back), then one nobody
+/// has acknowledged (an acknowledged alert taking a group over would keep
+/// every new alert of it from paging), then the oldest.
+pub type Rank<'a> = (bool, bool, DateTime<Utc>, &'a str);
+
 impl Member {
-    /// Who leads first: an incident that already leads (a group keeps its
-    /// incident, however old the alerts that come back), then the oldest.
-    fn rank(&self) -> (bool, DateTime<Utc>, &str) {
-        (!self.leads, self.opened_at, &self.incident)
+    fn rank(&self) -> Rank<'_> {
+        (
+            !self.leads,
+            self.acknowledged,
+            self.opened_at,
+            &self.incident,
+        )
     }
 }
 
@@ -150,8 +162,9 @@ impl Groups {
                 incident: incident.clone(),
                 dedup_key: alert.dedup_key.clone(),
                 named: alert.fires && !alert.muted,
-                can_lead: !alert.muted && !alert.flapping,
+                can_lead: !alert.muted && !alert.flapping && !alert.spent,
                 leads: alert.leads,
+                acknowledged: alert.acknowledged,
             });
         }
         for members in by_key.values_mut() {
@@ -160,23 +173,18 @@ impl Groups {
         Self { by_key }
     }
 
-    /// The incident that incident `id` (opened at `opened_at`; `leads`
-    /// if it is its group's incident now) of group `key` is grouped into:
-    /// the first of the group that may lead (see [`Member::rank`]), when
-    /// that is not `id` itself.
-    pub fn leader(
-        &self,
-        key: &str,
-        id: &str,
-        opened_at: DateTime<Utc>,
-        leads: bool,
-    ) -> Option<&str> {
+    /// The incident that incident `id` of group `key` is grouped into: the
+    /// first of the group that may lead, unless `id` comes before it (its
+    /// `rank`; none if it may not lead: it flaps, or sent every update an
+    /// incident sends).
+    pub fn leader(&self, key: &str, id: &str, rank: Option<Rank<'_>>) -> Option<&str> {
         let first = self
             .by_key
             .get(key)?
             .iter()
             .find(|m| m.can_lead && m.incident != id)?;
-        (first.rank() < (!leads, opened_at, id)).then_some(first.incident.as_str())
+        rank.is_none_or(|me| first.rank() < me)
+            .then_some(first.incident.as_str())
     }
 
     /// The alerts of group `key` firing now and not muted, but `dedup_key`.
@@ -283,6 +291,9 @@ pub struct Group {
     /// Updates sent so far (see [`MAX_UPDATES`]).
     #[serde(default)]
     pub updates: u32,
+    /// It paged for the group: it keeps the group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paged: bool,
 }
 
 impl Group {
@@ -298,6 +309,7 @@ impl Group {
             due_at: None,
             alert_resolved: false,
             updates: 0,
+            paged: false,
         }
     }
 
@@ -313,6 +325,13 @@ impl Group {
         )
     }
 
+    /// Whether it sent every update an incident sends: then the group
+    /// moves to another of its incidents, which pages, rather than keep
+    /// its changes from reaching anyone.
+    pub fn spent(&self) -> bool {
+        self.updates >= MAX_UPDATES
+    }
+
     /// How many of its alerts but its own fire.
     pub fn others(&self) -> usize {
         self.firing
@@ -322,38 +341,26 @@ impl Group {
 
     /// An update's words, if something changed since it last told:
     /// "group K: 2 joined (a, b); 1 resolved (c); 5 firing".
-    pub fn changes(&self) -> Option<String> {
+    pub fn changes<'a>(&'a self) -> Option<String> {
         let told = self.told.as_ref()?;
         if *told == self.firing {
             return None;
         }
         let now = &self.firing;
-        let joined: Vec<&str> = now
-            .named
-            .iter()
-            .filter(|n| !told.named.contains(*n) && !told.beyond(n))
-            .map(String::as_str)
-            .collect();
-        let resolved: Vec<&str> = told
-            .named
-            .iter()
-            .filter(|n| !now.named.contains(*n) && !now.beyond(n))
-            .map(String::as_str)
-            .collect();
+        // Named on one side and not the other (nor beyond its names).
+        let gone = |from: &'a Alerts, to: &'a Alerts| -> Vec<&'a str> {
+            from.named
+                .iter()
+                .filter(|n| !to.named.contains(*n) && !to.beyond(n))
+                .map(String::as_str)
+                .collect()
+        };
         let mut parts = Vec::new();
-        if !joined.is_empty() {
-            parts.push(format!(
-                "{} joined ({})",
-                joined.len(),
-                list(joined.iter().copied(), joined.len())
-            ));
-        }
-        if !resolved.is_empty() {
-            parts.push(format!(
-                "{} resolved ({})",
-                resolved.len(),
-                list(resolved.iter().copied(), resolved.len())
-            ));
+        for (what, names) in [("joined", gone(now, told)), ("resolved", gone(told, now))] {
+            if !names.is_empty() {
+                let shown = list(names.iter().copied(), names.len());
+                parts.push(format!("{} {what} ({shown})", names.len()));
+            }
         }
         parts.push(format!("{} firing (was {})", now.count, told.count));
         Some(bounded(format!("group {}: {}", self.key, parts.join("; "))))
@@ -469,36 +476,47 @@ mod tests {
     #[test]
     fn an_incident_that_leads_keeps_its_group() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let member = |id: &str, opened: &str, leads: bool| Member {
+        let member = |id: &str, opened: &str, leads: bool, acknowledged: bool| Member {
             opened_at: at(opened),
             incident: id.to_owned(),
             dedup_key: id.to_owned(),
             named: true,
             can_lead: true,
             leads,
+            acknowledged,
         };
-        let mut members = vec![
-            member("young", "2026-03-02T10:05:00Z", true),
-            member("old", "2026-03-02T10:00:00Z", false),
-        ];
-        members.sort_by(|a, b| a.rank().cmp(&b.rank()));
-        let groups = Groups {
-            by_key: HashMap::from([("g".to_owned(), members)]),
+        let groups = |mut members: Vec<Member>| {
+            members.sort_by(|a, b| a.rank().cmp(&b.rank()));
+            Groups {
+                by_key: HashMap::from([("g".to_owned(), members)]),
+            }
         };
+        let ten = at("2026-03-02T10:00:00Z");
+        let five_past = at("2026-03-02T10:05:00Z");
+        let led = groups(vec![
+            member("young", "2026-03-02T10:05:00Z", true, false),
+            member("old", "2026-03-02T10:00:00Z", false, false),
+        ]);
         // The old alert, back from a silence, joins the group it leads.
         assert_eq!(
-            groups.leader("g", "old", at("2026-03-02T10:00:00Z"), false),
+            led.leader("g", "old", Some((true, false, ten, "old"))),
             Some("young")
         );
         assert_eq!(
-            groups.leader("g", "young", at("2026-03-02T10:05:00Z"), true),
+            led.leader("g", "young", Some((false, false, five_past, "young"))),
             None
         );
-        // Before anyone leads, the oldest does.
+        // One that may not lead (it flaps) joins whoever may.
+        assert_eq!(led.leader("g", "young", None), Some("old"));
+        // An acknowledged alert does not take a group over from a new one.
+        let acked = groups(vec![member("old", "2026-03-02T10:00:00Z", false, true)]);
         assert_eq!(
-            groups.leader("g", "new", at("2026-03-02T09:00:00Z"), false),
-            Some("young"),
-            "one that leads comes first"
+            acked.leader("g", "new", Some((true, false, five_past, "new"))),
+            None
+        );
+        assert_eq!(
+            acked.leader("g", "other", Some((true, true, five_past, "other"))),
+            Some("old")
         );
     }
 }

@@ -108,6 +108,12 @@ fn latest<'a>(state: &'a PartitionState, key: &str) -> &'a Incident {
         .unwrap_or_else(|| panic!("no incident of {key}"))
 }
 
+/// An expectation's list of texts.
+fn strings(value: &Value) -> Vec<&str> {
+    let texts = value.as_array().expect("a list");
+    texts.iter().map(|t| t.as_str().expect("texts")).collect()
+}
+
 fn check(state: &PartitionState, sent: &Sent, expect: &Value, line: usize) {
     if let Some(n) = expect.get("incidents") {
         assert_eq!(
@@ -149,13 +155,7 @@ fn check(state: &PartitionState, sent: &Sent, expect: &Value, line: usize) {
             })
             .map(|n| n.user.as_str())
             .collect();
-        let want: Vec<&str> = pages
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
-        assert_eq!(paged, want, "pages, {context}");
+        assert_eq!(paged, strings(pages), "pages, {context}");
     }
     if let Some(notes) = expect.get("notes") {
         let told: Vec<&str> = sent
@@ -164,12 +164,7 @@ fn check(state: &PartitionState, sent: &Sent, expect: &Value, line: usize) {
             .flatten()
             .map(String::as_str)
             .collect();
-        let want: Vec<&str> = notes
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
+        let want = strings(notes);
         assert_eq!(told.len(), want.len(), "notes {told:?}, {context}");
         for (note, want) in told.iter().zip(want) {
             assert!(

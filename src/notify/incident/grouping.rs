@@ -111,11 +111,17 @@ impl Incident {
         }
     }
 
-    /// A page names the group as it is: the group has been told that.
-    pub(super) fn group_told(&mut self, now: DateTime<Utc>) {
+    /// A page goes out at `at`, naming the group as it is: it keeps the
+    /// group, and its first page is what updates tell changes from (a
+    /// later page, to someone else, must not keep them from whoever the
+    /// first reached).
+    pub(super) fn group_paged(&mut self, at: DateTime<Utc>) {
         if let Some(group) = self.group.as_mut() {
-            group.told = Some(group.firing.clone());
-            group.told_at = Some(now);
+            group.paged = true;
+            if group.told.is_none() {
+                group.told = Some(group.firing.clone());
+                group.told_at = Some(at);
+            }
         }
     }
 
@@ -230,10 +236,16 @@ mod tests {
             labels: Default::default(),
         };
         let t0 = at("2026-03-02T10:00:00Z");
-        let mut i = Incident::open(opening("a"), t0, &oncall);
         let five = std::time::Duration::from_secs(300);
+        let mut i = Incident::opened(opening("a"), t0, &oncall);
         i.lead_group("g".into(), Alerts::new(["b"]), t0, five);
-        i.group_told(t0);
+        i.page(t0, &oncall);
+        for n in i.due(t0) {
+            i.sending(n);
+            i.delivered(n, Ok(()), t0, &oncall);
+        }
+        assert!(i.group.as_ref().unwrap().paged);
+        assert_ne!(i.next_wakeup(), Some(t0), "nothing due yet");
         assert!(i.hold_for_group(t0), "b still fires");
         let group = i.group.clone().unwrap();
         assert_eq!((group.firing.count, group.others()), (1, 1));
@@ -248,9 +260,13 @@ mod tests {
         );
 
         // An update pending when a person resolves: no timer is left.
-        let mut i = Incident::open(opening("c"), t0, &oncall);
+        let mut i = Incident::opened(opening("c"), t0, &oncall);
         i.lead_group("g".into(), Alerts::new(["d"]), t0, five);
-        i.group_told(t0);
+        i.page(t0, &oncall);
+        for n in i.due(t0) {
+            i.sending(n);
+            i.delivered(n, Ok(()), t0, &oncall);
+        }
         i.lead_group("g".into(), Alerts::new(["d", "e"]), t0, five);
         assert_eq!(
             i.group.as_ref().unwrap().due_at,

@@ -306,9 +306,6 @@ impl Incident {
         due_at: DateTime<Utc>,
     ) {
         let seq = self.notifications.len() as u32;
-        if purpose == Purpose::Page {
-            self.group_told(due_at);
-        }
         self.notifications.push(Notification {
             seq,
             user: user.to_owned(),
@@ -374,6 +371,10 @@ impl Incident {
     pub fn sending(&mut self, seq: u32) {
         if let Some(n) = self.notifications.get_mut(seq as usize) {
             n.state = Delivery::Sending;
+            if n.purpose == Purpose::Page {
+                let at = n.due_at;
+                self.group_paged(at);
+            }
         }
     }
 
@@ -389,7 +390,11 @@ impl Incident {
         let Some(n) = self.notifications.get_mut(seq as usize) else {
             return;
         };
-        let n = n.clone();
+        let sent = n.clone();
+        // Sent (or given up): its timeline entry keeps what an update
+        // said, the record need not.
+        n.note = None;
+        let n = sent;
         let what = match n.purpose {
             Purpose::Page => "paged",
             Purpose::Resolved => "told of the resolve",
@@ -460,7 +465,9 @@ impl Incident {
         for n in uncertain {
             // A page under a silence (or while its alert flaps) is not sent
             // again: it is no longer wanted.
-            let (state, what) = if n.purpose != Purpose::Resolved && self.pages_held() {
+            let unwanted = (n.purpose != Purpose::Resolved && self.pages_held())
+                || (n.purpose == Purpose::Update && !self.is_open());
+            let (state, what) = if unwanted {
                 (Delivery::Cancelled, "not sent again, pages are held")
             } else {
                 (Delivery::Planned, "sending again")

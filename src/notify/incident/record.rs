@@ -79,8 +79,8 @@ pub struct Notification {
     pub purpose: Purpose,
     pub due_at: DateTime<Utc>,
     pub state: Delivery,
-    /// What it says besides the incident: the alerts of its group on a
-    /// page, what changed on an update.
+    /// What an update says changed in the incident's group (a page's
+    /// group line is made when it is sent, not kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -36,8 +36,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    group::{GROUPED_PREFIX, Groups},
-    incident::Incident,
+    group::{GROUPED_PREFIX, Group, Groups},
+    incident::{Incident, Status},
     oncall::OnCall,
     silence::{Matcher, alert_labels, matches_every_alert},
 };
@@ -138,6 +138,9 @@ pub struct FiringAlert {
     pub policy: Option<String>,
     /// It is its group's incident already (it paged for the group).
     pub leads: bool,
+    pub acknowledged: bool,
+    /// It sent every update an incident sends: its group moves on.
+    pub spent: bool,
 }
 
 impl FiringAlert {
@@ -161,7 +164,9 @@ impl FiringAlert {
             flapping: incident.flapping.is_some(),
             route: incident.route.clone(),
             policy: incident.policy.clone(),
-            leads: incident.group.as_ref().is_some_and(|g| g.told.is_some()),
+            leads: incident.group.as_ref().is_some_and(|g| g.paged),
+            acknowledged: incident.status == Status::Acknowledged,
+            spent: incident.group.as_ref().is_some_and(Group::spent),
         })
     }
 }
@@ -314,6 +319,8 @@ mod tests {
                         route: None,
                         policy: None,
                         leads: false,
+                        acknowledged: false,
+                        spent: false,
                     };
                     (id.to_string(), alert)
                 })

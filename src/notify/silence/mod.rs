@@ -38,8 +38,8 @@ use toml::Spanned;
 
 pub use self::matcher::{Matcher, MatcherError};
 use super::{
-    group::GROUPED_PREFIX,
-    incident::Incident,
+    group::{GROUPED_PREFIX, Group},
+    incident::{Incident, Status},
     inhibit::{Firing, INHIBITED_PREFIX, Inhibit},
     maintenance::Maintenance,
     oncall::OnCall,
@@ -317,11 +317,17 @@ impl<'a> Mutes<'a> {
     /// The incident of its group that `incident` (of group `key`) is
     /// grouped into, if it is not its group's incident itself.
     pub fn grouped(&self, key: &str, incident: &Incident) -> Option<Mute> {
-        let leads = incident.group.as_ref().is_some_and(|g| g.told.is_some());
-        let leader = self
-            .firing
-            .groups
-            .leader(key, &incident.id, incident.opened_at, leads)?;
+        let group = incident.group.as_ref();
+        let may_lead = incident.flapping.is_none() && !group.is_some_and(Group::spent);
+        let rank = may_lead.then(|| {
+            (
+                !group.is_some_and(|g| g.paged),
+                incident.status == Status::Acknowledged,
+                incident.opened_at,
+                incident.id.as_str(),
+            )
+        });
+        let leader = self.firing.groups.leader(key, &incident.id, rank)?;
         Some(Mute {
             id: format!("{GROUPED_PREFIX}{leader}"),
             why: format!("grouped into incident {leader} (group {key})"),
@@ -332,6 +338,9 @@ impl<'a> Mutes<'a> {
     /// How the mute `id` ended, for the timeline.
     pub fn ending(&self, id: &str) -> String {
         if let Some(leader) = id.strip_prefix(GROUPED_PREFIX) {
+            if self.firing.overdue {
+                return "the incidents changelog is still unread since the start: released from its group".to_owned();
+            }
             return format!(
                 "incident {leader} no longer pages for its group (resolved or muted): this one does"
             );

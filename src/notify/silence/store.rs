@@ -413,11 +413,15 @@ async fn read_into(
         }
         Ok(Ok(state)) => {
             tx.send_if_modified(|current| {
-                let changed = **current != state;
+                let changed = current.silences != state.silences;
                 if changed {
+                    tracing::info!(silences = state.silences.len(), "silences changed");
+                }
+                let modified = **current != state;
+                if modified {
                     *current = Arc::new(state);
                 }
-                changed
+                modified
             });
             true
         }
