@@ -11,7 +11,6 @@ mod common;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::*;
-use rdkafka::producer::FutureRecord;
 use serde_json::json;
 
 const ROUTE: &str = r#"
@@ -32,22 +31,7 @@ async fn trigger_on(s: &Setup, partition: i32, dedup_key: &str) {
         "labels": { "service": "checkout" },
         "payload": { "summary": "checkout errors", "source": "test", "severity": "error" },
     });
-    send_to(s, partition, dedup_key, event).await;
-}
-
-async fn send_to(s: &Setup, partition: i32, dedup_key: &str, event: serde_json::Value) {
-    let event = event.to_string();
-    s.producer()
-        .send(
-            FutureRecord::to("paging")
-                .partition(partition)
-                .key(dedup_key)
-                .payload(&event),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("delivery");
+    s.produce_to(partition, event).await;
 }
 
 /// Every message the recording server received: (event, message).
@@ -163,7 +147,7 @@ async fn a_burst_of_fifty_alerts_is_one_page_and_one_update() {
     let _notifier = s.notifier("notify-2.log").await;
     for (i, key) in keys[20..25].iter().enumerate() {
         let event = json!({ "event_action": "resolve", "dedup_key": key });
-        send_to(&s, i as i32 % 4, key, event).await;
+        s.produce_to(i as i32 % 4, event).await;
     }
     wait_until(
         Duration::from_secs(60),

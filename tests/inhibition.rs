@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::producer::FutureRecord;
 use serde_json::json;
 
 const INHIBIT: &str = r#"
@@ -22,23 +21,6 @@ target = ["severity!=critical", "cluster=~.+"]
 equal = ["cluster"]
 wait = "3s"
 "#;
-
-/// Sends `event` to paging partition `partition`.
-async fn produce_to(s: &Setup, partition: i32, event: serde_json::Value) {
-    let key = event["dedup_key"].as_str().unwrap().to_owned();
-    let body = event.to_string();
-    s.producer()
-        .send(
-            FutureRecord::to("paging")
-                .partition(partition)
-                .key(&key)
-                .payload(&body),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("delivery");
-}
 
 fn alert(dedup_key: &str, cluster: &str, severity: &str, rule: Option<&str>) -> serde_json::Value {
     json!({
@@ -73,18 +55,16 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
     assert!(!check.contains("error"), "{check}");
     let _notifier = s.notifier("notify.log").await;
 
-    produce_to(
-        &s,
-        0,
-        alert("down-eu", "eu", "critical", Some("cluster-down")),
-    )
-    .await;
+    s.produce_to(0, alert("down-eu", "eu", "critical", Some("cluster-down")))
+        .await;
     wait_until(Duration::from_secs(30), "the source paged", async || {
         pages_about(&s, "down-eu") >= 1
     })
     .await;
-    produce_to(&s, 3, alert("api-eu", "eu", "warning", None)).await;
-    produce_to(&s, 2, alert("api-us", "us", "warning", None)).await;
+    s.produce_to(3, alert("api-eu", "eu", "warning", None))
+        .await;
+    s.produce_to(2, alert("api-us", "us", "warning", None))
+        .await;
     // api-us waits the inhibition's 3 seconds, then pages: nothing
     // inhibits it. By then api-eu has long been applied.
     wait_until(
@@ -107,13 +87,10 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
 
     // The other order (#2783): a target first, its source within the wait,
     // on other partitions: the target ends inhibited, never paged.
-    produce_to(&s, 1, alert("cache-sa", "sa", "error", None)).await;
-    produce_to(
-        &s,
-        2,
-        alert("down-sa", "sa", "critical", Some("cluster-down")),
-    )
-    .await;
+    s.produce_to(1, alert("cache-sa", "sa", "error", None))
+        .await;
+    s.produce_to(2, alert("down-sa", "sa", "critical", Some("cluster-down")))
+        .await;
     let detail = s
         .wait_for_incident("cache-sa", "suppressed by alert down-sa firing")
         .await;
@@ -128,8 +105,7 @@ async fn a_firing_alert_inhibits_its_clusters_lesser_alerts_across_partitions() 
     assert_eq!(pages_about(&s, "cache-sa"), 0);
 
     // The source resolves: the alert it inhibited still fires, and pages.
-    produce_to(
-        &s,
+    s.produce_to(
         0,
         json!({ "event_action": "resolve", "dedup_key": "down-eu" }),
     )

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use rdkafka::{ClientConfig, producer::FutureProducer};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
 use serde_json::{Value, json};
 
 use super::{
@@ -198,6 +201,25 @@ impl Setup {
     /// Produces one trigger event to `paging`.
     pub async fn trigger(&self, dedup_key: &str, summary: &str) {
         produce_all(&self.producer(), "paging", &[trigger(dedup_key, summary)]).await;
+    }
+
+    /// Sends Events v2 `event` to paging partition `partition`, keyed by
+    /// its `dedup_key`: where partitions matter to what is tested (alerts
+    /// owned by different partitions, whichever member has them).
+    pub async fn produce_to(&self, partition: i32, event: Value) {
+        let key = event["dedup_key"].as_str().expect("a dedup_key").to_owned();
+        let body = event.to_string();
+        self.producer()
+            .send(
+                FutureRecord::to("paging")
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&body),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivery");
     }
 
     /// A producer partitioning keys like a Java client.

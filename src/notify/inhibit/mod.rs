@@ -285,13 +285,7 @@ impl Firing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::silence::matcher::tests::labels;
 
     fn rule(equal: &[&str]) -> Inhibit {
         Inhibit {

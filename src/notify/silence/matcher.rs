@@ -178,10 +178,11 @@ impl<'de> Deserialize<'de> for Matcher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::notify) mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// An alert's labels, for tests.
+    pub(in crate::notify) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
