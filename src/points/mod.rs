@@ -84,8 +84,9 @@ pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             // The low bits are the row: the rest of the key orders it.
             let row = |key: u128| (key & row_mask) as u32;
             if keys.iter().all(|&key| key <= u128::from(u64::MAX)) {
-                // Half the bytes to move: sorting 64-bit keys took 60% of
-                // the time 128-bit ones did (a flush of 600k points).
+                // Half the bytes to move: on a flush of 600k points,
+                // sorting took about three quarters of the time it took
+                // with 128-bit keys.
                 let mut narrow: Vec<u64> = keys.iter().map(|&key| key as u64).collect();
                 drop(keys);
                 narrow.sort_unstable();
@@ -351,7 +352,11 @@ mod tests {
             );
         }
         let wide_times = b.finish().unwrap();
-        assert!(packed_keys(&ranks(&wide_times)).is_some());
+        let packed = packed_keys(&ranks(&wide_times)).expect("fits 128 bits");
+        assert!(
+            packed.keys.iter().any(|&key| key > u128::from(u64::MAX)),
+            "the 128-bit path"
+        );
         assert_eq!(
             sort_by_series(&wide_times).unwrap(),
             sorted_by_strings(&wide_times)
