@@ -7,10 +7,7 @@
 use std::{
     fmt::Write as _,
     io::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -18,13 +15,13 @@ use rdkafka::{
     ClientContext,
     error::{KafkaError, RDKafkaErrorCode},
     message::{DeliveryResult, ToBytes},
-    producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer},
+    producer::{BaseRecord, Producer, ProducerContext},
 };
 
 use crate::{
     config::KafkaConfig,
     decode::Format,
-    kafka::{Role, client_config},
+    kafka::{PolledProducer, Role, client_config},
 };
 
 /// What to produce and how fast.
@@ -124,7 +121,7 @@ pub fn synthetic_point(out: &mut String, format: Format, i: u64, series: u64, ti
 /// Hands `message` to librdkafka, waiting while its local queue is full:
 /// a load generator outpaces the broker by design.
 pub(crate) async fn send_when_queued<C, K, P>(
-    producer: &ThreadedProducer<C>,
+    producer: &PolledProducer<C>,
     mut message: BaseRecord<'_, K, P, ()>,
 ) -> Result<(), KafkaError>
 where
@@ -150,9 +147,8 @@ pub async fn produce(
     options: ProduceOptions,
 ) -> Result<ProduceReport, KafkaError> {
     let context = Deliveries::default();
-    let producer: Arc<ThreadedProducer<Deliveries>> = Arc::new(
-        client_config(kafka, &options.brokers, Role::BulkProducer).create_with_context(context)?,
-    );
+    let producer: PolledProducer<Deliveries> =
+        client_config(kafka, &options.brokers, Role::BulkProducer).create_with_context(context)?;
     let started = Instant::now();
     let mut report = ProduceReport::default();
     let mut last_progress = Instant::now();

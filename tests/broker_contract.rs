@@ -18,7 +18,7 @@ async fn a_fetch_from_inside_a_batch_starts_at_that_offset() {
     let broker = Broker::start(dir.path()).await;
     broker.create_topic("batched", 1).await;
     // Lingering lets the producer put all 50 records in one batch.
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+    let producer: klaxon::kafka::Producer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "200")
         .create()

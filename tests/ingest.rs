@@ -425,7 +425,7 @@ async fn malformed_lines_go_to_the_dead_letter_topic_with_their_reason() {
 }
 
 /// A producer that sends records up to 16 MB, as a careless producer might.
-fn big_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+fn big_producer(brokers: &str) -> klaxon::kafka::Producer {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.max.bytes", "16000000")

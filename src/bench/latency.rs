@@ -20,7 +20,7 @@ use axum::{Json, extract::State, routing::post};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
-    producer::{BaseRecord, Producer, ThreadedProducer},
+    producer::{BaseRecord, DefaultProducerContext, Producer},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -32,7 +32,7 @@ use super::{
 use crate::{
     config::SourceConfig,
     decode::Format,
-    kafka::{Role, client_config},
+    kafka::{PolledProducer, Role, client_config},
     paging::dedup_key,
     produce::send_when_queued,
 };
@@ -198,14 +198,14 @@ delay = "1h"
         paging.clone(),
         triggers.clone(),
     ));
-    let bulk: ThreadedProducer<_> =
-        client_config(&env.kafka, &env.brokers, Role::BulkProducer).create()?;
-    let closer: ThreadedProducer<_> = client_config(
+    let bulk: PolledProducer<_> = client_config(&env.kafka, &env.brokers, Role::BulkProducer)
+        .create_with_context(DefaultProducerContext)?;
+    let closer: PolledProducer<_> = client_config(
         &env.kafka,
         &env.brokers,
         Role::Tool(&[("linger.ms", "0".to_owned())]),
     )
-    .create()?;
+    .create_with_context(DefaultProducerContext)?;
     // The first send of a new client would look the topic up first, and
     // that would count against the first window.
     tokio::task::block_in_place(|| {
@@ -377,7 +377,7 @@ async fn start_webhook_receiver() -> Result<(String, Arrivals), BenchError> {
 /// partitions; `hot` series are above the rule's threshold. Returns the
 /// number of points once all are delivered.
 async fn produce_window(
-    producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    producer: &PolledProducer<DefaultProducerContext>,
     topic: &str,
     partitions: i32,
     series: u64,
@@ -405,7 +405,7 @@ async fn produce_window(
 }
 
 async fn send(
-    producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    producer: &PolledProducer<DefaultProducerContext>,
     topic: &str,
     partition: i32,
     payload: &str,
@@ -416,9 +416,7 @@ async fn send(
     Ok(send_when_queued(producer, message).await?)
 }
 
-async fn flush(
-    producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-) -> Result<(), BenchError> {
+async fn flush(producer: &PolledProducer<DefaultProducerContext>) -> Result<(), BenchError> {
     tokio::task::block_in_place(|| producer.flush(Duration::from_secs(60)))?;
     Ok(())
 }

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::kafka::Producer;
 
 use crate::clock::now_ms;
 
@@ -29,7 +31,7 @@ const LIMIT: f64 = 2.0 * 1024.0 * 1024.0 * 1024.0;
 
 /// Produces the service's points until `stop`, following `release`.
 pub(super) async fn run(
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     tick: Duration,
     mut release: watch::Receiver<Release>,

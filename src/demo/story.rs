@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::producer::FutureProducer;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    kafka::{Role, client_config},
+    kafka::{Producer, Role, client_config},
     lake::Lake,
     notify::{
         Incident, Status,
@@ -110,7 +109,7 @@ pub async fn play(
         stop: stop.clone(),
     };
     let begun = chrono::Utc::now();
-    let producer: FutureProducer = client_config(
+    let producer: Producer = client_config(
         &config.kafka,
         &config.kafka.brokers,
         Role::IdempotentProducer,

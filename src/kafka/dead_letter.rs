@@ -21,13 +21,12 @@ use futures::FutureExt;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{
-        DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig,
-        future_producer::OwnedDeliveryResult,
-    },
+    producer::{FutureRecord, Producer as _, PurgeConfig},
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+
+use super::{DeliveryFuture, OwnedDeliveryResult, Producer};
 
 /// The longest `klaxon.detail` header: details quote input at times.
 pub(crate) const MAX_DETAIL_BYTES: usize = 1024;
@@ -49,7 +48,7 @@ const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Publishes rejected input to one dead-letter topic.
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     max_bytes: usize,
     /// Deliveries not yet confirmed, oldest first; see [`DeadLetters::drain`].
@@ -104,7 +103,7 @@ impl std::fmt::Debug for DeadLetters {
 
 impl DeadLetters {
     /// A publisher to `topic` whose values are at most `max_bytes` long.
-    pub fn new(producer: FutureProducer, topic: String, max_bytes: usize) -> Self {
+    pub fn new(producer: Producer, topic: String, max_bytes: usize) -> Self {
         let label = ("topic", topic.clone());
         Self {
             failed: metrics::counter!(

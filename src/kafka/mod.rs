@@ -7,12 +7,16 @@ mod compacted;
 mod dead_letter;
 mod group;
 pub mod member;
+mod producer;
 
 pub use committed::committed_offsets;
 pub use compacted::{Latest, read_compacted};
 pub use dead_letter::{DeadLetters, Origin, Rejection, Stopped};
 pub use group::GroupContext;
 pub use member::{Commits, Committed, Member, Timer};
+pub use producer::{
+    DeliveryFuture, FutureDeliveries, OwnedDeliveryResult, PolledProducer, Producer,
+};
 use rdkafka::{ClientConfig, ClientContext, error::KafkaError, types::RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
@@ -137,10 +141,7 @@ pub fn client_config(kafka: &KafkaConfig, brokers: &str, role: Role<'_>) -> Clie
 }
 
 /// A producer in [`Role::KeyedProducer`].
-pub fn keyed_producer(
-    kafka: &KafkaConfig,
-    brokers: &str,
-) -> rdkafka::error::KafkaResult<rdkafka::producer::FutureProducer> {
+pub fn keyed_producer(kafka: &KafkaConfig, brokers: &str) -> rdkafka::error::KafkaResult<Producer> {
     client_config(kafka, brokers, Role::KeyedProducer).create()
 }
 

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use rdkafka::{
-    error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord};
 
 use super::incident::Incident;
-use crate::{config::KafkaConfig, kafka::read_compacted};
+use crate::{
+    config::KafkaConfig,
+    kafka::{Producer, read_compacted},
+};
 
 /// Keys of incident records: `incident/ID`.
 pub const INCIDENT_PREFIX: &str = "incident/";
@@ -65,7 +65,7 @@ pub fn read_changelog(
 
 /// Writes an incident to its partition and waits for the broker.
 pub async fn write_incident(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     partition: i32,
     incident: &Incident,
@@ -77,7 +77,7 @@ pub async fn write_incident(
 
 /// Records that paging events before `next` are applied.
 pub async fn write_position(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     partition: i32,
     next: i64,
@@ -93,7 +93,7 @@ pub async fn write_position(
 }
 
 async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     partition: i32,
     key: &str,

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use rdkafka::{
     error::{KafkaError, KafkaResult},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{FutureRecord, Producer as _},
 };
 
 use super::PagingEvent;
-use crate::{config::KafkaConfig, kafka::keyed_producer};
+use crate::{
+    config::KafkaConfig,
+    kafka::{Producer, keyed_producer},
+};
 
 /// How long one event may wait for its acknowledgement.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,7 +22,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// A producer for the paging topic.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
 }
 
@@ -42,7 +45,7 @@ impl Publisher {
 
     /// A publisher on a [`keyed_producer`] the caller also uses for other
     /// topics (the rules runner writes its state with it).
-    pub fn with_producer(producer: FutureProducer, topic: &str) -> Self {
+    pub fn with_producer(producer: Producer, topic: &str) -> Self {
         Self {
             producer,
             topic: topic.to_owned(),

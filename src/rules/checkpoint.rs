@@ -23,10 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use rdkafka::{
-    error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
@@ -34,7 +31,10 @@ use super::{
     engine::{CheckpointDelta, RuleCheckpoint},
     watermark::PartitionKey,
 };
-use crate::{config::KafkaConfig, kafka::read_compacted};
+use crate::{
+    config::KafkaConfig,
+    kafka::{Producer, read_compacted},
+};
 
 const POSITIONS_KEY: &str = "positions";
 const RULE_PREFIX: &str = "rule/";
@@ -116,7 +116,7 @@ impl CheckpointWriter {
     /// head names any more; a failure there only leaves them for next time.
     pub async fn write(
         &mut self,
-        producer: &FutureProducer,
+        producer: &Producer,
         topic: &str,
         delta: &CheckpointDelta,
     ) -> Result<(), KafkaError> {
@@ -141,7 +141,7 @@ impl CheckpointWriter {
     /// Tombstones every chunk no durable head names.
     pub async fn delete_stale(
         &mut self,
-        producer: &FutureProducer,
+        producer: &Producer,
         topic: &str,
     ) -> Result<(), KafkaError> {
         let tombstones: Vec<Record> = self.stale.iter().map(|k| (k.clone(), None)).collect();
@@ -218,11 +218,7 @@ impl CheckpointWriter {
 }
 
 /// Sends `records` and waits until every one is acknowledged.
-async fn send_all(
-    producer: &FutureProducer,
-    topic: &str,
-    records: &[Record],
-) -> Result<(), KafkaError> {
+async fn send_all(producer: &Producer, topic: &str, records: &[Record]) -> Result<(), KafkaError> {
     let sends = records.iter().map(|(key, body)| {
         let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(key);
         if let Some(body) = body {

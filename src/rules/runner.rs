@@ -26,10 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::{
-    Message, Offset, TopicPartitionList, error::KafkaError, message::BorrowedMessage,
-    producer::FutureProducer,
-};
+use rdkafka::{Message, Offset, TopicPartitionList, error::KafkaError, message::BorrowedMessage};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +41,7 @@ use crate::{
     config::Config,
     decode::{Format, RejectReason},
     kafka::{
-        Commits, Member, Role, Timer, client_config, keyed_producer,
+        Commits, Member, Producer, Role, Timer, client_config, keyed_producer,
         member::{Partition, Stage},
     },
     paging::{PagingEvent, Publisher},
@@ -365,7 +362,7 @@ async fn publish(
 
 /// The state topic and what has been written to it.
 struct State<'a> {
-    producer: &'a FutureProducer,
+    producer: &'a Producer,
     topic: &'a str,
     writer: CheckpointWriter,
     /// The last checkpoint failed: write again at the next tick.

@@ -6,10 +6,10 @@ use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
     message::Headers,
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
 
-pub fn producer(brokers: &str) -> FutureProducer {
+pub fn producer(brokers: &str) -> klaxon::kafka::Producer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "2")
@@ -32,7 +32,11 @@ pub fn topic_reader(brokers: &str, topic: &str) -> StreamConsumer {
 }
 
 /// Produces `records` (key, payload) and waits for every delivery.
-pub async fn produce_all(producer: &FutureProducer, topic: &str, records: &[(String, String)]) {
+pub async fn produce_all(
+    producer: &klaxon::kafka::Producer,
+    topic: &str,
+    records: &[(String, String)],
+) {
     let sends = records.iter().map(|(key, payload)| {
         producer.send(
             FutureRecord::to(topic).key(key).payload(payload),

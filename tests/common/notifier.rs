@@ -8,10 +8,7 @@ use std::{
     time::Duration,
 };
 
-use rdkafka::{
-    ClientConfig,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{ClientConfig, producer::FutureRecord};
 use serde_json::{Value, json};
 
 use super::{
@@ -223,7 +220,7 @@ impl Setup {
     }
 
     /// A producer partitioning keys like a Java client.
-    pub fn producer(&self) -> FutureProducer {
+    pub fn producer(&self) -> klaxon::kafka::Producer {
         ClientConfig::new()
             .set("bootstrap.servers", self.broker.bootstrap())
             .set("partitioner", "murmur2_random")

@@ -8,7 +8,7 @@ mod flush;
 
 use std::{collections::HashMap, time::Duration};
 
-use rdkafka::{Message, message::BorrowedMessage, producer::FutureProducer};
+use rdkafka::{Message, message::BorrowedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestError, buffer::PartitionBuffer, upkeep::Upkeep};
@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     decode::{Format, RejectReason, Rejected, decode_record},
     kafka::{
-        Commits, DeadLetters, Member, Origin, Rejection, Role, Timer, client_config,
+        Commits, DeadLetters, Member, Origin, Producer, Rejection, Role, Timer, client_config,
         member::{Backoff, Partition, Stage},
     },
     lake::{Lake, writer::discard_uncommitted},
@@ -135,7 +135,7 @@ impl Ingest {
             group_id: &ingest.group_id,
             memory_budget: budget,
         };
-        let producer: FutureProducer =
+        let producer: Producer =
             client_config(&args.config.kafka, &args.brokers, Role::IdempotentProducer).create()?;
         let sources = args.config.sources();
         let names: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();

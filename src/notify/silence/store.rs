@@ -5,10 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use rdkafka::{
-    error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +16,7 @@ use super::{
 };
 use crate::{
     config::{Config, KafkaConfig},
-    kafka::{keyed_producer, read_compacted},
+    kafka::{Producer, keyed_producer, read_compacted},
 };
 
 const SILENCE_PREFIX: &str = "silence/";
@@ -173,12 +170,7 @@ pub fn read_silences(
     Ok(state)
 }
 
-async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    key: &str,
-    body: &[u8],
-) -> Result<(), KafkaError> {
+async fn send(producer: &Producer, topic: &str, key: &str, body: &[u8]) -> Result<(), KafkaError> {
     producer
         .send(
             FutureRecord::to(topic).partition(0).key(key).payload(body),
@@ -190,7 +182,7 @@ async fn send(
 }
 
 pub async fn write_silence(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     silence: &Silence,
 ) -> Result<(), KafkaError> {
@@ -206,7 +198,7 @@ pub async fn write_silence(
 
 /// Marks a silence as having suppressed `incident`.
 pub async fn mark_used(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     id: &str,
     incident: &str,
@@ -234,7 +226,7 @@ pub fn past_retention(state: &SilenceState, now: DateTime<Utc>) -> Vec<String> {
 /// Deletes silences past retention, and their use marks, with tombstones.
 /// Every member may do it at once: a tombstone written twice is one.
 async fn forget_past_retention(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     state: &SilenceState,
 ) -> Result<usize, KafkaError> {

@@ -35,7 +35,7 @@ use std::{
 };
 
 use chrono::Utc;
-use rdkafka::{error::KafkaError, message::BorrowedMessage, producer::FutureProducer};
+use rdkafka::{error::KafkaError, message::BorrowedMessage};
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,7 @@ use crate::{
     ErrorKind,
     config::Config,
     kafka::{
-        Commits, DeadLetters, Member, Role, Timer, client_config, keyed_producer,
+        Commits, DeadLetters, Member, Producer, Role, Timer, client_config, keyed_producer,
         member::{Partition, Stage},
     },
     paging::{EVENT_REJECT_REASONS, EventAction},
@@ -96,7 +96,7 @@ pub struct Notifier {
 struct NotifierStage {
     config: Config,
     oncall: LoadedOnCall,
-    producer: FutureProducer,
+    producer: Producer,
     commits: Commits,
     dead_letters: DeadLetters,
     channels: Arc<Channels>,
