@@ -17,7 +17,7 @@ use crate::{
         client::{self, Action},
         queries,
     },
-    paging::EventAction,
+    paging::{EventAction, Publisher},
 };
 
 #[derive(Debug, Args)]
@@ -167,7 +167,8 @@ pub async fn act(config: Config, args: ActionArgs, action: impl Into<Action>) ->
 /// names; returns that incident as it was.
 async fn send_action(config: &Config, args: &ActionArgs, action: Action) -> Result<Incident> {
     let by = args.by.clone().unwrap_or_else(|| "klaxon-cli".to_owned());
-    Ok(client::act(config, &args.id, action, &by, "klaxon-cli").await?)
+    let publisher = Publisher::new(&config.kafka, &config.notify.paging_topic)?;
+    Ok(client::act(config, &publisher, &args.id, action, &by, "klaxon-cli").await?)
 }
 
 /// Reads the incident until the notifier has applied `action` (a resolve

@@ -22,11 +22,11 @@ use crate::{
     lake::Lake,
     notify::{
         Incident, Status,
-        client::{send_action, send_events},
+        client::send_action,
         incident::{Delivery, Purpose},
         queries::{ClientError, all_incidents},
     },
-    paging::{EventAction, ManualPage, PageTarget, PagingEvent, Severity},
+    paging::{EventAction, ManualPage, PageTarget, PagingEvent, Publisher, Severity},
     postmortem::{self, PostmortemError},
     query::{QueryEngine, QueryError, values::ints},
 };
@@ -115,6 +115,7 @@ pub async fn play(
         Role::IdempotentProducer,
     )
     .create()?;
+    let paging = Publisher::new(&config.kafka, &config.notify.paging_topic)?;
     let topic = config.sources()[0].topic.clone();
     let (release, watched) = watch::channel(Release::Stable);
     let service_stop = stop.child_token();
@@ -198,7 +199,7 @@ pub async fn play(
         client: "klaxon-demo",
         at: chrono::Utc::now(),
     });
-    send_events(config, std::slice::from_ref(&page), None).await?;
+    paging.publish(std::slice::from_ref(&page), None).await?;
     n.say(&format!(
         "{MANAGER} asks {helper} for help with a manual page"
     ));
@@ -216,7 +217,7 @@ pub async fn play(
     ));
 
     send_action(
-        config,
+        &paging,
         partition,
         &incident,
         EventAction::Acknowledge,
@@ -240,7 +241,7 @@ pub async fn play(
     // bad minutes (its own resolve then finds nothing open).
     n.sleep(timing.secs(3.0)).await?;
     send_action(
-        config,
+        &paging,
         partition,
         &incident,
         EventAction::Resolve,
@@ -249,7 +250,7 @@ pub async fn play(
     )
     .await?;
     send_action(
-        config,
+        &paging,
         help_partition,
         &help,
         EventAction::Resolve,

@@ -29,7 +29,8 @@ use rdkafka::{
     error::{KafkaError, KafkaResult},
     message::{DeliveryResult, OwnedMessage, ToBytes},
     producer::{
-        BaseProducer, BaseRecord, FutureRecord, ProducerContext, future_producer::Delivery,
+        BaseProducer, BaseRecord, FutureRecord, Producer as _, ProducerContext, PurgeConfig,
+        future_producer::Delivery,
     },
     types::RDKafkaErrorCode,
 };
@@ -45,19 +46,18 @@ const POLL_PERIOD: Duration = Duration::from_secs(1);
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(100);
 
 /// A [`BaseProducer`] whose events (delivery reports, errors, logs) a thread
-/// of its own serves. Clones share the producer; when the last is dropped
-/// the thread stops after its current wait and the producer is destroyed
-/// there (purging what was never sent, as librdkafka's producers do).
+/// of its own serves. Clones share the producer. When the last is dropped,
+/// what was never delivered is purged at once (its senders hear so, as
+/// with rdkafka's producers), and the thread stops after its current wait,
+/// destroying the producer there.
 pub struct PolledProducer<C: ProducerContext + 'static> {
-    base: Arc<BaseProducer<C>>,
-    stop_on_drop: Arc<StopOnDrop>,
+    handle: Arc<Handle<C>>,
 }
 
 impl<C: ProducerContext + 'static> Clone for PolledProducer<C> {
     fn clone(&self) -> Self {
         Self {
-            base: Arc::clone(&self.base),
-            stop_on_drop: Arc::clone(&self.stop_on_drop),
+            handle: Arc::clone(&self.handle),
         }
     }
 }
@@ -72,17 +72,24 @@ impl<C: ProducerContext + 'static> Deref for PolledProducer<C> {
     type Target = BaseProducer<C>;
 
     fn deref(&self) -> &BaseProducer<C> {
-        &self.base
+        &self.handle.base
     }
 }
 
-/// Tells the polling thread to stop when the last handle goes. The thread
-/// is not joined: that would make every drop wait up to [`POLL_PERIOD`].
-struct StopOnDrop(Arc<AtomicBool>);
+/// What every clone shares; its drop is the last handle's.
+struct Handle<C: ProducerContext + 'static> {
+    base: Arc<BaseProducer<C>>,
+    stop: Arc<AtomicBool>,
+}
 
-impl Drop for StopOnDrop {
+impl<C: ProducerContext + 'static> Drop for Handle<C> {
+    /// Purges what no one can wait for any more and tells the polling
+    /// thread to stop. Purging does not block; the thread reports it. The
+    /// thread is not joined: that would make every drop wait up to
+    /// [`POLL_PERIOD`].
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.base.purge(PurgeConfig::default().queue().inflight());
+        self.stop.store(true, Ordering::Release);
     }
 }
 
@@ -92,7 +99,7 @@ impl<C: ProducerContext + 'static> FromClientConfigAndContext<C> for PolledProdu
         let stop = Arc::new(AtomicBool::new(false));
         let (polled, stopped) = (Arc::clone(&base), Arc::clone(&stop));
         thread::Builder::new()
-            .name("klaxon producer poll".into())
+            .name("producer poll".into())
             .spawn(move || {
                 while !stopped.load(Ordering::Acquire) {
                     polled.poll(POLL_PERIOD);
@@ -100,8 +107,7 @@ impl<C: ProducerContext + 'static> FromClientConfigAndContext<C> for PolledProdu
             })
             .map_err(|e| KafkaError::ClientCreation(format!("producer polling thread: {e}")))?;
         Ok(Self {
-            base,
-            stop_on_drop: Arc::new(StopOnDrop(stop)),
+            handle: Arc::new(Handle { base, stop }),
         })
     }
 }
@@ -180,7 +186,7 @@ impl Producer {
         let (sender, delivery) = oneshot::channel();
         let mut record = to_base(record, Box::new(sender));
         loop {
-            match self.base.send(record) {
+            match self.handle.base.send(record) {
                 Ok(()) => {
                     // Only a destroyed producer drops the sender unanswered,
                     // and `self` holds this one; still, no panic for it.
@@ -203,7 +209,7 @@ impl Producer {
                     record = back;
                     tokio::time::sleep(QUEUE_FULL_RETRY).await;
                 }
-                Err((error, back)) => return Err((error, to_owned_message(&back))),
+                Err((error, back)) => return Err((error, to_owned_message(back))),
             }
         }
     }
@@ -221,7 +227,7 @@ impl Producer {
         P: ToBytes + ?Sized,
     {
         let (sender, delivery) = oneshot::channel();
-        match self.base.send(to_base(record, Box::new(sender))) {
+        match self.handle.base.send(to_base(record, Box::new(sender))) {
             Ok(()) => Ok(DeliveryFuture(delivery)),
             Err((error, back)) => Err((error, to_future(back))),
         }
@@ -261,7 +267,7 @@ where
     }
 }
 
-fn to_owned_message<K, P>(record: &BaseRecord<'_, K, P, Opaque>) -> OwnedMessage
+fn to_owned_message<K, P>(record: BaseRecord<'_, K, P, Opaque>) -> OwnedMessage
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
@@ -275,13 +281,15 @@ where
             .map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
         record.partition.unwrap_or(-1),
         0,
-        None,
+        record.headers,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
+
+    use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 
     use super::*;
 
@@ -321,10 +329,15 @@ mod tests {
     async fn a_refused_record_comes_back_whole() {
         let producer: Producer = unreachable_config().create().unwrap();
         let payload = vec![b'x'; 20_000];
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "klaxon.detail",
+            value: Some("why"),
+        });
         let record = FutureRecord::<str, [u8]>::to("pages")
             .partition(2)
             .key("k")
-            .payload(&payload);
+            .payload(&payload)
+            .headers(headers);
         let Err((error, back)) = producer.send_result(record) else {
             panic!("a record past message.max.bytes is refused at once");
         };
@@ -333,21 +346,63 @@ mod tests {
             KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
         );
         assert_eq!(
-            (
-                back.topic,
-                back.partition,
-                back.key,
-                back.payload.map(<[u8]>::len)
-            ),
-            ("pages", Some(2), Some("k"), Some(20_000))
+            (back.topic, back.partition, back.key),
+            ("pages", Some(2), Some("k"))
         );
-        let (error, _) = producer
+        assert_eq!(back.payload.map(<[u8]>::len), Some(20_000));
+        assert_eq!(detail(back.headers.as_ref()), Some(&b"why"[..]));
+        let (error, message) = producer
             .send(back, Duration::from_secs(1))
             .await
             .expect_err("refused again");
         assert_eq!(
             error,
             KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+        );
+        assert_eq!((message.topic(), message.partition()), ("pages", 2));
+        assert_eq!(message.payload().map(<[u8]>::len), Some(20_000));
+        assert_eq!(detail(message.headers()), Some(&b"why"[..]));
+    }
+
+    fn detail(headers: Option<&OwnedHeaders>) -> Option<&[u8]> {
+        headers?.iter().find(|h| h.key == "klaxon.detail")?.value
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_retried_until_the_queue_timeout() {
+        let mut config = unreachable_config();
+        config
+            .set("queue.buffering.max.messages", "1")
+            .set("message.timeout.ms", "60000");
+        let producer: Producer = config.create().unwrap();
+        let record = |payload| FutureRecord::<str, str>::to("pages").payload(payload);
+        let first = producer
+            .send_result(record("first"))
+            .expect("the queue has room for one");
+        let Err((error, _)) = producer.send_result(record("second")) else {
+            panic!("the queue holds one record");
+        };
+        let queue_full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+        assert_eq!(error, queue_full);
+        let started = Instant::now();
+        let (error, message) = producer
+            .send(record("second"), QUEUE_FULL_RETRY * 3)
+            .await
+            .expect_err("the queue stays full");
+        assert_eq!(error, queue_full);
+        assert!(
+            started.elapsed() >= QUEUE_FULL_RETRY * 3,
+            "retried until then"
+        );
+        assert_eq!(message.payload(), Some(&b"second"[..]));
+        drop(producer);
+        let (error, _) = first
+            .await
+            .expect("reported")
+            .expect_err("the last handle's drop purges what was queued");
+        assert_eq!(
+            error,
+            KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue)
         );
     }
 

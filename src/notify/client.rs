@@ -14,8 +14,9 @@ use crate::{
 };
 
 /// Publishes `events` to the notifier's paging topic, with a producer of
-/// their own (the CLI and the API send rarely); to `partition` when given
-/// (see [`Publisher::publish`]).
+/// their own (for a command that sends once); to `partition` when given
+/// (see [`Publisher::publish`]). What sends again and again (the HTTP API,
+/// the demo) keeps one [`Publisher`].
 pub async fn send_events(
     config: &Config,
     events: &[PagingEvent],
@@ -44,23 +45,25 @@ impl From<EventAction> for Action {
     }
 }
 
-/// Acknowledges or resolves the incident `id` names; returns it as it was.
+/// Acknowledges or resolves the incident `id` names, through `publisher`
+/// (to the notifier's paging topic); returns it as it was.
 pub async fn act(
     config: &Config,
+    publisher: &Publisher,
     id: &str,
     action: impl Into<Action>,
     by: &str,
     client: &str,
 ) -> Result<Incident, ClientError> {
     let (partition, incident) = find_incident(config, id).await?;
-    send_action(config, partition, &incident, action, by, client).await?;
+    send_action(publisher, partition, &incident, action, by, client).await?;
     Ok(incident)
 }
 
 /// Sends an acknowledgement or resolve for exactly this incident: the
 /// notifier applies it to no other incident of the same dedup_key.
 pub async fn send_action(
-    config: &Config,
+    publisher: &Publisher,
     partition: i32,
     incident: &Incident,
     action: impl Into<Action>,
@@ -71,5 +74,5 @@ pub async fn send_action(
     let mut event = PagingEvent::by_person(action.kind, &incident.dedup_key, by, client)
         .for_incident(&incident.id);
     event.until_resolved = action.until_resolved && action.kind == EventAction::Acknowledge;
-    send_events(config, &[event], Some(partition)).await
+    publisher.publish(&[event], Some(partition)).await
 }

@@ -118,8 +118,12 @@ pub(super) async fn ack_link(
         };
         return (status, format!("{note}\n")).into_response();
     }
+    let publisher = match s.publisher() {
+        Ok(publisher) => publisher,
+        Err(e) => return client_error(ClientError::Kafka(e)),
+    };
     match client::send_action(
-        &s.config,
+        publisher,
         partition,
         &incident,
         EventAction::Acknowledge,

@@ -75,7 +75,11 @@ async fn act(
         kind: action,
         until_resolved: body.until_resolved,
     };
-    match client::act(&s.config, id, action, &by, "klaxon-api").await {
+    let publisher = match s.publisher() {
+        Ok(publisher) => publisher,
+        Err(e) => return client_error(e.into()),
+    };
+    match client::act(&s.config, publisher, id, action, &by, "klaxon-api").await {
         Ok(incident) => (
             StatusCode::ACCEPTED,
             Json(json!({ "id": incident.id, "dedup_key": incident.dedup_key, "accepted": true })),

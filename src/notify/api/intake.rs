@@ -20,13 +20,10 @@ use super::{
     auth::{bearer, intake_refused},
     error,
 };
-use crate::{
-    notify::client,
-    paging::{
-        Link, PagingEvent, Payload, Severity,
-        limits::{MAX_EVENT_BYTES, cap_event},
-        parse_event_value,
-    },
+use crate::paging::{
+    Link, PagingEvent, Payload, Severity,
+    limits::{MAX_EVENT_BYTES, cap_event},
+    parse_event_value,
 };
 
 /// The body, or the answer to one that could not be read (413 past the
@@ -191,7 +188,7 @@ pub(super) async fn alertmanager(
         );
     }
     let events = from_alertmanager(message, q.policy);
-    match client::send_events(&s.config, &events, None).await {
+    match s.publish(&events).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(json!({ "events": events.len() })),
@@ -234,7 +231,7 @@ async fn enqueue_event(s: &ApiState, mut event: Value) -> Response {
             return error(StatusCode::BAD_REQUEST, format!("{reason}: {detail}"));
         }
     };
-    match client::send_events(&s.config, std::slice::from_ref(&event), None).await {
+    match s.publish(std::slice::from_ref(&event)).await {
         Ok(()) => {
             let mut reply = json!({ "status": "success", "message": "Event processed", "dedup_key": event.dedup_key });
             if !cut.is_empty() {
