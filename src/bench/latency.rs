@@ -24,6 +24,7 @@ use rdkafka::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     BenchEnv, BenchError, BenchOptions,
@@ -183,6 +184,7 @@ delay = "1h"
     .await?;
 
     let triggers: Arrivals = Arc::default();
+    let stop_reader = CancellationToken::new();
     let reader = tokio::spawn(read_triggers(
         client_config(
             &env.kafka,
@@ -197,6 +199,7 @@ delay = "1h"
         .create()?,
         paging.clone(),
         triggers.clone(),
+        stop_reader.clone(),
     ));
     let bulk: PolledProducer<_> = client_config(&env.kafka, &env.brokers, Role::BulkProducer)
         .create_with_context(DefaultProducerContext)?;
@@ -285,7 +288,9 @@ delay = "1h"
             .await?;
         }
     }
-    reader.abort();
+    // Closed while the broker is up: a consumer's close waits for it.
+    stop_reader.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), reader).await;
 
     let expected = options.windows * options.alerts_per_window;
     let seen = triggers.lock().expect("not poisoned").len();
@@ -322,14 +327,24 @@ fn millis_since(start: Instant, arrivals: &Arrivals, key: &str) -> f64 {
     at.saturating_duration_since(start).as_secs_f64() * 1e3
 }
 
-/// Records when each trigger reaches `paging`.
-async fn read_triggers(consumer: StreamConsumer, topic: String, triggers: Arrivals) {
+/// Records when each trigger reaches `paging`, until `stop`; then leaves
+/// its group.
+async fn read_triggers(
+    consumer: StreamConsumer,
+    topic: String,
+    triggers: Arrivals,
+    stop: CancellationToken,
+) {
     if let Err(e) = consumer.subscribe(&[&topic]) {
         tracing::error!(error = %e, "cannot read the paging topic");
         return;
     }
     loop {
-        let Ok(message) = consumer.recv().await else {
+        let received = tokio::select! {
+            () = stop.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let Ok(message) = received else {
             continue;
         };
         let at = Instant::now();
@@ -347,6 +362,8 @@ async fn read_triggers(consumer: StreamConsumer, topic: String, triggers: Arriva
                 .or_insert(at);
         }
     }
+    // Leaving the group blocks this thread until the broker answers.
+    tokio::task::block_in_place(|| drop(consumer));
 }
 
 /// A webhook receiver on 127.0.0.1 recording when each incident is paged.
