@@ -201,96 +201,102 @@ delay = "1h"
         triggers.clone(),
         stop_reader.clone(),
     ));
-    let bulk: PolledProducer<_> = client_config(&env.kafka, &env.brokers, Role::BulkProducer)
+    // Whatever happens while measuring, the reader is stopped after.
+    let measured = async {
+        let bulk: PolledProducer<_> = client_config(&env.kafka, &env.brokers, Role::BulkProducer)
+            .create_with_context(DefaultProducerContext)?;
+        let closer: PolledProducer<_> = client_config(
+            &env.kafka,
+            &env.brokers,
+            Role::Tool(&[("linger.ms", "0".to_owned())]),
+        )
         .create_with_context(DefaultProducerContext)?;
-    let closer: PolledProducer<_> = client_config(
-        &env.kafka,
-        &env.brokers,
-        Role::Tool(&[("linger.ms", "0".to_owned())]),
-    )
-    .create_with_context(DefaultProducerContext)?;
-    // The first send of a new client would look the topic up first, and
-    // that would count against the first window.
-    tokio::task::block_in_place(|| {
-        closer
-            .client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-    })?;
+        // The first send of a new client would look the topic up first, and
+        // that would count against the first window.
+        tokio::task::block_in_place(|| {
+            closer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        })?;
 
-    let window_ms = options.window.as_millis() as i64;
-    // Event time ten minutes back, on a window boundary: behind the wall
-    // clock, so no point is refused as from the future.
-    let now_ms = crate::clock::now_ms();
-    let first_window_ms = (now_ms - 600_000) / window_ms * window_ms;
-    let alerts_per_window = options.alerts_per_window as u64;
-    let breaching = |w: usize| -> Vec<u64> {
-        (0..alerts_per_window)
-            .map(|j| (w as u64 * alerts_per_window + j) % series)
-            .collect()
-    };
-    let key_of = |host: u64| {
-        let labels = BTreeMap::from([("host".to_owned(), format!("h-{host}"))]);
-        dedup_key(RULE, &labels)
-    };
+        let window_ms = options.window.as_millis() as i64;
+        // Event time ten minutes back, on a window boundary: behind the wall
+        // clock, so no point is refused as from the future.
+        let now_ms = crate::clock::now_ms();
+        let first_window_ms = (now_ms - 600_000) / window_ms * window_ms;
+        let alerts_per_window = options.alerts_per_window as u64;
+        let breaching = |w: usize| -> Vec<u64> {
+            (0..alerts_per_window)
+                .map(|j| (w as u64 * alerts_per_window + j) % series)
+                .collect()
+        };
+        let key_of = |host: u64| {
+            let labels = BTreeMap::from([("host".to_owned(), format!("h-{host}"))]);
+            dedup_key(RULE, &labels)
+        };
 
-    let (mut to_paging, mut to_webhook) = (Vec::new(), Vec::new());
-    let mut sent_points = 0u64;
-    let http = env.http.clone();
-    for w in 0..=options.windows {
-        let window_start = first_window_ms + w as i64 * window_ms;
-        if w > 0 {
-            // Close window w-1: one point per partition at window w's start.
-            let closed_at = Instant::now();
-            for partition in 0..env.partitions {
-                let line = format!(
-                    r#"{{"name":"bench.clock","time":{window_start},"value":0,"tags":{{"host":"clock"}}}}"#
-                );
-                send(&closer, &topic, partition, &line).await?;
+        let (mut to_paging, mut to_webhook) = (Vec::new(), Vec::new());
+        let mut sent_points = 0u64;
+        let http = env.http.clone();
+        for w in 0..=options.windows {
+            let window_start = first_window_ms + w as i64 * window_ms;
+            if w > 0 {
+                // Close window w-1: one point per partition at window w's start.
+                let closed_at = Instant::now();
+                for partition in 0..env.partitions {
+                    let line = format!(
+                        r#"{{"name":"bench.clock","time":{window_start},"value":0,"tags":{{"host":"clock"}}}}"#
+                    );
+                    send(&closer, &topic, partition, &line).await?;
+                }
+                sent_points += env.partitions as u64;
+                flush(&closer).await?;
+                let keys: Vec<String> = breaching(w - 1).into_iter().map(key_of).collect();
+                let wanted = keys.clone();
+                let (seen_triggers, seen_pages) = (triggers.clone(), pages.clone());
+                wait_until(
+                    &format!("window {} of {}'s alerts", w, options.windows),
+                    Duration::from_secs(120),
+                    &mut [&mut runner, &mut notifier],
+                    || {
+                        let done = has_all(&seen_triggers, &wanted) && has_all(&seen_pages, &wanted);
+                        async move { done }
+                    },
+                )
+                .await?;
+                for key in &keys {
+                    to_paging.push(millis_since(closed_at, &triggers, key));
+                    to_webhook.push(millis_since(closed_at, &pages, key));
+                }
             }
-            sent_points += env.partitions as u64;
-            flush(&closer).await?;
-            let keys: Vec<String> = breaching(w - 1).into_iter().map(key_of).collect();
-            let wanted = keys.clone();
-            let (seen_triggers, seen_pages) = (triggers.clone(), pages.clone());
-            wait_until(
-                &format!("window {} of {}'s alerts", w, options.windows),
-                Duration::from_secs(120),
-                &mut [&mut runner, &mut notifier],
-                || {
-                    let done = has_all(&seen_triggers, &wanted) && has_all(&seen_pages, &wanted);
-                    async move { done }
-                },
-            )
-            .await?;
-            for key in &keys {
-                to_paging.push(millis_since(closed_at, &triggers, key));
-                to_webhook.push(millis_since(closed_at, &pages, key));
+            if w < options.windows {
+                let hot: HashSet<u64> = breaching(w).into_iter().collect();
+                sent_points += produce_window(
+                    &bulk,
+                    &topic,
+                    env.partitions,
+                    series,
+                    window_start + 1,
+                    &hot,
+                )
+                .await?;
+                let target = sent_points as f64;
+                wait_until(
+                    &format!("the rules runner to consume window {w}"),
+                    Duration::from_secs(300),
+                    &mut [&mut runner, &mut notifier],
+                    || async { scrape(&http, rules_port, "klaxon_rules_points_total").await >= target },
+                )
+                .await?;
             }
         }
-        if w < options.windows {
-            let hot: HashSet<u64> = breaching(w).into_iter().collect();
-            sent_points += produce_window(
-                &bulk,
-                &topic,
-                env.partitions,
-                series,
-                window_start + 1,
-                &hot,
-            )
-            .await?;
-            let target = sent_points as f64;
-            wait_until(
-                &format!("the rules runner to consume window {w}"),
-                Duration::from_secs(300),
-                &mut [&mut runner, &mut notifier],
-                || async { scrape(&http, rules_port, "klaxon_rules_points_total").await >= target },
-            )
-            .await?;
-        }
+        Ok::<_, BenchError>((to_paging, to_webhook))
     }
+    .await;
     // Closed while the broker is up: a consumer's close waits for it.
     stop_reader.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), reader).await;
+    let (mut to_paging, mut to_webhook) = measured?;
 
     let expected = options.windows * options.alerts_per_window;
     let seen = triggers.lock().expect("not poisoned").len();

@@ -84,11 +84,13 @@ struct Handle<C: ProducerContext + 'static> {
 
 impl<C: ProducerContext + 'static> Drop for Handle<C> {
     /// Purges what no one can wait for any more and tells the polling
-    /// thread to stop. Purging does not block; the thread reports it. The
-    /// thread is not joined: that would make every drop wait up to
-    /// [`POLL_PERIOD`].
+    /// thread to stop. The purge does not wait for the broker threads (a
+    /// drop may be on a tokio worker); the thread reports what it purged,
+    /// and destroying the producer there purges again, waiting. The thread
+    /// is not joined: that would make every drop wait up to [`POLL_PERIOD`].
     fn drop(&mut self) {
-        self.base.purge(PurgeConfig::default().queue().inflight());
+        self.base
+            .purge(PurgeConfig::default().queue().inflight().non_blocking());
         self.stop.store(true, Ordering::Release);
     }
 }

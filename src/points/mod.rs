@@ -173,9 +173,9 @@ fn packed_keys(columns: &[ArrayRef]) -> Option<(PackedKeys, u32)> {
 }
 
 /// The keys [`packed_keys`] describes, in integers of type `K`, wide enough
-/// for all of `codes`' widths and `row_bits`: every shift is narrower than
-/// `K`, since a key always has a name code of at least one bit beside any
-/// other.
+/// for all of `codes`' widths and `row_bits`. Every shift is narrower than
+/// `K`: a 64-bit time code leaves no room in a u64 beside the name's code
+/// (at least one bit), so it only ever shifts a u128.
 fn pack<K>(codes: &[Codes<'_>], rows: usize, row_bits: u32) -> Vec<K>
 where
     K: Copy + From<u32> + From<u64> + Shl<u32, Output = K> + BitOr<Output = K>,
@@ -186,12 +186,13 @@ where
             Codes::Ranks(ranks, width) => match ranks.logical_nulls() {
                 None => {
                     for (key, &rank) in packed.iter_mut().zip(ranks.values()) {
-                        *key = (*key << width) | K::from(rank + 1);
+                        *key = (*key << width) | K::from(u64::from(rank) + 1);
                     }
                 }
                 Some(nulls) => {
                     for ((key, &rank), valid) in packed.iter_mut().zip(ranks.values()).zip(&nulls) {
-                        *key = (*key << width) | K::from(if valid { rank + 1 } else { 0 });
+                        *key =
+                            (*key << width) | K::from(if valid { u64::from(rank) + 1 } else { 0 });
                     }
                 }
             },

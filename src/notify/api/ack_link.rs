@@ -118,25 +118,28 @@ pub(super) async fn ack_link(
         };
         return (status, format!("{note}\n")).into_response();
     }
-    let publisher = match s.publisher() {
+    let publisher = match s.paging.get() {
         Ok(publisher) => publisher,
         Err(e) => return client_error(ClientError::Kafka(e)),
     };
-    match client::send_action(
-        publisher,
+    let sent = client::send_action(
+        &publisher,
         partition,
         &incident,
         EventAction::Acknowledge,
         "acknowledge link",
         "klaxon-link",
     )
-    .await
-    {
+    .await;
+    match sent {
         Ok(()) => format!(
             "Acknowledged incident {}: {}\n",
             incident.id, incident.summary
         )
         .into_response(),
-        Err(e) => client_error(ClientError::Kafka(e)),
+        Err(e) => {
+            s.paging.failed(&e);
+            client_error(ClientError::Kafka(e))
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     notify::{
         client,
         oncall_file::LoadedOnCall,
-        queries::{self, NoAnswer},
+        queries::{self, ClientError, NoAnswer},
         schedule::check_instant,
     },
     paging::EventAction,
@@ -75,11 +75,15 @@ async fn act(
         kind: action,
         until_resolved: body.until_resolved,
     };
-    let publisher = match s.publisher() {
+    let publisher = match s.paging.get() {
         Ok(publisher) => publisher,
         Err(e) => return client_error(e.into()),
     };
-    match client::act(&s.config, publisher, id, action, &by, "klaxon-api").await {
+    let acted = client::act(&s.config, &publisher, id, action, &by, "klaxon-api").await;
+    if let Err(ClientError::Kafka(e)) = &acted {
+        s.paging.failed(e);
+    }
+    match acted {
         Ok(incident) => (
             StatusCode::ACCEPTED,
             Json(json!({ "id": incident.id, "dedup_key": incident.dedup_key, "accepted": true })),

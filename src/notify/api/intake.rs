@@ -188,7 +188,7 @@ pub(super) async fn alertmanager(
         );
     }
     let events = from_alertmanager(message, q.policy);
-    match s.publish(&events).await {
+    match s.paging.publish(&events).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(json!({ "events": events.len() })),
@@ -231,7 +231,7 @@ async fn enqueue_event(s: &ApiState, mut event: Value) -> Response {
             return error(StatusCode::BAD_REQUEST, format!("{reason}: {detail}"));
         }
     };
-    match s.publish(std::slice::from_ref(&event)).await {
+    match s.paging.publish(std::slice::from_ref(&event)).await {
         Ok(()) => {
             let mut reply = json!({ "status": "success", "message": "Event processed", "dedup_key": event.dedup_key });
             if !cut.is_empty() {

@@ -39,12 +39,10 @@ mod ack_link;
 mod auth;
 mod incidents;
 mod intake;
+mod paging;
 mod silences;
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, OnceLock},
-};
+use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -53,18 +51,18 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use rdkafka::error::KafkaError;
 use serde_json::json;
 
 use self::{
     ack_link::{ack_link, ack_page},
     incidents::{ack, list, oncall, resolve, show},
     intake::{alertmanager, enqueue, events},
+    paging::SharedPublisher,
 };
 use super::{links::AckLinks, queries::ClientError};
 use crate::{
     config::{Config, Secret},
-    paging::{PagingEvent, Publisher, limits::MAX_EVENT_BYTES},
+    paging::limits::MAX_EVENT_BYTES,
 };
 
 /// An Alertmanager webhook request: it carries a group of alerts, each of
@@ -81,27 +79,7 @@ struct ApiState {
     integration_keys: Vec<(String, Secret)>,
     links: Option<AckLinks>,
     oncall: Option<PathBuf>,
-    /// The API's one producer of paging events, made on first use: requests
-    /// share its connections, producer id and topic lookup rather than
-    /// paying for their own (and a burst of webhooks does not become a
-    /// burst of clients).
-    publisher: OnceLock<Publisher>,
-}
-
-impl ApiState {
-    fn publisher(&self) -> Result<&Publisher, KafkaError> {
-        if let Some(publisher) = self.publisher.get() {
-            return Ok(publisher);
-        }
-        let made = Publisher::new(&self.config.kafka, &self.config.notify.paging_topic)?;
-        // Two first requests may both make one: the loser's is dropped.
-        Ok(self.publisher.get_or_init(|| made))
-    }
-
-    /// Publishes events of no incident yet (keyed, partitioned by dedup_key).
-    async fn publish(&self, events: &[PagingEvent]) -> Result<(), KafkaError> {
-        self.publisher()?.publish(events, None).await
-    }
+    paging: SharedPublisher,
 }
 
 type Shared = State<Arc<ApiState>>;
@@ -123,7 +101,7 @@ pub fn router(config: &Config) -> Router {
         links,
         oncall: n.oncall.clone(),
         config: config.clone(),
-        publisher: OnceLock::new(),
+        paging: SharedPublisher::new(config),
     });
     Router::new()
         .route("/api/v1/incidents", get(list))
