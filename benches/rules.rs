@@ -6,12 +6,16 @@
 //! the new minute, merge five pane states) with the same hop evaluated over
 //! the whole window, and measures the streaming engine taking records
 //! (decode, watermarks). Throughput is new points per hop, so the figures
-//! compare the cost of keeping up with the same stream.
+//! compare the cost of keeping up with the same stream. `rules_record`
+//! takes the records `cargo bench --bench ingest`'s `decode` reads (10,000
+//! points of 1,000 series, 100 a record) the way the rules runner takes
+//! them, so the two compare: the runner decodes with ingest's decoder.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use klaxon::{
     decode::Format,
     points::PointBatchBuilder,
+    produce::synthetic_point,
     rules::{CompiledRule, EngineOptions, RuleEngine, RuleFile},
 };
 
@@ -152,5 +156,67 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hop, engine);
+/// The shape of `cargo bench --bench ingest`'s decode records.
+const RECORD_POINTS: u64 = 10_000;
+const RECORD_SERIES: u64 = 1_000;
+const PER_RECORD: u64 = 100;
+const FIRST_TIME_MS: i64 = 1_795_514_400_000;
+
+/// The engine taking ingest's decode records: decode and watermarks, as
+/// the runner does for each record it consumes.
+fn record(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rule = compiled(&rt);
+    let mut group = c.benchmark_group("rules_record");
+    group.throughput(Throughput::Elements(RECORD_POINTS));
+    for format in [Format::Json, Format::Graphite, Format::Influx] {
+        let records: Vec<String> = (0..RECORD_POINTS / PER_RECORD)
+            .map(|r| {
+                let mut text = String::new();
+                for i in r * PER_RECORD..(r + 1) * PER_RECORD {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    let time = FIRST_TIME_MS + i as i64;
+                    synthetic_point(&mut text, format, i, RECORD_SERIES, time);
+                }
+                text
+            })
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{format:?}")),
+            &records,
+            |b, records| {
+                b.iter_batched(
+                    || {
+                        let mut engine =
+                            RuleEngine::new(vec![rule.clone()], EngineOptions::default());
+                        engine.assign(("metrics".to_owned(), 0), 0);
+                        engine
+                    },
+                    |mut engine| {
+                        let partition = ("metrics".to_owned(), 0);
+                        let wall_ms = FIRST_TIME_MS + RECORD_POINTS as i64;
+                        for (offset, payload) in records.iter().enumerate() {
+                            let taken = engine.record(
+                                &partition,
+                                offset as i64,
+                                format,
+                                payload.as_bytes(),
+                                0,
+                                wall_ms,
+                            );
+                            assert_eq!(taken.points, PER_RECORD as usize);
+                        }
+                        engine
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hop, engine, record);
 criterion_main!(benches);
