@@ -13,8 +13,8 @@ use std::{
 
 use rdkafka::{
     ClientContext,
-    error::{KafkaError, RDKafkaErrorCode},
-    message::{DeliveryResult, ToBytes},
+    error::KafkaError,
+    message::DeliveryResult,
     producer::{BaseRecord, Producer, ProducerContext},
 };
 
@@ -118,28 +118,9 @@ pub fn synthetic_point(out: &mut String, format: Format, i: u64, series: u64, ti
     };
 }
 
-/// Hands `message` to librdkafka, waiting while its local queue is full:
-/// a load generator outpaces the broker by design.
-pub(crate) async fn send_when_queued<C, K, P>(
-    producer: &PolledProducer<C>,
-    mut message: BaseRecord<'_, K, P, ()>,
-) -> Result<(), KafkaError>
-where
-    C: ProducerContext<DeliveryOpaque = ()>,
-    K: ToBytes + ?Sized,
-    P: ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(message) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                message = m;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
+/// How long a load generator waits between tries while librdkafka's
+/// queue is full: it outpaces the broker by design.
+pub(crate) const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
 
 /// Produces until the count or duration is reached.
 pub async fn produce(
@@ -212,7 +193,10 @@ pub async fn produce(
             // Spread records over partitions; a record holds many series anyway.
             let key = report.records.to_string();
             let message = BaseRecord::to(&options.topic).payload(&record).key(&key);
-            send_when_queued(&producer, message).await?;
+            producer
+                .send_when_queued(message, QUEUE_FULL_RETRY, None)
+                .await
+                .map_err(|(e, _)| e)?;
             report.points += n;
             report.records += 1;
             report.bytes += record.len() as u64;

@@ -35,7 +35,7 @@ use crate::{
     decode::Format,
     kafka::{PolledProducer, Role, client_config},
     paging::dedup_key,
-    produce::send_when_queued,
+    produce::QUEUE_FULL_RETRY,
 };
 
 const RULE: &str = "bench-latency";
@@ -436,7 +436,10 @@ async fn send(
     let message = BaseRecord::<(), str>::to(topic)
         .partition(partition)
         .payload(payload);
-    Ok(send_when_queued(producer, message).await?)
+    producer
+        .send_when_queued(message, QUEUE_FULL_RETRY, None)
+        .await
+        .map_err(|(e, _)| BenchError::from(e))
 }
 
 async fn flush(producer: &PolledProducer<DefaultProducerContext>) -> Result<(), BenchError> {

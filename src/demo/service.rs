@@ -8,9 +8,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::Producer;
-
-use crate::clock::now_ms;
+use crate::{clock::now_ms, kafka::Producer};
 
 /// What the service is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,6 +95,39 @@ impl<C: ProducerContext + 'static> Drop for Handle<C> {
     }
 }
 
+impl<C: ProducerContext + 'static> PolledProducer<C> {
+    /// Hands `record` to librdkafka, trying again every `retry` while its
+    /// local queue is full, for up to `timeout` when one is given (a load
+    /// generator outpaces the broker by design and waits as long as it
+    /// takes). Any other refusal, or a queue still full at `timeout`, gives
+    /// the record back.
+    #[allow(clippy::result_large_err)] // the record comes back to its caller
+    pub async fn send_when_queued<'a, K, P>(
+        &self,
+        mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+        retry: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, C::DeliveryOpaque>)>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let started = Instant::now();
+        loop {
+            match self.handle.base.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if timeout.is_none_or(|timeout| started.elapsed() < timeout) =>
+                {
+                    record = back;
+                    tokio::time::sleep(retry).await;
+                }
+                Err(refused) => return Err(refused),
+            }
+        }
+    }
+}
+
 impl<C: ProducerContext + 'static> FromClientConfigAndContext<C> for PolledProducer<C> {
     fn from_config_and_context(config: &ClientConfig, context: C) -> KafkaResult<Self> {
         let base = Arc::new(BaseProducer::from_config_and_context(config, context)?);
@@ -184,36 +217,29 @@ impl Producer {
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let (started, topic) = (Instant::now(), record.topic);
+        let topic = record.topic;
         let (sender, delivery) = oneshot::channel();
-        let mut record = to_base(record, Box::new(sender));
-        loop {
-            match self.handle.base.send(record) {
-                Ok(()) => {
-                    // Only a destroyed producer drops the sender unanswered,
-                    // and `self` holds this one; still, no panic for it.
-                    return delivery.await.unwrap_or_else(|_| {
-                        let lost = OwnedMessage::new(
-                            None,
-                            None,
-                            topic.to_owned(),
-                            Timestamp::NotAvailable,
-                            -1,
-                            0,
-                            None,
-                        );
-                        Err((KafkaError::Canceled, lost))
-                    });
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < queue_timeout =>
-                {
-                    record = back;
-                    tokio::time::sleep(QUEUE_FULL_RETRY).await;
-                }
-                Err((error, back)) => return Err((error, to_owned_message(back))),
-            }
+        let record = to_base(record, Box::new(sender));
+        if let Err((error, back)) = self
+            .send_when_queued(record, QUEUE_FULL_RETRY, Some(queue_timeout))
+            .await
+        {
+            return Err((error, to_owned_message(back)));
         }
+        // Only a destroyed producer drops the sender unanswered, and `self`
+        // holds this one; still, no panic for it.
+        delivery.await.unwrap_or_else(|_| {
+            let lost = OwnedMessage::new(
+                None,
+                None,
+                topic.to_owned(),
+                Timestamp::NotAvailable,
+                -1,
+                0,
+                None,
+            );
+            Err((KafkaError::Canceled, lost))
+        })
     }
 
     /// Hands `record` to librdkafka without waiting: its delivery, or the
