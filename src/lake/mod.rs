@@ -16,6 +16,7 @@
 
 pub mod columns;
 pub mod compact;
+mod dictionary_chunk;
 pub mod files;
 pub mod layout;
 pub mod merge;

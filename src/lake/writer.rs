@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::{array::RecordBatch, datatypes::Schema};
 use bytes::Bytes;
 use parquet::{
-    arrow::ArrowWriter,
+    arrow::{ArrowWriter, arrow_writer::compute_leaves},
     basic::{Compression, Encoding as ParquetEncoding, ZstdLevel},
     file::{
         metadata::SortingColumn,
@@ -14,7 +14,7 @@ use parquet::{
     schema::types::ColumnPath,
 };
 
-use super::{Lake, LakeError, columns, layout};
+use super::{Lake, LakeError, columns, dictionary_chunk, layout};
 use crate::points::{TIME, VALUE, base_fields, series_order, sort_by_series, split_by_hour};
 
 /// What one flush covers: a contiguous offset range of one topic partition,
@@ -196,12 +196,58 @@ pub fn encode_sorted_by(
     row_group_rows: usize,
     encoding: Encoding,
 ) -> Result<Bytes, LakeError> {
-    let schema = batch.schema();
     let props = properties_sorted_by(sorting, row_group_rows, encoding)?;
+    encode_with(batch, props)
+}
+
+/// Encodes `batch` as one Parquet file written with `props`.
+pub(super) fn encode_with(
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<Bytes, LakeError> {
+    let schema = batch.schema();
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
-    writer.write(batch)?;
-    writer.close()?;
+    let writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
+    // parquet-rs's writer for the file, its schema and footer; the row
+    // groups column by column, dictionary columns by `dictionary_chunk`.
+    let (mut file, column_writers) = writer.into_serialized_writer()?;
+    let descriptors = file.schema_descr().columns().to_vec();
+    let props = Arc::clone(file.properties());
+    let flat = descriptors.len() == schema.fields().len();
+    let rows = batch.num_rows();
+    for (index, start) in (0..rows).step_by(group_rows).enumerate() {
+        let part = batch.slice(start, group_rows.min(rows - start));
+        let writers = column_writers.create_column_writers(index)?;
+        let mut group = file.next_row_group()?;
+        if flat {
+            let columns = schema.fields().iter().zip(part.columns()).zip(&descriptors);
+            for (((field, column), descr), mut writer) in columns.zip(writers) {
+                if let Some(dictionary) = dictionary_chunk::writable(column, descr, &props) {
+                    let (bytes, close) =
+                        dictionary_chunk::write(dictionary, Arc::clone(descr), &props)?;
+                    group.append_column(&bytes, close)?;
+                } else {
+                    for leaf in compute_leaves(field, column)? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()?.append_to_row_group(&mut group)?;
+                }
+            }
+        } else {
+            // Nested columns have several leaves each: parquet-rs's way.
+            let mut writers = writers.into_iter();
+            for (field, column) in schema.fields().iter().zip(part.columns()) {
+                for leaf in compute_leaves(field, column)? {
+                    let mut writer = writers.next().expect("a writer per leaf");
+                    writer.write(&leaf)?;
+                    writer.close()?.append_to_row_group(&mut group)?;
+                }
+            }
+        }
+        group.close()?;
+    }
+    file.close()?;
     Ok(Bytes::from(out))
 }
 
