@@ -208,7 +208,15 @@ pub(super) fn encode_with(
     let schema = batch.schema();
     let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
+    // Row groups cut by bytes or by content are parquet-rs's to cut.
+    let by_rows =
+        props.max_row_group_bytes().is_none() && props.content_defined_chunking().is_none();
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
+    if !by_rows {
+        writer.write(batch)?;
+        writer.close()?;
+        return Ok(Bytes::from(out));
+    }
     // parquet-rs's writer for the file, its schema and footer; the row
     // groups column by column, dictionary columns by `dictionary_chunk`.
     let (mut file, column_writers) = writer.into_serialized_writer()?;
@@ -223,9 +231,13 @@ pub(super) fn encode_with(
         if flat {
             let columns = schema.fields().iter().zip(part.columns()).zip(&descriptors);
             for (((field, column), descr), mut writer) in columns.zip(writers) {
-                if let Some(dictionary) = dictionary_chunk::writable(column, descr, &props) {
-                    let (bytes, close) =
-                        dictionary_chunk::write(dictionary, Arc::clone(descr), &props)?;
+                let chunk = match dictionary_chunk::writable(column, descr, &props) {
+                    Some(dictionary) => {
+                        dictionary_chunk::write(dictionary, Arc::clone(descr), &props)?
+                    }
+                    None => None,
+                };
+                if let Some((bytes, close)) = chunk {
                     group.append_column(&bytes, close)?;
                 } else {
                     for leaf in compute_leaves(field, column)? {

@@ -14,11 +14,10 @@
 //! dictionary page, then v1 data pages of RLE definition levels and
 //! RLE_DICTIONARY indices, split every `data_page_row_count_limit` rows (or
 //! sooner at `data_page_size_limit`), chunk statistics and the column and
-//! offset indexes, min and max truncated as parquet-rs truncates them. Its
-//! dictionary page holds every distinct value of the chunk, however large;
-//! parquet-rs would fall back to plain pages past
-//! `dictionary_page_size_limit` (1 MiB). The chunk's values are bounded by
-//! the batch's, which ingest's memory budget bounds.
+//! offset indexes with level histograms, min and max truncated as
+//! parquet-rs truncates them. A chunk whose distinct values would pass the
+//! dictionary page limit is left to parquet-rs, which falls back to plain
+//! pages.
 
 mod hybrid;
 
@@ -36,7 +35,8 @@ use parquet::{
     errors::ParquetError,
     file::{
         metadata::{
-            ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+            ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder,
+            PageEncodingStats,
         },
         properties::{EnabledStatistics, WriterProperties, WriterVersion},
         statistics::{Statistics, ValueStatistics},
@@ -70,6 +70,7 @@ pub(super) fn writable<'a>(
         && props.dictionary_enabled(path)
         && props.statistics_enabled(path) == EnabledStatistics::Page
         && props.bloom_filter_properties(path).is_none()
+        && !props.write_page_header_statistics(path)
         && props.writer_version() == WriterVersion::PARQUET_1_0
         && Codec::of(props.compression(path)).is_some();
     supported.then_some(dictionary)
@@ -77,12 +78,15 @@ pub(super) fn writable<'a>(
 
 /// Writes `dictionary` (one row group's rows of the column `descr`) as a
 /// column chunk: its bytes, and what `SerializedRowGroupWriter::append_column`
-/// needs to place them.
+/// needs to place them. `None` when the values the rows use would pass the
+/// dictionary page limit: parquet-rs's writer then writes the column, and
+/// falls back to plain pages as it goes (a tag of request ids must not
+/// make every reader load one huge dictionary page per row group).
 pub(super) fn write(
     dictionary: &DictionaryArray<Int32Type>,
     descr: ColumnDescPtr,
     props: &WriterProperties,
-) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+) -> Result<Option<(Bytes, ColumnCloseResult)>, ParquetError> {
     let path = descr.path().clone();
     let compression = props.compression(&path);
     let codec = Codec::of(compression)
@@ -90,6 +94,9 @@ pub(super) fn write(
     let values = dictionary.values().as_string::<i32>();
     let keys = dictionary.keys();
     let indices = Indices::of(keys, values);
+    if indices.dictionary_bytes > props.column_dictionary_page_size_limit(&path) {
+        return Ok(None);
+    }
     let nullable = descr.max_def_level() > 0;
 
     let mut sink = TrackedWrite::new(Vec::new());
@@ -102,7 +109,7 @@ pub(super) fn write(
     let spec = pages.write_page(CompressedPage::new(
         Page::DictionaryPage {
             buf: codec.compress(dictionary_page)?,
-            num_values: indices.used.len() as u32,
+            num_values: indices.dictionary.len() as u32,
             encoding: Encoding::PLAIN,
             is_sorted: true,
         },
@@ -112,13 +119,16 @@ pub(super) fn write(
     compressed_total += spec.compressed_size;
     let mut data_page_offset = None;
 
-    let width = bit_width(indices.used.len().saturating_sub(1) as u32);
+    let width = bit_width(indices.dictionary.len().saturating_sub(1) as u32);
     let page_rows = page_rows(props, &path, width, nullable);
     let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
     let mut offset_index = OffsetIndexBuilder::new();
     let mut order = PageOrder::default();
     let mut data_pages = 0;
     let mut null_count = 0u64;
+    // Rows without and with a value, per page and in all, as parquet-rs
+    // records them for a nullable column.
+    let mut levels = LevelHistogram::try_new(descr.max_def_level());
     let mut unencoded_bytes = 0i64;
     let mut start = 0;
     while start < keys.len() || data_pages == 0 {
@@ -148,12 +158,18 @@ pub(super) fn write(
                 order.see(min, max);
                 column_index.append(
                     false,
-                    truncate_min(values.value(indices.used[min as usize] as usize), truncate).0,
-                    truncate_max(values.value(indices.used[max as usize] as usize), truncate).0,
+                    truncate_min(indices.value(values, min), truncate).0,
+                    truncate_max(indices.value(values, max), truncate).0,
                     page.nulls as i64,
                 );
             }
             None => column_index.append(true, Vec::new(), Vec::new(), page.nulls as i64),
+        }
+        if let Some(levels) = levels.as_mut() {
+            let page_levels =
+                LevelHistogram::from(vec![page.nulls as i64, (rows as u64 - page.nulls) as i64]);
+            column_index.append_histograms(&None, &Some(page_levels.clone()));
+            levels.add(&page_levels);
         }
         null_count += page.nulls;
         unencoded_bytes += page.value_bytes;
@@ -164,10 +180,12 @@ pub(super) fn write(
     pages.close()?;
 
     let truncate = props.statistics_truncate_length();
-    let statistics = match (indices.used.first(), indices.used.last()) {
-        (Some(&min), Some(&max)) => {
-            let (min, min_truncated) = truncate_min(values.value(min as usize), truncate);
-            let (max, max_truncated) = truncate_max(values.value(max as usize), truncate);
+    let statistics = match indices.dictionary.len() {
+        0 => ValueStatistics::new(None, None, None, Some(null_count), false),
+        distinct => {
+            let last = distinct as u32 - 1;
+            let (min, min_truncated) = truncate_min(indices.value(values, 0), truncate);
+            let (max, max_truncated) = truncate_max(indices.value(values, last), truncate);
             ValueStatistics::new(
                 Some(min.into()),
                 Some(max.into()),
@@ -178,7 +196,6 @@ pub(super) fn write(
             .with_min_is_exact(!min_truncated)
             .with_max_is_exact(!max_truncated)
         }
-        _ => ValueStatistics::new(None, None, None, Some(null_count), false),
     };
     let bytes = Bytes::from(sink.into_inner()?);
     debug_assert_eq!(bytes.len(), compressed_total, "every page is counted once");
@@ -208,6 +225,7 @@ pub(super) fn write(
         .set_data_page_offset(data_page_offset.unwrap_or(compressed_total as i64))
         .set_statistics(Statistics::ByteArray(statistics))
         .set_unencoded_byte_array_data_bytes(Some(unencoded_bytes))
+        .set_definition_level_histogram(levels)
         .build()?;
     let close = ColumnCloseResult {
         bytes_written: bytes.len() as u64,
@@ -217,7 +235,7 @@ pub(super) fn write(
         column_index: Some(column_index.build()?),
         offset_index: Some(offset_index.build()),
     };
-    Ok((bytes, close))
+    Ok(Some((bytes, close)))
 }
 
 /// Rows per data page: parquet-rs's row limit, and fewer if the page's
@@ -238,13 +256,16 @@ fn page_rows(
 /// The chunk's rows as indices into a sorted dictionary of the values they use.
 struct Indices<'a> {
     keys: &'a arrow::array::Int32Array,
-    /// Arrow dictionary keys of the values the rows use, in value order:
-    /// the Parquet dictionary.
-    used: Vec<u32>,
-    /// Each Arrow key's index in `used` (`u32::MAX` for unused keys).
+    /// Arrow dictionary keys of the distinct values the rows use, in value
+    /// order: the Parquet dictionary.
+    dictionary: Vec<u32>,
+    /// Each Arrow key's index in `dictionary` (`u32::MAX` for unused keys;
+    /// equal values, which an Arrow dictionary may hold, share an index).
     remap: Vec<u32>,
-    /// Each Arrow key's value length, for the size statistics.
+    /// Each used Arrow key's value length, for the size statistics.
     lengths: Vec<u32>,
+    /// The PLAIN dictionary page's size.
+    dictionary_bytes: usize,
 }
 
 impl<'a> Indices<'a> {
@@ -265,30 +286,42 @@ impl<'a> Indices<'a> {
                 .for_each(|row| mark(keys.values()[row])),
         }
         // Strings order as their bytes, as Parquet orders UTF8 statistics.
-        used.sort_unstable_by(|&a, &b| values.value(a as usize).cmp(values.value(b as usize)));
-        for (index, &key) in used.iter().enumerate() {
-            remap[key as usize] = index as u32;
+        let value = |key: u32| values.value(key as usize);
+        used.sort_unstable_by(|&a, &b| value(a).cmp(value(b)));
+        let mut dictionary: Vec<u32> = Vec::with_capacity(used.len());
+        let mut lengths = vec![0; values.len()];
+        let mut dictionary_bytes = 0;
+        for &key in &used {
+            let len = value(key).len();
+            if dictionary
+                .last()
+                .is_none_or(|&last| value(last) != value(key))
+            {
+                dictionary.push(key);
+                dictionary_bytes += 4 + len;
+            }
+            remap[key as usize] = dictionary.len() as u32 - 1;
+            lengths[key as usize] = len as u32;
         }
-        let offsets = values.value_offsets();
-        let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as u32).collect();
         Self {
             keys,
-            used,
+            dictionary,
             remap,
             lengths,
+            dictionary_bytes,
         }
+    }
+
+    /// The value at `index` of the Parquet dictionary.
+    fn value<'v>(&self, values: &'v StringArray, index: u32) -> &'v str {
+        values.value(self.dictionary[index as usize] as usize)
     }
 
     /// The PLAIN dictionary page: each value's length (u32, little endian)
     /// and bytes.
     fn dictionary_page(&self, values: &StringArray) -> Vec<u8> {
-        let bytes: usize = self
-            .used
-            .iter()
-            .map(|&k| 4 + self.lengths[k as usize] as usize)
-            .sum();
-        let mut page = Vec::with_capacity(bytes);
-        for &key in &self.used {
+        let mut page = Vec::with_capacity(self.dictionary_bytes);
+        for &key in &self.dictionary {
             let value = values.value(key as usize).as_bytes();
             page.extend_from_slice(&(value.len() as u32).to_le_bytes());
             page.extend_from_slice(value);
@@ -300,7 +333,7 @@ impl<'a> Indices<'a> {
     fn page(&self, start: usize, rows: usize, width: u8, nullable: bool) -> EncodedPage {
         let keys = &self.keys.values()[start..start + rows];
         let nulls = self.keys.nulls().map(|n| n.slice(start, rows));
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(2 + rows * usize::from(width) / 8);
         if nullable {
             // Definition levels, prefixed by their length.
             buf.extend_from_slice(&[0; 4]);
