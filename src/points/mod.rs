@@ -15,9 +15,7 @@ use std::{
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array},
-    compute::{
-        SortColumn, filter_record_batch, lexsort_to_indices, sort_to_indices, take_record_batch,
-    },
+    compute::{SortColumn, filter_record_batch, lexsort_to_indices, sort_to_indices},
     datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, TimestampMillisecondType},
     error::ArrowError,
 };
@@ -76,12 +74,16 @@ pub fn series_order(schema: &Schema) -> Vec<usize> {
     order
 }
 
-/// Sorts a batch in [`series_order`].
+/// Sorts a batch in [`series_order`]. Its string dictionaries come out
+/// in value order, each value once (rows keep their values): the Parquet
+/// writer then finds each chunk's dictionary sorted already.
 pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let keys = series_order(&batch.schema())
-        .into_iter()
-        .map(|i| value_ranks(batch.column(i)))
+    let order = series_order(&batch.schema());
+    let ranked = order
+        .iter()
+        .map(|&i| value_ranks(batch.column(i)))
         .collect::<Result<Vec<_>, ArrowError>>()?;
+    let keys: Vec<ArrayRef> = ranked.iter().map(|r| Arc::clone(&r.ranks)).collect();
     let indices = match packed_keys(&keys) {
         Some((PackedKeys::Narrow(keys), row_bits)) => rows_in_key_order(keys, row_bits),
         Some((PackedKeys::Wide(keys), row_bits)) => rows_in_key_order(keys, row_bits),
@@ -96,7 +98,19 @@ pub fn sort_by_series(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             lexsort_to_indices(&columns, None)?
         }
     };
-    take_record_batch(batch, &indices)
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (i, column) in batch.columns().iter().enumerate() {
+        let in_value_order = order
+            .iter()
+            .position(|&o| o == i)
+            .and_then(|at| ranked[at].in_value_order(&indices).transpose())
+            .transpose()?;
+        columns.push(match in_value_order {
+            Some(sorted) => sorted,
+            None => arrow::compute::take(column, &indices, None)?,
+        });
+    }
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Each row's whole sort key as one integer: see [`packed_keys`].
@@ -209,20 +223,56 @@ where
     packed
 }
 
+/// A sort column: the column as it is, or a string dictionary's rows as
+/// the ranks of their values (see [`value_ranks`]).
+struct Ranked {
+    ranks: ArrayRef,
+    /// The dictionary's distinct values in rank order, when it has no null
+    /// value: rank `r` is the value at `r`.
+    values_by_rank: Option<ArrayRef>,
+}
+
+impl Ranked {
+    /// The dictionary column in the row order `indices`, its values in
+    /// value order and its keys the ranks; `None` for a column that is not
+    /// a string dictionary without null values.
+    fn in_value_order(&self, indices: &UInt32Array) -> Result<Option<ArrayRef>, ArrowError> {
+        let Some(values) = &self.values_by_rank else {
+            return Ok(None);
+        };
+        let ranks = arrow::compute::take(&self.ranks, indices, None)?;
+        let (_, ranks, nulls) = ranks
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .clone()
+            .into_parts();
+        // A rank is below the dictionary's length, which i32 keys bound.
+        let keys = arrow::array::Int32Array::new(ranks.into_inner().into(), nulls);
+        let dictionary =
+            arrow::array::DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(values))?;
+        Ok(Some(Arc::new(dictionary)))
+    }
+}
+
 /// A string dictionary column as the rank of each row's value among the
 /// dictionary's values: integers that order as the strings do, so sorting
 /// compares integers instead of strings behind two indirections. The
 /// dictionary's values are sorted once; a batch has far fewer of them than
 /// rows. Any other column is returned as it is.
-fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+fn value_ranks(column: &ArrayRef) -> Result<Ranked, ArrowError> {
+    let as_it_is = || Ranked {
+        ranks: Arc::clone(column),
+        values_by_rank: None,
+    };
     let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() else {
-        return Ok(Arc::clone(column));
+        return Ok(as_it_is());
     };
     let Some(values) = dictionary.values().as_string_opt::<i32>() else {
-        return Ok(Arc::clone(column));
+        return Ok(as_it_is());
     };
     let sorted = sort_to_indices(values, None, None)?;
     let mut rank = vec![0u32; values.len()];
+    // The first value of each rank.
+    let mut firsts = Vec::new();
     let mut previous: Option<Option<&str>> = None;
     let mut current = 0;
     for &index in sorted.values() {
@@ -233,9 +283,20 @@ fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         if previous.is_some_and(|p| p != value) {
             current += 1;
         }
+        if previous != Some(value) {
+            firsts.push(index);
+        }
         previous = Some(value);
         rank[index as usize] = current;
     }
+    let values_by_rank = match values.null_count() {
+        0 => Some(arrow::compute::take(
+            values,
+            &UInt32Array::from(firsts),
+            None,
+        )?),
+        _ => None,
+    };
     let keys = dictionary.keys();
     // A null row's key is arbitrary, possibly past the values: it ranks 0
     // and stays null. A key pointing at a null value is null too, as arrow
@@ -245,10 +306,10 @@ fn value_ranks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         .iter()
         .map(|&k| rank.get(k as usize).copied().unwrap_or(0))
         .collect();
-    Ok(Arc::new(UInt32Array::new(
-        ranks.into(),
-        dictionary.logical_nulls(),
-    )))
+    Ok(Ranked {
+        ranks: Arc::new(UInt32Array::new(ranks.into(), dictionary.logical_nulls())),
+        values_by_rank,
+    })
 }
 
 pub const MS_PER_HOUR: i64 = 3_600_000;
@@ -281,7 +342,7 @@ pub fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, Arr
 
 #[cfg(test)]
 mod tests {
-    use arrow::{array::AsArray, util::pretty::pretty_format_batches};
+    use arrow::{array::AsArray, compute::take_record_batch, util::pretty::pretty_format_batches};
 
     use super::*;
 
@@ -335,7 +396,33 @@ mod tests {
             b.push(name, (i * 7 % 500) as i64, i as f64, &tags);
         }
         let batch = b.finish().unwrap();
-        assert_eq!(sort_by_series(&batch).unwrap(), sorted_by_strings(&batch));
+        let sorted = sort_by_series(&batch).unwrap();
+        assert_eq!(sorted, sorted_by_strings(&batch));
+        // Each dictionary in value order, each value once.
+        for name in ["name", "host", "zone"] {
+            let values = sorted
+                .column_by_name(name)
+                .unwrap()
+                .as_dictionary::<Int32Type>()
+                .values()
+                .clone();
+            let values: Vec<&str> = values
+                .as_string::<i32>()
+                .iter()
+                .map(Option::unwrap)
+                .collect();
+            assert!(
+                values.is_sorted() && values.windows(2).all(|w| w[0] != w[1]),
+                "{name}: {values:?}"
+            );
+            assert_eq!(
+                values.len(),
+                [4, 37, 3][["name", "host", "zone"]
+                    .iter()
+                    .position(|n| *n == name)
+                    .unwrap()]
+            );
+        }
 
         // A dictionary holding a value twice (one read back from elsewhere
         // need not be deduplicated): both keys rank alike.
@@ -363,7 +450,7 @@ mod tests {
         let ranks = |batch: &RecordBatch| -> Vec<ArrayRef> {
             series_order(&batch.schema())
                 .into_iter()
-                .map(|i| value_ranks(batch.column(i)).unwrap())
+                .map(|i| value_ranks(batch.column(i)).unwrap().ranks)
                 .collect()
         };
         // Keys of exactly 64 bits and of 65: two names (2 bits), three hosts

@@ -271,23 +271,26 @@ struct Indices<'a> {
 impl<'a> Indices<'a> {
     fn of(keys: &'a arrow::array::Int32Array, values: &StringArray) -> Self {
         let mut remap = vec![u32::MAX; values.len()];
-        let mut used = Vec::new();
-        let mut mark = |key: i32| {
-            let slot = &mut remap[key as usize];
-            if *slot == u32::MAX {
-                *slot = 0;
-                used.push(key as u32);
-            }
-        };
         match keys.nulls() {
-            None => keys.values().iter().for_each(|&key| mark(key)),
+            None => keys
+                .values()
+                .iter()
+                .for_each(|&key| remap[key as usize] = 0),
             Some(nulls) => nulls
                 .valid_indices()
-                .for_each(|row| mark(keys.values()[row])),
+                .for_each(|row| remap[keys.values()[row] as usize] = 0),
         }
+        let mut used: Vec<u32> = (0..values.len() as u32)
+            .filter(|&key| remap[key as usize] == 0)
+            .collect();
         // Strings order as their bytes, as Parquet orders UTF8 statistics.
+        // `points::sort_by_series` leaves dictionaries in value order, so
+        // the used values are usually in order already: a look at each
+        // neighbour instead of a sort.
         let value = |key: u32| values.value(key as usize);
-        used.sort_unstable_by(|&a, &b| value(a).cmp(value(b)));
+        if !used.windows(2).all(|pair| value(pair[0]) <= value(pair[1])) {
+            used.sort_unstable_by(|&a, &b| value(a).cmp(value(b)));
+        }
         let mut dictionary: Vec<u32> = Vec::with_capacity(used.len());
         let mut lengths = vec![0; values.len()];
         let mut dictionary_bytes = 0;

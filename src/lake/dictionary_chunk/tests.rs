@@ -37,8 +37,13 @@ use crate::{
 /// values past the 64-byte statistics cut, some of whose last chars cannot
 /// be incremented (`label`), thousands of values in a chunk (`request`,
 /// indices of 12 bits, mostly bit-packed), and one value in a chunk
-/// (`name` in most groups). Sorted as the lake sorts them.
+/// (`name` in most groups). Sorted as the lake sorts them (dictionaries in
+/// value order), or as decoded (dictionaries in first-seen order).
 fn points() -> RecordBatch {
+    sort_by_series(&unsorted_points()).unwrap()
+}
+
+fn unsorted_points() -> RecordBatch {
     let mut builder = PointBatchBuilder::default();
     let labels = [
         "z".repeat(70),
@@ -63,7 +68,7 @@ fn points() -> RecordBatch {
         }
         builder.push(name, i64::from(i / 13), f64::from(i), &tags);
     }
-    sort_by_series(&builder.finish().unwrap()).unwrap()
+    builder.finish().unwrap()
 }
 
 fn properties(compression: Compression, group_rows: usize) -> WriterProperties {
@@ -235,6 +240,11 @@ fn unsorted_rows_and_a_dictionary_past_its_limit_are_written_as_parquet_rs_write
         &shuffled,
         properties(Compression::LZ4_RAW, 4_099),
         "shuffled",
+    );
+    assert_as_parquet_rs(
+        &unsorted_points(),
+        properties(Compression::LZ4_RAW, 4_099),
+        "dictionaries in first-seen order",
     );
     // `request`'s 3,000 values need about 20 kB: past a 4 kB limit the
     // column is parquet-rs's, which falls back to plain pages.
