@@ -245,7 +245,8 @@ impl Ranked {
             .as_primitive::<arrow::datatypes::UInt32Type>()
             .clone()
             .into_parts();
-        // A rank is below the dictionary's length, which i32 keys bound.
+        // A rank counts distinct values, fewer than 2^31: a string array's
+        // i32 offsets hold under 2 GiB of them.
         let keys = arrow::array::Int32Array::new(ranks.into_inner().into(), nulls);
         let dictionary =
             arrow::array::DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(values))?;
@@ -540,6 +541,13 @@ mod tests {
         .unwrap();
         let sorted = sort_by_series(&batch).unwrap();
         assert_eq!(sorted, sorted_by_strings(&batch));
+        // Without null values, the dictionary comes out in value order,
+        // each value once, equal values merged.
+        let values = sorted.column(1).as_dictionary::<Int32Type>().values();
+        if values.null_count() == 0 {
+            let values: Vec<&str> = values.as_string::<i32>().iter().flatten().collect();
+            assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+        }
         sorted
             .column(0)
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>()

@@ -316,34 +316,38 @@ fn a_row_group_without_a_tag_is_a_chunk_of_nulls() {
 
 #[test]
 fn equal_values_of_an_arrow_dictionary_are_one_parquet_value() {
-    // Arrow allows a dictionary to repeat a value (concatenated batches do).
-    let values = StringArray::from(vec!["b", "a", "b", "c", "a"]);
-    let keys = Int32Array::from(vec![
-        Some(0),
-        Some(1),
-        None,
-        Some(2),
-        Some(4),
-        Some(3),
-        Some(0),
-    ]);
-    let column = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
-    let schema = Schema::new(vec![Field::new("tag", column.data_type().clone(), true)]);
-    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(column)]).unwrap();
-    let (ours, _) = assert_as_parquet_rs(
-        &batch,
-        properties(Compression::LZ4_RAW, 1_024),
-        "duplicates",
-    );
-    let reader = SerializedFileReader::new(ours).unwrap();
-    let mut pages = reader
-        .get_row_group(0)
-        .unwrap()
-        .get_column_page_reader(0)
+    // Arrow allows a dictionary to repeat a value (concatenated batches
+    // do): out of order (the writer sorts), and in order with equal
+    // neighbours (it does not).
+    for values in [vec!["b", "a", "b", "c", "a"], vec!["a", "a", "b", "b", "c"]] {
+        let keys = Int32Array::from(vec![
+            Some(0),
+            Some(1),
+            None,
+            Some(2),
+            Some(4),
+            Some(3),
+            Some(0),
+        ]);
+        let column = DictionaryArray::<Int32Type>::try_new(
+            keys,
+            Arc::new(StringArray::from(values.clone())),
+        )
         .unwrap();
-    match pages.get_next_page().unwrap() {
-        Some(Page::DictionaryPage { num_values, .. }) => assert_eq!(num_values, 3),
-        other => panic!("a dictionary page first, not {other:?}"),
+        let schema = Schema::new(vec![Field::new("tag", column.data_type().clone(), true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(column)]).unwrap();
+        let at = format!("{values:?}");
+        let (ours, _) = assert_as_parquet_rs(&batch, properties(Compression::LZ4_RAW, 1_024), &at);
+        let reader = SerializedFileReader::new(ours).unwrap();
+        let mut pages = reader
+            .get_row_group(0)
+            .unwrap()
+            .get_column_page_reader(0)
+            .unwrap();
+        match pages.get_next_page().unwrap() {
+            Some(Page::DictionaryPage { num_values, .. }) => assert_eq!(num_values, 3, "{at}"),
+            other => panic!("a dictionary page first, not {other:?}"),
+        }
     }
 }
 
