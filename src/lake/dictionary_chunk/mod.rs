@@ -29,7 +29,7 @@ use bytes::Bytes;
 use parquet::{
     basic::{BoundaryOrder, Compression, Encoding, PageType},
     column::{
-        page::{CompressedPage, Page, PageWriter},
+        page::{CompressedPage, Page, PageWriteSpec, PageWriter},
         writer::ColumnCloseResult,
     },
     errors::ParquetError,
@@ -99,89 +99,45 @@ pub(super) fn write(
     }
     let nullable = descr.max_def_level() > 0;
 
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
-    let mut uncompressed_total = 0usize;
-    let mut compressed_total = 0usize;
-
-    let dictionary_page = indices.dictionary_page(values);
-    let uncompressed = dictionary_page.len();
-    let spec = pages.write_page(CompressedPage::new(
+    let mut pages = ChunkPages::new(codec);
+    pages.write(indices.dictionary_page(values), |buf| {
         Page::DictionaryPage {
-            buf: codec.compress(dictionary_page)?,
+            buf,
             num_values: indices.dictionary.len() as u32,
             encoding: Encoding::PLAIN,
             is_sorted: true,
-        },
-        uncompressed,
-    ))?;
-    uncompressed_total += spec.uncompressed_size;
-    compressed_total += spec.compressed_size;
-    let mut data_page_offset = None;
-
+        }
+    })?;
     let width = bit_width(indices.dictionary.len().saturating_sub(1) as u32);
     let page_rows = page_rows(props, &path, width, nullable);
-    let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
-    let mut offset_index = OffsetIndexBuilder::new();
-    let mut order = PageOrder::default();
-    let mut data_pages = 0;
-    let mut null_count = 0u64;
-    // Rows without and with a value, per page and in all, as parquet-rs
-    // records them for a nullable column.
-    let mut levels = LevelHistogram::try_new(descr.max_def_level());
-    let mut unencoded_bytes = 0i64;
+    let mut index = ChunkIndex::new(&descr);
     let mut start = 0;
-    while start < keys.len() || data_pages == 0 {
+    while start < keys.len() || index.data_pages == 0 {
         let rows = page_rows.min(keys.len() - start);
         let page = indices.page(start, rows, width, nullable);
-        let uncompressed = page.buf.len();
-        let spec = pages.write_page(CompressedPage::new(
-            Page::DataPage {
-                buf: codec.compress(page.buf)?,
-                num_values: rows as u32,
-                encoding: Encoding::RLE_DICTIONARY,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            },
-            uncompressed,
-        ))?;
-        uncompressed_total += spec.uncompressed_size;
-        compressed_total += spec.compressed_size;
-        data_page_offset.get_or_insert(spec.offset as i64);
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        offset_index.append_row_count(rows as i64);
-        offset_index.append_unencoded_byte_array_data_bytes(Some(page.value_bytes));
-        let truncate = props.column_index_truncate_length();
-        match page.min_max {
-            Some((min, max)) => {
-                order.see(min, max);
-                column_index.append(
-                    false,
-                    truncate_min(indices.value(values, min), truncate).0,
-                    truncate_max(indices.value(values, max), truncate).0,
-                    page.nulls as i64,
-                );
-            }
-            None => column_index.append(true, Vec::new(), Vec::new(), page.nulls as i64),
-        }
-        if let Some(levels) = levels.as_mut() {
-            let page_levels =
-                LevelHistogram::from(vec![page.nulls as i64, (rows as u64 - page.nulls) as i64]);
-            column_index.append_histograms(&None, &Some(page_levels.clone()));
-            levels.add(&page_levels);
-        }
-        null_count += page.nulls;
-        unencoded_bytes += page.value_bytes;
-        data_pages += 1;
+        let bounds = page.min_max.map(|(min, max)| {
+            let truncate = props.column_index_truncate_length();
+            (
+                (min, truncate_min(indices.value(values, min), truncate).0),
+                (max, truncate_max(indices.value(values, max), truncate).0),
+            )
+        });
+        let (nulls, value_bytes) = (page.nulls, page.value_bytes);
+        let spec = pages.write(page.buf, |buf| Page::DataPage {
+            buf,
+            num_values: rows as u32,
+            encoding: Encoding::RLE_DICTIONARY,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        })?;
+        index.add_page(&spec, rows, nulls, value_bytes, bounds);
         start += rows;
     }
-    column_index.set_boundary_order(order.boundary());
-    pages.close()?;
 
     let truncate = props.statistics_truncate_length();
     let statistics = match indices.dictionary.len() {
-        0 => ValueStatistics::new(None, None, None, Some(null_count), false),
+        0 => ValueStatistics::new(None, None, None, Some(index.null_count), false),
         distinct => {
             let last = distinct as u32 - 1;
             let (min, min_truncated) = truncate_min(indices.value(values, 0), truncate);
@@ -190,15 +146,16 @@ pub(super) fn write(
                 Some(min.into()),
                 Some(max.into()),
                 None,
-                Some(null_count),
+                Some(index.null_count),
                 false,
             )
             .with_min_is_exact(!min_truncated)
             .with_max_is_exact(!max_truncated)
         }
     };
-    let bytes = Bytes::from(sink.into_inner()?);
-    debug_assert_eq!(bytes.len(), compressed_total, "every page is counted once");
+    let (uncompressed, compressed) = (pages.uncompressed, pages.compressed);
+    let bytes = Bytes::from(pages.sink.into_inner()?);
+    debug_assert_eq!(bytes.len(), compressed, "every page is counted once");
     let metadata = ColumnChunkMetaData::builder(descr)
         .set_compression(compression)
         .set_encodings(vec![
@@ -215,27 +172,133 @@ pub(super) fn write(
             PageEncodingStats {
                 page_type: PageType::DATA_PAGE,
                 encoding: Encoding::RLE_DICTIONARY,
-                count: data_pages,
+                count: index.data_pages,
             },
         ])
-        .set_total_compressed_size(compressed_total as i64)
-        .set_total_uncompressed_size(uncompressed_total as i64)
+        .set_total_compressed_size(compressed as i64)
+        .set_total_uncompressed_size(uncompressed as i64)
         .set_num_values(keys.len() as i64)
         .set_dictionary_page_offset(Some(0))
-        .set_data_page_offset(data_page_offset.unwrap_or(compressed_total as i64))
+        .set_data_page_offset(index.first_data_page.unwrap_or(compressed as i64))
         .set_statistics(Statistics::ByteArray(statistics))
-        .set_unencoded_byte_array_data_bytes(Some(unencoded_bytes))
-        .set_definition_level_histogram(levels)
+        .set_unencoded_byte_array_data_bytes(Some(index.unencoded_bytes))
+        .set_definition_level_histogram(index.levels)
         .build()?;
+    let mut column_index = index.column_index;
+    column_index.set_boundary_order(index.order.boundary());
     let close = ColumnCloseResult {
         bytes_written: bytes.len() as u64,
         rows_written: keys.len() as u64,
         metadata,
         bloom_filter: None,
         column_index: Some(column_index.build()?),
-        offset_index: Some(offset_index.build()),
+        offset_index: Some(index.offset_index.build()),
     };
     Ok(Some((bytes, close)))
+}
+
+/// A chunk's pages, compressed and written one after another, and the
+/// sizes its metadata sums (page headers included).
+struct ChunkPages {
+    sink: TrackedWrite<Vec<u8>>,
+    codec: Codec,
+    uncompressed: usize,
+    compressed: usize,
+}
+
+impl ChunkPages {
+    fn new(codec: Codec) -> Self {
+        Self {
+            sink: TrackedWrite::new(Vec::new()),
+            codec,
+            uncompressed: 0,
+            compressed: 0,
+        }
+    }
+
+    /// Compresses `body` and writes the page `page` makes of it.
+    fn write(
+        &mut self,
+        body: Vec<u8>,
+        page: impl FnOnce(Bytes) -> Page,
+    ) -> Result<PageWriteSpec, ParquetError> {
+        let uncompressed = body.len();
+        let page = CompressedPage::new(page(self.codec.compress(body)?), uncompressed);
+        let spec = SerializedPageWriter::new(&mut self.sink).write_page(page)?;
+        self.uncompressed += spec.uncompressed_size;
+        self.compressed += spec.compressed_size;
+        Ok(spec)
+    }
+}
+
+/// What a chunk's data pages add up to: the column and offset indexes,
+/// level histograms and counts, as parquet-rs records them.
+struct ChunkIndex {
+    column_index: ColumnIndexBuilder,
+    offset_index: OffsetIndexBuilder,
+    order: PageOrder,
+    /// Rows without and with a value, for a nullable column.
+    levels: Option<LevelHistogram>,
+    first_data_page: Option<i64>,
+    data_pages: i32,
+    null_count: u64,
+    unencoded_bytes: i64,
+}
+
+/// A page's smallest and largest dictionary index, each with its value
+/// as the column index stores it.
+type PageBounds = ((u32, Vec<u8>), (u32, Vec<u8>));
+
+impl ChunkIndex {
+    fn new(descr: &ColumnDescPtr) -> Self {
+        Self {
+            column_index: ColumnIndexBuilder::new(descr.physical_type()),
+            offset_index: OffsetIndexBuilder::new(),
+            order: PageOrder::default(),
+            levels: LevelHistogram::try_new(descr.max_def_level()),
+            first_data_page: None,
+            data_pages: 0,
+            null_count: 0,
+            unencoded_bytes: 0,
+        }
+    }
+
+    /// Records a data page of `rows` rows, `nulls` of them null; `bounds`
+    /// is `None` for a page of nulls only.
+    fn add_page(
+        &mut self,
+        spec: &PageWriteSpec,
+        rows: usize,
+        nulls: u64,
+        value_bytes: i64,
+        bounds: Option<PageBounds>,
+    ) {
+        self.first_data_page.get_or_insert(spec.offset as i64);
+        self.offset_index
+            .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        self.offset_index.append_row_count(rows as i64);
+        self.offset_index
+            .append_unencoded_byte_array_data_bytes(Some(value_bytes));
+        match bounds {
+            Some(((min, min_value), (max, max_value))) => {
+                self.order.see(min, max);
+                self.column_index
+                    .append(false, min_value, max_value, nulls as i64);
+            }
+            None => self
+                .column_index
+                .append(true, Vec::new(), Vec::new(), nulls as i64),
+        }
+        if let Some(levels) = self.levels.as_mut() {
+            let page = LevelHistogram::from(vec![nulls as i64, (rows as u64 - nulls) as i64]);
+            self.column_index
+                .append_histograms(&None, &Some(page.clone()));
+            levels.add(&page);
+        }
+        self.null_count += nulls;
+        self.unencoded_bytes += value_bytes;
+        self.data_pages += 1;
+    }
 }
 
 /// Rows per data page: parquet-rs's row limit, and fewer if the page's
