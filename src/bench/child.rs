@@ -116,25 +116,36 @@ pub(crate) async fn wait_until<F, Fut>(
     what: &str,
     timeout: Duration,
     children: &mut [&mut Child],
+    ready: F,
+) -> Result<(), BenchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_until_every(what, timeout, Duration::from_millis(50), children, ready).await
+}
+
+/// [`wait_until`], polling every `every`.
+pub(crate) async fn wait_until_every<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    children: &mut [&mut Child],
     mut ready: F,
 ) -> Result<(), BenchError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let held = crate::harness::poll_until(
-        timeout,
-        Duration::from_millis(50),
-        async || -> Result<bool, BenchError> {
-            if ready().await {
-                return Ok(true);
-            }
-            for child in children.iter_mut() {
-                child.ensure_running()?;
-            }
-            Ok(false)
-        },
-    )
+    let held = crate::harness::poll_until(timeout, every, async || -> Result<bool, BenchError> {
+        if ready().await {
+            return Ok(true);
+        }
+        for child in children.iter_mut() {
+            child.ensure_running()?;
+        }
+        Ok(false)
+    })
     .await?;
     if held {
         return Ok(());
