@@ -28,7 +28,7 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
     let (name, mut rest) = split_at_byte(path, b';');
     // The tag set is spelled from its first `;` on, and a batch that has
     // seen the spelling need not read it again.
-    if sink.known_tags(&path.as_bytes()[name.len()..]) {
+    if sink.known_series(name, &path.as_bytes()[name.len()..]) {
         rest = None;
     }
     while let Some(tags) = rest {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{Limits, LineError, RejectReason};
-use crate::points::{PointBatchBuilder, TagSetId, tag_column_name};
+use crate::points::{PointBatchBuilder, SeriesId, TagSetId, tag_column_name};
 
 /// Tag pairs of one line, borrowed from the record where no unescaping was needed.
 pub(crate) type Tags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
@@ -20,6 +20,9 @@ pub(crate) struct LineSink<'b, 'a> {
     /// Scratch for the current line's tags, reused across lines of the record.
     pub(crate) tags: Tags<'a>,
     line_tags: LineTags<'a>,
+    /// The name the line's points have, when its parser looked up a series
+    /// the batch did not know: stored as one once the line is good.
+    series_name: Option<&'a str>,
     /// Points of the current line, committed to the batch only if the line is good.
     pending: Vec<(PointName<'a>, i64, f64)>,
     /// Reused to spell `measurement.field` names without an allocation per point.
@@ -37,6 +40,8 @@ enum LineTags<'a> {
     /// A set the batch holds already, checked when it was stored; `tags` is
     /// empty.
     Known(TagSetId),
+    /// A series the batch holds already: its name and tag set; `tags` is empty.
+    Series(SeriesId),
 }
 
 /// A point's name as the line spells it.
@@ -59,6 +64,7 @@ impl<'b, 'a> LineSink<'b, 'a> {
             record_time_ms,
             tags: Vec::new(),
             line_tags: LineTags::Parsed,
+            series_name: None,
             pending: Vec::new(),
             name_buf: String::new(),
         }
@@ -87,11 +93,24 @@ impl<'b, 'a> LineSink<'b, 'a> {
         }
     }
 
-    /// Empties `tags` and forgets any spelling: the line's tags are read
-    /// again, from scratch.
+    /// [`Self::known_tags`] for a line whose points are all named `name`
+    /// (a parser that calls this queues no point of another name): the
+    /// batch looks up the name and the tag set at once, as a series.
+    pub(crate) fn known_series(&mut self, name: &'a str, spelling: &'a [u8]) -> bool {
+        if let Some(series) = self.builder.known_series(name, spelling) {
+            self.line_tags = LineTags::Series(series);
+            return true;
+        }
+        self.series_name = Some(name);
+        self.known_tags(spelling)
+    }
+
+    /// Empties `tags` and forgets any spelling or series: the line's tags
+    /// are read again, from scratch.
     pub(crate) fn forget_tags(&mut self) {
         self.tags.clear();
         self.line_tags = LineTags::Parsed;
+        self.series_name = None;
     }
 
     /// Queues one point of the current line.
@@ -127,7 +146,14 @@ impl<'b, 'a> LineSink<'b, 'a> {
     /// Checks the line's tags unless the batch holds them already, then
     /// appends the line.
     pub(super) fn commit_line(&mut self) -> Result<usize, LineError> {
+        let n = self.pending.len();
         let set = match self.line_tags {
+            LineTags::Series(series) => {
+                for (_, time, value) in self.pending.drain(..) {
+                    self.builder.push_series(series, time, value);
+                }
+                return Ok(n);
+            }
             LineTags::Known(set) => Some(set),
             LineTags::Spelled(spelling) => {
                 self.check_tags()?;
@@ -138,7 +164,13 @@ impl<'b, 'a> LineSink<'b, 'a> {
                 None
             }
         };
-        let n = self.pending.len();
+        if let (Some(set), Some(name)) = (set, self.series_name) {
+            let series = self.builder.add_series(name, set);
+            for (_, time, value) in self.pending.drain(..) {
+                self.builder.push_series(series, time, value);
+            }
+            return Ok(n);
+        }
         for (name, time, value) in self.pending.drain(..) {
             let name = match &name {
                 PointName::Whole(name) => name.as_ref(),

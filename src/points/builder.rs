@@ -5,7 +5,9 @@
 //! once, with the bytes it read it from; later lines spelling the same bytes
 //! find it with one hash ([`PointBatchBuilder::known_tag_set`]) and append
 //! its already resolved column keys, skipping the parse of their tags, the
-//! checks on them and a dictionary lookup per tag.
+//! checks on them and a dictionary lookup per tag. A decoder that reads a
+//! name and a tag set per line looks both up at once, as a series
+//! ([`PointBatchBuilder::known_series`]): one hash per point, not two.
 
 use std::{hash::BuildHasher, ops::Range, sync::Arc};
 
@@ -67,6 +69,10 @@ impl TagSets {
             .map(|&id| TagSetId(id))
     }
 
+    fn spelling(&self, id: TagSetId) -> &[u8] {
+        &self.spellings[self.sets[id.0 as usize].0.clone()]
+    }
+
     fn pairs(&self, id: TagSetId) -> &[(ColumnIndex, i32)] {
         &self.pairs[self.sets[id.0 as usize].1.clone()]
     }
@@ -96,6 +102,48 @@ impl TagSets {
     }
 }
 
+/// A series of the batch being built, as [`PointBatchBuilder::add_series`]
+/// stored it: a name and a stored tag set. Valid until the batch is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesId(u32);
+
+/// Series as (name key, tag set), found by their name and tags spelling.
+/// Nothing is copied: a lookup compares the name with the name dictionary's
+/// value and the spelling with the tag set's.
+#[derive(Default)]
+struct SeriesIndex {
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    series: Vec<(i32, TagSetId)>,
+}
+
+/// The hash a series is found by: its name, then its tags spelling.
+fn series_hash(hasher: &foldhash::fast::RandomState, name: &[u8], spelling: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut state = hasher.build_hasher();
+    state.write(name);
+    // The name's length keeps `ab`+`c` and `a`+`bc` apart.
+    state.write_usize(name.len());
+    state.write(spelling);
+    state.finish()
+}
+
+impl SeriesIndex {
+    fn held_bytes(&self) -> usize {
+        self.series.capacity() * size_of::<(i32, TagSetId)>()
+            + self.index.capacity() * INDEX_ENTRY_BYTES
+    }
+
+    /// As [`TagSets::clear`].
+    fn clear(&mut self) {
+        const KEPT_SERIES: usize = 4096;
+        self.index.clear();
+        self.series.clear();
+        self.index.shrink_to(KEPT_SERIES, |_| 0);
+        self.series.shrink_to(KEPT_SERIES);
+    }
+}
+
 /// What a hash index entry costs besides its value: a 4-byte id and a
 /// control byte, at hashbrown's load factor of 7/8 rounded up.
 pub(super) const INDEX_ENTRY_BYTES: usize = 8;
@@ -111,6 +159,7 @@ pub struct PointBatchBuilder {
     /// flooding it is bounded by `max_tag_keys`.
     columns: HashMap<String, ColumnIndex>,
     tag_sets: TagSets,
+    series: SeriesIndex,
     /// Scratch for [`Self::push`]'s resolved tags.
     resolved: Vec<(ColumnIndex, i32)>,
     rows: usize,
@@ -137,6 +186,7 @@ impl Default for PointBatchBuilder {
             tags: Vec::new(),
             columns: HashMap::new(),
             tag_sets: TagSets::default(),
+            series: SeriesIndex::default(),
             resolved: Vec::new(),
             rows: 0,
         }
@@ -182,6 +232,7 @@ impl PointBatchBuilder {
             .saturating_add(self.name.held_bytes())
             .saturating_add(dictionaries)
             .saturating_add(self.tag_sets.held_bytes())
+            .saturating_add(self.series.held_bytes())
     }
 
     /// Event times of the points appended since the last `finish`, in order.
@@ -222,6 +273,51 @@ impl PointBatchBuilder {
             hasher.hash_one(&spellings[all[id as usize].0.clone()])
         });
         TagSetId(id)
+    }
+
+    /// The series a decoder stored with [`Self::add_series`] under `name`
+    /// and tags spelled `spelling` (as for [`Self::known_tag_set`]), if any.
+    pub fn known_series(&self, name: &str, spelling: &[u8]) -> Option<SeriesId> {
+        let index = &self.series;
+        let hash = series_hash(&index.hasher, name.as_bytes(), spelling);
+        index
+            .index
+            .find(hash, |&id| {
+                let (name_key, set) = index.series[id as usize];
+                self.name.value(name_key) == name.as_bytes()
+                    && self.tag_sets.spelling(set) == spelling
+            })
+            .map(|&id| SeriesId(id))
+    }
+
+    /// Stores the series `name` of the stored tag set `tags`, for
+    /// [`Self::push_series`] and [`Self::known_series`].
+    pub fn add_series(&mut self, name: &str, tags: TagSetId) -> SeriesId {
+        let name_key = self.name.intern(name);
+        let SeriesIndex {
+            index,
+            hasher,
+            series,
+        } = &mut self.series;
+        let id = u32::try_from(series.len()).expect("fewer than 2^32 series in a batch");
+        series.push((name_key, tags));
+        let (names, sets) = (&self.name, &self.tag_sets);
+        let hash = series_hash(hasher, name.as_bytes(), sets.spelling(tags));
+        index.insert_unique(hash, id, |&id| {
+            let (name_key, set) = series[id as usize];
+            series_hash(hasher, names.value(name_key), sets.spelling(set))
+        });
+        SeriesId(id)
+    }
+
+    /// Appends one point of a stored series.
+    pub fn push_series(&mut self, series: SeriesId, time_ms: i64, value: f64) {
+        let (name_key, set) = self.series.series[series.0 as usize];
+        append_tags(&mut self.tags, self.tag_sets.pairs(set), self.rows);
+        self.time.append_value(time_ms);
+        self.name.push_key(name_key);
+        self.value.append_value(value);
+        self.rows += 1;
     }
 
     /// Appends one point of a stored tag set.
@@ -274,6 +370,7 @@ impl PointBatchBuilder {
         }
         self.columns.clear();
         self.tag_sets.clear();
+        self.series.clear();
         self.rows = 0;
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
     }
@@ -371,6 +468,40 @@ mod tests {
             next.known_tag_set(b"{web}"),
             None,
             "sets end with their batch"
+        );
+    }
+    #[test]
+    fn a_stored_series_appends_as_its_name_and_tags_would() {
+        let mut by_series = PointBatchBuilder::default();
+        let mut by_tags = PointBatchBuilder::default();
+        let web = [("host", "web-1")];
+        let set = by_series.add_tag_set(b"{web}", &web);
+        let none = by_series.add_tag_set(b"", &[] as &[(&str, &str)]);
+        assert_eq!(by_series.known_series("cpu", b"{web}"), None);
+        let cpu = by_series.add_series("cpu", set);
+        let mem = by_series.add_series("mem", set);
+        // A name and a spelling are one series only together: `ab` with
+        // `c` is not `a` with `bc`, nor `ab` with no tags.
+        let ab = by_series.add_series("ab", none);
+        assert_eq!(by_series.known_series("cpu", b"{web}"), Some(cpu));
+        assert_eq!(by_series.known_series("mem", b"{web}"), Some(mem));
+        assert_eq!(by_series.known_series("ab", b""), Some(ab));
+        assert_eq!(by_series.known_series("a", b"b"), None);
+        assert_eq!(by_series.known_series("cpu", b"{db}"), None);
+        for i in 0..4 {
+            let (series, name, tags): (SeriesId, &str, &[(&str, &str)]) = match i % 3 {
+                0 => (cpu, "cpu", &web),
+                1 => (mem, "mem", &web),
+                _ => (ab, "ab", &[]),
+            };
+            by_series.push_series(series, i, i as f64);
+            by_tags.push(name, i, i as f64, tags);
+        }
+        assert_eq!(by_series.finish().unwrap(), by_tags.finish().unwrap());
+        assert_eq!(
+            by_series.known_series("cpu", b"{web}"),
+            None,
+            "series end with their batch"
         );
     }
 }

@@ -67,6 +67,11 @@ impl DictionaryColumn {
         key
     }
 
+    /// The bytes of the value `key` (from [`Self::intern`]) stands for.
+    pub(super) fn value(&self, key: i32) -> &[u8] {
+        value_of(&self.values, key)
+    }
+
     /// Heap bytes of the distinct values: their bytes, offsets and index
     /// entries (the keys are counted per row by the batch).
     pub(super) fn held_bytes(&self) -> usize {

@@ -20,7 +20,7 @@ use arrow::{
     error::ArrowError,
 };
 
-pub use builder::{PointBatchBuilder, TagSetId};
+pub use builder::{PointBatchBuilder, SeriesId, TagSetId};
 
 pub const TIME: &str = "time";
 pub const NAME: &str = "name";

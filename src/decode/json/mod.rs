@@ -212,9 +212,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
     if let Some(scanned) = scan::scan_usual_layout(line) {
-        if sink.known_tags(scanned.tags.as_bytes())
-            || scan::read_tags(scanned.tags, &mut sink.tags).is_some()
-        {
+        let known = match &scanned.point.name {
+            Some(Scalar::Text(Cow::Borrowed(name))) => {
+                sink.known_series(name, scanned.tags.as_bytes())
+            }
+            _ => sink.known_tags(scanned.tags.as_bytes()),
+        };
+        if known || scan::read_tags(scanned.tags, &mut sink.tags).is_some() {
             return point_to_sink(scanned.point, sink);
         }
         sink.forget_tags();
