@@ -61,7 +61,10 @@ pub(super) fn scan_usual_layout(line: &str) -> Option<Scanned<'_>> {
     s.literal_bytes(b"{\"name\":")?;
     let name = s.string()?;
     s.literal_bytes(b",\"time\":")?;
-    let time = s.number()?;
+    let time = match s.epoch_ms() {
+        Some(time) => time,
+        None => s.number()?,
+    };
     s.literal_bytes(b",\"value\":")?;
     let value = s.number()?;
     let rest = &line[s.pos..];
@@ -140,6 +143,28 @@ fn first_special(word: u64) -> Option<usize> {
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
     let found = quote | backslash | control;
     (found != 0).then(|| found.trailing_zeros() as usize / 8)
+}
+
+/// How many of the first bytes of `word` (little-endian) are ASCII digits.
+/// A byte below `0` sets its high bit when `0` is subtracted, one above `9`
+/// when 0x46 is added; borrows and carries only move flags above the lowest
+/// non-digit, so the lowest flag is exact.
+fn leading_digits(word: u64) -> usize {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = word.wrapping_sub(0x3030_3030_3030_3030);
+    let above = word.wrapping_add(0x4646_4646_4646_4646);
+    ((below | above) & HIGHS).trailing_zeros() as usize / 8
+}
+
+/// The number the eight ASCII digits of `word` spell, the first in the low
+/// byte: pairs, then fours, then all eight, by multiplication.
+fn eight_digits(word: u64) -> u64 {
+    let digits = word.wrapping_sub(0x3030_3030_3030_3030);
+    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+    ((pairs & 0x0000_00ff_0000_00ff)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add(((pairs >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32))))
+        >> 32
 }
 
 struct Scanner<'a> {
@@ -263,6 +288,29 @@ impl<'a> Scanner<'a> {
         value.is_finite().then_some(value)
     }
 
+    /// Epoch milliseconds as nearly every point spells them: thirteen
+    /// digits, the first not a zero, then the comma that ends the number.
+    /// Two eight-byte reads instead of a loop whose exit the branch
+    /// predictor misses on every number. `None` for anything else, which
+    /// [`Self::number`] reads.
+    #[inline]
+    fn epoch_ms(&mut self) -> Option<f64> {
+        let bytes = self.line.as_bytes().get(self.pos..self.pos + 14)?;
+        if bytes[0] == b'0' || bytes[13] != b',' {
+            return None;
+        }
+        let head = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+        let tail = u64::from_le_bytes(bytes[5..13].try_into().ok()?);
+        if leading_digits(head) != 8 || leading_digits(tail) != 8 {
+            return None;
+        }
+        self.pos += 13;
+        // The tail's first three bytes are the head's last three: as '0's
+        // they add nothing.
+        let tail = (tail & !0xff_ffff) | 0x30_3030;
+        Some((eight_digits(head) * 100_000 + eight_digits(tail)) as f64)
+    }
+
     /// One or more ASCII digits, accumulated into `mantissa`; how many.
     #[inline]
     fn digits(&mut self, mantissa: &mut Mantissa) -> Option<usize> {
@@ -354,6 +402,8 @@ mod tests {
 
     fn number() -> impl Strategy<Value = String> {
         prop_oneof![
+            // Epoch milliseconds and their near misses (a leading zero, a fraction).
+            "[0-9]{12,14}(\\.[0-9])?",
             "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
             // Near misses JSON refuses, and values at the edges of f64.
             prop_oneof![
@@ -526,6 +576,36 @@ mod tests {
             let mut scanner = Scanner { line: &text, pos: 0 };
             let expected: f64 = text.parse().unwrap();
             prop_assert_eq!(scanner.number().map(f64::to_bits), Some(expected.to_bits()), "{}", text);
+        }
+
+        /// Epoch milliseconds read eight bytes at a time are what
+        /// `number` reads, and only a plain 13-digit integer is taken.
+        #[test]
+        fn epoch_ms_agrees_with_number(text in "[0-9]{11,15}([,.eE][0-9]?)?,?") {
+            let mut fast = Scanner { line: &text, pos: 0 };
+            let mut slow = Scanner { line: &text, pos: 0 };
+            if let Some(time) = fast.epoch_ms() {
+                prop_assert_eq!(Some(time.to_bits()), slow.number().map(f64::to_bits), "{}", text);
+                prop_assert_eq!(fast.pos, slow.pos, "{}", text);
+                prop_assert_eq!(fast.pos, 13);
+                prop_assert!(!text.starts_with('0') && text.as_bytes()[13] == b',', "{}", text);
+            } else {
+                prop_assert_eq!(fast.pos, 0);
+                let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+                prop_assert!(
+                    digits != 13 || text.starts_with('0') || text.as_bytes().get(13) != Some(&b','),
+                    "{}", text
+                );
+            }
+        }
+
+        /// The digit count is the first non-digit's place, whatever follows.
+        #[test]
+        fn leading_digits_matches_a_byte_loop(bytes in proptest::array::uniform8(
+            prop_oneof![4 => b'0'..=b'9', 1 => any::<u8>(), 1 => Just(b'/'), 1 => Just(b':')]
+        )) {
+            let expected = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(leading_digits(u64::from_le_bytes(bytes)), expected);
         }
 
         /// The eight-byte test finds what a byte loop finds.
