@@ -364,6 +364,12 @@ mod tests {
                 r#"{"name":"m","value":1,"tags":{"k":"a","k":"b"}}"#,
                 r#"{"name":"m","value":2,"tags":{"time":"x","k":"a"}}"#,
             ),
+            // The usual layout, where a name and tags are looked up as a series.
+            (
+                Format::Json,
+                r#"{"name":"m","time":10,"value":1,"tags":{"k":"a","k":"b"}}"#,
+                r#"{"name":"m","time":10,"value":2,"tags":{"time":"x","k":"a"}}"#,
+            ),
             (Format::Graphite, "m;k=a;k=b 1 10", "m;time=x;k=a 2 10"),
             (
                 Format::Influx,

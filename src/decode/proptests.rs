@@ -46,7 +46,72 @@ fn tags() -> impl Strategy<Value = Vec<(String, String)>> {
     })
 }
 
+/// Every row as text: name, time, value and each tag it has.
+fn rows(batch: &RecordBatch) -> Vec<String> {
+    let times = batch
+        .column_by_name("time")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>();
+    let values = batch
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    (0..batch.num_rows())
+        .map(|row| {
+            let mut text = format!(
+                "{:?} {} {}",
+                string_at(batch, "name", row),
+                times.value(row),
+                values.value(row)
+            );
+            for field in batch.schema().fields().iter().skip(3) {
+                if let Some(value) = string_at(batch, field.name(), row) {
+                    text.push_str(&format!(" {}={value}", field.name()));
+                }
+            }
+            text
+        })
+        .collect()
+}
+
 proptest! {
+    /// A batch looks a line's name and tags up as a series it has stored
+    /// (JSON's usual layout, Graphite): each line, good or bad, must decode
+    /// in a batch of lines that came before it, in either format, as it
+    /// decodes alone.
+    #[test]
+    fn lines_decode_alike_in_one_batch_or_alone(
+        lines in proptest::collection::vec((any::<bool>(), 0..4usize, 0..4usize, 0..3usize, 0..4u8), 1..40)
+    ) {
+        let names = ["cpu", "mem", "", "cpu.idle"];
+        // JSON and Graphite spellings of the same sets: good, good, a
+        // duplicate key, a reserved key.
+        let json_tags = [r#"{"host":"a"}"#, r#"{"host":"a","zone":"z"}"#, r#"{"k":"a","k":"b"}"#, r#"{"time":"x"}"#];
+        let graphite_tags = [";host=a", ";host=a;zone=z", ";k=a;k=b", ";time=x"];
+        // Epoch milliseconds, a short one, and one out of range.
+        let json_times = ["1700000000000", "17", "1e16"];
+        let mut shared = PointBatchBuilder::default();
+        let mut shared_rejects = Vec::new();
+        let mut alone_rows = Vec::new();
+        for (json, name, tags, time, value) in lines {
+            let (format, line) = if json {
+                (Format::Json, format!(
+                    r#"{{"name":"{}","time":{},"value":{value}.5,"tags":{}}}"#,
+                    names[name], json_times[time], json_tags[tags]
+                ))
+            } else {
+                (Format::Graphite, format!("{}{} {value}.5 {}", names[name], graphite_tags[tags], 1_700_000_000 + time))
+            };
+            let before = shared_rejects.len();
+            decode_record(format, line.as_bytes(), 0, Limits::unbounded(), &mut shared, &mut shared_rejects);
+            let (batch, rejects, _) = decode(format, line.as_bytes());
+            let reasons = |r: &[Rejected]| r.iter().map(|r| r.reason).collect::<Vec<_>>();
+            prop_assert_eq!(reasons(&shared_rejects[before..]), reasons(&rejects), "{}", line);
+            alone_rows.extend(rows(&batch));
+        }
+        prop_assert_eq!(rows(&shared.finish().unwrap()), alone_rows);
+    }
+
     #[test]
     fn lines_are_split_as_slice_split_does(bytes in proptest::collection::vec(
         prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a')], 0..40)

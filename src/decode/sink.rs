@@ -20,8 +20,9 @@ pub(crate) struct LineSink<'b, 'a> {
     /// Scratch for the current line's tags, reused across lines of the record.
     pub(crate) tags: Tags<'a>,
     line_tags: LineTags<'a>,
-    /// The name the line's points have, when its parser looked up a series
-    /// the batch did not know: stored as one once the line is good.
+    /// The name the line's points have, when its parser looked them up as a
+    /// series ([`Self::known_series`]); one the batch did not know is
+    /// stored once the line is good.
     series_name: Option<&'a str>,
     /// Points of the current line, committed to the batch only if the line is good.
     pending: Vec<(PointName<'a>, i64, f64)>,
@@ -97,11 +98,11 @@ impl<'b, 'a> LineSink<'b, 'a> {
     /// (a parser that calls this queues no point of another name): the
     /// batch looks up the name and the tag set at once, as a series.
     pub(crate) fn known_series(&mut self, name: &'a str, spelling: &'a [u8]) -> bool {
+        self.series_name = Some(name);
         if let Some(series) = self.builder.known_series(name, spelling) {
             self.line_tags = LineTags::Series(series);
             return true;
         }
-        self.series_name = Some(name);
         self.known_tags(spelling)
     }
 
@@ -148,12 +149,7 @@ impl<'b, 'a> LineSink<'b, 'a> {
     pub(super) fn commit_line(&mut self) -> Result<usize, LineError> {
         let n = self.pending.len();
         let set = match self.line_tags {
-            LineTags::Series(series) => {
-                for (_, time, value) in self.pending.drain(..) {
-                    self.builder.push_series(series, time, value);
-                }
-                return Ok(n);
-            }
+            LineTags::Series(_) => None,
             LineTags::Known(set) => Some(set),
             LineTags::Spelled(spelling) => {
                 self.check_tags()?;
@@ -164,9 +160,18 @@ impl<'b, 'a> LineSink<'b, 'a> {
                 None
             }
         };
-        if let (Some(set), Some(name)) = (set, self.series_name) {
-            let series = self.builder.add_series(name, set);
-            for (_, time, value) in self.pending.drain(..) {
+        let series = match (self.line_tags, set, self.series_name) {
+            (LineTags::Series(series), _, _) => Some(series),
+            // A series the batch did not know is stored once its line is good.
+            (_, Some(set), Some(name)) => Some(self.builder.add_series(name, set)),
+            _ => None,
+        };
+        if let Some(series) = series {
+            for (name, time, value) in self.pending.drain(..) {
+                debug_assert!(
+                    matches!(&name, PointName::Whole(name) if Some(name.as_ref()) == self.series_name),
+                    "a line looked up as one series queues points of its name only"
+                );
                 self.builder.push_series(series, time, value);
             }
             return Ok(n);
