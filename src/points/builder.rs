@@ -12,7 +12,7 @@
 use std::{hash::BuildHasher, ops::Range, sync::Arc};
 
 use arrow::{
-    array::{ArrayRef, Float64Builder, RecordBatch, TimestampMillisecondBuilder},
+    array::{ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray},
     datatypes::{Field, Schema},
     error::ArrowError,
 };
@@ -122,7 +122,8 @@ fn series_hash(hasher: &foldhash::fast::RandomState, name: &[u8], spelling: &[u8
     use std::hash::Hasher;
     let mut state = hasher.build_hasher();
     state.write(name);
-    // The name's length keeps `ab`+`c` and `a`+`bc` apart.
+    // The name's length gives `ab`+`c` and `a`+`bc` different hashes; a
+    // lookup compares name and spelling apart, so it only spreads them.
     state.write_usize(name.len());
     state.write(spelling);
     state.finish()
@@ -150,9 +151,11 @@ pub(super) const INDEX_ENTRY_BYTES: usize = 8;
 
 /// Builds one Arrow batch of points.
 pub struct PointBatchBuilder {
-    time: TimestampMillisecondBuilder,
+    /// Plain vectors for the columns that are never null: a push is a
+    /// push, and `finish` hands them to Arrow without a copy.
+    time: Vec<i64>,
     name: DictionaryColumn,
-    value: Float64Builder,
+    value: Vec<f64>,
     /// Tag columns in the order their keys first appeared.
     tags: Vec<TagColumn>,
     /// Index into `tags` by key; hashed with foldhash rather than SipHash,
@@ -180,9 +183,9 @@ impl std::fmt::Debug for PointBatchBuilder {
 impl Default for PointBatchBuilder {
     fn default() -> Self {
         Self {
-            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            time: Vec::new(),
             name: DictionaryColumn::default(),
-            value: Float64Builder::new(),
+            value: Vec::new(),
             tags: Vec::new(),
             columns: HashMap::new(),
             tag_sets: TagSets::default(),
@@ -237,7 +240,7 @@ impl PointBatchBuilder {
 
     /// Event times of the points appended since the last `finish`, in order.
     pub fn times(&self) -> &[i64] {
-        self.time.values_slice()
+        &self.time
     }
 
     /// The tag set a decoder stored under `spelling` in this batch, if any.
@@ -314,9 +317,9 @@ impl PointBatchBuilder {
     pub fn push_series(&mut self, series: SeriesId, time_ms: i64, value: f64) {
         let (name_key, set) = self.series.series[series.0 as usize];
         append_tags(&mut self.tags, self.tag_sets.pairs(set), self.rows);
-        self.time.append_value(time_ms);
+        self.time.push(time_ms);
         self.name.push_key(name_key);
-        self.value.append_value(value);
+        self.value.push(value);
         self.rows += 1;
     }
 
@@ -346,9 +349,9 @@ impl PointBatchBuilder {
     }
 
     fn push_fixed(&mut self, name: &str, time_ms: i64, value: f64) {
-        self.time.append_value(time_ms);
+        self.time.push(time_ms);
         self.name.push(name);
-        self.value.append_value(value);
+        self.value.push(value);
         self.rows += 1;
     }
 
@@ -357,9 +360,15 @@ impl PointBatchBuilder {
         let rows = self.rows;
         let mut fields = base_fields();
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish()),
+            Arc::new(
+                TimestampMillisecondArray::new(std::mem::take(&mut self.time).into(), None)
+                    .with_timezone("UTC"),
+            ),
             Arc::new(self.name.finish()),
-            Arc::new(self.value.finish()),
+            Arc::new(Float64Array::new(
+                std::mem::take(&mut self.value).into(),
+                None,
+            )),
         ];
         let mut tags = std::mem::take(&mut self.tags);
         tags.sort_by(|a, b| a.key.cmp(&b.key));
@@ -480,8 +489,8 @@ mod tests {
         assert_eq!(by_series.known_series("cpu", b"{web}"), None);
         let cpu = by_series.add_series("cpu", set);
         let mem = by_series.add_series("mem", set);
-        // A name and a spelling are one series only together: `ab` with
-        // `c` is not `a` with `bc`, nor `ab` with no tags.
+        // A name and a spelling are one series only together: `ab` with no
+        // tags is not `a` with a spelling `b`.
         let ab = by_series.add_series("ab", none);
         assert_eq!(by_series.known_series("cpu", b"{web}"), Some(cpu));
         assert_eq!(by_series.known_series("mem", b"{web}"), Some(mem));
