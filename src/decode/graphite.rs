@@ -48,7 +48,13 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
         }
         sink.tags.push((Cow::Borrowed(k), Cow::Borrowed(v)));
     }
-    let value: f64 = value.parse().map_err(|_| {
+    // Nearly every value is a plain decimal, read without `str::parse`'s
+    // general algorithm; anything else is `str::parse`'s, as it always was.
+    let parsed = match super::json::number_token(value) {
+        Some(number) => Ok(number),
+        None => value.parse(),
+    };
+    let value: f64 = parsed.map_err(|_| {
         LineError::new(
             RejectReason::NonNumericValue,
             format!("value {value:?} is not a number"),

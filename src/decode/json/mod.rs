@@ -13,6 +13,8 @@ use serde::{
 
 mod scan;
 
+pub(super) use scan::number_token;
+
 use super::{LineError, LineSink, PointName, RejectReason, Tags};
 
 /// The fields of one point; tags go straight into the line's reusable scratch.
@@ -211,15 +213,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Result<(), LineError> {
-    if let Some(scanned) = scan::scan_usual_layout(line) {
-        let known = match &scanned.point.name {
-            Some(Scalar::Text(Cow::Borrowed(name))) => {
-                sink.known_series(name, scanned.tags.as_bytes())
-            }
-            _ => sink.known_tags(scanned.tags.as_bytes()),
-        };
-        if known || scan::read_tags(scanned.tags, &mut sink.tags).is_some() {
-            return point_to_sink(scanned.point, sink);
+    if let Some(usual) = scan::scan_usual_layout(line) {
+        if sink.known_series(usual.name, usual.tags.as_bytes())
+            || scan::read_tags(usual.tags, &mut sink.tags).is_some()
+        {
+            return sink.point(
+                PointName::Whole(Cow::Borrowed(usual.name)),
+                epoch_ms(usual.time)?,
+                usual.value,
+            );
         }
         sink.forget_tags();
     }
@@ -283,19 +285,28 @@ fn point_to_sink<'a>(point: JsonPoint<'a>, sink: &mut LineSink<'_, 'a>) -> Resul
     };
     let time_ms = match point.time {
         None | Some(Scalar::Null) => sink.record_time_ms,
-        Some(Scalar::Number(ms)) if ms.is_finite() && ms.abs() < 9.0e15 => ms as i64,
+        Some(Scalar::Number(ms)) => epoch_ms(ms)?,
         Some(Scalar::Text(text)) => parse_rfc3339_ms(&text)?,
-        Some(other) => {
-            return Err(LineError::new(
-                RejectReason::BadTimestamp,
-                format!(
-                    "\"time\" must be RFC 3339 text or epoch milliseconds, not {}",
-                    other.kind()
-                ),
-            ));
-        }
+        Some(other) => return Err(bad_time(other.kind())),
     };
     sink.point(PointName::Whole(name), time_ms, value)
+}
+
+/// A `time` number as epoch milliseconds: any number a point's time can be
+/// (within about 285,000 years of 1970; the limits then bound it further).
+fn epoch_ms(ms: f64) -> Result<i64, LineError> {
+    if ms.is_finite() && ms.abs() < 9.0e15 {
+        Ok(ms as i64)
+    } else {
+        Err(bad_time(Scalar::Number(ms).kind()))
+    }
+}
+
+fn bad_time(kind: &str) -> LineError {
+    LineError::new(
+        RejectReason::BadTimestamp,
+        format!("\"time\" must be RFC 3339 text or epoch milliseconds, not {kind}"),
+    )
 }
 
 pub(super) fn parse_rfc3339_ms(text: &str) -> Result<i64, LineError> {

@@ -21,6 +21,17 @@ pub(super) struct Scanned<'a> {
     pub(super) tags: &'a str,
 }
 
+/// A line in the usual layout, as [`scan_usual_layout`] read it: the
+/// fields themselves, with none of [`JsonPoint`]'s room for other shapes.
+pub(super) struct Usual<'a> {
+    pub(super) name: &'a str,
+    /// Epoch milliseconds, as the line's number reads.
+    pub(super) time: f64,
+    pub(super) value: f64,
+    /// As [`Scanned::tags`].
+    pub(super) tags: &'a str,
+}
+
 /// The point on `line`, or `None` to hand the line to serde_json.
 pub(super) fn scan_point(line: &str) -> Option<Scanned<'_>> {
     let mut s = Scanner { line, pos: 0 };
@@ -56,7 +67,7 @@ pub(super) fn scan_point(line: &str) -> Option<Scanned<'_>> {
 /// literal parts, the name and the numbers are checked here, not the tags:
 /// the line is good if the batch knows its tags spelling (one read whole
 /// before) or [`read_tags`] reads the spelling whole now.
-pub(super) fn scan_usual_layout(line: &str) -> Option<Scanned<'_>> {
+pub(super) fn scan_usual_layout(line: &str) -> Option<Usual<'_>> {
     let mut s = Scanner { line, pos: 0 };
     s.literal_bytes(b"{\"name\":")?;
     let name = s.string()?;
@@ -66,7 +77,10 @@ pub(super) fn scan_usual_layout(line: &str) -> Option<Scanned<'_>> {
         None => s.number()?,
     };
     s.literal_bytes(b",\"value\":")?;
-    let value = s.number()?;
+    let value = match s.short_decimal() {
+        Some(value) => value,
+        None => s.number()?,
+    };
     let rest = &line[s.pos..];
     let tags = if rest == "}" {
         ""
@@ -79,13 +93,10 @@ pub(super) fn scan_usual_layout(line: &str) -> Option<Scanned<'_>> {
         }
         tags
     };
-    Some(Scanned {
-        point: JsonPoint {
-            name: Some(Scalar::Text(name.into())),
-            time: Some(Scalar::Number(time)),
-            value: Some(Scalar::Number(value)),
-            bad_tags: None,
-        },
+    Some(Usual {
+        name,
+        time,
+        value,
         tags,
     })
 }
@@ -146,9 +157,10 @@ fn first_special(word: u64) -> Option<usize> {
 }
 
 /// How many of the first bytes of `word` (little-endian) are ASCII digits.
-/// A byte below `0` sets its high bit when `0` is subtracted, one above `9`
-/// when 0x46 is added; borrows and carries only move flags above the lowest
-/// non-digit, so the lowest flag is exact.
+/// Subtracting `0` from each byte sets the high bit of bytes below 0x30 and
+/// from 0xB0 up; adding 0x46 sets it for 0x3A to 0xB9; a digit sets
+/// neither. Borrows and carries only move flags above the lowest non-digit,
+/// so the lowest flag is exact.
 fn leading_digits(word: u64) -> usize {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below = word.wrapping_sub(0x3030_3030_3030_3030);
@@ -165,6 +177,66 @@ fn eight_digits(word: u64) -> u64 {
         .wrapping_mul(100 + (1_000_000 << 32))
         .wrapping_add(((pairs >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32))))
         >> 32
+}
+
+/// `digits.digits` at the start of `word` (little-endian), at most six
+/// digits in all and in JSON's grammar (no leading zero but `0` itself,
+/// digits on both sides of the point), then a byte that is not a digit,
+/// inside the word: the number, and the offset of that byte. The digits
+/// form one integer below 10^6, exact in f64, divided by an exact power of
+/// ten: the same f64 as [`Scanner::number`] and `str::parse`.
+fn short_decimal(word: u64) -> Option<(f64, usize)> {
+    let whole = leading_digits(word);
+    let first = word as u8;
+    if whole == 0 || whole > 6 || (whole > 1 && first == b'0') {
+        return None;
+    }
+    if (word >> (8 * whole)) as u8 != b'.' {
+        return None;
+    }
+    // The bytes after the point; those shifted in are zeros, not digits.
+    let after_point = word >> (8 * (whole + 1));
+    let fraction = leading_digits(after_point);
+    let end = whole + 1 + fraction;
+    if fraction == 0 || end >= 8 {
+        return None;
+    }
+    let digits = whole + fraction;
+    let whole_bytes = word & ((1 << (8 * whole)) - 1);
+    let fraction_bytes = after_point & ((1 << (8 * fraction)) - 1);
+    // The digits without the point, as the high bytes of a word whose low
+    // bytes are '0's: leading zeros of the same number.
+    let joined = whole_bytes | (fraction_bytes << (8 * whole));
+    let word = (joined << (8 * (8 - digits))) | (0x3030_3030_3030_3030 >> (8 * digits));
+    Some((eight_digits(word) as f64 / POWERS_OF_TEN[fraction], end))
+}
+
+/// The number a whole token spells when it is one in JSON's grammar, as
+/// JSON's numbers are read (the nearest f64, as `str::parse` reads it);
+/// `None` for anything else, including what `str::parse` takes besides
+/// (`inf`, `+1`, `.5`, `1.`) and numbers too large for f64. Graphite and
+/// Influx values are nearly all plain decimals, read here without
+/// `str::parse`'s general algorithm.
+pub(in crate::decode) fn number_token(token: &str) -> Option<f64> {
+    let bytes = token.as_bytes();
+    let negative = bytes.first() == Some(&b'-');
+    let unsigned = &bytes[usize::from(negative)..];
+    if unsigned.len() < 8 {
+        // Padded to a word with a byte that ends a number.
+        let mut padded = [b' '; 8];
+        padded[..unsigned.len()].copy_from_slice(unsigned);
+        if let Some((magnitude, end)) = short_decimal(u64::from_le_bytes(padded)) {
+            if end == unsigned.len() {
+                return Some(if negative { -magnitude } else { magnitude });
+            }
+        }
+    }
+    let mut s = Scanner {
+        line: token,
+        pos: 0,
+    };
+    let value = s.number()?;
+    (s.pos == token.len()).then_some(value)
 }
 
 struct Scanner<'a> {
@@ -311,6 +383,25 @@ impl<'a> Scanner<'a> {
         Some((eight_digits(head) * 100_000 + eight_digits(tail)) as f64)
     }
 
+    /// A plain decimal as most values are spelled, `[-]digits.digits` with
+    /// at most six digits, read from one eight-byte word (see
+    /// [`short_decimal`]); `None` for anything else, which [`Self::number`]
+    /// reads. The same f64 as `number`.
+    #[inline]
+    fn short_decimal(&mut self) -> Option<f64> {
+        let bytes = self.line.as_bytes();
+        let negative = bytes.get(self.pos) == Some(&b'-');
+        let start = self.pos + usize::from(negative);
+        let word = u64::from_le_bytes(bytes.get(start..start + 8)?.try_into().ok()?);
+        let (magnitude, end) = short_decimal(word)?;
+        // An exponent would go on with the number.
+        if matches!(bytes[start + end], b'e' | b'E') {
+            return None;
+        }
+        self.pos = start + end;
+        Some(if negative { -magnitude } else { magnitude })
+    }
+
     /// One or more ASCII digits, accumulated into `mantissa`; how many.
     #[inline]
     fn digits(&mut self, mantissa: &mut Mantissa) -> Option<usize> {
@@ -404,6 +495,8 @@ mod tests {
         prop_oneof![
             // Epoch milliseconds and their near misses (a leading zero, a fraction).
             "[0-9]{12,14}(\\.[0-9])?",
+            // Values as most are written, and their near misses.
+            "-?[0-9]{1,4}\\.[0-9]{0,4}",
             "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
             // Near misses JSON refuses, and values at the edges of f64.
             prop_oneof![
@@ -548,8 +641,13 @@ mod tests {
             // has read it whole, so reading it whole stands for both.
             let mut known_tags = Vec::new();
             let took = scan_usual_layout(&line)
-                .filter(|scanned| read_tags(scanned.tags, &mut known_tags).is_some())
-                .map(|scanned| scanned.point);
+                .filter(|usual| read_tags(usual.tags, &mut known_tags).is_some())
+                .map(|usual| JsonPoint {
+                    name: Some(Scalar::Text(usual.name.into())),
+                    time: Some(Scalar::Number(usual.time)),
+                    value: Some(Scalar::Number(usual.value)),
+                    bad_tags: None,
+                });
             if let Some(point) = took {
                 let mut serde_tags = Vec::new();
                 let parsed = parse_with_serde(&line, &mut serde_tags)
@@ -581,7 +679,19 @@ mod tests {
         /// Epoch milliseconds read eight bytes at a time are what
         /// `number` reads, and only a plain 13-digit integer is taken.
         #[test]
-        fn epoch_ms_agrees_with_number(text in "[0-9]{11,15}([,.eE][0-9]?)?,?") {
+        fn epoch_ms_agrees_with_number(
+            (text, at, byte) in (
+                "[0-9]{11,15}([,.eE][0-9]?)?,?",
+                0..14usize,
+                prop_oneof![3 => Just(None), 1 => any::<char>().prop_map(Some)],
+            )
+        ) {
+            // Now and then one of the first fourteen bytes (all ASCII) is
+            // replaced by any character, so each word's check must refuse it.
+            let mut text = text;
+            if let Some(other) = byte.filter(|_| at < text.len()) {
+                text.replace_range(at..at + 1, other.encode_utf8(&mut [0; 4]));
+            }
             let mut fast = Scanner { line: &text, pos: 0 };
             let mut slow = Scanner { line: &text, pos: 0 };
             if let Some(time) = fast.epoch_ms() {
@@ -596,6 +706,57 @@ mod tests {
                     digits != 13 || text.starts_with('0') || text.as_bytes().get(13) != Some(&b','),
                     "{}", text
                 );
+            }
+        }
+
+        /// Short decimals read from one word are what `number` reads, and
+        /// only `[-](0|[1-9]digits).digits` of six digits at most, ended
+        /// inside the word by a byte that cannot go on with the number, is
+        /// taken.
+        #[test]
+        fn short_decimal_agrees_with_number(
+            text in "-?[0-9]{0,7}(\\.[0-9]{0,6})?([eE][0-9])?[,}x.]?[0-9,]{0,8}"
+        ) {
+            let mut fast = Scanner { line: &text, pos: 0 };
+            let mut slow = Scanner { line: &text, pos: 0 };
+            let shape = regex::Regex::new(r"^-?(0|[1-9][0-9]*)\.[0-9]+[^0-9eE]").unwrap();
+            if let Some(value) = fast.short_decimal() {
+                prop_assert_eq!(Some(value.to_bits()), slow.number().map(f64::to_bits), "{}", text);
+                prop_assert_eq!(fast.pos, slow.pos, "{}", text);
+                prop_assert!(shape.is_match(&text), "{}", text);
+                let digits = text[..fast.pos].bytes().filter(u8::is_ascii_digit).count();
+                prop_assert!(digits <= 6, "{}", text);
+            } else {
+                prop_assert_eq!(fast.pos, 0);
+                // Refused only for more digits, or fewer than eight bytes to read.
+                if let Some(taken) = shape.find(&text) {
+                    let digits = taken.as_str().bytes().filter(u8::is_ascii_digit).count();
+                    let start = usize::from(text.starts_with('-'));
+                    prop_assert!(digits > 6 || text.len() < start + 8, "{}", text);
+                }
+            }
+        }
+
+        /// A whole token reads as `str::parse` reads it, whenever it is a
+        /// number in JSON's grammar; other tokens are left to `str::parse`.
+        #[test]
+        fn number_tokens_read_as_str_parse_does(
+            token in prop_oneof![
+                "-?[0-9]{1,7}(\\.[0-9]{0,7})?",
+                "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
+                "[-+.0-9eEinfa]{0,10}",
+            ]
+        ) {
+            let json = regex::Regex::new(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$").unwrap();
+            match number_token(&token) {
+                Some(value) => {
+                    prop_assert!(json.is_match(&token), "{}", token);
+                    prop_assert_eq!(Some(value.to_bits()), token.parse::<f64>().ok().map(f64::to_bits), "{}", token);
+                }
+                None => prop_assert!(
+                    !json.is_match(&token) || !token.parse::<f64>().is_ok_and(f64::is_finite),
+                    "{}", token
+                ),
             }
         }
 
