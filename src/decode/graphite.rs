@@ -48,13 +48,7 @@ pub(super) fn parse_line<'a>(line: &'a str, sink: &mut LineSink<'_, 'a>) -> Resu
         }
         sink.tags.push((Cow::Borrowed(k), Cow::Borrowed(v)));
     }
-    // Nearly every value is a plain decimal, read without `str::parse`'s
-    // general algorithm; anything else is `str::parse`'s, as it always was.
-    let parsed = match super::json::number_token(value) {
-        Some(number) => Ok(number),
-        None => value.parse(),
-    };
-    let value: f64 = parsed.map_err(|_| {
+    let value = super::parse_value(value).map_err(|_| {
         LineError::new(
             RejectReason::NonNumericValue,
             format!("value {value:?} is not a number"),

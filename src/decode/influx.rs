@@ -102,12 +102,7 @@ fn field_value(text: &str) -> Result<Option<f64>, LineError> {
             .or_else(|| text.strip_suffix('u'))
             .unwrap_or(text),
     };
-    // As Graphite's values: a plain decimal without `str::parse`.
-    let parsed = match super::json::number_token(number) {
-        Some(value) => Ok(value),
-        None => number.parse::<f64>(),
-    };
-    parsed.map(Some).map_err(|_| {
+    super::parse_value(number).map(Some).map_err(|_| {
         LineError::new(
             RejectReason::NonNumericValue,
             format!("field value {text:?} is not a number"),

@@ -189,6 +189,13 @@ fn line_ranges(payload: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
+/// A Graphite or Influx value: nearly always a plain decimal, read without
+/// `str::parse`'s general algorithm ([`json::number_token`]); any other
+/// token is `str::parse`'s, as it always was.
+fn parse_value(token: &str) -> Result<f64, std::num::ParseFloatError> {
+    json::number_token(token).map_or_else(|| token.parse(), Ok)
+}
+
 /// Decodes `line`; `text` is the line as text when its record was valid
 /// UTF-8 as a whole.
 fn decode_line<'a>(

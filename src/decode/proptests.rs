@@ -81,13 +81,14 @@ proptest! {
     /// decodes alone.
     #[test]
     fn lines_decode_alike_in_one_batch_or_alone(
-        lines in proptest::collection::vec((any::<bool>(), 0..4usize, 0..4usize, 0..3usize, 0..4u8), 1..40)
+        lines in proptest::collection::vec((any::<bool>(), 0..4usize, 0..5usize, 0..3usize, 0..4u8), 1..40)
     ) {
         let names = ["cpu", "mem", "", "cpu.idle"];
         // JSON and Graphite spellings of the same sets: good, good, a
-        // duplicate key, a reserved key.
-        let json_tags = [r#"{"host":"a"}"#, r#"{"host":"a","zone":"z"}"#, r#"{"k":"a","k":"b"}"#, r#"{"time":"x"}"#];
-        let graphite_tags = [";host=a", ";host=a;zone=z", ";k=a;k=b", ";time=x"];
+        // duplicate key, a reserved key, and none (the one spelling both
+        // formats share).
+        let json_tags = [r#","tags":{"host":"a"}"#, r#","tags":{"host":"a","zone":"z"}"#, r#","tags":{"k":"a","k":"b"}"#, r#","tags":{"time":"x"}"#, ""];
+        let graphite_tags = [";host=a", ";host=a;zone=z", ";k=a;k=b", ";time=x", ""];
         // Epoch milliseconds, a short one, and one out of range.
         let json_times = ["1700000000000", "17", "1e16"];
         let mut shared = PointBatchBuilder::default();
@@ -96,7 +97,7 @@ proptest! {
         for (json, name, tags, time, value) in lines {
             let (format, line) = if json {
                 (Format::Json, format!(
-                    r#"{{"name":"{}","time":{},"value":{value}.5,"tags":{}}}"#,
+                    r#"{{"name":"{}","time":{},"value":{value}.5{}}}"#,
                     names[name], json_times[time], json_tags[tags]
                 ))
             } else {
@@ -105,7 +106,7 @@ proptest! {
             let before = shared_rejects.len();
             decode_record(format, line.as_bytes(), 0, Limits::unbounded(), &mut shared, &mut shared_rejects);
             let (batch, rejects, _) = decode(format, line.as_bytes());
-            let reasons = |r: &[Rejected]| r.iter().map(|r| r.reason).collect::<Vec<_>>();
+            let reasons = |r: &[Rejected]| r.iter().map(|r| (r.reason, r.detail.clone())).collect::<Vec<_>>();
             prop_assert_eq!(reasons(&shared_rejects[before..]), reasons(&rejects), "{}", line);
             alone_rows.extend(rows(&batch));
         }

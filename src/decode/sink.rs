@@ -148,22 +148,22 @@ impl<'b, 'a> LineSink<'b, 'a> {
     /// appends the line.
     pub(super) fn commit_line(&mut self) -> Result<usize, LineError> {
         let n = self.pending.len();
-        let set = match self.line_tags {
-            LineTags::Series(_) => None,
-            LineTags::Known(set) => Some(set),
+        let (set, series) = match self.line_tags {
+            LineTags::Series(series) => (None, Some(series)),
+            LineTags::Known(set) => (Some(set), None),
             LineTags::Spelled(spelling) => {
                 self.check_tags()?;
-                Some(self.builder.add_tag_set(spelling, &self.tags))
+                (Some(self.builder.add_tag_set(spelling, &self.tags)), None)
             }
             LineTags::Parsed => {
                 self.check_tags()?;
-                None
+                (None, None)
             }
         };
-        let series = match (self.line_tags, set, self.series_name) {
-            (LineTags::Series(series), _, _) => Some(series),
-            // A series the batch did not know is stored once its line is good.
-            (_, Some(set), Some(name)) => Some(self.builder.add_series(name, set)),
+        // A series the batch did not know is stored once its line is good.
+        let series = match (series, set, self.series_name) {
+            (Some(series), _, _) => Some(series),
+            (None, Some(set), Some(name)) => Some(self.builder.add_series(name, set)),
             _ => None,
         };
         if let Some(series) = series {

@@ -188,7 +188,9 @@ fn eight_digits(word: u64) -> u64 {
 fn short_decimal(word: u64) -> Option<(f64, usize)> {
     let whole = leading_digits(word);
     let first = word as u8;
-    if whole == 0 || whole > 6 || (whole > 1 && first == b'0') {
+    // Six digits and the point leave at most five before it; the bound also
+    // keeps every shift below under 64 bits.
+    if whole == 0 || whole > 5 || (whole > 1 && first == b'0') {
         return None;
     }
     if (word >> (8 * whole)) as u8 != b'.' {
