@@ -317,16 +317,14 @@ impl PointBatchBuilder {
     pub fn push_series(&mut self, series: SeriesId, time_ms: i64, value: f64) {
         let (name_key, set) = self.series.series[series.0 as usize];
         append_tags(&mut self.tags, self.tag_sets.pairs(set), self.rows);
-        self.time.push(time_ms);
-        self.name.push_key(name_key);
-        self.value.push(value);
-        self.rows += 1;
+        self.push_fixed(name_key, time_ms, value);
     }
 
     /// Appends one point of a stored tag set.
     pub fn push_tagged(&mut self, name: &str, time_ms: i64, value: f64, tags: TagSetId) {
         append_tags(&mut self.tags, self.tag_sets.pairs(tags), self.rows);
-        self.push_fixed(name, time_ms, value);
+        let name_key = self.name.intern(name);
+        self.push_fixed(name_key, time_ms, value);
     }
 
     /// Appends one point. Tag keys must be distinct; `tags` holds column names
@@ -345,12 +343,14 @@ impl PointBatchBuilder {
             self.resolved.push((column, value));
         }
         append_tags(&mut self.tags, &self.resolved, self.rows);
-        self.push_fixed(name, time_ms, value);
+        let name_key = self.name.intern(name);
+        self.push_fixed(name_key, time_ms, value);
     }
 
-    fn push_fixed(&mut self, name: &str, time_ms: i64, value: f64) {
+    /// The columns every row has: time, the name's key, value.
+    fn push_fixed(&mut self, name_key: i32, time_ms: i64, value: f64) {
         self.time.push(time_ms);
-        self.name.push(name);
+        self.name.push_key(name_key);
         self.value.push(value);
         self.rows += 1;
     }

@@ -86,12 +86,6 @@ impl DictionaryColumn {
         self.nulls.append_non_null();
     }
 
-    /// Appends a row holding `value`.
-    pub(super) fn push(&mut self, value: &str) {
-        let key = self.intern(value);
-        self.push_key(key);
-    }
-
     /// Appends `rows` null rows.
     pub(super) fn push_nulls(&mut self, rows: usize) {
         self.keys.resize(self.keys.len() + rows, 0);
@@ -125,11 +119,15 @@ mod tests {
     #[test]
     fn values_are_interned_once_and_rows_keep_their_order() {
         let mut column = DictionaryColumn::default();
-        column.push("b");
+        let b = column.intern("b");
+        column.push_key(b);
         column.push_nulls(2);
         let a = column.intern("a");
         column.push_key(a);
-        column.push("b");
+        // Interned again: the same key, the value not stored twice.
+        let b_again = column.intern("b");
+        assert_eq!(b_again, b);
+        column.push_key(b_again);
         assert_eq!(column.len(), 5);
         let array = column.finish();
         assert_eq!(array.values().len(), 2, "each value stored once");
@@ -138,7 +136,8 @@ mod tests {
         let rows: Vec<Option<&str>> = strings.iter().collect();
         assert_eq!(rows, [Some("b"), None, None, Some("a"), Some("b")]);
         assert_eq!(column.len(), 0, "finish starts over");
-        column.push("c");
+        let c = column.intern("c");
+        column.push_key(c);
         assert_eq!(
             column.finish().values().len(),
             1,
