@@ -113,6 +113,46 @@ proptest! {
         prop_assert_eq!(rows(&shared.finish().unwrap()), alone_rows);
     }
 
+    /// Series outlive their batch in the builder (points::builder); each
+    /// finished batch must still be what a builder new to it gives, exactly:
+    /// the same columns, rows and dictionary values in the same order, and
+    /// the same lines rejected. Lines of all three formats share series and
+    /// tag columns, and batches end anywhere.
+    #[test]
+    fn a_reused_builder_finishes_each_batch_as_a_new_one_would(
+        lines in proptest::collection::vec((0..3usize, 0..4usize, 0..5usize, any::<bool>(), any::<bool>()), 1..60)
+    ) {
+        let names = ["cpu", "mem", "", "disk"];
+        let json_tags = [r#","tags":{"host":"a"}"#, r#","tags":{"host":"b","zone":"z"}"#, r#","tags":{"k":"a","k":"b"}"#, r#","tags":{"zone":"y"}"#, ""];
+        let graphite_tags = [";host=a", ";host=b;zone=z", ";k=a;k=b", ";zone=y", ""];
+        let influx_tags = [",host=a", ",host=b,zone=z", ",k=a,k=b", ",zone=y", ""];
+        let mut reused = PointBatchBuilder::default();
+        let mut new = PointBatchBuilder::default();
+        let (mut reused_rejects, mut new_rejects) = (Vec::new(), Vec::new());
+        for (format, name, tags, two_fields, batch_ends) in lines {
+            let (format, line) = match format {
+                0 => (Format::Json, format!(
+                    r#"{{"name":"{}","time":1700000000000,"value":1.5{}}}"#,
+                    names[name], json_tags[tags]
+                )),
+                1 => (Format::Graphite, format!("{}{} 2.5 1700000000", names[name], graphite_tags[tags])),
+                _ => (Format::Influx, format!(
+                    "{}{} value=3.5{} 1700000000000000000",
+                    names[name], influx_tags[tags], if two_fields { ",max=4i" } else { "" }
+                )),
+            };
+            decode_record(format, line.as_bytes(), 0, Limits::unbounded(), &mut reused, &mut reused_rejects);
+            decode_record(format, line.as_bytes(), 0, Limits::unbounded(), &mut new, &mut new_rejects);
+            if batch_ends {
+                prop_assert_eq!(reused.finish().unwrap(), new.finish().unwrap());
+                new = PointBatchBuilder::default();
+            }
+        }
+        prop_assert_eq!(reused.finish().unwrap(), new.finish().unwrap());
+        let reasons = |r: &[Rejected]| r.iter().map(|r| (r.reason, r.detail.clone())).collect::<Vec<_>>();
+        prop_assert_eq!(reasons(&reused_rejects), reasons(&new_rejects));
+    }
+
     #[test]
     fn lines_are_split_as_slice_split_does(bytes in proptest::collection::vec(
         prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a')], 0..40)

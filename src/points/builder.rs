@@ -8,6 +8,15 @@
 //! checks on them and a dictionary lookup per tag. A decoder that reads a
 //! name and a tag set per line looks both up at once, as a series
 //! ([`PointBatchBuilder::known_series`]): one hash per point, not two.
+//!
+//! Series outlive their batch. A stream sends the same series batch after
+//! batch, and a batch flushed every second holds only a few points of each:
+//! storing every series afresh per batch (its tags parsed and checked, its
+//! values interned, its set and series indexed) was about a third of
+//! decoding at `klaxon bench`'s shape. So the tag columns, their stored
+//! values, the tag sets and the series stay from one batch to the next
+//! while most of them are still in use (see [`Kept`]); a finished batch
+//! holds only what its own rows use, as it would from a new builder.
 
 use std::{hash::BuildHasher, ops::Range, sync::Arc};
 
@@ -37,8 +46,9 @@ impl TagColumn {
     }
 }
 
-/// A tag set of the batch being built, as [`PointBatchBuilder::add_tag_set`]
-/// stored it. Valid until the batch is finished.
+/// A tag set as [`PointBatchBuilder::add_tag_set`] stored it. Valid until
+/// the builder forgets its sets (at a `finish`); [`PointBatchBuilder::known_tag_set`]
+/// finds it again while it is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagSetId(u32);
 
@@ -57,6 +67,8 @@ struct TagSets {
     /// Each set's spelling and pairs, as ranges of `spellings` and `pairs`.
     sets: Vec<(Range<usize>, Range<usize>)>,
     pairs: Vec<(ColumnIndex, i32)>,
+    /// The batch each set last had a point in, by [`PointBatchBuilder::batch`].
+    appended: Vec<u32>,
 }
 
 impl TagSets {
@@ -82,28 +94,30 @@ impl TagSets {
     fn held_bytes(&self) -> usize {
         self.spellings.capacity()
             + self.pairs.capacity() * size_of::<(ColumnIndex, i32)>()
-            + self.sets.capacity() * size_of::<(Range<usize>, Range<usize>)>()
+            + self.sets.capacity() * (size_of::<(Range<usize>, Range<usize>)>() + size_of::<u32>())
             + self.index.capacity() * INDEX_ENTRY_BYTES
     }
 
-    /// Empties the store for the next batch, keeping at most a usual
-    /// batch's allocations: one batch of new series must not pin its
-    /// store's memory for the life of the partition.
+    /// Empties the store, keeping at most a usual batch's allocations: one
+    /// batch of new series must not pin its store's memory for the life of
+    /// the partition.
     fn clear(&mut self) {
         const KEPT_SETS: usize = 4096;
         self.index.clear();
         self.spellings.clear();
         self.sets.clear();
         self.pairs.clear();
+        self.appended.clear();
         self.index.shrink_to(KEPT_SETS, |_| 0);
         self.spellings.shrink_to(KEPT_SETS * 64);
         self.sets.shrink_to(KEPT_SETS);
         self.pairs.shrink_to(KEPT_SETS * 8);
+        self.appended.shrink_to(KEPT_SETS);
     }
 }
 
-/// A series of the batch being built, as [`PointBatchBuilder::add_series`]
-/// stored it: a name and a stored tag set. Valid until the batch is finished.
+/// A series as [`PointBatchBuilder::add_series`] stored it: a name and a
+/// stored tag set. Valid as a [`TagSetId`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesId(u32);
 
@@ -114,7 +128,16 @@ pub struct SeriesId(u32);
 struct SeriesIndex {
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
-    series: Vec<(i32, TagSetId)>,
+    series: Vec<Series>,
+}
+
+/// A stored series: its name's key, its tag set, and the batch it last had
+/// a point in (by [`PointBatchBuilder::batch`]).
+#[derive(Clone, Copy)]
+struct Series {
+    name_key: i32,
+    tags: TagSetId,
+    appended: u32,
 }
 
 /// The hash a series is found by: its name, then its tags spelling.
@@ -131,8 +154,7 @@ fn series_hash(hasher: &foldhash::fast::RandomState, name: &[u8], spelling: &[u8
 
 impl SeriesIndex {
     fn held_bytes(&self) -> usize {
-        self.series.capacity() * size_of::<(i32, TagSetId)>()
-            + self.index.capacity() * INDEX_ENTRY_BYTES
+        self.series.capacity() * size_of::<Series>() + self.index.capacity() * INDEX_ENTRY_BYTES
     }
 
     /// As [`TagSets::clear`].
@@ -156,16 +178,22 @@ pub struct PointBatchBuilder {
     time: Vec<i64>,
     name: DictionaryColumn,
     value: Vec<f64>,
-    /// Tag columns in the order their keys first appeared.
+    /// Tag columns in the order their keys first appeared, kept with the
+    /// stored values; a batch's own are those with rows in it.
     tags: Vec<TagColumn>,
     /// Index into `tags` by key; hashed with foldhash rather than SipHash,
     /// flooding it is bounded by `max_tag_keys`.
     columns: HashMap<String, ColumnIndex>,
+    /// How many of `tags` have rows in this batch.
+    batch_columns: usize,
     tag_sets: TagSets,
     series: SeriesIndex,
     /// Scratch for [`Self::push`]'s resolved tags.
     resolved: Vec<(ColumnIndex, i32)>,
     rows: usize,
+    /// This batch's number since the builder was made (wrapping: a stale
+    /// mark would need 2^32 batches to look current).
+    batch: u32,
 }
 
 impl std::fmt::Debug for PointBatchBuilder {
@@ -188,10 +216,12 @@ impl Default for PointBatchBuilder {
             value: Vec::new(),
             tags: Vec::new(),
             columns: HashMap::new(),
+            batch_columns: 0,
             tag_sets: TagSets::default(),
             series: SeriesIndex::default(),
             resolved: Vec::new(),
             rows: 0,
+            batch: 0,
         }
     }
 }
@@ -207,24 +237,28 @@ impl PointBatchBuilder {
 
     /// Whether some point of this batch has the tag column `key`.
     pub fn has_tag_column(&self, key: &str) -> bool {
-        self.columns.contains_key(key)
+        self.columns
+            .get(key)
+            .is_some_and(|&column| self.tags[column as usize].values.len() > 0)
     }
 
     /// How many distinct tag columns the batch has.
     pub fn tag_columns(&self) -> usize {
-        self.tags.len()
+        self.batch_columns
     }
 
     /// Memory the batch holds, the measure of ingest's memory budget: the
     /// fixed-width parts the finished batch will take (20 bytes per row for
     /// time, name key and value, and 4 bytes plus a validity bit per row in
-    /// every tag column, since each column is padded to every row), every
-    /// dictionary's distinct values with their offsets and index, and the
-    /// stored tag sets. The last two are not bounded by the input's size: a
-    /// line of many one-letter tags, each line a new set, stores about 16
-    /// bytes of pairs per 4 bytes of input.
+    /// every tag column of the batch, since each is padded to every row),
+    /// every dictionary's stored values with their offsets and index, and
+    /// the stored tag sets and series, kept from earlier batches or not.
+    /// The last two are not bounded by the input's size: a line of many
+    /// one-letter tags, each line a new set, stores about 16 bytes of pairs
+    /// per 4 bytes of input.
     pub fn estimated_bytes(&self) -> usize {
-        let per_row = 20 + self.tags.len().saturating_mul(4) + self.tags.len().div_ceil(8);
+        let columns = self.batch_columns;
+        let per_row = 20 + columns.saturating_mul(4) + columns.div_ceil(8);
         let dictionaries: usize = self
             .tags
             .iter()
@@ -243,7 +277,7 @@ impl PointBatchBuilder {
         &self.time
     }
 
-    /// The tag set a decoder stored under `spelling` in this batch, if any.
+    /// The tag set a decoder stored under `spelling`, if the builder has it.
     /// A spelling must mean one tag set whatever format spelled it: each
     /// decoder's spellings start with their own delimiter (JSON `{`,
     /// Graphite `;`, Influx `,`), and the empty spelling means no tags in all.
@@ -266,10 +300,11 @@ impl PointBatchBuilder {
             let value = self.tags[column as usize].values.intern(value.as_ref());
             sets.pairs.push((column, value));
         }
-        let id = u32::try_from(sets.sets.len()).expect("fewer than 2^32 tag sets in a batch");
+        let id = u32::try_from(sets.sets.len()).expect("fewer than 2^32 tag sets stored");
         let spelled = sets.spellings.len()..sets.spellings.len() + spelling.len();
         sets.spellings.extend_from_slice(spelling);
         sets.sets.push((spelled, start..sets.pairs.len()));
+        sets.appended.push(self.batch.wrapping_sub(1));
         let hash = sets.hasher.hash_one(spelling);
         let (all, spellings, hasher) = (&sets.sets, &sets.spellings, &sets.hasher);
         sets.index.insert_unique(hash, id, |&id| {
@@ -286,9 +321,9 @@ impl PointBatchBuilder {
         index
             .index
             .find(hash, |&id| {
-                let (name_key, set) = index.series[id as usize];
-                self.name.value(name_key) == name.as_bytes()
-                    && self.tag_sets.spelling(set) == spelling
+                let series = index.series[id as usize];
+                self.name.value(series.name_key) == name.as_bytes()
+                    && self.tag_sets.spelling(series.tags) == spelling
             })
             .map(|&id| SeriesId(id))
     }
@@ -302,27 +337,50 @@ impl PointBatchBuilder {
             hasher,
             series,
         } = &mut self.series;
-        let id = u32::try_from(series.len()).expect("fewer than 2^32 series in a batch");
-        series.push((name_key, tags));
+        let id = u32::try_from(series.len()).expect("fewer than 2^32 series stored");
+        series.push(Series {
+            name_key,
+            tags,
+            appended: self.batch.wrapping_sub(1),
+        });
         let (names, sets) = (&self.name, &self.tag_sets);
         let hash = series_hash(hasher, name.as_bytes(), sets.spelling(tags));
         index.insert_unique(hash, id, |&id| {
-            let (name_key, set) = series[id as usize];
-            series_hash(hasher, names.value(name_key), sets.spelling(set))
+            let series = series[id as usize];
+            series_hash(
+                hasher,
+                names.value(series.name_key),
+                sets.spelling(series.tags),
+            )
         });
         SeriesId(id)
     }
 
     /// Appends one point of a stored series.
     pub fn push_series(&mut self, series: SeriesId, time_ms: i64, value: f64) {
-        let (name_key, set) = self.series.series[series.0 as usize];
-        append_tags(&mut self.tags, self.tag_sets.pairs(set), self.rows);
+        let series = &mut self.series.series[series.0 as usize];
+        series.appended = self.batch;
+        let Series { name_key, tags, .. } = *series;
+        let columns = &mut self.batch_columns;
+        append_tags(
+            &mut self.tags,
+            self.tag_sets.pairs(tags),
+            self.rows,
+            columns,
+        );
         self.push_fixed(name_key, time_ms, value);
     }
 
     /// Appends one point of a stored tag set.
     pub fn push_tagged(&mut self, name: &str, time_ms: i64, value: f64, tags: TagSetId) {
-        append_tags(&mut self.tags, self.tag_sets.pairs(tags), self.rows);
+        self.tag_sets.appended[tags.0 as usize] = self.batch;
+        let columns = &mut self.batch_columns;
+        append_tags(
+            &mut self.tags,
+            self.tag_sets.pairs(tags),
+            self.rows,
+            columns,
+        );
         let name_key = self.name.intern(name);
         self.push_fixed(name_key, time_ms, value);
     }
@@ -342,7 +400,12 @@ impl PointBatchBuilder {
             let value = self.tags[column as usize].values.intern(value.as_ref());
             self.resolved.push((column, value));
         }
-        append_tags(&mut self.tags, &self.resolved, self.rows);
+        append_tags(
+            &mut self.tags,
+            &self.resolved,
+            self.rows,
+            &mut self.batch_columns,
+        );
         let name_key = self.name.intern(name);
         self.push_fixed(name_key, time_ms, value);
     }
@@ -355,7 +418,9 @@ impl PointBatchBuilder {
         self.rows += 1;
     }
 
-    /// Finishes the batch and resets the builder for reuse.
+    /// Finishes the batch: its rows, and the tag columns and values they
+    /// use. What it stored is kept for the next batch while that pays (see
+    /// [`Kept`]).
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = self.rows;
         let mut fields = base_fields();
@@ -370,18 +435,85 @@ impl PointBatchBuilder {
                 None,
             )),
         ];
-        let mut tags = std::mem::take(&mut self.tags);
-        tags.sort_by(|a, b| a.key.cmp(&b.key));
-        for mut column in tags {
+        let mut in_batch = Vec::with_capacity(self.batch_columns);
+        for column in &mut self.tags {
+            match column.values.len() {
+                0 => column.values.skip_batch(),
+                _ => in_batch.push(column),
+            }
+        }
+        in_batch.sort_by(|a, b| a.key.cmp(&b.key));
+        for column in in_batch {
             column.pad(rows);
-            fields.push(Field::new(column.key, string_type(), true));
+            fields.push(Field::new(column.key.clone(), string_type(), true));
             columns.push(Arc::new(column.values.finish()));
         }
+        if !self.kept().worth_keeping() {
+            self.forget_stored();
+        }
+        self.rows = 0;
+        self.batch_columns = 0;
+        self.batch = self.batch.wrapping_add(1);
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+
+    /// What the builder stores, and how much of it the batch just finished
+    /// used.
+    fn kept(&mut self) -> Kept {
+        let batch = self.batch;
+        let mut kept = Kept::default();
+        for series in &self.series.series {
+            if series.appended == batch {
+                kept.used += 1;
+                // A set is in use if a series of it is.
+                self.tag_sets.appended[series.tags.0 as usize] = batch;
+            }
+        }
+        kept.stored += self.series.series.len();
+        kept.stored += self.tag_sets.appended.len();
+        kept.used += self
+            .tag_sets
+            .appended
+            .iter()
+            .filter(|&&b| b == batch)
+            .count();
+        for column in std::iter::once(&self.name).chain(self.tags.iter().map(|c| &c.values)) {
+            kept.stored += column.stored();
+            kept.used += column.used();
+        }
+        kept
+    }
+
+    /// Forgets every stored series, tag set, value and tag column; the
+    /// next batch stores its own afresh.
+    fn forget_stored(&mut self) {
+        self.name.clear();
+        self.tags.clear();
         self.columns.clear();
         self.tag_sets.clear();
         self.series.clear();
-        self.rows = 0;
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+/// Entries the builder stores (series, tag sets, dictionary values), and
+/// how many of them the last batch used. They are kept for the next batch
+/// while at most about half are unused: a stream of the same series keeps
+/// them all, and one whose series change is bounded to about twice what a
+/// batch uses, plus [`Kept::SLACK`].
+#[derive(Debug, Default)]
+struct Kept {
+    stored: usize,
+    used: usize,
+}
+
+impl Kept {
+    /// Unused entries kept whatever the batch used: a small store costs
+    /// little, and a quiet batch should not cost its stream its series.
+    const SLACK: usize = 4096;
+
+    fn worth_keeping(&self) -> bool {
+        let unused = self.stored.saturating_sub(self.used);
+        unused <= self.used.saturating_add(Self::SLACK)
     }
 }
 
@@ -403,10 +535,19 @@ fn column_index(
     column
 }
 
-/// Appends row `row`'s tags, padding each column up to it first.
-fn append_tags(tags: &mut [TagColumn], pairs: &[(ColumnIndex, i32)], row: usize) {
+/// Appends row `row`'s tags, padding each column up to it first, and
+/// counts in `batch_columns` the columns that had no row in the batch yet.
+fn append_tags(
+    tags: &mut [TagColumn],
+    pairs: &[(ColumnIndex, i32)],
+    row: usize,
+    batch_columns: &mut usize,
+) {
     for &(column, key) in pairs {
         let column = &mut tags[column as usize];
+        if column.values.len() == 0 {
+            *batch_columns += 1;
+        }
         column.pad(row);
         column.values.push_key(key);
     }
@@ -469,15 +610,6 @@ mod tests {
             .unwrap()
             .as_dictionary::<arrow::datatypes::Int32Type>();
         assert_eq!(hosts.values().len(), 2, "a value is stored once");
-
-        let mut next = PointBatchBuilder::default();
-        next.add_tag_set(b"{web}", &web);
-        next.finish().unwrap();
-        assert_eq!(
-            next.known_tag_set(b"{web}"),
-            None,
-            "sets end with their batch"
-        );
     }
     #[test]
     fn a_stored_series_appends_as_its_name_and_tags_would() {
@@ -507,10 +639,91 @@ mod tests {
             by_tags.push(name, i, i as f64, tags);
         }
         assert_eq!(by_series.finish().unwrap(), by_tags.finish().unwrap());
+    }
+
+    /// Series `i` of a store: name `m{i % 7}`, tags `host=h{i}`, and for odd
+    /// `i` also `zone=z{i % 3}`.
+    fn store_series(b: &mut PointBatchBuilder, i: usize) -> SeriesId {
+        let name = format!("m{}", i % 7);
+        let spelling = format!("{{{i}}}");
+        if let Some(series) = b.known_series(&name, spelling.as_bytes()) {
+            return series;
+        }
+        let (host, zone) = (format!("h{i}"), format!("z{}", i % 3));
+        let mut tags = vec![("host", host.as_str())];
+        if i % 2 == 1 {
+            tags.push(("zone", zone.as_str()));
+        }
+        let set = b.add_tag_set(spelling.as_bytes(), &tags);
+        b.add_series(&name, set)
+    }
+
+    #[test]
+    fn series_outlive_their_batch_and_a_batch_holds_only_its_own() {
+        let mut kept = PointBatchBuilder::default();
+        for i in 0..6 {
+            let series = store_series(&mut kept, i);
+            kept.push_series(series, i as i64, 1.0);
+        }
+        kept.finish().unwrap();
+        // The next batch finds its series stored, and holds only the rows,
+        // columns and values of its own: what a new builder gives.
+        let mut new = PointBatchBuilder::default();
+        for (row, i) in [4, 2, 4].into_iter().enumerate() {
+            let found = kept.known_series(&format!("m{}", i % 7), format!("{{{i}}}").as_bytes());
+            let series = found.expect("a series stays stored for the next batch");
+            kept.push_series(series, row as i64, 2.0);
+            let series = store_series(&mut new, i);
+            new.push_series(series, row as i64, 2.0);
+        }
+        assert!(
+            !kept.has_tag_column("zone"),
+            "no point of this batch has a zone"
+        );
+        assert_eq!(kept.tag_columns(), 1);
+        let (kept, new) = (kept.finish().unwrap(), new.finish().unwrap());
+        assert_eq!(kept, new);
+        assert_eq!(kept.schema().fields().len(), 4, "time, name, value, host");
+        let hosts = kept
+            .column_by_name("host")
+            .unwrap()
+            .as_dictionary::<arrow::datatypes::Int32Type>();
+        assert_eq!(hosts.values().len(), 2, "h4 and h2, not the batch before's");
+    }
+
+    #[test]
+    fn a_store_mostly_unused_is_forgotten() {
+        let mut b = PointBatchBuilder::default();
+        let many = 3 * Kept::SLACK;
+        for i in 0..many {
+            let series = store_series(&mut b, i);
+            b.push_series(series, 0, 1.0);
+        }
+        b.finish().unwrap();
+        let full = b.estimated_bytes();
+        // One series of the many in this batch: the rest is forgotten.
+        let series = store_series(&mut b, 1);
+        b.push_series(series, 0, 1.0);
+        b.finish().unwrap();
         assert_eq!(
-            by_series.known_series("cpu", b"{web}"),
+            b.known_series("m1", b"{1}"),
             None,
-            "series end with their batch"
+            "forgotten at the finish"
+        );
+        // Allocations of up to a usual batch stay (see `TagSets::clear`).
+        assert!(
+            b.estimated_bytes() < full / 2,
+            "{} of {full}",
+            b.estimated_bytes()
+        );
+        // A store of a few unused series is kept, as the slack allows.
+        let series = store_series(&mut b, 2);
+        b.push_series(series, 0, 1.0);
+        b.finish().unwrap();
+        b.finish().unwrap();
+        assert!(
+            b.known_series("m2", b"{2}").is_some(),
+            "kept through an empty batch"
         );
     }
 }

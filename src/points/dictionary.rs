@@ -5,8 +5,14 @@
 //! resolves a tag set's values to keys once and then appends keys alone
 //! (see [`super::builder::TagSetId`]). This column is arrow's builder with
 //! that door open: the same parts (keys, a validity bitmap, the distinct
-//! values in first-seen order, a hash index over them), finished into the
-//! same `DictionaryArray`.
+//! values, a hash index over them), finished into the same
+//! `DictionaryArray`.
+//!
+//! The values and their index outlive a batch, so that a stream's next
+//! batch finds its series' values stored already (the batch builder keeps
+//! them while most are still in use; see [`DictionaryColumn::clear`]).
+//! A finished batch holds only the values its rows use, numbered in the
+//! order its rows first use them: what a builder new to the batch gives.
 
 use std::{hash::BuildHasher, sync::Arc};
 
@@ -16,15 +22,25 @@ use arrow::{
 };
 use hashbrown::HashTable;
 
+/// The key a null row holds until `finish`, which gives it 0 (a null row's
+/// key is arbitrary, but must index the values).
+const NULL_ROW: i32 = -1;
+
 pub(super) struct DictionaryColumn {
+    /// Each row's key into `values` since the last `finish`.
     keys: Vec<i32>,
     nulls: NullBufferBuilder,
+    /// Every value stored since the last `clear`.
     values: StringBuilder,
     /// Keys of `values`, found by the value's hash. foldhash with a random
     /// seed: fast, and only minimally resistant to chosen collisions; what
     /// bounds a flood is the batch's size (ingest flushes by bytes held).
     index: HashTable<i32>,
     hasher: foldhash::fast::RandomState,
+    /// Scratch for `finish`: each stored value's key in the finished batch.
+    renumbered: Vec<i32>,
+    /// How many stored values the last finished batch used.
+    used: usize,
 }
 
 impl Default for DictionaryColumn {
@@ -35,6 +51,8 @@ impl Default for DictionaryColumn {
             values: StringBuilder::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            renumbered: Vec::new(),
+            used: 0,
         }
     }
 }
@@ -45,10 +63,20 @@ impl DictionaryColumn {
         self.keys.len()
     }
 
+    /// Distinct values stored, used by this batch or not.
+    pub(super) fn stored(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Distinct values the last finished batch used.
+    pub(super) fn used(&self) -> usize {
+        self.used
+    }
+
     /// The key of `value`, adding it to the dictionary if it is new.
     ///
     /// # Panics
-    /// Past 2^31 distinct values or 2 GiB of them in one batch, as arrow's
+    /// Past 2^31 distinct values or 2 GiB of them stored, as arrow's
     /// builder does; ingest's memory budget flushes long before.
     pub(super) fn intern(&mut self, value: &str) -> i32 {
         let hash = self.hasher.hash_one(value.as_bytes());
@@ -88,19 +116,60 @@ impl DictionaryColumn {
 
     /// Appends `rows` null rows.
     pub(super) fn push_nulls(&mut self, rows: usize) {
-        self.keys.resize(self.keys.len() + rows, 0);
+        self.keys.resize(self.keys.len() + rows, NULL_ROW);
         self.nulls.append_n_nulls(rows);
     }
 
-    /// The column as an array; the builder starts over, empty.
+    /// The rows since the last `finish` as an array holding the values they
+    /// use, in the order they first use them; the stored values stay.
     pub(super) fn finish(&mut self) -> DictionaryArray<Int32Type> {
-        let keys = Int32Array::new(std::mem::take(&mut self.keys).into(), self.nulls.finish());
-        self.index.clear();
-        // A batch of many distinct values must not pin its index's memory.
-        self.index.shrink_to(4096, |_| 0);
-        DictionaryArray::try_new(keys, Arc::new(self.values.finish()))
-            .expect("every key comes from intern, so it indexes the values")
+        let mut keys = std::mem::take(&mut self.keys);
+        let renumbered = &mut self.renumbered;
+        renumbered.clear();
+        renumbered.resize(self.values.len(), NULL_ROW);
+        let mut used = StringBuilder::new();
+        for key in &mut keys {
+            if *key == NULL_ROW {
+                *key = 0;
+                continue;
+            }
+            let slot = &mut renumbered[*key as usize];
+            if *slot == NULL_ROW {
+                // Fewer used values than stored ones, which fit an i32.
+                *slot = used.len() as i32;
+                used.append_value(value_bytes(&self.values, *key));
+            }
+            *key = *slot;
+        }
+        self.used = used.len();
+        let keys = Int32Array::new(keys.into(), self.nulls.finish());
+        DictionaryArray::try_new(keys, Arc::new(used.finish()))
+            .expect("every key is renumbered into the used values")
     }
+
+    /// Notes a finished batch without rows in this column (it used none of
+    /// its values).
+    pub(super) fn skip_batch(&mut self) {
+        self.used = 0;
+    }
+
+    /// Forgets the stored values (the rows since the last `finish` must be
+    /// none), keeping at most a usual batch's index: one batch of many
+    /// distinct values must not pin its memory for the life of the column.
+    pub(super) fn clear(&mut self) {
+        debug_assert!(self.keys.is_empty(), "clear follows finish");
+        self.values = StringBuilder::new();
+        self.index.clear();
+        self.index.shrink_to(4096, |_| 0);
+        self.renumbered = Vec::new();
+        self.used = 0;
+    }
+}
+
+/// The value `key` stands for, as the `&str` it was stored from.
+fn value_bytes(values: &StringBuilder, key: i32) -> &str {
+    // Stored from `&str`s whole, so every value is UTF-8.
+    std::str::from_utf8(value_of(values, key)).expect("values are stored from str")
 }
 
 /// The bytes of the value `key` stands for.
