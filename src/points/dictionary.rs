@@ -11,8 +11,11 @@
 //! The values and their index outlive a batch, so that a stream's next
 //! batch finds its series' values stored already (the batch builder keeps
 //! them while most are still in use; see [`DictionaryColumn::clear`]).
-//! A finished batch holds only the values its rows use, numbered in the
-//! order its rows first use them: what a builder new to the batch gives.
+//! A finished batch holds only the values its rows use, in value order:
+//! the order lake files are sorted in (`points::sort_by_series`), which
+//! then finds each dictionary sorted already instead of sorting its values
+//! once a file. The column keeps its stored values' order from batch to
+//! batch, so a batch pays only for ordering the values new to it.
 
 use std::{hash::BuildHasher, sync::Arc};
 
@@ -37,6 +40,9 @@ pub(super) struct DictionaryColumn {
     /// bounds a flood is the batch's size (ingest flushes by bytes held).
     index: HashTable<i32>,
     hasher: foldhash::fast::RandomState,
+    /// The first `order.len()` stored values' keys, in value order; the
+    /// values stored since are merged in at the next `finish`.
+    order: Vec<i32>,
     /// Scratch for `finish`: each stored value's key in the finished batch.
     renumbered: Vec<i32>,
     /// How many stored values the last finished batch used.
@@ -51,6 +57,7 @@ impl Default for DictionaryColumn {
             values: StringBuilder::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            order: Vec::new(),
             renumbered: Vec::new(),
             used: 0,
         }
@@ -121,30 +128,70 @@ impl DictionaryColumn {
     }
 
     /// The rows since the last `finish` as an array holding the values they
-    /// use, in the order they first use them; the stored values stay.
+    /// use, in value order; the stored values stay.
     pub(super) fn finish(&mut self) -> DictionaryArray<Int32Type> {
+        self.order_new_values();
         let mut keys = std::mem::take(&mut self.keys);
         let renumbered = &mut self.renumbered;
         renumbered.clear();
         renumbered.resize(self.values.len(), NULL_ROW);
-        let mut used = StringBuilder::new();
-        for key in &mut keys {
-            if *key == NULL_ROW {
-                *key = 0;
-                continue;
+        // Mark the values the rows use, number them in value order, then
+        // give each row its value's number.
+        for &key in &keys {
+            if key != NULL_ROW {
+                renumbered[key as usize] = 0;
             }
-            let slot = &mut renumbered[*key as usize];
-            if *slot == NULL_ROW {
+        }
+        let mut used = StringBuilder::new();
+        for &key in &self.order {
+            let slot = &mut renumbered[key as usize];
+            if *slot != NULL_ROW {
                 // Fewer used values than stored ones, which fit an i32.
                 *slot = used.len() as i32;
-                used.append_value(value_bytes(&self.values, *key));
+                used.append_value(value_bytes(&self.values, key));
             }
-            *key = *slot;
+        }
+        for key in &mut keys {
+            *key = match *key {
+                NULL_ROW => 0,
+                stored => renumbered[stored as usize],
+            };
         }
         self.used = used.len();
         let keys = Int32Array::new(keys.into(), self.nulls.finish());
         DictionaryArray::try_new(keys, Arc::new(used.finish()))
             .expect("every key is renumbered into the used values")
+    }
+
+    /// Merges the values stored since the last `finish` into `order`: a
+    /// sort of the new ones alone, then one pass.
+    fn order_new_values(&mut self) {
+        let ordered = self.order.len();
+        let stored = self.values.len();
+        if ordered == stored {
+            return;
+        }
+        let values = &self.values;
+        let value = |key: i32| value_of(values, key);
+        // Keys are below 2^31 (see `intern`).
+        let mut new: Vec<i32> = (ordered as i32..stored as i32).collect();
+        new.sort_unstable_by(|&a, &b| value(a).cmp(value(b)));
+        let old = std::mem::take(&mut self.order);
+        let mut merged = Vec::with_capacity(stored);
+        let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+        while let (Some(&a), Some(&b)) = (old.peek(), new.peek()) {
+            // Stored values are distinct, so neither order wins a tie.
+            if value(a) < value(b) {
+                merged.push(a);
+                old.next();
+            } else {
+                merged.push(b);
+                new.next();
+            }
+        }
+        merged.extend(old);
+        merged.extend(new);
+        self.order = merged;
     }
 
     /// Notes a finished batch without rows in this column (it used none of
@@ -161,6 +208,7 @@ impl DictionaryColumn {
         self.values = StringBuilder::new();
         self.index.clear();
         self.index.shrink_to(4096, |_| 0);
+        self.order = Vec::new();
         self.renumbered = Vec::new();
         self.used = 0;
     }
@@ -210,7 +258,46 @@ mod tests {
         assert_eq!(
             column.finish().values().len(),
             1,
-            "the index starts over too"
+            "a batch holds only the values its rows use"
         );
+    }
+
+    proptest::proptest! {
+        /// Batch after batch, a finished column holds each row's value (or
+        /// null) and exactly the values its rows use, in strictly
+        /// increasing order, however values were stored before.
+        #[test]
+        fn each_batch_holds_its_values_in_value_order(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(proptest::option::of("[a-c]{0,3}"), 0..30),
+                1..6,
+            )
+        ) {
+            let mut column = DictionaryColumn::default();
+            for rows in batches {
+                for row in &rows {
+                    match row {
+                        Some(value) => {
+                            let key = column.intern(value);
+                            column.push_key(key);
+                        }
+                        None => column.push_nulls(1),
+                    }
+                }
+                let array = column.finish();
+                let values = array.values().as_string::<i32>();
+                let values: Vec<&str> = values.iter().map(Option::unwrap).collect();
+                proptest::prop_assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+                let mut used: Vec<&str> = rows.iter().flatten().map(String::as_str).collect();
+                used.sort_unstable();
+                used.dedup();
+                proptest::prop_assert_eq!(&values, &used);
+                proptest::prop_assert_eq!(column.used(), used.len());
+                let strings = arrow::compute::cast(&array, &arrow::datatypes::DataType::Utf8).unwrap();
+                let got: Vec<Option<&str>> = strings.as_string::<i32>().iter().collect();
+                let want: Vec<Option<&str>> = rows.iter().map(Option::as_deref).collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
     }
 }

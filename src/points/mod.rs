@@ -270,6 +270,26 @@ fn value_ranks(column: &ArrayRef) -> Result<Ranked, ArrowError> {
     let Some(values) = dictionary.values().as_string_opt::<i32>() else {
         return Ok(as_it_is());
     };
+    let keys = dictionary.keys();
+    if values.null_count() == 0 && strictly_increasing(values) {
+        // Each value is its own rank, as `PointBatchBuilder` leaves them:
+        // no sort, and the values as they are.
+        let ranks: Vec<u32> = keys
+            .values()
+            .iter()
+            .map(|&k| {
+                if (k as usize) < values.len() {
+                    k as u32
+                } else {
+                    0
+                }
+            })
+            .collect();
+        return Ok(Ranked {
+            ranks: Arc::new(UInt32Array::new(ranks.into(), dictionary.logical_nulls())),
+            values_by_rank: Some(Arc::clone(dictionary.values())),
+        });
+    }
     let sorted = sort_to_indices(values, None, None)?;
     let mut rank = vec![0u32; values.len()];
     // The first value of each rank.
@@ -298,7 +318,6 @@ fn value_ranks(column: &ArrayRef) -> Result<Ranked, ArrowError> {
         )?),
         _ => None,
     };
-    let keys = dictionary.keys();
     // A null row's key is arbitrary, possibly past the values: it ranks 0
     // and stays null. A key pointing at a null value is null too, as arrow
     // compares it.
@@ -311,6 +330,12 @@ fn value_ranks(column: &ArrayRef) -> Result<Ranked, ArrowError> {
         ranks: Arc::new(UInt32Array::new(ranks.into(), dictionary.logical_nulls())),
         values_by_rank,
     })
+}
+
+/// Whether every value is less than the next, in the order `sort_to_indices`
+/// sorts strings (their bytes).
+fn strictly_increasing(values: &arrow::array::StringArray) -> bool {
+    (1..values.len()).all(|i| values.value(i - 1).as_bytes() < values.value(i).as_bytes())
 }
 
 pub const MS_PER_HOUR: i64 = 3_600_000;
@@ -399,6 +424,30 @@ mod tests {
         let batch = b.finish().unwrap();
         let sorted = sort_by_series(&batch).unwrap();
         assert_eq!(sorted, sorted_by_strings(&batch));
+        // The same rows with each dictionary in first-seen order (as arrow's
+        // cast builds one), which the sort orders itself.
+        let first_seen: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Dictionary(..) => {
+                    let strings = arrow::compute::cast(c, &DataType::Utf8).unwrap();
+                    arrow::compute::cast(&strings, c.data_type()).unwrap()
+                }
+                _ => Arc::clone(c),
+            })
+            .collect();
+        let first_seen = RecordBatch::try_new(batch.schema(), first_seen).unwrap();
+        let hosts = first_seen.column_by_name("host").unwrap();
+        let hosts = hosts
+            .as_dictionary::<Int32Type>()
+            .values()
+            .as_string::<i32>();
+        assert!(
+            !strictly_increasing(hosts),
+            "the test's dictionary is out of order"
+        );
+        assert_eq!(sort_by_series(&first_seen).unwrap(), sorted);
         // Each dictionary in value order, each value once.
         for name in ["name", "host", "zone"] {
             let values = sorted
