@@ -149,8 +149,14 @@ impl<'b, 'a> LineSink<'b, 'a> {
     pub(super) fn commit_line(&mut self) -> Result<usize, LineError> {
         let n = self.pending.len();
         let (set, series) = match self.line_tags {
-            LineTags::Series(series) => (None, Some(series)),
-            LineTags::Known(set) => (Some(set), None),
+            LineTags::Series(series) => {
+                self.check_kept_keys(self.builder.series_tags(series))?;
+                (None, Some(series))
+            }
+            LineTags::Known(set) => {
+                self.check_kept_keys(set)?;
+                (Some(set), None)
+            }
             LineTags::Spelled(spelling) => {
                 self.check_tags()?;
                 (Some(self.builder.add_tag_set(spelling, &self.tags)), None)
@@ -231,6 +237,23 @@ impl<'b, 'a> LineSink<'b, 'a> {
         } else {
             0
         };
+        self.check_new_keys(new_keys)
+    }
+
+    /// The limit on a batch's tag keys, for a line of a stored tag set:
+    /// the builder keeps sets from earlier batches (points::builder), and a
+    /// set's keys may be new to this one. The set's other checks held when
+    /// it was stored, and depend on its spelling alone.
+    fn check_kept_keys(&self, set: TagSetId) -> Result<(), LineError> {
+        let near_limit =
+            self.builder.tag_columns() + self.builder.tag_set_len(set) > self.limits.max_tag_keys;
+        if !near_limit {
+            return Ok(());
+        }
+        self.check_new_keys(self.builder.columns_new_to_batch(set))
+    }
+
+    fn check_new_keys(&self, new_keys: usize) -> Result<(), LineError> {
         if new_keys > 0 && self.builder.tag_columns() + new_keys > self.limits.max_tag_keys {
             return Err(LineError::new(
                 RejectReason::TooManyTags,

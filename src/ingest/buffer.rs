@@ -15,6 +15,7 @@ pub(super) struct PartitionBuffer {
     /// if that is more (tag keys multiply columns, every column is padded
     /// to every row, and a batch of new series stores more per tag than
     /// its input spent). The measure of `flush_bytes` and the memory budget.
+    /// Between batches, what the builder keeps for the next one.
     pub(super) bytes: usize,
     /// Input bytes buffered.
     input_bytes: usize,
@@ -57,11 +58,69 @@ impl PartitionBuffer {
         self.first_offset.is_some()
     }
 
-    /// Resets after a flush.
+    /// Resets after a flush; `bytes` is then what the builder keeps.
     pub(super) fn clear(&mut self) {
         self.first_offset = None;
-        self.bytes = 0;
+        self.bytes = self.builder.estimated_bytes();
         self.input_bytes = 0;
         self.since = None;
+    }
+
+    /// Frees what the builder keeps between batches, when memory is
+    /// short; nothing while records wait to be flushed.
+    pub(super) fn forget_kept(&mut self) {
+        if !self.has_records() {
+            self.builder.forget_kept();
+            self.bytes = self.builder.estimated_bytes();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Format, Limits, decode_record};
+
+    #[test]
+    fn what_the_builder_keeps_is_held_between_batches_until_forgotten() {
+        let mut buffer = PartitionBuffer::default();
+        // More series than a cleared store keeps room for (4,096).
+        let lines: Vec<String> = (0..10_000)
+            .map(|i| format!("cpu;host=h{i} 1.5 1700000000"))
+            .collect();
+        let record = lines.join("\n");
+        let mut rejects = Vec::new();
+        let limits = Limits::unbounded();
+        decode_record(
+            Format::Graphite,
+            record.as_bytes(),
+            0,
+            limits,
+            &mut buffer.builder,
+            &mut rejects,
+        );
+        buffer.record(0, record.len());
+        buffer.builder.finish().unwrap();
+        buffer.clear();
+        assert!(!buffer.has_records());
+        let kept = buffer.bytes;
+        assert!(kept > 10_000 * 8, "10k series kept: {kept} bytes");
+        assert_eq!(kept, buffer.builder.estimated_bytes());
+        // Not while records wait: their batch needs what it stored.
+        decode_record(
+            Format::Graphite,
+            record.as_bytes(),
+            0,
+            limits,
+            &mut buffer.builder,
+            &mut rejects,
+        );
+        buffer.record(1, record.len());
+        buffer.forget_kept();
+        assert!(buffer.bytes >= kept);
+        buffer.builder.finish().unwrap();
+        buffer.clear();
+        buffer.forget_kept();
+        assert!(buffer.bytes < kept / 2, "{} of {kept} bytes", buffer.bytes);
     }
 }

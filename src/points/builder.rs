@@ -194,7 +194,17 @@ pub struct PointBatchBuilder {
     /// This batch's number since the builder was made (wrapping: a stale
     /// mark would need 2^32 batches to look current).
     batch: u32,
+    /// The most memory ([`Self::estimated_bytes`] of an empty batch) kept
+    /// from one batch for the next; see [`Self::keep_at_most`].
+    kept_limit: usize,
 }
+
+/// What a tag column costs besides its rows, values and key: its parts'
+/// headers and an index entry.
+const COLUMN_BYTES: usize = 256;
+
+/// [`PointBatchBuilder::keep_at_most`]'s default.
+const KEPT_LIMIT: usize = 16 << 20;
 
 impl std::fmt::Debug for PointBatchBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +232,7 @@ impl Default for PointBatchBuilder {
             resolved: Vec::new(),
             rows: 0,
             batch: 0,
+            kept_limit: KEPT_LIMIT,
         }
     }
 }
@@ -259,10 +270,11 @@ impl PointBatchBuilder {
     pub fn estimated_bytes(&self) -> usize {
         let columns = self.batch_columns;
         let per_row = 20 + columns.saturating_mul(4) + columns.div_ceil(8);
+        // A column's key is held twice (the column's and the index's).
         let dictionaries: usize = self
             .tags
             .iter()
-            .map(|column| column.values.held_bytes())
+            .map(|column| column.values.held_bytes() + 2 * column.key.len() + COLUMN_BYTES)
             .sum();
         self.rows
             .saturating_mul(per_row)
@@ -283,6 +295,26 @@ impl PointBatchBuilder {
     /// Graphite `;`, Influx `,`), and the empty spelling means no tags in all.
     pub fn known_tag_set(&self, spelling: &[u8]) -> Option<TagSetId> {
         self.tag_sets.find(spelling)
+    }
+
+    /// How many tags the stored set `set` has.
+    pub fn tag_set_len(&self, set: TagSetId) -> usize {
+        self.tag_sets.pairs(set).len()
+    }
+
+    /// How many of the stored set `set`'s tag columns have no row in this
+    /// batch yet: the keys a point of it would add to the batch.
+    pub fn columns_new_to_batch(&self, set: TagSetId) -> usize {
+        self.tag_sets
+            .pairs(set)
+            .iter()
+            .filter(|&&(column, _)| self.tags[column as usize].values.len() == 0)
+            .count()
+    }
+
+    /// The stored tag set of the stored series `series`.
+    pub fn series_tags(&self, series: SeriesId) -> TagSetId {
+        self.series.series[series.0 as usize].tags
     }
 
     /// Stores a tag set under the bytes it was read from, for
@@ -448,13 +480,30 @@ impl PointBatchBuilder {
             fields.push(Field::new(column.key.clone(), string_type(), true));
             columns.push(Arc::new(column.values.finish()));
         }
-        if !self.kept().worth_keeping() {
-            self.forget_stored();
-        }
         self.rows = 0;
         self.batch_columns = 0;
+        // Measured with no rows: what keeping would hold.
+        if !self.kept().worth_keeping() || self.estimated_bytes() > self.kept_limit {
+            self.forget_stored();
+        }
         self.batch = self.batch.wrapping_add(1);
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+
+    /// Keeps at most `bytes` (as [`Self::estimated_bytes`] counts them) from
+    /// one batch for the next: what is kept counts against the next batch's
+    /// memory, so its owner bounds it by what a batch may hold.
+    pub fn keep_at_most(&mut self, bytes: usize) {
+        self.kept_limit = bytes;
+    }
+
+    /// Forgets what the builder keeps between batches (see [`Kept`]), when
+    /// memory is short. Only between batches: a batch with rows still needs
+    /// what it stored.
+    pub fn forget_kept(&mut self) {
+        if self.rows == 0 {
+            self.forget_stored();
+        }
     }
 
     /// What the builder stores, and how much of it the batch just finished
@@ -509,7 +558,8 @@ struct Kept {
 impl Kept {
     /// Unused entries kept whatever the batch used: a small store costs
     /// little, and a quiet batch should not cost its stream its series.
-    const SLACK: usize = 4096;
+    /// Small in unit tests, so that property tests reach the forgetting.
+    const SLACK: usize = if cfg!(test) { 16 } else { 4096 };
 
     fn worth_keeping(&self) -> bool {
         let unused = self.stored.saturating_sub(self.used);
@@ -694,7 +744,7 @@ mod tests {
     #[test]
     fn a_store_mostly_unused_is_forgotten() {
         let mut b = PointBatchBuilder::default();
-        let many = 3 * Kept::SLACK;
+        let many = 12_288;
         for i in 0..many {
             let series = store_series(&mut b, i);
             b.push_series(series, 0, 1.0);

@@ -111,8 +111,10 @@ impl DictionaryColumn {
     /// entries (the keys are counted per row by the batch).
     pub(super) fn held_bytes(&self) -> usize {
         let distinct = self.values.len();
+        // Per value: its offset, its index entry, its place in `order` and
+        // its slot in `renumbered`.
         self.values.values_slice().len()
-            + distinct * (size_of::<i32>() + super::builder::INDEX_ENTRY_BYTES)
+            + distinct * (3 * size_of::<i32>() + super::builder::INDEX_ENTRY_BYTES)
     }
 
     /// Appends a row holding the value of `key` (from [`Self::intern`]).

@@ -493,6 +493,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sorted_names(names, vec![4, 3, 2, 1]), [1, 2, 4, 3]);
+
+        // In order, but with a value twice: its keys are not its ranks.
+        let names = arrow::array::DictionaryArray::<Int32Type>::try_new(
+            vec![2, 1, 0, 1].into(),
+            Arc::new(arrow::array::StringArray::from(vec!["a", "a", "b"])),
+        )
+        .unwrap();
+        assert_eq!(sorted_names(names, vec![4, 3, 2, 1]), [1, 2, 3, 4]);
     }
 
     #[test]

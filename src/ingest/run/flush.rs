@@ -108,6 +108,17 @@ impl IngestStage {
                 "memory budget reached; flushing largest buffer"
             );
             self.flush(&topic, partition, stop).await?;
+            // What its builder keeps for the next batch goes too: the
+            // largest buffer may be one that only keeps.
+            if let Some(state) = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.partitions.get_mut(&partition))
+            {
+                let before = state.buffer.bytes;
+                state.buffer.forget_kept();
+                self.buffered_bytes = self.buffered_bytes - before + state.buffer.bytes;
+            }
         }
         Ok(())
     }
@@ -159,6 +170,9 @@ impl IngestStage {
             last_offset: buffer.last_offset,
         };
         if !buffer.builder.is_empty() {
+            // What the builder keeps counts against the next batch's
+            // flush size: at most a quarter of it.
+            buffer.builder.keep_at_most(self.flush_bytes / 4);
             let batch = buffer.builder.finish()?;
             let mut backoff = Backoff::up_to(Duration::from_secs(10));
             let outcome = loop {
@@ -185,8 +199,9 @@ impl IngestStage {
             metrics::counter!("klaxon_lake_rows_written_total").increment(outcome.rows as u64);
             metrics::counter!("klaxon_lake_bytes_written_total").increment(outcome.bytes as u64);
         }
-        self.buffered_bytes -= buffer.bytes;
+        let before = buffer.bytes;
         buffer.clear();
+        self.buffered_bytes = self.buffered_bytes - before + buffer.bytes;
 
         // The files are durable; until the commit lands, a crash replays
         // them and the in-flight marker discards them.
