@@ -20,7 +20,10 @@
 use std::{hash::BuildHasher, sync::Arc};
 
 use arrow::{
-    array::{ArrayBuilder, DictionaryArray, Int32Array, NullBufferBuilder, StringBuilder},
+    array::{
+        ArrayBuilder, DictionaryArray, Int32Array, NullBufferBuilder, StringArray, StringBuilder,
+    },
+    buffer::OffsetBuffer,
     datatypes::Int32Type,
 };
 use hashbrown::HashTable;
@@ -144,13 +147,18 @@ impl DictionaryColumn {
                 renumbered[key as usize] = 0;
             }
         }
-        let mut used = StringBuilder::new();
+        // The used values' bytes, checked as UTF-8 once as a whole when the
+        // array is made (each was stored from a `&str`).
+        let mut offsets = vec![0i32];
+        let mut bytes = Vec::new();
         for &key in &self.order {
             let slot = &mut renumbered[key as usize];
             if *slot != NULL_ROW {
                 // Fewer used values than stored ones, which fit an i32.
-                *slot = used.len() as i32;
-                used.append_value(value_bytes(&self.values, key));
+                *slot = offsets.len() as i32 - 1;
+                bytes.extend_from_slice(value_of(&self.values, key));
+                // Within the stored values' bytes, which fit an i32.
+                offsets.push(bytes.len() as i32);
             }
         }
         for key in &mut keys {
@@ -159,9 +167,11 @@ impl DictionaryColumn {
                 stored => renumbered[stored as usize],
             };
         }
-        self.used = used.len();
+        self.used = offsets.len() - 1;
+        let used = StringArray::try_new(OffsetBuffer::new(offsets.into()), bytes.into(), None)
+            .expect("whole stored values, each stored from a str");
         let keys = Int32Array::new(keys.into(), self.nulls.finish());
-        DictionaryArray::try_new(keys, Arc::new(used.finish()))
+        DictionaryArray::try_new(keys, Arc::new(used))
             .expect("every key is renumbered into the used values")
     }
 
@@ -214,12 +224,6 @@ impl DictionaryColumn {
         self.renumbered = Vec::new();
         self.used = 0;
     }
-}
-
-/// The value `key` stands for, as the `&str` it was stored from.
-fn value_bytes(values: &StringBuilder, key: i32) -> &str {
-    // Stored from `&str`s whole, so every value is UTF-8.
-    std::str::from_utf8(value_of(values, key)).expect("values are stored from str")
 }
 
 /// The bytes of the value `key` stands for.
