@@ -125,14 +125,17 @@ fn sort_indices(keys: Vec<ArrayRef>) -> Result<UInt32Array, ArrowError> {
 /// in the first-level cache.
 const RADIX_BITS: u32 = 11;
 
-/// The rows by series (every sort column but the last, `time`), each
-/// series' rows in arrival order: a stable radix sort of the series codes,
-/// a pass per 11 bits the codes use. That is the sort's own order when
-/// every series' points arrived in time order, as a stream's usually do,
-/// which one pass checks; `None` when they did not, or when the codes need
-/// more than 32 bits or a column is of another kind (the caller sorts by
-/// whole keys then). On a flush of `klaxon bench`'s shape (40k points of
-/// 10k series) this replaces a comparison sort of the whole keys.
+/// The rows in sort order (series, then time, then arrival), found as the
+/// rows by series (every sort column but the last, `time`) with a stable
+/// radix sort of their series codes, a pass per 11 bits the codes use:
+/// each series' rows come out in arrival order, which is already their
+/// time order when its points arrived in time order, as a stream's
+/// usually do. One pass checks each series, and a series whose points did
+/// not is sorted by time alone, so a late point costs its own series only.
+/// `None` when the codes need more than 32 bits or a column is of another
+/// kind (the caller sorts by whole keys then). On a flush of `klaxon
+/// bench`'s shape (40k points of 10k series) this replaces a comparison
+/// sort of the whole keys.
 fn rows_by_series(columns: &[ArrayRef]) -> Option<UInt32Array> {
     let (time, series) = columns.split_last()?;
     let times = time.as_primitive_opt::<TimestampMillisecondType>()?;
@@ -180,11 +183,16 @@ fn rows_by_series(columns: &[ArrayRef]) -> Option<UInt32Array> {
         std::mem::swap(&mut keys, &mut spare);
     }
     let times = times.values();
-    let in_time_order = keys.windows(2).all(|pair| {
-        let (a, b) = (pair[0], pair[1]);
-        a >> u32::BITS != b >> u32::BITS || times[a as u32 as usize] <= times[b as u32 as usize]
-    });
-    in_time_order.then(|| UInt32Array::from_iter_values(keys.into_iter().map(|key| key as u32)))
+    let time = |key: u64| times[key as u32 as usize];
+    for series in keys.chunk_by_mut(|a, b| a >> u32::BITS == b >> u32::BITS) {
+        if !series.is_sorted_by_key(|&key| time(key)) {
+            // The row breaks ties, as the whole keys' order does.
+            series.sort_unstable_by_key(|&key| (time(key), key as u32));
+        }
+    }
+    Some(UInt32Array::from_iter_values(
+        keys.into_iter().map(|key| key as u32),
+    ))
 }
 
 /// Each row's whole sort key as one integer: see [`packed_keys`].
@@ -481,10 +489,10 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Rows sorted by series radix or by whole keys come out as a sort
-        /// of the strings puts them: points of 3 or up to 4,000 hosts (one
-        /// or two radix passes), zones missing or not, times in arrival
-        /// order (the radix sort's case) or shuffled (the whole keys').
+        /// Rows sorted by series come out as a sort of the strings puts
+        /// them: points of 3 hosts or up to 300 (one or two radix passes),
+        /// zones missing or not, times in arrival order or shuffled (each
+        /// series then sorted by time).
         #[test]
         fn sorting_by_series_orders_as_the_strings_do(
             points in proptest::collection::vec(
@@ -510,12 +518,50 @@ mod tests {
             }
             let batch = b.finish().unwrap();
             proptest::prop_assert_eq!(sort_by_series(&batch).unwrap(), sorted_by_strings(&batch));
-            if arrival_order {
-                let keys: Vec<ArrayRef> = series_order(&batch.schema())
-                    .into_iter()
-                    .map(|i| value_ranks(batch.column(i)).unwrap().ranks)
-                    .collect();
-                proptest::prop_assert!(rows_by_series(&keys).is_some(), "in time order: by radix");
+            let keys: Vec<ArrayRef> = series_order(&batch.schema())
+                .into_iter()
+                .map(|i| value_ranks(batch.column(i)).unwrap().ranks)
+                .collect();
+            proptest::prop_assert!(rows_by_series(&keys).is_some(), "sorted by radix");
+        }
+    }
+
+    proptest::proptest! {
+        /// On rank columns as `value_ranks` gives them (nulls included),
+        /// the radix sort by series gives exactly the order of the whole
+        /// keys, times tied or out of order within a series, over codes
+        /// of one to three passes; past 32 bits it declines.
+        #[test]
+        fn rows_by_series_orders_as_whole_keys_do(
+            rows in proptest::collection::vec(
+                (0..8u32, proptest::option::of(0..4096u32), 0..16u32, 0..5i64),
+                1..200,
+            ),
+            widest in proptest::sample::select(vec![7u32, 4095, 1 << 20, u32::MAX - 1]),
+            few_series: bool,
+        ) {
+            // Few series: long runs of tied times, which only the row's
+            // tiebreak keeps in order once a run is longer than a small sort.
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(|(a, b, c, t)| if few_series { (0, b.map(|b| b % 2), 0, t) } else { (a, b, c, t) })
+                .collect();
+            // The widest column's largest rank sets how many bits the codes
+            // use: 4 + 13 + 5 (two passes), 4 + 21 + 5 (three), or past 32.
+            let mut wide: Vec<Option<u32>> = rows.iter().map(|r| r.1).collect();
+            wide[0] = Some(widest);
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(UInt32Array::from(wide)),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.3))),
+            ];
+            match rows_by_series(&columns) {
+                Some(by_series) => {
+                    proptest::prop_assert!(widest < u32::MAX - 1, "33 bits or more decline");
+                    proptest::prop_assert_eq!(by_series, sort_indices(columns).unwrap());
+                }
+                None => proptest::prop_assert_eq!(widest, u32::MAX - 1),
             }
         }
     }
