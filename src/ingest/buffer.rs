@@ -89,16 +89,19 @@ mod tests {
             .map(|i| format!("cpu;host=h{i} 1.5 1700000000"))
             .collect();
         let record = lines.join("\n");
-        let mut rejects = Vec::new();
-        let limits = Limits::unbounded();
-        decode_record(
-            Format::Graphite,
-            record.as_bytes(),
-            0,
-            limits,
-            &mut buffer.builder,
-            &mut rejects,
-        );
+        let decode = |buffer: &mut PartitionBuffer| {
+            let limits = Limits::unbounded();
+            let mut rejects = Vec::new();
+            decode_record(
+                Format::Graphite,
+                record.as_bytes(),
+                0,
+                limits,
+                &mut buffer.builder,
+                &mut rejects,
+            );
+        };
+        decode(&mut buffer);
         buffer.record(0, record.len());
         buffer.builder.finish().unwrap();
         buffer.clear();
@@ -107,14 +110,7 @@ mod tests {
         assert!(kept > 10_000 * 8, "10k series kept: {kept} bytes");
         assert_eq!(kept, buffer.builder.estimated_bytes());
         // Not while records wait: their batch needs what it stored.
-        decode_record(
-            Format::Graphite,
-            record.as_bytes(),
-            0,
-            limits,
-            &mut buffer.builder,
-            &mut rejects,
-        );
+        decode(&mut buffer);
         buffer.record(1, record.len());
         buffer.forget_kept();
         assert!(buffer.bytes >= kept);

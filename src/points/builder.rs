@@ -393,26 +393,14 @@ impl PointBatchBuilder {
         let series = &mut self.series.series[series.0 as usize];
         series.appended = self.batch;
         let Series { name_key, tags, .. } = *series;
-        let columns = &mut self.batch_columns;
-        append_tags(
-            &mut self.tags,
-            self.tag_sets.pairs(tags),
-            self.rows,
-            columns,
-        );
+        self.append_set(tags);
         self.push_fixed(name_key, time_ms, value);
     }
 
     /// Appends one point of a stored tag set.
     pub fn push_tagged(&mut self, name: &str, time_ms: i64, value: f64, tags: TagSetId) {
         self.tag_sets.appended[tags.0 as usize] = self.batch;
-        let columns = &mut self.batch_columns;
-        append_tags(
-            &mut self.tags,
-            self.tag_sets.pairs(tags),
-            self.rows,
-            columns,
-        );
+        self.append_set(tags);
         let name_key = self.name.intern(name);
         self.push_fixed(name_key, time_ms, value);
     }
@@ -440,6 +428,12 @@ impl PointBatchBuilder {
         );
         let name_key = self.name.intern(name);
         self.push_fixed(name_key, time_ms, value);
+    }
+
+    /// Appends the stored set `tags`' tags to the row being added.
+    fn append_set(&mut self, tags: TagSetId) {
+        let pairs = self.tag_sets.pairs(tags);
+        append_tags(&mut self.tags, pairs, self.rows, &mut self.batch_columns);
     }
 
     /// The columns every row has: time, the name's key, value.
@@ -655,11 +649,7 @@ mod tests {
         }
         let (by_set, by_tags) = (by_set.finish().unwrap(), by_tags.finish().unwrap());
         assert_eq!(by_set, by_tags);
-        let hosts = by_set
-            .column_by_name("host")
-            .unwrap()
-            .as_dictionary::<arrow::datatypes::Int32Type>();
-        assert_eq!(hosts.values().len(), 2, "a value is stored once");
+        assert_eq!(host_values(&by_set), 2, "a value is stored once");
     }
     #[test]
     fn a_stored_series_appends_as_its_name_and_tags_would() {
@@ -689,6 +679,15 @@ mod tests {
             by_tags.push(name, i, i as f64, tags);
         }
         assert_eq!(by_series.finish().unwrap(), by_tags.finish().unwrap());
+    }
+
+    /// How many values the batch's `host` dictionary holds.
+    fn host_values(batch: &RecordBatch) -> usize {
+        let hosts = batch.column_by_name("host").unwrap();
+        hosts
+            .as_dictionary::<arrow::datatypes::Int32Type>()
+            .values()
+            .len()
     }
 
     /// Series `i` of a store: name `m{i % 7}`, tags `host=h{i}`, and for odd
@@ -734,11 +733,7 @@ mod tests {
         let (kept, new) = (kept.finish().unwrap(), new.finish().unwrap());
         assert_eq!(kept, new);
         assert_eq!(kept.schema().fields().len(), 4, "time, name, value, host");
-        let hosts = kept
-            .column_by_name("host")
-            .unwrap()
-            .as_dictionary::<arrow::datatypes::Int32Type>();
-        assert_eq!(hosts.values().len(), 2, "h4 and h2, not the batch before's");
+        assert_eq!(host_values(&kept), 2, "h4 and h2, not the batch before's");
     }
 
     #[test]
