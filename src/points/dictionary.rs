@@ -176,7 +176,8 @@ impl DictionaryColumn {
     }
 
     /// Merges the values stored since the last `finish` into `order`: a
-    /// sort of the new ones alone, then one pass.
+    /// sort of the new ones alone, then the standard stable sort, which
+    /// finds the two sorted runs and merges them in one pass.
     fn order_new_values(&mut self) {
         let ordered = self.order.len();
         let stored = self.values.len();
@@ -184,26 +185,11 @@ impl DictionaryColumn {
             return;
         }
         let values = &self.values;
-        let value = |key: i32| value_of(values, key);
+        let by_value = |&a: &i32, &b: &i32| value_of(values, a).cmp(value_of(values, b));
         // Keys are below 2^31 (see `intern`).
-        let mut new: Vec<i32> = (ordered as i32..stored as i32).collect();
-        new.sort_unstable_by(|&a, &b| value(a).cmp(value(b)));
-        let old = std::mem::take(&mut self.order);
-        let mut merged = Vec::with_capacity(stored);
-        let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
-        while let (Some(&a), Some(&b)) = (old.peek(), new.peek()) {
-            // Stored values are distinct, so neither order wins a tie.
-            if value(a) < value(b) {
-                merged.push(a);
-                old.next();
-            } else {
-                merged.push(b);
-                new.next();
-            }
-        }
-        merged.extend(old);
-        merged.extend(new);
-        self.order = merged;
+        self.order.extend(ordered as i32..stored as i32);
+        self.order[ordered..].sort_unstable_by(by_value);
+        self.order.sort_by(by_value);
     }
 
     /// Notes a finished batch without rows in this column (it used none of
